@@ -1,0 +1,26 @@
+#ifndef NBCANVAS_BUNDLE_H
+#define NBCANVAS_BUNDLE_H
+
+/*
+ * The zip answer of POST /v1/render (libzip, built in memory): index.html,
+ * notebook.ipynb, result.json, resources/<images>, artifacts/<files the
+ * notebook wrote>.
+ */
+
+#include <stddef.h>
+
+#include "nbcanvas/err.h"
+#include "nbcanvas/tarball.h"
+
+struct bundle_part {
+    const char *name; /* path inside the zip */
+    const char *data; /* borrowed until bundle_zip returns */
+    size_t len;
+};
+
+/* Writes a new zip of parts into *out (caller frees) and its size into
+ * *out_len. */
+int bundle_zip(char **out, size_t *out_len, const struct bundle_part *parts,
+               size_t n, struct err *err);
+
+#endif

@@ -1,0 +1,74 @@
+#ifndef NBCANVAS_CONFIG_H
+#define NBCANVAS_CONFIG_H
+
+/*
+ * The service's settings: built-in defaults that work on the machine the
+ * README sets up, overridden by a JSON config file. Read once at start and
+ * read-only afterwards, so every thread may read it without locks.
+ * docs/CONFIG.md lists every key.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "nbcanvas/err.h"
+
+/* Limits that apply to one sandbox container. */
+struct sandbox_limits {
+    long long memory_bytes; /* memory and memory+swap: no swap */
+    double cpus;
+    long pids;
+    long long workdir_bytes; /* tmpfs size of /home/sandbox */
+    long long tmp_bytes;     /* tmpfs size of /tmp */
+    long nofile;
+    long long fsize_bytes;
+};
+
+struct config {
+    char listen[64];
+    char docker_host[256];
+    long docker_timeout_ms;
+    char runtime[32]; /* "" for the engine's default, "runsc" for gVisor */
+    char notebook_image[128];
+    char languages_file[512];
+    char html_csp[512];
+
+    /* HTTP */
+    long long max_body_bytes;
+    long long max_run_body_bytes;
+    long max_connections;
+    long max_connections_per_ip;
+    long connection_timeout_s;
+
+    /* /v1/render */
+    long render_timeout_s;     /* default when the request names none */
+    long render_max_timeout_s; /* the most a request may ask for */
+    long long max_html_bytes;
+    long long max_result_bytes; /* everything fetched back from a sandbox */
+    long long max_artifact_bytes;
+    struct sandbox_limits render_limits;
+
+    /* /v1/run */
+    long run_timeout_s;
+    long run_max_timeout_s;
+    long compile_timeout_s;
+    long long max_output_bytes; /* per stream */
+    struct sandbox_limits run_limits;
+
+    /* scheduling */
+    long max_jobs;  /* 0: from cores and memory */
+    long max_queue; /* 0: twice max_jobs */
+    long reaper_interval_s;
+};
+
+/* Fills cfg with the built-in defaults. */
+void config_defaults(struct config *cfg);
+
+/* Overrides cfg with the keys of the JSON file at path. Unknown keys, wrong
+ * types and out-of-range values fail with ERR_INVALID naming the key. */
+int config_load(struct config *cfg, const char *path, struct err *err);
+
+/* Settles derived values (max_jobs from the machine, ...). */
+void config_finish(struct config *cfg);
+
+#endif

@@ -1,0 +1,76 @@
+#ifndef NBCANVAS_DOCKER_H
+#define NBCANVAS_DOCKER_H
+
+/*
+ * A client for the Docker Engine API over its unix socket (or a tcp
+ * address), built on libcurl. Every call has a timeout; nothing here runs
+ * the docker CLI. Replies bigger than the caller's buffer cap fail with
+ * ERR_OUTPUT instead of growing memory.
+ */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "nbcanvas/buf.h"
+#include "nbcanvas/err.h"
+
+struct docker;
+
+struct docker_opts {
+    const char *host;        /* "unix:///var/run/docker.sock" or "tcp://h:p" */
+    long connect_timeout_ms; /* per connection */
+    long call_timeout_ms;    /* default for control calls */
+};
+
+#define DOCKER_OPTS_INIT {"unix:///var/run/docker.sock", 2000, 15000}
+
+/* Returns a new client in *out (caller frees with docker_free). Does not
+ * contact the engine; see docker_negotiate. */
+int docker_new(struct docker **out, const struct docker_opts *opts,
+               struct err *err);
+void docker_free(struct docker *d);
+
+/* Asks GET /version and settles on the API version both sides speak. */
+int docker_negotiate(struct docker *d, struct err *err);
+/* The API version in use, e.g. "1.41" (borrowed). */
+const char *docker_api_version(const struct docker *d);
+
+/*
+ * One request. body may be NULL; content_type defaults to JSON. The reply
+ * body lands in resp (which caps it) and the HTTP status in *status.
+ * timeout_ms 0 means the client's default. Fails with ERR_ENGINE when the
+ * engine cannot be reached or does not answer in time; an HTTP error status
+ * is not a failure here (callers decide), see docker_check.
+ */
+int docker_request(struct docker *d, const char *method, const char *path,
+                   const void *body, size_t body_len,
+                   const char *content_type, struct buf *resp, long *status,
+                   long timeout_ms, struct err *err);
+
+/* Sends json (borrowed) and parses a JSON reply into *out (new reference,
+ * may be NULL for empty replies). Any status >= 400 becomes an error:
+ * 404 is ERR_NOT_FOUND, anything else ERR_INTERNAL, with the engine's
+ * message. */
+int docker_call_json(struct docker *d, const char *method, const char *path,
+                     json_t *body, json_t **out, long timeout_ms,
+                     struct err *err);
+
+/* Streaming calls (attach, exec start): bytes are handed to on_data as they
+ * arrive. on_open, if set, is called once the engine has answered with
+ * headers (the stream is live; e.g. start the container now). Returning
+ * non-zero from either callback ends the stream early with that value.
+ * The stream ends by EOF, deadline_ms (absolute, util_now_ms clock: then
+ * ERR_TIMEOUT) or *cancel becoming true (then ERR_CANCELLED). */
+struct docker_stream_cb {
+    int (*on_open)(void *ctx);
+    int (*on_data)(void *ctx, const char *data, size_t len);
+    void *ctx;
+    const volatile bool *cancel;
+};
+
+int docker_stream(struct docker *d, const char *method, const char *path,
+                  const char *json_body, const struct docker_stream_cb *cb,
+                  long long deadline_ms, struct err *err);
+
+#endif

@@ -1,0 +1,27 @@
+#ifndef NBCANVAS_HTTP_H
+#define NBCANVAS_HTTP_H
+
+/*
+ * The HTTP front (libmicrohttpd): the route table, body limits, request
+ * ids, the error format, and the mapping of ERR_* codes to statuses. The
+ * handlers parse, call render/runner, and serialise; no business logic.
+ */
+
+#include <jansson.h>
+
+#include "nbcanvas/err.h"
+#include "nbcanvas/service.h"
+
+struct http_server;
+
+/* Starts serving svc (borrowed, must outlive the server) on cfg.listen. */
+int http_start(struct http_server **out, struct service *svc,
+               struct err *err);
+/* Stops accepting, waits for in-flight requests, frees the server. */
+void http_stop(struct http_server *srv);
+
+/* A new error body {"error": {"code", "message", ...details}}; details
+ * (borrowed, may be NULL) are merged into the error object. */
+json_t *http_error_json(int code, const char *message, json_t *details);
+
+#endif

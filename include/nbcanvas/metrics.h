@@ -1,0 +1,26 @@
+#ifndef NBCANVAS_METRICS_H
+#define NBCANVAS_METRICS_H
+
+/*
+ * Counters and latency histograms for GET /metrics, in Prometheus' text
+ * format. Thread-safe; cheap enough to call on every request.
+ */
+
+#include "nbcanvas/buf.h"
+
+struct metrics;
+struct jobs;
+
+struct metrics *metrics_new(void);
+void metrics_free(struct metrics *m);
+
+/* Records one answered request: route ("/v1/render"), status, latency. */
+void metrics_request(struct metrics *m, const char *route, unsigned status,
+                     long long ms);
+/* Counts an event: "timeouts", "ooms", "reaped", "cache_hits" ... */
+void metrics_count(struct metrics *m, const char *event, long n);
+
+/* Appends the exposition text to out; jobs (may be NULL) adds gauges. */
+void metrics_write(struct metrics *m, struct jobs *jobs, struct buf *out);
+
+#endif

@@ -1,0 +1,36 @@
+#ifndef NBCANVAS_RENDER_H
+#define NBCANVAS_RENDER_H
+
+/*
+ * The render pipeline: a validated request in, the answer out (a page, a
+ * zip, a notebook or JSON), or an error with its details. One fresh
+ * sandbox per request; see docs/ARCHITECTURE.md for the walk through it.
+ */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "nbcanvas/err.h"
+#include "nbcanvas/request.h"
+#include "nbcanvas/service.h"
+
+struct render_result {
+    int code;        /* 0, or the ERR_* of the failure */
+    char *body;      /* owned: the answer on success */
+    size_t body_len;
+    const char *content_type;
+    json_t *details; /* owned: extra fields of the error object, or NULL */
+    char message[256];
+    char server_timing[256];
+    bool cache_hit;
+};
+
+/* Runs req and fills out (release with render_result_release). Returns
+ * out->code. cancel, when set, ends the job early (client gone). */
+int render_run(struct render_result *out, struct service *svc,
+               const struct render_request *req, const char *request_id,
+               const volatile bool *cancel);
+void render_result_release(struct render_result *r);
+
+#endif

@@ -1,0 +1,64 @@
+#ifndef NBCANVAS_REQUEST_H
+#define NBCANVAS_REQUEST_H
+
+/*
+ * Parsing and validating request bodies (POST /v1/render, POST /v1/run)
+ * into plain structs. Everything a client can get wrong is caught here and
+ * answered with ERR_INVALID and a message that names the field, before any
+ * container exists.
+ */
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "nbcanvas/config.h"
+#include "nbcanvas/err.h"
+#include "nbcanvas/notebook.h"
+#include "nbcanvas/tarball.h"
+
+#define REQUEST_MAX_FILES 64
+#define REQUEST_MAX_NAME 255
+
+enum render_format { FORMAT_HTML, FORMAT_ZIP, FORMAT_IPYNB, FORMAT_JSON };
+
+struct render_request {
+    json_t *notebook; /* owned; the notebook to execute */
+    const struct kernel_info *kernel;
+    enum render_format format;
+    bool include_input;
+    char template_name[16];
+    long timeout_s;
+    bool allow_errors;
+    bool cache;
+    struct tar_files files; /* request files, decoded */
+};
+
+struct run_request {
+    char language[64];
+    char *code;
+    size_t code_len;
+    char *stdin_data;
+    size_t stdin_len;
+    long timeout_s;
+    struct tar_files files;
+};
+
+/* Parses a render request body; out is released with
+ * request_render_release even when parsing fails. */
+int request_parse_render(struct render_request *out, const char *body,
+                         size_t len, const struct config *cfg,
+                         struct err *err);
+void request_render_release(struct render_request *r);
+
+int request_parse_run(struct run_request *out, const char *body, size_t len,
+                      const struct config *cfg, struct err *err);
+void request_run_release(struct run_request *r);
+
+/* True when name is a safe relative path for a request file: not empty,
+ * at most REQUEST_MAX_NAME bytes, no NUL or backslash, not absolute, no
+ * empty, "." or ".." component, and not under the reserved ".nbcanvas". */
+bool request_file_name_ok(const char *name, size_t len);
+
+const char *request_format_name(enum render_format f);
+
+#endif

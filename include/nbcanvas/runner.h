@@ -1,0 +1,24 @@
+#ifndef NBCANVAS_RUNNER_H
+#define NBCANVAS_RUNNER_H
+
+/*
+ * POST /v1/run: one snippet in one language, in a fresh sandbox. The
+ * program's own failure is a result (status runtime_error, compile_error,
+ * timeout, memory_limit or output_limit), not an error; errors are for bad
+ * requests and infrastructure faults.
+ */
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "nbcanvas/err.h"
+#include "nbcanvas/request.h"
+#include "nbcanvas/service.h"
+
+/* Runs req; on success *out is a new JSON result object as API.md
+ * describes. cancel ends the job early (client gone). */
+int runner_run(json_t **out, struct service *svc,
+               const struct run_request *req, const char *request_id,
+               const volatile bool *cancel, struct err *err);
+
+#endif

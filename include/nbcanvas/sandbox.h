@@ -1,0 +1,84 @@
+#ifndef NBCANVAS_SANDBOX_H
+#define NBCANVAS_SANDBOX_H
+
+/*
+ * One hardened job container: created with nbcanvas's labels and the
+ * limits of struct sandbox_limits, its working directory a size-limited
+ * tmpfs volume (so the archive API can reach it while the root filesystem
+ * stays read-only), and removed with its volume by sandbox_destroy on every
+ * path. Callers own a struct sandbox from sandbox_create until
+ * sandbox_destroy, which never fails in a way they must handle.
+ */
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "nbcanvas/buf.h"
+#include "nbcanvas/config.h"
+#include "nbcanvas/docker.h"
+#include "nbcanvas/err.h"
+
+#define SANDBOX_WORKDIR "/home/sandbox"
+#define SANDBOX_UID 1000
+#define SANDBOX_LABEL "org.nbcanvas.managed"
+
+struct sandbox {
+    struct docker *docker; /* borrowed */
+    char id[80];
+    bool started;
+};
+
+struct sandbox_spec {
+    const char *image;
+    json_t *cmd; /* borrowed JSON array of strings */
+    json_t *env; /* borrowed JSON array of "K=V" strings, may be NULL */
+    const struct sandbox_limits *limits;
+    const char *runtime;  /* "" for the engine's default */
+    const char *job_id;   /* the request id, for the label */
+    long long deadline_s; /* wall-clock epoch after which reapers remove it */
+};
+
+/* The owner label of the containers this process creates: the listen
+ * address for a service (so a restarted service finds what its previous
+ * run left), "cli-<pid>" for one-shot commands. Set once at start. */
+void sandbox_set_owner(const char *owner);
+const char *sandbox_owner(void);
+
+/* The JSON body of POST /containers/create for spec (new reference);
+ * separate so tests can check every hardening field. */
+json_t *sandbox_create_body(const struct sandbox_spec *spec);
+
+/* Creates the container. A missing image is ERR_ENGINE. */
+int sandbox_create(struct sandbox *sb, struct docker *d,
+                   const struct sandbox_spec *spec, struct err *err);
+int sandbox_start(struct sandbox *sb, struct err *err);
+/* Uploads a tar (from tarball_write) into the working directory. */
+int sandbox_put(struct sandbox *sb, const struct buf *tar, struct err *err);
+/* Downloads path as a tar into out (whose cap bounds it: ERR_OUTPUT). */
+int sandbox_get(struct sandbox *sb, const char *path, struct buf *out,
+                struct err *err);
+/* Streams the container's stdout and stderr (see docker_stream). */
+int sandbox_attach(struct sandbox *sb, const struct docker_stream_cb *cb,
+                   long long deadline_ms, struct err *err);
+/* Runs cmd inside the running container, streaming its output to cb, and
+ * stores its exit code in *exit_code (-1 if it did not finish). */
+int sandbox_exec(struct sandbox *sb, json_t *cmd,
+                 const struct docker_stream_cb *cb, long long deadline_ms,
+                 int *exit_code, struct err *err);
+/* True when the engine recorded an out-of-memory kill in the container. */
+bool sandbox_oom_killed(struct sandbox *sb);
+/* Kills and removes the container and its volume; safe to call twice and
+ * on a sandbox that was never created. */
+void sandbox_destroy(struct sandbox *sb);
+
+enum sandbox_reap_mode {
+    REAP_OWNED,  /* every container of this owner: at start and at exit */
+    REAP_EXPIRED /* any nbcanvas container past its deadline label */
+};
+
+/* Removes nbcanvas's containers chosen by mode. Returns how many were
+ * removed, or a negative ERR_* code. */
+int sandbox_reap(struct docker *d, enum sandbox_reap_mode mode,
+                 struct err *err);
+
+#endif

@@ -1,0 +1,52 @@
+#ifndef NBCANVAS_TARBALL_H
+#define NBCANVAS_TARBALL_H
+
+/*
+ * In-memory tar archives for the Engine's archive API (libarchive).
+ * Writing: the service builds the upload itself from validated names, as
+ * regular files with fixed owner and mode, never links. Reading: only
+ * regular files are kept; links, devices and names that climb out of the
+ * root are skipped and counted, and sizes are capped, so a hostile
+ * container cannot make the service read or write outside its buffers.
+ * Nothing is ever extracted to the host's filesystem.
+ */
+
+#include <stddef.h>
+
+#include "nbcanvas/buf.h"
+#include "nbcanvas/err.h"
+
+struct tar_entry {
+    char *name; /* relative path */
+    char *data;
+    size_t len;
+};
+
+struct tar_files {
+    struct tar_entry *v;
+    size_t n;
+    size_t skipped; /* entries that were not plain regular files */
+};
+
+#define TAR_FILES_INIT {NULL, 0, 0}
+
+/* Appends a tar of entries (borrowed) to out, owned by uid:gid, mode 0644,
+ * with a directory entry for every parent folder. */
+int tarball_write(struct buf *out, const struct tar_entry *entries, size_t n,
+                  int uid, int gid, struct err *err);
+
+/* Reads the regular files of a tar held in memory into out (caller releases
+ * with tarball_files_release). strip is a leading folder to drop from every
+ * name ("sandbox/"); entries outside it are skipped. More than max_files
+ * files or max_total bytes fails with ERR_OUTPUT. */
+int tarball_read(struct tar_files *out, const char *data, size_t len,
+                 const char *strip, size_t max_files, size_t max_total,
+                 struct err *err);
+
+/* The entry named name, or NULL (borrowed). */
+const struct tar_entry *tarball_find(const struct tar_files *files,
+                                     const char *name);
+
+void tarball_files_release(struct tar_files *files);
+
+#endif

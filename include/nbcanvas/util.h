@@ -1,0 +1,34 @@
+#ifndef NBCANVAS_UTIL_H
+#define NBCANVAS_UTIL_H
+
+/*
+ * Allocation that never fails (it aborts when memory runs out, as git's
+ * wrapper.c does), so error paths only deal with I/O, protocol and input.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t n);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* Returns a new string formatted like printf; caller frees. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Milliseconds on CLOCK_MONOTONIC, for deadlines that survive clock jumps. */
+int64_t util_now_ms(void);
+
+/* A new random UUID in its 36-character text form, written into out[37]. */
+void util_uuid(char out[37]);
+/* True when s is a UUID in text form. */
+bool util_is_uuid(const char *s);
+
+/* Lower-case hex SHA-256 of data into out[65]. */
+void util_sha256_hex(char out[65], const void *data, size_t len);
+
+#include "nbcanvas/banned.h"
+
+#endif

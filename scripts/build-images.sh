@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Builds the sandbox images from notebook-images/<name>/ without any registry.
+#
+#   stage 1: packages.txt -> a Debian bookworm root filesystem made by
+#            mmdebstrap from the host's own apt sources, with the unprivileged
+#            user "sandbox" (uid 1000), imported as nbcanvas-base/<name>:<hash>.
+#   stage 2: docker build of notebook-images/<name>/Dockerfile on that base
+#            (no step needs a network) -> nbcanvas/<name>:latest.
+#
+# Both stages are cached by content hash: stage 1 by packages.txt, stage 2 by
+# every file of notebook-images/<name>/ (and templates/ for the python image),
+# recorded as the image label org.nbcanvas.hash. Usage:
+#   scripts/build-images.sh [--force] [name ...]     (default: every image)
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+force=0
+if [ "${1:-}" = "--force" ]; then
+    force=1
+    shift
+fi
+names=("$@")
+if [ ${#names[@]} -eq 0 ]; then
+    for d in "$top"/notebook-images/*/; do
+        [ -f "$d/packages.txt" ] && names+=("$(basename "$d")")
+    done
+fi
+export DOCKER_BUILDKIT=0
+
+apt_sources() {
+    for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
+        if [ -s "$f" ]; then
+            echo "$f"
+            return
+        fi
+    done
+    echo "build-images: no apt sources found on this host" >&2
+    exit 1
+}
+
+hash_files() {
+    (cd "$top" && find "$@" -type f -print0 | LC_ALL=C sort -z |
+        xargs -0 sha256sum | sha256sum | cut -c1-16)
+}
+
+image_label() {
+    docker image inspect -f '{{index .Config.Labels "org.nbcanvas.hash"}}' \
+        "$1" 2>/dev/null || true
+}
+
+build_base() {
+    local name=$1 tag=$2 pkgs
+    pkgs=$(grep -v '^\s*#' "$top/notebook-images/$name/packages.txt" |
+        tr -s ' \n' ',' | sed 's/^,//; s/,$//')
+    echo "build-images: $tag: mmdebstrap bookworm with $pkgs"
+    mmdebstrap --variant=minbase --include="$pkgs" \
+        --dpkgopt='path-exclude=/usr/share/doc/*' \
+        --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' \
+        --customize-hook='chroot "$1" useradd --create-home --uid 1000 --user-group --shell /bin/bash sandbox' \
+        --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
+        --quiet bookworm - "$(apt_sources)" |
+        docker import --change 'USER sandbox' \
+            --change 'WORKDIR /home/sandbox' \
+            --change 'ENV HOME=/home/sandbox LANG=C.UTF-8' \
+            --change "LABEL org.nbcanvas.hash=$3" - "$tag"
+}
+
+build_one() {
+    local name=$1 dir="$top/notebook-images/$1" base_hash base full_hash
+    local paths=("notebook-images/$name")
+    [ "$name" = python ] && paths+=(templates)
+    base_hash=$(hash_files "notebook-images/$name/packages.txt")
+    base="nbcanvas-base/$name:$base_hash"
+    full_hash=$(hash_files "${paths[@]}" scripts/build-images.sh)
+
+    if [ $force = 0 ] && [ "$(image_label "nbcanvas/$name:latest")" = "$full_hash" ]; then
+        echo "build-images: nbcanvas/$name:latest is up to date ($full_hash)"
+        return
+    fi
+    if [ $force = 1 ] || [ "$(image_label "$base")" != "$base_hash" ]; then
+        build_base "$name" "$base" "$base_hash"
+    fi
+
+    local ctx
+    ctx=$(mktemp -d)
+    trap 'rm -rf "$ctx"' RETURN
+    cp -a "$dir/." "$ctx/"
+    [ "$name" = python ] && cp -a "$top/templates" "$ctx/templates"
+    if [ ! -f "$ctx/Dockerfile" ]; then
+        printf 'ARG BASE\nFROM $BASE\n' >"$ctx/Dockerfile"
+    fi
+    docker build --quiet --build-arg "BASE=$base" \
+        --label "org.nbcanvas.hash=$full_hash" -t "nbcanvas/$name:latest" "$ctx"
+    echo "build-images: built nbcanvas/$name:latest ($full_hash)"
+}
+
+for n in "${names[@]}"; do
+    build_one "$n"
+done

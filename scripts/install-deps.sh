@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs every Debian package nbcanvas needs to build, test and run.
+# Idempotent: packages already present are left alone.
+set -euo pipefail
+
+packages=(
+    build-essential cmake pkg-config clang
+    libcurl4-openssl-dev libjansson-dev libzip-dev libmicrohttpd-dev
+    uuid-dev libarchive-dev libssl-dev
+    docker.io runsc mmdebstrap uidmap
+    curl python3 ca-certificates
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+        missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

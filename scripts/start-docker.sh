@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Makes sure a Docker engine answers on /var/run/docker.sock.
+# If none does, starts Debian's dockerd without a bridge or iptables rules
+# (job containers only ever use network "none") and with gVisor's runsc
+# registered as the runtime "runsc" for the hardened mode.
+set -euo pipefail
+
+sock=${DOCKER_SOCK:-/var/run/docker.sock}
+log=${DOCKERD_LOG:-/var/log/nbcanvas-dockerd.log}
+
+engine_answers() {
+    curl -fsS --max-time 3 --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&1
+}
+
+if engine_answers; then
+    exit 0
+fi
+
+conf=/etc/nbcanvas/dockerd.json
+mkdir -p /etc/nbcanvas
+cat >"$conf" <<'JSON'
+{
+  "runtimes": {
+    "runsc": {
+      "path": "/usr/bin/runsc",
+      "runtimeArgs": ["--platform=ptrace", "--network=none"]
+    }
+  }
+}
+JSON
+
+echo "start-docker: starting dockerd (log: $log)"
+nohup dockerd --config-file "$conf" --bridge=none --iptables=false \
+    --ip6tables=false --host "unix://$sock" >>"$log" 2>&1 &
+
+for _ in $(seq 1 60); do
+    if engine_answers; then
+        echo "start-docker: engine is up"
+        exit 0
+    fi
+    sleep 1
+done
+echo "start-docker: dockerd did not answer within 60 s; see $log" >&2
+exit 1

@@ -1,0 +1,82 @@
+/*
+ * Zip bundles with libzip, entirely in memory: a zip_source_buffer is the
+ * archive's backing store, kept alive past zip_close so its bytes can be
+ * read back. libzip contract: with freep=0 the data given to
+ * zip_source_buffer must live until zip_close, and zip_source_free is only
+ * ours to call when zip_file_add failed.
+ */
+#include "nbcanvas/bundle.h"
+
+#include <stdlib.h>
+#include <zip.h>
+
+#include "nbcanvas/util.h"
+
+static int read_back(zip_source_t *src, char **out, size_t *out_len,
+                     struct err *err)
+{
+    zip_stat_t st;
+
+    if (zip_source_open(src) < 0)
+        return err_set(err, ERR_INTERNAL, "zip: reopen failed");
+    zip_stat_init(&st);
+    if (zip_source_stat(src, &st) < 0 || !(st.valid & ZIP_STAT_SIZE)) {
+        zip_source_close(src);
+        return err_set(err, ERR_INTERNAL, "zip: no size");
+    }
+    *out = xmalloc(st.size + 1);
+    if (zip_source_read(src, *out, st.size) != (zip_int64_t)st.size) {
+        zip_source_close(src);
+        free(*out);
+        *out = NULL;
+        return err_set(err, ERR_INTERNAL, "zip: short read");
+    }
+    *out_len = st.size;
+    zip_source_close(src);
+    return 0;
+}
+
+int bundle_zip(char **out, size_t *out_len, const struct bundle_part *parts,
+               size_t n, struct err *err)
+{
+    zip_error_t ze;
+    zip_source_t *backing;
+    zip_t *za;
+    size_t i;
+    int rc = 0;
+
+    zip_error_init(&ze);
+    backing = zip_source_buffer_create(NULL, 0, 0, &ze);
+    if (!backing) {
+        zip_error_fini(&ze);
+        return err_set(err, ERR_INTERNAL, "zip: no buffer");
+    }
+    zip_source_keep(backing); /* read it after zip_close */
+    za = zip_open_from_source(backing, ZIP_TRUNCATE, &ze);
+    if (!za) {
+        rc = err_set(err, ERR_INTERNAL, "zip: %s", zip_error_strerror(&ze));
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        zip_source_t *s = zip_source_buffer(za, parts[i].data, parts[i].len,
+                                            0);
+
+        if (!s || zip_file_add(za, parts[i].name, s, ZIP_FL_ENC_UTF_8) < 0) {
+            zip_source_free(s);
+            rc = err_set(err, ERR_INTERNAL, "zip %s: %s", parts[i].name,
+                         zip_strerror(za));
+            zip_discard(za);
+            goto done;
+        }
+    }
+    if (zip_close(za) < 0) {
+        rc = err_set(err, ERR_INTERNAL, "zip: %s", zip_strerror(za));
+        zip_discard(za);
+        goto done;
+    }
+    rc = read_back(backing, out, out_len, err);
+done:
+    zip_source_free(backing);
+    zip_error_fini(&ze);
+    return rc;
+}

@@ -1,0 +1,380 @@
+/*
+ * Commands. Options are parsed with getopt_long; every command shares
+ * service_open (config, engine client, languages, limiter, metrics), so a
+ * one-shot render behaves exactly as POST /v1/render does.
+ */
+#include "nbcanvas/cli.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nbcanvas/http.h"
+#include "nbcanvas/languages.h"
+#include "nbcanvas/metrics.h"
+#include "nbcanvas/render.h"
+#include "nbcanvas/runner.h"
+#include "nbcanvas/sandbox.h"
+#include "nbcanvas/util.h"
+
+void cli_usage(void)
+{
+    fputs("usage: nbcanvas COMMAND [OPTIONS]\n"
+          "\n"
+          "commands:\n"
+          "  serve   [--listen ADDR:PORT] [--config FILE]\n"
+          "          serve the HTTP API (default 127.0.0.1:8080)\n"
+          "  render  REQUEST.json [-o OUT] [--config FILE]\n"
+          "          run a POST /v1/render body once, write the answer\n"
+          "  run     --language NAME FILE [--stdin FILE] [--timeout S]\n"
+          "          [--config FILE]\n"
+          "          run one snippet, print its stdout and stderr,\n"
+          "          exit with its exit code\n"
+          "\n"
+          "The config file is --config, else $NBCANVAS_CONFIG, else the\n"
+          "built-in defaults (docs/CONFIG.md). `nbcanvas COMMAND --help`\n"
+          "describes a command.\n",
+          stdout);
+}
+
+static void service_close(struct service *svc)
+{
+    docker_free(svc->docker);
+    jobs_free(svc->jobs);
+    languages_free(svc->languages);
+    metrics_free(svc->metrics);
+    memset(svc, 0, sizeof(*svc));
+}
+
+/* Builds the shared service. The engine is not contacted here: a service
+ * may start while the engine is down and become ready later. */
+static int service_open(struct service *svc, const char *config_path,
+                        const char *listen, struct err *err)
+{
+    struct docker_opts opts = DOCKER_OPTS_INIT;
+    int rc;
+
+    memset(svc, 0, sizeof(*svc));
+    config_defaults(&svc->cfg);
+    if (!config_path)
+        config_path = getenv("NBCANVAS_CONFIG");
+    if (config_path && config_path[0]) {
+        rc = config_load(&svc->cfg, config_path, err);
+        if (rc < 0)
+            return rc;
+    }
+    if (listen)
+        snprintf(svc->cfg.listen, sizeof(svc->cfg.listen), "%s", listen);
+    config_finish(&svc->cfg);
+    opts.host = svc->cfg.docker_host;
+    opts.call_timeout_ms = svc->cfg.docker_timeout_ms;
+    rc = docker_new(&svc->docker, &opts, err);
+    if (rc == 0)
+        rc = languages_load(&svc->languages, svc->cfg.languages_file, err);
+    if (rc < 0) {
+        service_close(svc);
+        return rc;
+    }
+    svc->jobs = jobs_new(svc->cfg.max_jobs, svc->cfg.max_queue);
+    svc->metrics = metrics_new();
+    return 0;
+}
+
+static bool wants_help(int argc, char **argv)
+{
+    int i;
+
+    for (i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return true;
+    return false;
+}
+
+static char *read_file(const char *path, size_t *len, size_t cap)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    struct buf b = BUF_INIT(cap);
+    char chunk[65536];
+    size_t n;
+
+    if (!f)
+        return NULL;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (buf_append(&b, chunk, n) < 0)
+            break;
+    if (f != stdin)
+        fclose(f);
+    if (b.overflow) {
+        buf_release(&b);
+        return NULL;
+    }
+    return buf_detach(&b, len);
+}
+
+static void print_error(int code, const char *message, json_t *details)
+{
+    json_t *j = http_error_json(code, message, details);
+
+    json_dumpf(j, stderr, JSON_COMPACT);
+    fputc('\n', stderr);
+    json_decref(j);
+}
+
+/* Serve until SIGTERM or SIGINT; reap expired containers meanwhile. */
+static int serve_loop(struct service *svc)
+{
+    struct http_server *srv = NULL;
+    struct err err = ERR_INIT;
+    sigset_t stop;
+    struct timespec tick = {svc->cfg.reaper_interval_s, 0};
+    int rc, sig;
+
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL); /* threads inherit the mask */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (docker_negotiate(svc->docker, &err) < 0)
+        fprintf(stderr, "nbcanvas: engine not ready: %s\n", err.msg);
+    else if ((rc = sandbox_reap(svc->docker, REAP_OWNED, &err)) > 0)
+        fprintf(stderr, "nbcanvas: removed %d container(s) left by a "
+                        "previous run\n", rc);
+    rc = http_start(&srv, svc, &err);
+    if (rc < 0) {
+        fprintf(stderr, "nbcanvas: %s\n", err.msg);
+        return 1;
+    }
+    fprintf(stderr, "nbcanvas: serving on http://%s (jobs %ld, queue %ld)\n",
+            svc->cfg.listen, svc->cfg.max_jobs, svc->cfg.max_queue);
+    for (;;) {
+        sig = sigtimedwait(&stop, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        rc = sandbox_reap(svc->docker, REAP_EXPIRED, &err);
+        if (rc > 0)
+            metrics_count(svc->metrics, "reaped", rc);
+    }
+    fprintf(stderr, "nbcanvas: stopping: finishing in-flight requests\n");
+    http_stop(srv); /* waits for every connection thread */
+    sandbox_reap(svc->docker, REAP_OWNED, &err);
+    return 0;
+}
+
+int cli_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {{"listen", required_argument, 0, 'l'},
+                                         {"config", required_argument, 0, 'c'},
+                                         {0, 0, 0, 0}};
+    const char *listen = NULL, *config = NULL;
+    struct service svc;
+    struct err err = ERR_INIT;
+    int c, rc;
+
+    if (wants_help(argc, argv)) {
+        puts("usage: nbcanvas serve [--listen ADDR:PORT] [--config FILE]\n"
+             "Serves the HTTP API of ../shared/API.md (docs/API.md).\n"
+             "  --listen  address and port (default 127.0.0.1:8080)\n"
+             "  --config  JSON config file (default $NBCANVAS_CONFIG)");
+        return 0;
+    }
+    while ((c = getopt_long(argc, argv, "l:c:", opts, NULL)) != -1) {
+        if (c == 'l')
+            listen = optarg;
+        else if (c == 'c')
+            config = optarg;
+        else
+            return 2;
+    }
+    if (service_open(&svc, config, listen, &err) < 0) {
+        fprintf(stderr, "nbcanvas: %s\n", err.msg);
+        return 1;
+    }
+    sandbox_set_owner(svc.cfg.listen);
+    rc = serve_loop(&svc);
+    service_close(&svc);
+    return rc;
+}
+
+static int write_output(const char *path, const char *data, size_t len)
+{
+    FILE *f = path ? fopen(path, "wb") : stdout;
+
+    if (!f) {
+        fprintf(stderr, "nbcanvas: cannot write %s\n", path);
+        return 1;
+    }
+    fwrite(data, 1, len, f);
+    if (f != stdout)
+        fclose(f);
+    return 0;
+}
+
+static void one_shot_owner(void)
+{
+    char owner[32];
+
+    snprintf(owner, sizeof(owner), "cli-%ld", (long)getpid());
+    sandbox_set_owner(owner);
+}
+
+int cli_render(int argc, char **argv)
+{
+    static const struct option opts[] = {{"output", required_argument, 0, 'o'},
+                                         {"config", required_argument, 0, 'c'},
+                                         {0, 0, 0, 0}};
+    const char *out = NULL, *config = NULL;
+    struct service svc;
+    struct render_request req;
+    struct render_result res;
+    struct err err = ERR_INIT;
+    char id[37], *body;
+    size_t len = 0;
+    int c, rc;
+
+    if (wants_help(argc, argv)) {
+        puts("usage: nbcanvas render REQUEST.json [-o OUT] [--config FILE]\n"
+             "Runs a POST /v1/render body (a file, or - for stdin) through\n"
+             "the same pipeline and writes the answer to OUT (default\n"
+             "stdout). Exit 0 on success; otherwise 1 with the error JSON\n"
+             "on stderr.");
+        return 0;
+    }
+    while ((c = getopt_long(argc, argv, "o:c:", opts, NULL)) != -1) {
+        if (c == 'o')
+            out = optarg;
+        else if (c == 'c')
+            config = optarg;
+        else
+            return 2;
+    }
+    if (optind >= argc) {
+        fputs("nbcanvas render: give a request file (see --help)\n", stderr);
+        return 2;
+    }
+    if (service_open(&svc, config, NULL, &err) < 0) {
+        print_error(err.code, err.msg, NULL);
+        return 1;
+    }
+    one_shot_owner();
+    body = read_file(argv[optind], &len, (size_t)svc.cfg.max_body_bytes);
+    if (!body) {
+        print_error(ERR_INVALID, "cannot read the request file (or too big)",
+                    NULL);
+        service_close(&svc);
+        return 1;
+    }
+    util_uuid(id);
+    rc = request_parse_render(&req, body, len, &svc.cfg, &err);
+    if (rc == 0)
+        rc = docker_negotiate(svc.docker, &err);
+    if (rc < 0) {
+        print_error(rc, err.msg, NULL);
+    } else {
+        rc = render_run(&res, &svc, &req, id, NULL);
+        if (rc < 0)
+            print_error(rc, res.message, res.details);
+        else
+            rc = write_output(out, res.body, res.body_len);
+        render_result_release(&res);
+    }
+    request_render_release(&req);
+    free(body);
+    service_close(&svc);
+    return rc == 0 ? 0 : 1;
+}
+
+static int run_snippet(struct service *svc, struct run_request *req)
+{
+    struct err err = ERR_INIT;
+    json_t *result = NULL;
+    char id[37];
+    int rc;
+
+    util_uuid(id);
+    rc = docker_negotiate(svc->docker, &err);
+    if (rc == 0)
+        rc = runner_run(&result, svc, req, id, NULL, &err);
+    if (rc < 0) {
+        print_error(rc, err.msg, NULL);
+        return 125;
+    }
+    fputs(json_string_value(json_object_get(result, "stdout")), stdout);
+    fputs(json_string_value(json_object_get(result, "stderr")), stderr);
+    rc = (int)json_integer_value(json_object_get(result, "exit_code"));
+    if (strcmp(json_string_value(json_object_get(result, "status")), "ok") &&
+        strcmp(json_string_value(json_object_get(result, "status")),
+               "runtime_error"))
+        fprintf(stderr, "nbcanvas: %s\n",
+                json_string_value(json_object_get(result, "status")));
+    json_decref(result);
+    return rc < 0 ? 124 : rc;
+}
+
+int cli_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"language", required_argument, 0, 'l'},
+        {"stdin", required_argument, 0, 's'},
+        {"timeout", required_argument, 0, 't'},
+        {"config", required_argument, 0, 'c'},
+        {0, 0, 0, 0}};
+    const char *lang = NULL, *config = NULL, *in = NULL;
+    struct run_request req = {0};
+    struct service svc;
+    struct err err = ERR_INIT;
+    long timeout = 0;
+    int c, rc;
+
+    if (wants_help(argc, argv)) {
+        puts("usage: nbcanvas run --language NAME FILE [--stdin FILE]\n"
+             "                    [--timeout S] [--config FILE]\n"
+             "Runs FILE as POST /v1/run would, prints the program's stdout\n"
+             "and stderr, and exits with its exit code (124 when it did not\n"
+             "finish, 125 when nbcanvas itself failed).");
+        return 0;
+    }
+    while ((c = getopt_long(argc, argv, "l:s:t:c:", opts, NULL)) != -1) {
+        if (c == 'l')
+            lang = optarg;
+        else if (c == 's')
+            in = optarg;
+        else if (c == 't')
+            timeout = strtol(optarg, NULL, 10);
+        else if (c == 'c')
+            config = optarg;
+        else
+            return 2;
+    }
+    if (!lang || optind >= argc) {
+        fputs("nbcanvas run: give --language NAME and a FILE (see --help)\n",
+              stderr);
+        return 2;
+    }
+    if (service_open(&svc, config, NULL, &err) < 0) {
+        print_error(err.code, err.msg, NULL);
+        return 125;
+    }
+    one_shot_owner();
+    snprintf(req.language, sizeof(req.language), "%s", lang);
+    req.timeout_s = timeout > 0 && timeout <= svc.cfg.run_max_timeout_s
+                        ? timeout
+                        : svc.cfg.run_timeout_s;
+    req.code = read_file(argv[optind], &req.code_len,
+                         (size_t)svc.cfg.max_run_body_bytes);
+    req.stdin_data = in ? read_file(in, &req.stdin_len, 1 << 20)
+                        : xstrdup("");
+    if (!req.code || !req.stdin_data) {
+        print_error(ERR_INVALID, "cannot read the code or stdin file", NULL);
+        rc = 125;
+    } else {
+        rc = run_snippet(&svc, &req);
+    }
+    request_run_release(&req);
+    service_close(&svc);
+    return rc;
+}

@@ -1,0 +1,195 @@
+/*
+ * Configuration: one table maps every JSON key to a field of struct config,
+ * its type and its allowed range, so adding a setting is one line here and
+ * one in docs/CONFIG.md.
+ */
+#include "nbcanvas/config.h"
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nbcanvas/util.h"
+
+enum key_type { KEY_STR, KEY_LONG, KEY_LLONG, KEY_DOUBLE };
+
+struct key {
+    const char *name;
+    enum key_type type;
+    size_t offset;
+    size_t size; /* for strings: the field's size */
+    double min, max;
+};
+
+#define STR(n, f) {n, KEY_STR, offsetof(struct config, f), \
+                   sizeof(((struct config *)0)->f), 0, 0}
+#define LONG(n, f, lo, hi) {n, KEY_LONG, offsetof(struct config, f), 0, lo, hi}
+#define LLONG(n, f, lo, hi) \
+    {n, KEY_LLONG, offsetof(struct config, f), 0, lo, hi}
+#define DBL(n, f, lo, hi) {n, KEY_DOUBLE, offsetof(struct config, f), 0, lo, hi}
+#define MiB (1024.0 * 1024.0)
+#define GiB (1024.0 * MiB)
+
+static const struct key keys[] = {
+    STR("listen", listen),
+    STR("docker_host", docker_host),
+    LONG("docker_timeout_ms", docker_timeout_ms, 100, 600000),
+    STR("runtime", runtime),
+    STR("notebook_image", notebook_image),
+    STR("languages_file", languages_file),
+    STR("html_csp", html_csp),
+    LLONG("max_body_bytes", max_body_bytes, 1024, 1 * GiB),
+    LLONG("max_run_body_bytes", max_run_body_bytes, 1024, 1 * GiB),
+    LONG("max_connections", max_connections, 1, 65536),
+    LONG("max_connections_per_ip", max_connections_per_ip, 1, 65536),
+    LONG("connection_timeout_s", connection_timeout_s, 1, 3600),
+    LONG("render_timeout_s", render_timeout_s, 1, 86400),
+    LONG("render_max_timeout_s", render_max_timeout_s, 1, 86400),
+    LLONG("max_html_bytes", max_html_bytes, 1024, 4 * GiB),
+    LLONG("max_result_bytes", max_result_bytes, 1024, 4 * GiB),
+    LLONG("max_artifact_bytes", max_artifact_bytes, 0, 4 * GiB),
+    LLONG("render_memory_bytes", render_limits.memory_bytes, 16 * MiB,
+          256 * GiB),
+    DBL("render_cpus", render_limits.cpus, 0.01, 256),
+    LONG("render_pids", render_limits.pids, 16, 100000),
+    LLONG("render_workdir_bytes", render_limits.workdir_bytes, MiB, 64 * GiB),
+    LLONG("render_tmp_bytes", render_limits.tmp_bytes, MiB, 64 * GiB),
+    LONG("render_nofile", render_limits.nofile, 32, 1048576),
+    LLONG("render_fsize_bytes", render_limits.fsize_bytes, MiB, 64 * GiB),
+    LONG("run_timeout_s", run_timeout_s, 1, 86400),
+    LONG("run_max_timeout_s", run_max_timeout_s, 1, 86400),
+    LONG("compile_timeout_s", compile_timeout_s, 1, 86400),
+    LLONG("max_output_bytes", max_output_bytes, 1024, GiB),
+    LLONG("run_memory_bytes", run_limits.memory_bytes, 16 * MiB, 256 * GiB),
+    DBL("run_cpus", run_limits.cpus, 0.01, 256),
+    LONG("run_pids", run_limits.pids, 8, 100000),
+    LLONG("run_workdir_bytes", run_limits.workdir_bytes, MiB, 64 * GiB),
+    LLONG("run_tmp_bytes", run_limits.tmp_bytes, MiB, 64 * GiB),
+    LONG("run_nofile", run_limits.nofile, 32, 1048576),
+    LLONG("run_fsize_bytes", run_limits.fsize_bytes, MiB, 64 * GiB),
+    LONG("max_jobs", max_jobs, 0, 4096),
+    LONG("max_queue", max_queue, 0, 65536),
+    LONG("reaper_interval_s", reaper_interval_s, 1, 3600),
+};
+
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->listen, sizeof(cfg->listen), "127.0.0.1:8080");
+    snprintf(cfg->docker_host, sizeof(cfg->docker_host),
+             "unix:///var/run/docker.sock");
+    cfg->docker_timeout_ms = 15000;
+    snprintf(cfg->notebook_image, sizeof(cfg->notebook_image),
+             "nbcanvas/python:latest");
+    snprintf(cfg->languages_file, sizeof(cfg->languages_file),
+             "%s/languages.json", NBCANVAS_SOURCE_DIR);
+    /* Scripts and styles inline only, no network, a unique origin. */
+    snprintf(cfg->html_csp, sizeof(cfg->html_csp),
+             "sandbox allow-scripts allow-popups; default-src 'none'; "
+             "script-src 'unsafe-inline' 'unsafe-eval'; "
+             "style-src 'unsafe-inline'; img-src data: blob:; "
+             "font-src data:; media-src data:");
+    cfg->max_body_bytes = 8 << 20;
+    cfg->max_run_body_bytes = 256 << 10;
+    cfg->max_connections = 256;
+    cfg->max_connections_per_ip = 16;
+    cfg->connection_timeout_s = 10;
+    cfg->render_timeout_s = 60;
+    cfg->render_max_timeout_s = 300;
+    cfg->max_html_bytes = 16 << 20;
+    cfg->max_result_bytes = 64 << 20;
+    cfg->max_artifact_bytes = 32 << 20;
+    cfg->render_limits = (struct sandbox_limits){
+        512LL << 20, 1.0, 128, 128LL << 20, 64LL << 20, 256, 32LL << 20};
+    cfg->run_timeout_s = 10;
+    cfg->run_max_timeout_s = 60;
+    cfg->compile_timeout_s = 30;
+    cfg->max_output_bytes = 1 << 20;
+    cfg->run_limits = (struct sandbox_limits){
+        256LL << 20, 1.0, 64, 64LL << 20, 64LL << 20, 256, 16LL << 20};
+    cfg->reaper_interval_s = 30;
+}
+
+static int set_key(struct config *cfg, const struct key *k, json_t *v,
+                   struct err *err)
+{
+    char *field = (char *)cfg + k->offset;
+    double d;
+
+    if (k->type == KEY_STR) {
+        if (!json_is_string(v) || json_string_length(v) >= k->size)
+            return err_set(err, ERR_INVALID,
+                           "config key '%s' must be a string under %zu bytes",
+                           k->name, k->size);
+        snprintf(field, k->size, "%s", json_string_value(v));
+        return 0;
+    }
+    if (!json_is_number(v) || (k->type != KEY_DOUBLE && !json_is_integer(v)))
+        return err_set(err, ERR_INVALID, "config key '%s' must be a number",
+                       k->name);
+    d = json_number_value(v);
+    if (d < k->min || d > k->max)
+        return err_set(err, ERR_INVALID,
+                       "config key '%s' must be between %.0f and %.0f",
+                       k->name, k->min, k->max);
+    if (k->type == KEY_LONG)
+        *(long *)(void *)field = (long)json_integer_value(v);
+    else if (k->type == KEY_LLONG)
+        *(long long *)(void *)field = (long long)json_integer_value(v);
+    else
+        *(double *)(void *)field = d;
+    return 0;
+}
+
+int config_load(struct config *cfg, const char *path, struct err *err)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    const char *name;
+    json_t *v;
+    int rc = 0;
+
+    if (!root)
+        return err_set(err, ERR_INVALID, "config %s:%d: %s", path, jerr.line,
+                       jerr.text);
+    if (!json_is_object(root)) {
+        rc = err_set(err, ERR_INVALID, "config %s: not a JSON object", path);
+        goto done;
+    }
+    json_object_foreach(root, name, v) {
+        size_t i;
+
+        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+            if (strcmp(keys[i].name, name) == 0)
+                break;
+        if (i == sizeof(keys) / sizeof(keys[0])) {
+            rc = err_set(err, ERR_INVALID, "config %s: unknown key '%s'",
+                         path, name);
+            goto done;
+        }
+        rc = set_key(cfg, &keys[i], v, err);
+        if (rc < 0)
+            goto done;
+    }
+done:
+    json_decref(root);
+    return rc;
+}
+
+void config_finish(struct config *cfg)
+{
+    if (cfg->max_jobs == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        long long mem = (long long)sysconf(_SC_PHYS_PAGES) *
+                        sysconf(_SC_PAGESIZE);
+        long by_mem = (long)(mem / 2 / cfg->render_limits.memory_bytes);
+
+        cfg->max_jobs = cores < by_mem ? cores : by_mem;
+        if (cfg->max_jobs < 1)
+            cfg->max_jobs = 1;
+    }
+    if (cfg->max_queue == 0)
+        cfg->max_queue = 2 * cfg->max_jobs;
+}

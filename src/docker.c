@@ -1,0 +1,358 @@
+/*
+ * Docker Engine API client over libcurl.
+ *
+ * Every call opens its own easy handle: a unix-socket connect costs
+ * microseconds, and a handle per call keeps the client free of locks so any
+ * worker thread may use it. Plain calls use curl_easy_perform with a total
+ * timeout; streams (attach, exec start) use a multi handle so the caller's
+ * deadline and cancel flag are checked while bytes flow.
+ *
+ * The API version is negotiated once (GET /version) and pinned into every
+ * path as /v<version>/..., capped at the newest version this client knows.
+ */
+#include "nbcanvas/docker.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nbcanvas/util.h"
+
+/* The newest API version whose fields this client relies on. */
+#define DOCKER_API_MAX_MAJOR 1
+#define DOCKER_API_MAX_MINOR 43
+#define DOCKER_ERROR_BODY_CAP (64 * 1024)
+
+struct docker {
+    char *socket_path; /* NULL for tcp */
+    char *base_url;    /* "http://localhost" or "http://host:port" */
+    char version[16];
+    long connect_timeout_ms;
+    long call_timeout_ms;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_global(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int docker_new(struct docker **out, const struct docker_opts *opts,
+               struct err *err)
+{
+    struct docker *d;
+    const char *host = opts->host;
+
+    pthread_once(&curl_once, curl_global);
+    d = xcalloc(1, sizeof(*d));
+    if (strncmp(host, "unix://", 7) == 0) {
+        d->socket_path = xstrdup(host + 7);
+        d->base_url = xstrdup("http://localhost");
+    } else if (strncmp(host, "tcp://", 6) == 0) {
+        d->base_url = xasprintf("http://%s", host + 6);
+    } else {
+        free(d);
+        return err_set(err, ERR_INVALID,
+                       "docker host '%s' must start with unix:// or tcp://",
+                       host);
+    }
+    snprintf(d->version, sizeof(d->version), "1.41");
+    d->connect_timeout_ms = opts->connect_timeout_ms;
+    d->call_timeout_ms = opts->call_timeout_ms;
+    *out = d;
+    return 0;
+}
+
+void docker_free(struct docker *d)
+{
+    if (!d)
+        return;
+    free(d->socket_path);
+    free(d->base_url);
+    free(d);
+}
+
+const char *docker_api_version(const struct docker *d)
+{
+    return d->version;
+}
+
+static size_t write_to_buf(char *data, size_t size, size_t n, void *ctx)
+{
+    struct buf *b = ctx;
+
+    if (buf_append(b, data, size * n) < 0)
+        return 0; /* over the cap: abort the transfer */
+    return size * n;
+}
+
+static CURL *new_handle(struct docker *d, const char *method,
+                        const char *path, long timeout_ms)
+{
+    CURL *c = curl_easy_init();
+    char *url;
+
+    if (!c)
+        return NULL;
+    if (path[0] == '/' && path[1] == '_')
+        url = xasprintf("%s%s", d->base_url, path); /* /_ping: unversioned */
+    else
+        url = xasprintf("%s/v%s%s", d->base_url, d->version, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    free(url); /* libcurl copies string options */
+    if (d->socket_path)
+        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, d->socket_path);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, d->connect_timeout_ms);
+    if (timeout_ms > 0)
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+    return c;
+}
+
+static int curl_failure(struct docker *d, CURLcode cc, const char *method,
+                        const char *path, struct err *err)
+{
+    if (cc == CURLE_WRITE_ERROR)
+        return err_set(err, ERR_OUTPUT, "engine reply to %s %s over the cap",
+                       method, path);
+    return err_set(err, ERR_ENGINE, "docker engine at %s: %s %s: %s",
+                   d->socket_path ? d->socket_path : d->base_url, method,
+                   path, curl_easy_strerror(cc));
+}
+
+int docker_request(struct docker *d, const char *method, const char *path,
+                   const void *body, size_t body_len,
+                   const char *content_type, struct buf *resp, long *status,
+                   long timeout_ms, struct err *err)
+{
+    struct curl_slist *headers = NULL;
+    char ctype[128];
+    CURL *c;
+    CURLcode cc;
+    int rc = 0;
+
+    c = new_handle(d, method, path, timeout_ms ? timeout_ms
+                                               : d->call_timeout_ms);
+    if (!c)
+        return err_set(err, ERR_INTERNAL, "curl_easy_init");
+    snprintf(ctype, sizeof(ctype), "Content-Type: %s",
+             content_type ? content_type : "application/json");
+    headers = curl_slist_append(headers, ctype);
+    headers = curl_slist_append(headers, "Expect:");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)body_len);
+    }
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_to_buf);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+    cc = curl_easy_perform(c);
+    if (cc != CURLE_OK) {
+        rc = curl_failure(d, cc, method, path, err);
+        goto done;
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+done:
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(c);
+    return rc;
+}
+
+/* Turns an engine error reply into an err, keeping its own message. */
+static int status_error(long status, const struct buf *resp,
+                        const char *method, const char *path,
+                        struct err *err)
+{
+    json_t *j = json_loadb(resp->data, resp->len, 0, NULL);
+    const char *msg = NULL;
+    int rc;
+
+    if (j)
+        msg = json_string_value(json_object_get(j, "message"));
+    rc = err_set(err, status == 404 ? ERR_NOT_FOUND : ERR_INTERNAL,
+                 "engine: %s %s: HTTP %ld: %s", method, path, status,
+                 msg ? msg : resp->data);
+    json_decref(j);
+    return rc;
+}
+
+int docker_call_json(struct docker *d, const char *method, const char *path,
+                     json_t *body, json_t **out, long timeout_ms,
+                     struct err *err)
+{
+    struct buf resp = BUF_INIT(8 << 20);
+    char *text = NULL;
+    long status = 0;
+    json_error_t jerr;
+    int rc;
+
+    if (out)
+        *out = NULL;
+    if (body)
+        text = json_dumps(body, JSON_COMPACT);
+    rc = docker_request(d, method, path, text, text ? strlen(text) : 0, NULL,
+                        &resp, &status, timeout_ms, err);
+    if (rc < 0)
+        goto done;
+    if (status >= 400) {
+        rc = status_error(status, &resp, method, path, err);
+        goto done;
+    }
+    if (out && resp.len > 0) {
+        *out = json_loadb(resp.data, resp.len, 0, &jerr);
+        if (!*out)
+            rc = err_set(err, ERR_INTERNAL, "engine: %s %s: bad JSON: %s",
+                         method, path, jerr.text);
+    }
+done:
+    free(text);
+    buf_release(&resp);
+    return rc;
+}
+
+static bool version_newer(int major, int minor)
+{
+    return major > DOCKER_API_MAX_MAJOR ||
+           (major == DOCKER_API_MAX_MAJOR && minor > DOCKER_API_MAX_MINOR);
+}
+
+int docker_negotiate(struct docker *d, struct err *err)
+{
+    json_t *v = NULL;
+    const char *server;
+    int major = 0, minor = 0, rc;
+
+    rc = docker_call_json(d, "GET", "/_ping", NULL, NULL, 0, err);
+    if (rc < 0)
+        return rc;
+    /* /version is valid under any version prefix the engine accepts. */
+    rc = docker_call_json(d, "GET", "/version", NULL, &v, 0, err);
+    if (rc < 0)
+        return rc;
+    server = json_string_value(json_object_get(v, "ApiVersion"));
+    if (!server || sscanf(server, "%d.%d", &major, &minor) != 2) {
+        rc = err_set(err, ERR_INTERNAL, "engine: /version has no ApiVersion");
+        goto done;
+    }
+    if (version_newer(major, minor))
+        snprintf(d->version, sizeof(d->version), "%d.%d",
+                 DOCKER_API_MAX_MAJOR, DOCKER_API_MAX_MINOR);
+    else
+        snprintf(d->version, sizeof(d->version), "%d.%d", major, minor);
+done:
+    json_decref(v);
+    return rc;
+}
+
+/* State shared between a stream's curl callbacks and its poll loop. */
+struct stream_state {
+    const struct docker_stream_cb *cb;
+    struct buf error_body; /* the reply body when the status is an error */
+    long status;
+    bool headers_done;
+    int stop; /* non-zero: a callback asked to end the stream */
+};
+
+static size_t stream_header(char *data, size_t size, size_t n, void *ctx)
+{
+    struct stream_state *s = ctx;
+
+    if (size * n <= 2 && (data[0] == '\r' || data[0] == '\n'))
+        s->headers_done = true;
+    return size * n;
+}
+
+static size_t stream_write(char *data, size_t size, size_t n, void *ctx)
+{
+    struct stream_state *s = ctx;
+
+    if (s->status >= 400 || s->status == 0) {
+        buf_append(&s->error_body, data, size * n);
+        return size * n;
+    }
+    s->stop = s->cb->on_data(s->cb->ctx, data, size * n);
+    return s->stop ? 0 : size * n;
+}
+
+/* Drives the multi handle until the transfer ends or the caller stops it. */
+static int stream_loop(CURLM *m, CURL *c, struct stream_state *s,
+                       long long deadline_ms, struct err *err)
+{
+    int running = 1;
+    bool opened = false;
+
+    while (running) {
+        long long now;
+
+        curl_multi_perform(m, &running);
+        if (!s->status)
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &s->status);
+        if (!opened && s->headers_done && s->status && s->status < 400) {
+            opened = true;
+            if (s->cb->on_open)
+                s->stop = s->cb->on_open(s->cb->ctx);
+        }
+        if (s->stop)
+            return s->stop;
+        if (s->cb->cancel && *s->cb->cancel)
+            return err_set(err, ERR_CANCELLED, "cancelled by the client");
+        now = util_now_ms();
+        if (now >= deadline_ms)
+            return err_set(err, ERR_TIMEOUT, "deadline passed");
+        if (running)
+            curl_multi_poll(m, NULL, 0,
+                            (int)(deadline_ms - now < 100 ? deadline_ms - now
+                                                          : 100),
+                            NULL);
+    }
+    return 0;
+}
+
+int docker_stream(struct docker *d, const char *method, const char *path,
+                  const char *json_body, const struct docker_stream_cb *cb,
+                  long long deadline_ms, struct err *err)
+{
+    struct stream_state s = {cb, BUF_INIT(DOCKER_ERROR_BODY_CAP), 0, false, 0};
+    struct curl_slist *headers = NULL;
+    CURLM *m = NULL;
+    CURL *c;
+    CURLMsg *msg;
+    int left, rc;
+
+    c = new_handle(d, method, path, 0);
+    if (!c)
+        return err_set(err, ERR_INTERNAL, "curl_easy_init");
+    headers = curl_slist_append(headers, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json_body ? json_body : "");
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, stream_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &s);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, stream_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    m = curl_multi_init();
+    curl_multi_add_handle(m, c);
+
+    rc = stream_loop(m, c, &s, deadline_ms, err);
+    if (rc != 0)
+        goto done;
+    msg = curl_multi_info_read(m, &left);
+    if (msg && msg->msg == CURLMSG_DONE && msg->data.result != CURLE_OK) {
+        rc = curl_failure(d, msg->data.result, method, path, err);
+        goto done;
+    }
+    if (s.status >= 400)
+        rc = status_error(s.status, &s.error_body, method, path, err);
+done:
+    curl_multi_remove_handle(m, c);
+    curl_multi_cleanup(m);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(headers);
+    buf_release(&s.error_body);
+    return rc;
+}

@@ -1,0 +1,535 @@
+/*
+ * HTTP with libmicrohttpd, one thread per connection: a render holds its
+ * thread for seconds, so connections must not share a polling thread. MHD
+ * enforces the connection caps (total and per IP) and the inactivity
+ * timeout; this file enforces the body cap (413 as soon as a body is known
+ * to be too big, before it is buffered), the content type, the route table
+ * and the error format. MHD contract: MHD_queue_response takes its own
+ * reference, so every response is destroyed right after queueing.
+ *
+ * A job notices a client that hung up through a watcher thread that polls
+ * the connection's socket for a hang-up and sets the job's cancel flag.
+ */
+#include "nbcanvas/http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "nbcanvas/buf.h"
+#include "nbcanvas/languages.h"
+#include "nbcanvas/metrics.h"
+#include "nbcanvas/notebook.h"
+#include "nbcanvas/render.h"
+#include "nbcanvas/request.h"
+#include "nbcanvas/runner.h"
+#include "nbcanvas/util.h"
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    struct service *svc;
+};
+
+/* Per-request state, from the first call of the access handler to the
+ * completion notice. */
+struct exchange {
+    char id[37];
+    struct buf body;
+    bool too_large;
+    long long t_start;
+    const char *route;
+    unsigned status;
+};
+
+struct route {
+    const char *method;
+    const char *path;
+    int (*handler)(struct http_server *, struct MHD_Connection *,
+                   struct exchange *);
+    bool has_body;
+};
+
+json_t *http_error_json(int code, const char *message, json_t *details)
+{
+    json_t *e = json_pack("{s:s, s:s}", "code", err_name(code), "message",
+                          message);
+
+    if (json_is_object(details))
+        json_object_update_missing(e, details);
+    return json_pack("{s:o}", "error", e);
+}
+
+static int queue(struct MHD_Connection *c, struct exchange *x,
+                 unsigned status, const char *ctype, char *body, size_t len,
+                 bool free_body)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, body, free_body ? MHD_RESPMEM_MUST_FREE
+                             : MHD_RESPMEM_PERSISTENT);
+    int rc;
+
+    MHD_add_response_header(r, "Content-Type", ctype);
+    MHD_add_response_header(r, "X-Request-Id", x->id);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    x->status = status;
+    rc = MHD_queue_response(c, status, r) == MHD_YES ? 0 : -1;
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static int send_json(struct MHD_Connection *c, struct exchange *x,
+                     unsigned status, json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT);
+
+    json_decref(j);
+    return queue(c, x, status, "application/json", text, strlen(text), true);
+}
+
+static int send_error(struct MHD_Connection *c, struct exchange *x, int code,
+                      const char *message, json_t *details)
+{
+    struct MHD_Response *r;
+    json_t *j = http_error_json(code, message, details);
+    char *text = json_dumps(j, JSON_COMPACT);
+    unsigned status = err_http_status(code);
+    int rc;
+
+    json_decref(j);
+    r = MHD_create_response_from_buffer(strlen(text), text,
+                                        MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "X-Request-Id", x->id);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (code == ERR_BUSY || code == ERR_ENGINE)
+        MHD_add_response_header(r, "Retry-After", code == ERR_BUSY ? "2"
+                                                                   : "5");
+    x->status = status;
+    rc = MHD_queue_response(c, status, r) == MHD_YES ? 0 : -1;
+    MHD_destroy_response(r);
+    return rc;
+}
+
+/* Watches a client's socket while its job runs. */
+struct hangup_watch {
+    int fd;
+    volatile bool cancel;
+    volatile bool stop;
+    pthread_t thread;
+};
+
+static void *watch_hangup(void *arg)
+{
+    struct hangup_watch *w = arg;
+
+    while (!w->stop) {
+        struct pollfd p = {w->fd, POLLRDHUP, 0};
+
+        if (poll(&p, 1, 200) > 0 &&
+            (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+            w->cancel = true;
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void watch_start(struct hangup_watch *w, struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+    w->cancel = false;
+    w->stop = false;
+    w->fd = info ? info->connect_fd : -1;
+    if (w->fd < 0 || pthread_create(&w->thread, NULL, watch_hangup, w) != 0)
+        w->fd = -1;
+}
+
+static void watch_stop(struct hangup_watch *w)
+{
+    w->stop = true;
+    if (w->fd >= 0)
+        pthread_join(w->thread, NULL);
+}
+
+static int handle_render(struct http_server *s, struct MHD_Connection *c,
+                         struct exchange *x)
+{
+    struct render_request req;
+    struct render_result res;
+    struct hangup_watch watch;
+    struct err err = ERR_INIT;
+    struct MHD_Response *r;
+    int rc;
+
+    rc = request_parse_render(&req, x->body.data, x->body.len, &s->svc->cfg,
+                              &err);
+    if (rc < 0) {
+        request_render_release(&req);
+        return send_error(c, x, rc, err.msg, NULL);
+    }
+    watch_start(&watch, c);
+    render_run(&res, s->svc, &req, x->id, &watch.cancel);
+    watch_stop(&watch);
+    request_render_release(&req);
+    if (res.code < 0) {
+        if (res.code == ERR_TIMEOUT)
+            metrics_count(s->svc->metrics, "timeouts", 1);
+        if (res.code == ERR_MEMORY)
+            metrics_count(s->svc->metrics, "ooms", 1);
+        rc = send_error(c, x, res.code, res.message, res.details);
+        render_result_release(&res);
+        return rc;
+    }
+    r = MHD_create_response_from_buffer(res.body_len, res.body,
+                                        MHD_RESPMEM_MUST_FREE);
+    res.body = NULL;
+    MHD_add_response_header(r, "Content-Type", res.content_type);
+    MHD_add_response_header(r, "X-Request-Id", x->id);
+    MHD_add_response_header(r, "Server-Timing", res.server_timing);
+    MHD_add_response_header(r, "X-Nbcanvas-Cache",
+                            res.cache_hit ? "hit" : "miss");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (strncmp(res.content_type, "text/html", 9) == 0)
+        MHD_add_response_header(r, "Content-Security-Policy",
+                                s->svc->cfg.html_csp);
+    if (strcmp(res.content_type, "application/zip") == 0)
+        MHD_add_response_header(r, "Content-Disposition",
+                                "attachment; filename=\"notebook.zip\"");
+    x->status = 200;
+    rc = MHD_queue_response(c, 200, r) == MHD_YES ? 0 : -1;
+    MHD_destroy_response(r);
+    render_result_release(&res);
+    return rc;
+}
+
+static int handle_run(struct http_server *s, struct MHD_Connection *c,
+                      struct exchange *x)
+{
+    struct run_request req;
+    struct hangup_watch watch;
+    struct err err = ERR_INIT;
+    json_t *result = NULL;
+    int rc;
+
+    rc = request_parse_run(&req, x->body.data, x->body.len, &s->svc->cfg,
+                           &err);
+    if (rc == 0 && !languages_find(s->svc->languages, req.language))
+        rc = err_set(&err, ERR_INVALID,
+                     "unknown language '%s' (see GET /v1/languages)",
+                     req.language);
+    if (rc < 0) {
+        request_run_release(&req);
+        return send_error(c, x, rc, err.msg, NULL);
+    }
+    watch_start(&watch, c);
+    rc = runner_run(&result, s->svc, &req, x->id, &watch.cancel, &err);
+    watch_stop(&watch);
+    request_run_release(&req);
+    if (rc < 0)
+        return send_error(c, x, rc, err.msg, NULL);
+    return send_json(c, x, 200, result);
+}
+
+static int handle_healthz(struct http_server *s, struct MHD_Connection *c,
+                          struct exchange *x)
+{
+    (void)s;
+    return send_json(c, x, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+/* Checks that the engine answers and that every configured image exists. */
+static int check_ready(struct service *svc, struct err *err)
+{
+    size_t i, n = languages_count(svc->languages);
+    char path[300];
+    int rc;
+
+    rc = docker_negotiate(svc->docker, err);
+    if (rc < 0)
+        return err_set(err, ERR_ENGINE, "%s", err->msg);
+    for (i = 0; i <= n; i++) {
+        const char *image = i == n ? svc->cfg.notebook_image
+                                   : languages_at(svc->languages, i)->image;
+
+        snprintf(path, sizeof(path), "/images/%s/json", image);
+        rc = docker_call_json(svc->docker, "GET", path, NULL, NULL, 0, err);
+        if (rc == ERR_NOT_FOUND)
+            return err_set(err, ERR_ENGINE,
+                           "image %s is missing: build it with "
+                           "scripts/build-images.sh",
+                           image);
+        if (rc < 0)
+            return err_set(err, ERR_ENGINE, "%s", err->msg);
+    }
+    return 0;
+}
+
+static int handle_readyz(struct http_server *s, struct MHD_Connection *c,
+                         struct exchange *x)
+{
+    struct err err = ERR_INIT;
+
+    if (check_ready(s->svc, &err) < 0)
+        return send_error(c, x, ERR_ENGINE, err.msg, NULL);
+    return send_json(c, x, 200,
+                     json_pack("{s:s, s:s}", "status", "ready", "api_version",
+                               docker_api_version(s->svc->docker)));
+}
+
+static int handle_kernels(struct http_server *s, struct MHD_Connection *c,
+                          struct exchange *x)
+{
+    (void)s;
+    return send_json(c, x, 200, notebook_kernels_json());
+}
+
+static int handle_languages(struct http_server *s, struct MHD_Connection *c,
+                            struct exchange *x)
+{
+    return send_json(c, x, 200, languages_json(s->svc->languages));
+}
+
+static int handle_metrics(struct http_server *s, struct MHD_Connection *c,
+                          struct exchange *x)
+{
+    struct buf out = BUF_INIT(1 << 20);
+    size_t len;
+    char *text;
+
+    metrics_write(s->svc->metrics, s->svc->jobs, &out);
+    text = buf_detach(&out, &len);
+    return queue(c, x, 200, "text/plain; version=0.0.4", text, len, true);
+}
+
+static const struct route routes[] = {
+    {"GET", "/healthz", handle_healthz, false},
+    {"GET", "/readyz", handle_readyz, false},
+    {"GET", "/metrics", handle_metrics, false},
+    {"GET", "/v1/kernels", handle_kernels, false},
+    {"GET", "/v1/languages", handle_languages, false},
+    {"POST", "/v1/render", handle_render, true},
+    {"POST", "/v1/run", handle_run, true},
+};
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* The route for method and url; *path_known tells a 405 from a 404. */
+static const struct route *find_route(const char *method, const char *url,
+                                      bool *path_known, char *allow,
+                                      size_t allow_len)
+{
+    const struct route *found = NULL;
+    size_t i;
+
+    *path_known = false;
+    allow[0] = '\0';
+    for (i = 0; i < NROUTES; i++) {
+        if (strcmp(routes[i].path, url) != 0)
+            continue;
+        *path_known = true;
+        snprintf(allow + strlen(allow), allow_len - strlen(allow), "%s%s",
+                 allow[0] ? ", " : "", routes[i].method);
+        if (strcmp(routes[i].method, method) == 0 ||
+            (strcmp(method, "HEAD") == 0 &&
+             strcmp(routes[i].method, "GET") == 0))
+            found = &routes[i];
+    }
+    return found;
+}
+
+static bool is_json_type(const char *ctype)
+{
+    size_t n = strlen("application/json");
+
+    return ctype && strncasecmp(ctype, "application/json", n) == 0 &&
+           (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
+}
+
+static long long body_cap(struct http_server *s, const char *url)
+{
+    return strcmp(url, "/v1/run") == 0 ? s->svc->cfg.max_run_body_bytes
+                                       : s->svc->cfg.max_body_bytes;
+}
+
+/* First call for a request: pick the id, check route, type and size. */
+static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
+                             const char *url, const char *method,
+                             void **con_cls)
+{
+    struct exchange *x = xcalloc(1, sizeof(*x));
+    const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                  "X-Request-Id");
+    const char *clen = MHD_lookup_connection_value(
+        c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const struct route *r;
+    char allow[64];
+    bool known;
+
+    *con_cls = x;
+    x->t_start = util_now_ms();
+    if (util_is_uuid(rid))
+        snprintf(x->id, sizeof(x->id), "%s", rid);
+    else
+        util_uuid(x->id);
+    buf_init(&x->body, (size_t)body_cap(s, url));
+    r = find_route(method, url, &known, allow, sizeof(allow));
+    x->route = r ? r->path : "other";
+    if (!r && known) {
+        struct MHD_Response *resp;
+        json_t *j = http_error_json(ERR_METHOD, "method not allowed", NULL);
+        char *text = json_dumps(j, JSON_COMPACT);
+
+        json_decref(j);
+        resp = MHD_create_response_from_buffer(strlen(text), text,
+                                               MHD_RESPMEM_MUST_FREE);
+        MHD_add_response_header(resp, "Content-Type", "application/json");
+        MHD_add_response_header(resp, "X-Request-Id", x->id);
+        MHD_add_response_header(resp, "Allow", allow);
+        x->status = 405;
+        MHD_queue_response(c, 405, resp);
+        MHD_destroy_response(resp);
+        return MHD_YES;
+    }
+    if (!r)
+        return send_error(c, x, ERR_NOT_FOUND, "no such path", NULL) == 0
+                   ? MHD_YES
+                   : MHD_NO;
+    if (r->has_body &&
+        !is_json_type(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                  "Content-Type")))
+        return send_error(c, x, ERR_MEDIA_TYPE,
+                          "the body must be application/json", NULL) == 0
+                   ? MHD_YES
+                   : MHD_NO;
+    if (clen && strtoll(clen, NULL, 10) > body_cap(s, url)) {
+        char msg[96];
+
+        snprintf(msg, sizeof(msg), "the body is larger than %lld bytes",
+                 body_cap(s, url));
+        return send_error(c, x, ERR_TOO_LARGE, msg, NULL) == 0 ? MHD_YES
+                                                               : MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
+                                  const char *url, const char *method,
+                                  const char *version, const char *data,
+                                  size_t *data_size, void **con_cls)
+{
+    struct http_server *s = cls;
+    struct exchange *x = *con_cls;
+    const struct route *r;
+    char allow[64];
+    bool known;
+
+    (void)version;
+    if (!x)
+        return begin(s, c, url, method, con_cls);
+    if (x->status)
+        return MHD_YES; /* answered already (413, 415, 404, 405) */
+    if (*data_size) {
+        if (buf_append(&x->body, data, *data_size) < 0) {
+            char msg[96];
+
+            snprintf(msg, sizeof(msg), "the body is larger than %zu bytes",
+                     x->body.cap);
+            buf_release(&x->body);
+            *data_size = 0;
+            return send_error(c, x, ERR_TOO_LARGE, msg, NULL) == 0 ? MHD_YES
+                                                                   : MHD_NO;
+        }
+        *data_size = 0;
+        return MHD_YES;
+    }
+    r = find_route(method, url, &known, allow, sizeof(allow));
+    return r->handler(s, c, x) == 0 ? MHD_YES : MHD_NO;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_server *s = cls;
+    struct exchange *x = *con_cls;
+
+    (void)c;
+    (void)toe;
+    if (!x)
+        return;
+    metrics_request(s->svc->metrics, x->route, x->status ? x->status : 499,
+                    util_now_ms() - x->t_start);
+    buf_release(&x->body);
+    free(x);
+    *con_cls = NULL;
+}
+
+static int parse_listen(struct sockaddr_in *sa, const char *listen,
+                        struct err *err)
+{
+    char host[64];
+    const char *colon = strrchr(listen, ':');
+    long port;
+
+    if (!colon || (size_t)(colon - listen) >= sizeof(host))
+        return err_set(err, ERR_INVALID, "listen address '%s' is not ADDR:PORT",
+                       listen);
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
+    port = strtol(colon + 1, NULL, 10);
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    if (port <= 0 || port > 65535 ||
+        inet_pton(AF_INET, strcmp(host, "localhost") ? host : "127.0.0.1",
+                  &sa->sin_addr) != 1)
+        return err_set(err, ERR_INVALID,
+                       "listen address '%s' needs an IPv4 address and a port",
+                       listen);
+    return 0;
+}
+
+int http_start(struct http_server **out, struct service *svc,
+               struct err *err)
+{
+    struct http_server *s = xcalloc(1, sizeof(*s));
+    const struct config *cfg = &svc->cfg;
+    struct sockaddr_in sa;
+    int rc;
+
+    s->svc = svc;
+    rc = parse_listen(&sa, cfg->listen, err);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    s->daemon = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+            MHD_USE_ERROR_LOG,
+        0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_END);
+    if (!s->daemon) {
+        free(s);
+        return err_set(err, ERR_INTERNAL, "cannot listen on %s", cfg->listen);
+    }
+    *out = s;
+    return 0;
+}
+
+void http_stop(struct http_server *srv)
+{
+    if (!srv)
+        return;
+    MHD_stop_daemon(srv->daemon);
+    free(srv);
+}

@@ -1,0 +1,451 @@
+/*
+ * The render pipeline, one fresh sandbox per request:
+ *
+ *   queue     wait for a job slot (jobs.c)
+ *   sandbox   create the container; attach to its output; start it; upload
+ *             the job (notebook, job.json, files, then the sentinel) with
+ *             the archive API
+ *   execute   the driver inside executes and exports (see
+ *             notebook-images/python/nbcanvas_driver.py) and says
+ *             "nbcanvas:done" on its stdout
+ *   collect   download the results with the archive API, then remove the
+ *             container whatever happened
+ *   answer    turn status.json, the executed notebook and the page into the
+ *             requested format or into an error with details
+ *
+ * The service keeps its own deadline (timeout_s plus a grace for kernel
+ * start and export) in case the driver itself hangs or dies.
+ */
+#include "nbcanvas/render.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nbcanvas/bundle.h"
+#include "nbcanvas/demux.h"
+#include "nbcanvas/results.h"
+#include "nbcanvas/sandbox.h"
+#include "nbcanvas/util.h"
+
+#define RENDER_GRACE_S 30
+#define DRIVER_DONE "nbcanvas:done\n"
+
+struct render_job {
+    struct service *svc;
+    const struct render_request *req;
+    const char *id;
+    struct sandbox sb;
+    struct buf upload;
+    struct buf out, errout; /* the driver's stdout and stderr */
+    struct demux demux;
+    struct err err;
+    struct tar_files results;   /* out/ files */
+    struct tar_files workdir;   /* the whole working dir (zip only) */
+    json_t *status;             /* status.json */
+    json_t *executed;           /* notebook.ipynb */
+    long long t_start, t_queued, t_sandbox, t_done;
+};
+
+static json_t *job_json(const struct render_job *job)
+{
+    const struct render_request *r = job->req;
+
+    return json_pack("{s:s, s:I, s:b, s:b, s:s, s:I, s:b}", "kernel",
+                     r->kernel->name, "timeout_s", (json_int_t)r->timeout_s,
+                     "allow_errors", r->allow_errors, "include_input",
+                     r->include_input, "template", r->template_name,
+                     "max_html_bytes",
+                     (json_int_t)job->svc->cfg.max_html_bytes,
+                     "sanitize_html", 0);
+}
+
+/* The upload: job files first, the sentinel last, so the driver never sees
+ * a half-written job. */
+static int build_upload(struct render_job *job)
+{
+    const struct tar_files *files = &job->req->files;
+    size_t n = files->n + 3, i;
+    struct tar_entry *e = xcalloc(n, sizeof(*e));
+    char *nb = json_dumps(job->req->notebook, JSON_COMPACT);
+    char *spec;
+    json_t *j = job_json(job);
+    int rc;
+
+    spec = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    for (i = 0; i < files->n; i++)
+        e[i] = files->v[i];
+    e[i++] = (struct tar_entry){".nbcanvas/input.ipynb", nb, strlen(nb)};
+    e[i++] = (struct tar_entry){".nbcanvas/job.json", spec, strlen(spec)};
+    e[i++] = (struct tar_entry){".nbcanvas/ready", "", 0};
+    rc = tarball_write(&job->upload, e, n, SANDBOX_UID, SANDBOX_UID,
+                       &job->err);
+    free(nb);
+    free(spec);
+    free(e);
+    return rc;
+}
+
+static int on_open(void *ctx)
+{
+    struct render_job *job = ctx;
+    int rc = sandbox_start(&job->sb, &job->err);
+
+    if (rc == 0)
+        rc = sandbox_put(&job->sb, &job->upload, &job->err);
+    return rc;
+}
+
+static int on_data(void *ctx, const char *data, size_t len)
+{
+    struct render_job *job = ctx;
+
+    if (demux_feed(&job->demux, data, len) < 0)
+        return err_set(&job->err, ERR_INTERNAL, "engine: bad stream frame");
+    if (strstr(job->out.data, DRIVER_DONE))
+        return 1;
+    return 0;
+}
+
+static json_t *default_env(void)
+{
+    return json_pack("[s, s, s, s, s, s]", "NBCANVAS_KERNEL=python3",
+                     "NBCANVAS_PRELOAD=0",
+                     "JUPYTER_RUNTIME_DIR=/tmp/jupyter-runtime",
+                     "IPYTHONDIR=/tmp/ipython", "MPLCONFIGDIR=/tmp/matplotlib",
+                     "XDG_CACHE_HOME=/tmp/cache");
+}
+
+/* The last line the sandbox wrote on stderr, for error messages. */
+static const char *stderr_tail(struct render_job *job)
+{
+    char *s = job->errout.data;
+    size_t n = job->errout.len;
+
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
+        s[--n] = '\0';
+    while (n > 0 && s[n - 1] != '\n')
+        n--;
+    return s + n;
+}
+
+/* Create, start, upload, wait for the driver: ends with the container
+ * still there (the caller destroys it) and its results written. */
+static int execute(struct render_job *job, const volatile bool *cancel)
+{
+    const struct config *cfg = &job->svc->cfg;
+    json_t *cmd = json_pack("[s, s]", "python3",
+                            "/opt/nbcanvas/nbcanvas_driver.py");
+    json_t *env = default_env();
+    struct sandbox_spec spec = {
+        cfg->notebook_image, cmd, env, &cfg->render_limits, cfg->runtime,
+        job->id,
+        (long long)time(NULL) + job->req->timeout_s + RENDER_GRACE_S * 2};
+    struct docker_stream_cb cb = {on_open, on_data, job, cancel};
+    long long deadline = util_now_ms() +
+                         (job->req->timeout_s + RENDER_GRACE_S) * 1000LL;
+    int rc;
+
+    rc = build_upload(job);
+    if (rc == 0)
+        rc = sandbox_create(&job->sb, job->svc->docker, &spec, &job->err);
+    json_decref(cmd);
+    json_decref(env);
+    if (rc < 0)
+        return rc;
+    job->t_sandbox = util_now_ms();
+    rc = sandbox_attach(&job->sb, &cb, deadline, &job->err);
+    if (rc == 1)
+        return 0;
+    if (rc == ERR_TIMEOUT)
+        return err_set(&job->err, ERR_TIMEOUT,
+                       "the notebook ran past its %ld s deadline",
+                       job->req->timeout_s);
+    if (rc == 0) {
+        if (sandbox_oom_killed(&job->sb))
+            return err_set(&job->err, ERR_MEMORY,
+                           "the sandbox ran out of memory (%lld MiB)",
+                           cfg->render_limits.memory_bytes >> 20);
+        return err_set(&job->err, ERR_INTERNAL,
+                       "the sandbox stopped before the notebook finished: %s",
+                       stderr_tail(job));
+    }
+    return rc;
+}
+
+static int fetch_results(struct render_job *job)
+{
+    const struct config *cfg = &job->svc->cfg;
+    bool whole = job->req->format == FORMAT_ZIP;
+    struct buf tar = BUF_INIT((size_t)cfg->max_result_bytes);
+    const struct tar_entry *e;
+    int rc;
+
+    rc = sandbox_get(&job->sb,
+                     whole ? SANDBOX_WORKDIR : SANDBOX_WORKDIR "/.nbcanvas/out",
+                     &tar, &job->err);
+    if (rc == ERR_OUTPUT)
+        rc = err_set(&job->err, ERR_OUTPUT,
+                     "the results are larger than %lld bytes",
+                     cfg->max_result_bytes);
+    if (rc == 0)
+        rc = tarball_read(whole ? &job->workdir : &job->results, tar.data,
+                          tar.len, whole ? "sandbox/" : "out/", 10000,
+                          (size_t)cfg->max_result_bytes, &job->err);
+    buf_release(&tar);
+    if (rc < 0)
+        return rc;
+    if (whole) {
+        size_t i;
+
+        /* Move the out/ files over to results, keep the rest. */
+        for (i = 0; i < job->workdir.n; i++) {
+            struct tar_entry *w = &job->workdir.v[i];
+
+            if (strncmp(w->name, ".nbcanvas/out/", 14) != 0)
+                continue;
+            job->results.v = xrealloc(job->results.v, (job->results.n + 1) *
+                                                          sizeof(struct tar_entry));
+            job->results.v[job->results.n].name = xstrdup(w->name + 14);
+            job->results.v[job->results.n].data = w->data;
+            job->results.v[job->results.n].len = w->len;
+            job->results.n++;
+            w->data = NULL;
+        }
+    }
+    e = tarball_find(&job->results, "status.json");
+    if (e)
+        job->status = json_loadb(e->data, e->len, 0, NULL);
+    e = tarball_find(&job->results, "notebook.ipynb");
+    if (e)
+        job->executed = json_loadb(e->data, e->len, 0, NULL);
+    if (!json_is_object(job->status))
+        return err_set(&job->err, ERR_INTERNAL,
+                       "the sandbox wrote no status: %s", stderr_tail(job));
+    return 0;
+}
+
+/* Maps the driver's status to an error (or 0 for ok). */
+static int status_error(struct render_job *job, json_t **details)
+{
+    const char *st = json_string_value(json_object_get(job->status, "status"));
+    const char *msg = json_string_value(json_object_get(job->status,
+                                                        "message"));
+    json_t *cell = json_object_get(job->status, "cell");
+
+    if (!st)
+        st = "internal";
+    if (strcmp(st, "ok") == 0)
+        return 0;
+    if (strcmp(st, "cell_error") == 0) {
+        *details = results_cell_error(job->status);
+        return err_set(&job->err, ERR_CELL, "cell %lld raised %s: %s",
+                       (long long)json_integer_value(cell),
+                       json_string_value(json_object_get(*details, "ename")),
+                       json_string_value(json_object_get(*details, "evalue")));
+    }
+    if (strcmp(st, "timeout") == 0) {
+        *details = json_pack("{s:O}", "cell", cell ? cell : json_null());
+        return err_set(&job->err, ERR_TIMEOUT,
+                       "cell %lld was still running at the %ld s deadline",
+                       (long long)json_integer_value(cell),
+                       job->req->timeout_s);
+    }
+    if (strcmp(st, "kernel_died") == 0 && sandbox_oom_killed(&job->sb)) {
+        *details = json_pack("{s:O}", "cell", cell ? cell : json_null());
+        return err_set(&job->err, ERR_MEMORY,
+                       "cell %lld ran out of memory (limit %lld MiB)",
+                       (long long)json_integer_value(cell),
+                       job->svc->cfg.render_limits.memory_bytes >> 20);
+    }
+    if (strcmp(st, "output_limit") == 0)
+        return err_set(&job->err, ERR_OUTPUT, "output too large: %s",
+                       msg ? msg : "");
+    if (strcmp(st, "invalid_notebook") == 0)
+        return err_set(&job->err, ERR_INVALID, "not a valid notebook: %s",
+                       msg ? msg : "");
+    return err_set(&job->err, ERR_INTERNAL, "%s: %s", st,
+                   msg ? msg : stderr_tail(job));
+}
+
+static json_t *timing_json(struct render_job *job)
+{
+    json_t *t = json_deep_copy(json_object_get(job->status, "timing_ms"));
+
+    if (!json_is_object(t)) {
+        json_decref(t);
+        t = json_object();
+    }
+    json_object_set_new(t, "queue",
+                        json_integer(job->t_queued - job->t_start));
+    json_object_set_new(t, "total", json_integer(job->t_done - job->t_start));
+    return t;
+}
+
+static char *result_json(struct render_job *job, size_t *len)
+{
+    json_t *r = json_pack("{s:s, s:s, s:o, s:o}", "id", job->id, "status",
+                          "ok", "cells", results_cells_json(job->executed),
+                          "timing_ms", timing_json(job));
+    char *s = json_dumps(r, JSON_COMPACT);
+
+    json_decref(r);
+    *len = strlen(s);
+    return s;
+}
+
+/* Files the notebook wrote: everything in the working directory but the
+ * job's own folder and input files it left unchanged. */
+static bool is_artifact(struct render_job *job, const struct tar_entry *w)
+{
+    const struct tar_entry *in = tarball_find(&job->req->files, w->name);
+
+    if (strncmp(w->name, ".nbcanvas/", 10) == 0 || !w->data)
+        return false;
+    return !in || in->len != w->len || memcmp(in->data, w->data, w->len);
+}
+
+static int build_zip(struct render_job *job, struct render_result *out)
+{
+    const struct tar_entry *html = tarball_find(&job->results, "index.html");
+    const struct tar_entry *nb = tarball_find(&job->results, "notebook.ipynb");
+    struct tar_files images = TAR_FILES_INIT;
+    struct bundle_part *parts;
+    char *result;
+    size_t result_len, n = 0, i;
+    int rc;
+
+    results_images(&images, job->executed);
+    parts = xcalloc(3 + images.n + job->workdir.n, sizeof(*parts));
+    result = result_json(job, &result_len);
+    parts[n++] = (struct bundle_part){"index.html", html->data, html->len};
+    parts[n++] = (struct bundle_part){"notebook.ipynb", nb->data, nb->len};
+    parts[n++] = (struct bundle_part){"result.json", result, result_len};
+    for (i = 0; i < images.n; i++) {
+        char *name = xasprintf("resources/%s", images.v[i].name);
+
+        free(images.v[i].name);
+        images.v[i].name = name;
+        parts[n++] = (struct bundle_part){name, images.v[i].data,
+                                          images.v[i].len};
+    }
+    for (i = 0; i < job->workdir.n; i++) {
+        struct tar_entry *w = &job->workdir.v[i];
+        char *name;
+
+        if (!is_artifact(job, w))
+            continue;
+        name = xasprintf("artifacts/%s", w->name);
+        free(w->name);
+        w->name = name;
+        parts[n++] = (struct bundle_part){name, w->data, w->len};
+    }
+    rc = bundle_zip(&out->body, &out->body_len, parts, n, &job->err);
+    out->content_type = "application/zip";
+    free(result);
+    free(parts);
+    tarball_files_release(&images);
+    return rc;
+}
+
+static int build_answer(struct render_job *job, struct render_result *out)
+{
+    const struct tar_entry *e;
+
+    switch (job->req->format) {
+    case FORMAT_HTML:
+        e = tarball_find(&job->results, "index.html");
+        if (!e)
+            return err_set(&job->err, ERR_INTERNAL, "no page was exported");
+        out->body = xstrndup(e->data, e->len);
+        out->body_len = e->len;
+        out->content_type = "text/html; charset=utf-8";
+        return 0;
+    case FORMAT_IPYNB:
+        e = tarball_find(&job->results, "notebook.ipynb");
+        if (!e)
+            return err_set(&job->err, ERR_INTERNAL, "no executed notebook");
+        out->body = xstrndup(e->data, e->len);
+        out->body_len = e->len;
+        out->content_type = "application/x-ipynb+json";
+        return 0;
+    case FORMAT_JSON:
+        out->body = result_json(job, &out->body_len);
+        out->content_type = "application/json";
+        return 0;
+    case FORMAT_ZIP:
+        if (!tarball_find(&job->results, "index.html") ||
+            !tarball_find(&job->results, "notebook.ipynb"))
+            return err_set(&job->err, ERR_INTERNAL, "results are missing");
+        return build_zip(job, out);
+    }
+    return err_set(&job->err, ERR_INTERNAL, "unknown format");
+}
+
+static void server_timing(struct render_job *job, struct render_result *out)
+{
+    json_t *t = json_object_get(job->status, "timing_ms");
+    long long exec = json_integer_value(json_object_get(t, "execute"));
+    long long exp = json_integer_value(json_object_get(t, "export"));
+    long long sandbox = job->t_sandbox ? job->t_sandbox - job->t_queued : 0;
+
+    snprintf(out->server_timing, sizeof(out->server_timing),
+             "queue;dur=%lld, sandbox;dur=%lld, execute;dur=%lld, "
+             "export;dur=%lld, total;dur=%lld",
+             job->t_queued - job->t_start, sandbox, exec, exp,
+             job->t_done - job->t_start);
+}
+
+int render_run(struct render_result *out, struct service *svc,
+               const struct render_request *req, const char *request_id,
+               const volatile bool *cancel)
+{
+    struct render_job job = {.svc = svc, .req = req, .id = request_id};
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    job.t_start = util_now_ms();
+    buf_init(&job.upload, (size_t)svc->cfg.max_body_bytes * 2 + (1 << 20));
+    buf_init(&job.out, 64 << 10);
+    buf_init(&job.errout, 256 << 10);
+    demux_init(&job.demux, &job.out, &job.errout);
+
+    rc = jobs_acquire(svc->jobs, cancel, &job.err);
+    job.t_queued = util_now_ms();
+    if (rc < 0)
+        goto done;
+    rc = execute(&job, cancel);
+    if (rc == 0)
+        rc = fetch_results(&job);
+    sandbox_destroy(&job.sb);
+    jobs_release(svc->jobs);
+    job.t_done = util_now_ms();
+    if (rc == 0)
+        rc = status_error(&job, &out->details);
+    if (rc == 0)
+        rc = build_answer(&job, out);
+done:
+    job.t_done = util_now_ms();
+    server_timing(&job, out);
+    out->code = rc;
+    if (rc < 0)
+        snprintf(out->message, sizeof(out->message), "%s", job.err.msg);
+    buf_release(&job.upload);
+    buf_release(&job.out);
+    buf_release(&job.errout);
+    tarball_files_release(&job.results);
+    tarball_files_release(&job.workdir);
+    json_decref(job.status);
+    json_decref(job.executed);
+    return rc;
+}
+
+void render_result_release(struct render_result *r)
+{
+    free(r->body);
+    json_decref(r->details);
+    r->body = NULL;
+    r->details = NULL;
+}

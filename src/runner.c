@@ -1,0 +1,197 @@
+/*
+ * The snippet runner. The container's main process only idles (sleep
+ * under the engine's init); the code, stdin and files are uploaded with
+ * the archive API, then the compile command (if any) and the run command
+ * are started with exec, each with its own deadline and its own stream, so
+ * stdout and stderr arrive apart (the engine's framing, demux.c) and the
+ * compiler's failure is told from the program's. Output past the cap, or
+ * the deadline, stops reading and the container is removed, which kills
+ * whatever the program left running.
+ */
+#include "nbcanvas/runner.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nbcanvas/ansi.h"
+#include "nbcanvas/demux.h"
+#include "nbcanvas/languages.h"
+#include "nbcanvas/sandbox.h"
+#include "nbcanvas/util.h"
+
+#define STOP_OUTPUT 2
+
+struct run_job {
+    struct service *svc;
+    const struct run_request *req;
+    const struct language *lang;
+    struct sandbox sb;
+    struct buf out, errout;
+    struct demux demux;
+};
+
+static int on_data(void *ctx, const char *data, size_t len)
+{
+    struct run_job *job = ctx;
+
+    if (demux_feed(&job->demux, data, len) < 0)
+        return ERR_INTERNAL;
+    if (job->out.overflow || job->errout.overflow)
+        return STOP_OUTPUT;
+    return 0;
+}
+
+static int upload(struct run_job *job, struct err *err)
+{
+    const struct tar_files *files = &job->req->files;
+    struct tar_entry *e = xcalloc(files->n + 2, sizeof(*e));
+    struct buf tar = BUF_INIT((size_t)-1);
+    char *code_name = xasprintf("code.%s", job->lang->extension);
+    size_t i;
+    int rc;
+
+    for (i = 0; i < files->n; i++)
+        e[i] = files->v[i];
+    e[i++] = (struct tar_entry){code_name, job->req->code, job->req->code_len};
+    e[i++] = (struct tar_entry){".nbcanvas/stdin", job->req->stdin_data,
+                                job->req->stdin_len};
+    rc = tarball_write(&tar, e, i, SANDBOX_UID, SANDBOX_UID, err);
+    if (rc == 0)
+        rc = sandbox_put(&job->sb, &tar, err);
+    buf_release(&tar);
+    free(code_name);
+    free(e);
+    return rc;
+}
+
+/* Runs one shell command by exec; stores its exit code. Returns 0,
+ * STOP_OUTPUT, ERR_TIMEOUT, or another error. */
+static int run_step(struct run_job *job, const char *script, long timeout_s,
+                    const volatile bool *cancel, int *exit_code,
+                    struct err *err)
+{
+    json_t *cmd = json_pack("[s, s, s]", "sh", "-c", script);
+    struct docker_stream_cb cb = {NULL, on_data, job, cancel};
+    int rc;
+
+    rc = sandbox_exec(&job->sb, cmd, &cb,
+                      util_now_ms() + timeout_s * 1000LL, exit_code, err);
+    json_decref(cmd);
+    return rc;
+}
+
+static const char *classify(struct run_job *job, int rc, int exit_code,
+                            bool compiling)
+{
+    if (rc == ERR_TIMEOUT)
+        return "timeout";
+    if (rc == STOP_OUTPUT)
+        return "output_limit";
+    if (exit_code == 137 && sandbox_oom_killed(&job->sb))
+        return "memory_limit";
+    if (exit_code != 0)
+        return compiling ? "compile_error" : "runtime_error";
+    return "ok";
+}
+
+static json_t *result(struct run_job *job, const char *id, const char *status,
+                      int exit_code, long long ms)
+{
+    return json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:b, s:b, s:I}", "id", id,
+                     "language", job->lang->name, "status", status,
+                     "exit_code", exit_code,
+                     "stdout", ansi_clean_json(job->out.data, job->out.len),
+                     "stderr",
+                     ansi_clean_json(job->errout.data, job->errout.len),
+                     "stdout_truncated", job->out.overflow,
+                     "stderr_truncated", job->errout.overflow, "duration_ms",
+                     (json_int_t)ms);
+}
+
+/* Compiles (if the language needs it) and runs; fills *status and
+ * *exit_code. Returns 0 unless the infrastructure failed. */
+static int compile_and_run(struct run_job *job, const volatile bool *cancel,
+                           const char **status, int *exit_code,
+                           long long *run_ms, struct err *err)
+{
+    const struct config *cfg = &job->svc->cfg;
+    char *script;
+    long long t0;
+    int rc;
+
+    if (job->lang->compile) {
+        rc = run_step(job, job->lang->compile, cfg->compile_timeout_s, cancel,
+                      exit_code, err);
+        if (rc < 0 && rc != ERR_TIMEOUT)
+            return rc;
+        *status = classify(job, rc, *exit_code, true);
+        if (strcmp(*status, "ok") != 0)
+            return 0;
+        buf_reset(&job->out);
+        buf_reset(&job->errout);
+    }
+    script = xasprintf("exec %s < .nbcanvas/stdin", job->lang->command);
+    t0 = util_now_ms();
+    rc = run_step(job, script, job->req->timeout_s, cancel, exit_code, err);
+    *run_ms = util_now_ms() - t0;
+    free(script);
+    if (rc < 0 && rc != ERR_TIMEOUT)
+        return rc;
+    *status = classify(job, rc, *exit_code, false);
+    return 0;
+}
+
+int runner_run(json_t **out, struct service *svc,
+               const struct run_request *req, const char *request_id,
+               const volatile bool *cancel, struct err *err)
+{
+    const struct config *cfg = &svc->cfg;
+    struct run_job job = {.svc = svc, .req = req};
+    json_t *cmd = json_pack("[s, s]", "sleep", "infinity");
+    json_t *env = json_pack("[s, s]", "HOME=/home/sandbox", "LANG=C.UTF-8");
+    const char *status = "ok";
+    int exit_code = -1, rc;
+    long long run_ms = 0;
+
+    job.lang = languages_find(svc->languages, req->language);
+    if (!job.lang) {
+        rc = err_set(err, ERR_INVALID,
+                     "unknown language '%s' (see GET /v1/languages)",
+                     req->language);
+        goto done;
+    }
+    buf_init(&job.out, (size_t)cfg->max_output_bytes);
+    buf_init(&job.errout, (size_t)cfg->max_output_bytes);
+    demux_init(&job.demux, &job.out, &job.errout);
+    rc = jobs_acquire(svc->jobs, cancel, err);
+    if (rc < 0)
+        goto done;
+    {
+        struct sandbox_spec spec = {
+            job.lang->image, cmd, env, &cfg->run_limits, cfg->runtime,
+            request_id,
+            (long long)time(NULL) + cfg->compile_timeout_s + req->timeout_s +
+                60};
+
+        rc = sandbox_create(&job.sb, svc->docker, &spec, err);
+        if (rc == 0)
+            rc = sandbox_start(&job.sb, err);
+        if (rc == 0)
+            rc = upload(&job, err);
+        if (rc == 0)
+            rc = compile_and_run(&job, cancel, &status, &exit_code, &run_ms,
+                                 err);
+        sandbox_destroy(&job.sb);
+    }
+    jobs_release(svc->jobs);
+    if (rc == 0)
+        *out = result(&job, request_id, status, exit_code, run_ms);
+done:
+    buf_release(&job.out);
+    buf_release(&job.errout);
+    json_decref(cmd);
+    json_decref(env);
+    return rc;
+}

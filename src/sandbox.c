@@ -1,0 +1,307 @@
+/*
+ * Job containers. The create body is where isolation is decided, so it is
+ * built in one function with every setting spelled out: no network, memory
+ * with no swap, a CPU quota, a pids limit, a read-only root with tmpfs for
+ * /tmp and the working directory, no capabilities, no-new-privileges, an
+ * unprivileged user, an init process, ulimits, no logs kept by the engine.
+ * Nothing of the request reaches this body but the image's command, and
+ * the request may only lower the limits (request.c checks that).
+ *
+ * Containers are never auto-removed by the engine: sandbox_destroy removes
+ * them (and their anonymous volume, v=1) on every path, and a reaper
+ * removes what a crash left behind, found by label.
+ */
+#include "nbcanvas/sandbox.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nbcanvas/util.h"
+
+static char owner[128] = "nbcanvas";
+
+void sandbox_set_owner(const char *name)
+{
+    snprintf(owner, sizeof(owner), "%s", name);
+}
+
+const char *sandbox_owner(void)
+{
+    return owner;
+}
+
+static json_t *ulimit(const char *name, long long value)
+{
+    return json_pack("{s:s, s:I, s:I}", "Name", name, "Soft",
+                     (json_int_t)value, "Hard", (json_int_t)value);
+}
+
+static json_t *host_config(const struct sandbox_spec *spec)
+{
+    const struct sandbox_limits *l = spec->limits;
+    char tmp_opts[128], work_opts[160];
+    json_t *hc;
+
+    snprintf(tmp_opts, sizeof(tmp_opts),
+             "rw,nosuid,nodev,noexec,size=%lld", l->tmp_bytes);
+    snprintf(work_opts, sizeof(work_opts),
+             "size=%lld,uid=%d,gid=%d,mode=0700,nosuid,nodev",
+             l->workdir_bytes, SANDBOX_UID, SANDBOX_UID);
+    hc = json_pack(
+        "{s:s, s:I, s:I, s:I, s:I, s:b, s:{s:s}, s:I, s:s,"
+        " s:[s], s:[s], s:b, s:b, s:{s:s}, s:{s:s}, s:b}",
+        "NetworkMode", "none", "Memory", (json_int_t)l->memory_bytes,
+        "MemorySwap", (json_int_t)l->memory_bytes, "NanoCpus",
+        (json_int_t)(l->cpus * 1e9), "PidsLimit", (json_int_t)l->pids,
+        "ReadonlyRootfs", 1, "Tmpfs", "/tmp", tmp_opts, "ShmSize",
+        (json_int_t)(16 << 20), "IpcMode", "private", "CapDrop", "ALL",
+        "SecurityOpt", "no-new-privileges:true", "Init", 1, "Privileged", 0,
+        "LogConfig", "Type", "none", "RestartPolicy", "Name", "no",
+        "OomKillDisable", 0);
+    json_object_set_new(
+        hc, "Ulimits",
+        json_pack("[o, o, o]", ulimit("nofile", l->nofile),
+                  ulimit("fsize", l->fsize_bytes), ulimit("core", 0)));
+    json_object_set_new(
+        hc, "Mounts",
+        json_pack("[{s:s, s:s, s:{s:{s:s}, s:{s:s, s:{s:s, s:s, s:s}}}}]",
+                  "Type", "volume", "Target", SANDBOX_WORKDIR,
+                  "VolumeOptions", "Labels", SANDBOX_LABEL, "1",
+                  "DriverConfig", "Name", "local", "Options", "type", "tmpfs",
+                  "device", "tmpfs", "o", work_opts));
+    if (spec->runtime && spec->runtime[0])
+        json_object_set_new(hc, "Runtime", json_string(spec->runtime));
+    return hc;
+}
+
+json_t *sandbox_create_body(const struct sandbox_spec *spec)
+{
+    char deadline[32], user[32];
+    json_t *body;
+
+    snprintf(deadline, sizeof(deadline), "%lld", spec->deadline_s);
+    snprintf(user, sizeof(user), "%d:%d", SANDBOX_UID, SANDBOX_UID);
+    body = json_pack(
+        "{s:s, s:O, s:s, s:s, s:b, s:b, s:b, s:b, s:b,"
+        " s:{s:s, s:s, s:s, s:s}}",
+        "Image", spec->image, "Cmd", spec->cmd, "User", user, "WorkingDir",
+        SANDBOX_WORKDIR, "NetworkDisabled", 1, "AttachStdout", 1,
+        "AttachStderr", 1, "OpenStdin", 0, "Tty", 0, "Labels", SANDBOX_LABEL,
+        "1", "org.nbcanvas.owner", owner, "org.nbcanvas.job",
+        spec->job_id ? spec->job_id : "", "org.nbcanvas.deadline", deadline);
+    json_object_set(body, "Env", spec->env ? spec->env : json_array());
+    json_object_set_new(body, "HostConfig", host_config(spec));
+    return body;
+}
+
+int sandbox_create(struct sandbox *sb, struct docker *d,
+                   const struct sandbox_spec *spec, struct err *err)
+{
+    json_t *body = sandbox_create_body(spec), *resp = NULL;
+    const char *id;
+    int rc;
+
+    memset(sb, 0, sizeof(*sb));
+    sb->docker = d;
+    rc = docker_call_json(d, "POST", "/containers/create", body, &resp, 0,
+                          err);
+    if (rc == ERR_NOT_FOUND) {
+        rc = err_set(err, ERR_ENGINE,
+                     "image %s is missing: build it with "
+                     "scripts/build-images.sh",
+                     spec->image);
+        goto done;
+    }
+    if (rc < 0)
+        goto done;
+    id = json_string_value(json_object_get(resp, "Id"));
+    if (!id || strlen(id) >= sizeof(sb->id)) {
+        rc = err_set(err, ERR_INTERNAL, "engine: create returned no Id");
+        goto done;
+    }
+    snprintf(sb->id, sizeof(sb->id), "%s", id);
+done:
+    json_decref(body);
+    json_decref(resp);
+    return rc;
+}
+
+int sandbox_start(struct sandbox *sb, struct err *err)
+{
+    char path[128];
+    int rc;
+
+    snprintf(path, sizeof(path), "/containers/%s/start", sb->id);
+    rc = docker_call_json(sb->docker, "POST", path, NULL, NULL, 0, err);
+    if (rc == 0)
+        sb->started = true;
+    return rc;
+}
+
+int sandbox_put(struct sandbox *sb, const struct buf *tar, struct err *err)
+{
+    struct buf resp = BUF_INIT(64 << 10);
+    char path[160];
+    long status = 0;
+    int rc;
+
+    snprintf(path, sizeof(path), "/containers/%s/archive?path=%s", sb->id,
+             SANDBOX_WORKDIR);
+    rc = docker_request(sb->docker, "PUT", path, tar->data, tar->len,
+                        "application/x-tar", &resp, &status, 0, err);
+    if (rc == 0 && status >= 300)
+        rc = err_set(err, ERR_INTERNAL, "engine: upload: HTTP %ld: %s",
+                     status, resp.data);
+    buf_release(&resp);
+    return rc;
+}
+
+int sandbox_get(struct sandbox *sb, const char *path, struct buf *out,
+                struct err *err)
+{
+    char url[512];
+    long status = 0;
+    int rc;
+
+    snprintf(url, sizeof(url), "/containers/%s/archive?path=%s", sb->id,
+             path);
+    rc = docker_request(sb->docker, "GET", url, NULL, 0, NULL, out, &status,
+                        0, err);
+    if (rc == 0 && status == 404)
+        rc = err_set(err, ERR_NOT_FOUND, "%s is not in the sandbox", path);
+    else if (rc == 0 && status >= 300)
+        rc = err_set(err, ERR_INTERNAL, "engine: download: HTTP %ld", status);
+    return rc;
+}
+
+int sandbox_attach(struct sandbox *sb, const struct docker_stream_cb *cb,
+                   long long deadline_ms, struct err *err)
+{
+    char path[160];
+
+    snprintf(path, sizeof(path),
+             "/containers/%s/attach?stream=1&stdout=1&stderr=1", sb->id);
+    return docker_stream(sb->docker, "POST", path, NULL, cb, deadline_ms,
+                         err);
+}
+
+int sandbox_exec(struct sandbox *sb, json_t *cmd,
+                 const struct docker_stream_cb *cb, long long deadline_ms,
+                 int *exit_code, struct err *err)
+{
+    json_t *body, *resp = NULL;
+    char path[160], user[32];
+    const char *exec_id;
+    int rc;
+
+    *exit_code = -1;
+    snprintf(user, sizeof(user), "%d:%d", SANDBOX_UID, SANDBOX_UID);
+    body = json_pack("{s:b, s:b, s:O, s:s, s:s}", "AttachStdout", 1,
+                     "AttachStderr", 1, "Cmd", cmd, "User", user,
+                     "WorkingDir", SANDBOX_WORKDIR);
+    snprintf(path, sizeof(path), "/containers/%s/exec", sb->id);
+    rc = docker_call_json(sb->docker, "POST", path, body, &resp, 0, err);
+    json_decref(body);
+    if (rc < 0)
+        return rc;
+    exec_id = json_string_value(json_object_get(resp, "Id"));
+    if (!exec_id) {
+        json_decref(resp);
+        return err_set(err, ERR_INTERNAL, "engine: exec returned no Id");
+    }
+    snprintf(path, sizeof(path), "/exec/%s/start", exec_id);
+    rc = docker_stream(sb->docker, "POST", path,
+                       "{\"Detach\":false,\"Tty\":false}", cb, deadline_ms,
+                       err);
+    if (rc == 0) {
+        json_t *info = NULL;
+
+        snprintf(path, sizeof(path), "/exec/%s/json", exec_id);
+        rc = docker_call_json(sb->docker, "GET", path, NULL, &info, 0, err);
+        if (rc == 0 && !json_is_true(json_object_get(info, "Running")))
+            *exit_code =
+                (int)json_integer_value(json_object_get(info, "ExitCode"));
+        json_decref(info);
+    }
+    json_decref(resp);
+    return rc;
+}
+
+bool sandbox_oom_killed(struct sandbox *sb)
+{
+    char path[128];
+    json_t *info = NULL;
+    bool oom;
+
+    snprintf(path, sizeof(path), "/containers/%s/json", sb->id);
+    if (docker_call_json(sb->docker, "GET", path, NULL, &info, 0, NULL) < 0)
+        return false;
+    oom = json_is_true(
+        json_object_get(json_object_get(info, "State"), "OOMKilled"));
+    json_decref(info);
+    return oom;
+}
+
+static int remove_container(struct docker *d, const char *id)
+{
+    char path[160];
+    struct err err = ERR_INIT;
+    int rc;
+
+    snprintf(path, sizeof(path), "/containers/%s?force=1&v=1", id);
+    rc = docker_call_json(d, "DELETE", path, NULL, NULL, 0, &err);
+    /* 404: already gone; 409: removal already under way elsewhere. */
+    if (rc == ERR_NOT_FOUND || (rc < 0 && strstr(err.msg, "in progress")))
+        rc = 0;
+    if (rc < 0)
+        fprintf(stderr, "nbcanvas: remove container %.12s: %s\n", id,
+                err.msg);
+    return rc;
+}
+
+void sandbox_destroy(struct sandbox *sb)
+{
+    if (!sb->id[0])
+        return;
+    remove_container(sb->docker, sb->id);
+    sb->id[0] = '\0';
+}
+
+int sandbox_reap(struct docker *d, enum sandbox_reap_mode mode,
+                 struct err *err)
+{
+    json_t *list = NULL, *c;
+    size_t i;
+    int rc, removed = 0;
+    long long now = (long long)time(NULL);
+
+    rc = docker_call_json(d, "GET",
+                          "/containers/json?all=1&filters=%7B%22label%22%3A%5B"
+                          "%22" SANDBOX_LABEL "%3D1%22%5D%7D",
+                          NULL, &list, 0, err);
+    if (rc < 0)
+        return rc;
+    json_array_foreach(list, i, c) {
+        json_t *labels = json_object_get(c, "Labels");
+        const char *deadline = json_string_value(
+            json_object_get(labels, "org.nbcanvas.deadline"));
+        const char *who = json_string_value(
+            json_object_get(labels, "org.nbcanvas.owner"));
+        const char *id = json_string_value(json_object_get(c, "Id"));
+
+        if (!id)
+            continue;
+        if (mode == REAP_OWNED && (!who || strcmp(who, owner) != 0))
+            continue;
+        if (mode == REAP_EXPIRED && deadline &&
+            strtoll(deadline, NULL, 10) > now)
+            continue;
+        if (remove_container(d, id) == 0)
+            removed++;
+    }
+    json_decref(list);
+    return removed;
+}
