@@ -1,0 +1,85 @@
+#include "../check.h"
+#include "nbcanvas/config.h"
+#include "nbcanvas/languages.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char *write_temp(const char *text)
+{
+    char *path = strdup("/tmp/nbcanvas-test-XXXXXX");
+    int fd = mkstemp(path);
+
+    if (write(fd, text, strlen(text)) < 0)
+        perror("write");
+    close(fd);
+    return path;
+}
+
+static void test_config__load_and_reject(void)
+{
+    struct config cfg;
+    struct err err = ERR_INIT;
+    char *ok = write_temp("{\"listen\": \"127.0.0.1:9999\", \"render_pids\":"
+                          " 99, \"run_cpus\": 0.5}");
+    char *unknown = write_temp("{\"lisen\": \"x\"}");
+    char *range = write_temp("{\"render_pids\": 1}");
+
+    config_defaults(&cfg);
+    CHECK(config_load(&cfg, ok, &err) == 0);
+    CHECK_STREQ(cfg.listen, "127.0.0.1:9999");
+    CHECK(cfg.render_limits.pids == 99);
+    CHECK(cfg.run_limits.cpus == 0.5);
+    CHECK(config_load(&cfg, unknown, &err) == ERR_INVALID);
+    CHECK(strstr(err.msg, "lisen") != NULL);
+    CHECK(config_load(&cfg, range, &err) == ERR_INVALID);
+    config_finish(&cfg);
+    CHECK(cfg.max_jobs >= 1 && cfg.max_queue == 2 * cfg.max_jobs);
+    unlink(ok);
+    unlink(unknown);
+    unlink(range);
+    free(ok);
+    free(unknown);
+    free(range);
+}
+
+static void test_config__shipped_languages_load(void)
+{
+    struct languages *l = NULL;
+    struct err err = ERR_INIT;
+    const struct language *c;
+
+    CHECK(languages_load(&l, NBCANVAS_SOURCE_DIR "/languages.json", &err) ==
+          0);
+    CHECK(languages_count(l) >= 6);
+    c = languages_find(l, "c");
+    CHECK(c && c->compile && strcmp(c->extension, "c") == 0);
+    CHECK(languages_find(l, "python3") && !languages_find(l, "python3")->compile);
+    languages_free(l);
+}
+
+static void test_config__bad_languages(void)
+{
+    struct languages *l = NULL;
+    struct err err = ERR_INIT;
+    char *p = write_temp("{\"x\": {\"image\": \"i\", \"extension\": \"../e\","
+                         " \"command\": \"c\"}}");
+    char *q = write_temp("{\"x\": {\"image\": \"i\", \"extension\": \"e\"}}");
+
+    CHECK(languages_load(&l, p, &err) == ERR_INVALID);
+    CHECK(languages_load(&l, q, &err) == ERR_INVALID);
+    CHECK(strstr(err.msg, "command") != NULL);
+    unlink(p);
+    unlink(q);
+    free(p);
+    free(q);
+}
+
+int main(void)
+{
+    RUN(test_config__load_and_reject);
+    RUN(test_config__shipped_languages_load);
+    RUN(test_config__bad_languages);
+    return check_done();
+}

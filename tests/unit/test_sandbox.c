@@ -1,0 +1,81 @@
+#include "../check.h"
+#include "nbcanvas/sandbox.h"
+
+#define HC(body, key) json_object_get(json_object_get(body, "HostConfig"), key)
+
+static void test_sandbox__hardened_create_body(void)
+{
+    struct sandbox_limits l = {512LL << 20, 1.5, 128, 128LL << 20,
+                               64LL << 20, 256, 32LL << 20};
+    json_t *cmd = json_pack("[s]", "true");
+    struct sandbox_spec spec = {"img:1", cmd, NULL, &l, "runsc", "job-1", 99};
+    json_t *b = sandbox_create_body(&spec);
+    json_t *ul = HC(b, "Ulimits"), *mount;
+    const char *o;
+
+    CHECK_STREQ(json_string_value(json_object_get(b, "Image")), "img:1");
+    CHECK_STREQ(json_string_value(json_object_get(b, "User")), "1000:1000");
+    CHECK(json_is_true(json_object_get(b, "NetworkDisabled")));
+    CHECK_STREQ(json_string_value(HC(b, "NetworkMode")), "none");
+    CHECK(json_integer_value(HC(b, "Memory")) == 512LL << 20);
+    CHECK(json_integer_value(HC(b, "MemorySwap")) == 512LL << 20);
+    CHECK(json_integer_value(HC(b, "NanoCpus")) == 1500000000LL);
+    CHECK(json_integer_value(HC(b, "PidsLimit")) == 128);
+    CHECK(json_is_true(HC(b, "ReadonlyRootfs")));
+    CHECK(json_is_true(HC(b, "Init")));
+    CHECK(json_is_false(HC(b, "Privileged")));
+    CHECK(json_is_false(HC(b, "OomKillDisable")));
+    CHECK_STREQ(json_string_value(json_array_get(HC(b, "CapDrop"), 0)), "ALL");
+    CHECK_STREQ(json_string_value(json_array_get(HC(b, "SecurityOpt"), 0)),
+                "no-new-privileges:true");
+    CHECK_STREQ(json_string_value(json_object_get(HC(b, "LogConfig"), "Type")),
+                "none");
+    CHECK_STREQ(json_string_value(HC(b, "Runtime")), "runsc");
+    CHECK(strstr(json_string_value(json_object_get(HC(b, "Tmpfs"), "/tmp")),
+                 "size=67108864") != NULL);
+    CHECK(json_array_size(ul) == 3);
+    CHECK_STREQ(json_string_value(json_object_get(json_array_get(ul, 2),
+                                                  "Name")),
+                "core");
+    CHECK(json_integer_value(json_object_get(json_array_get(ul, 2), "Hard")) ==
+          0);
+    CHECK(HC(b, "Binds") == NULL);
+    mount = json_array_get(HC(b, "Mounts"), 0);
+    CHECK_STREQ(json_string_value(json_object_get(mount, "Type")), "volume");
+    CHECK(json_object_get(mount, "Source") == NULL); /* anonymous: no host */
+    o = json_string_value(json_object_get(
+        json_object_get(json_object_get(json_object_get(mount,
+                                                        "VolumeOptions"),
+                                        "DriverConfig"),
+                        "Options"),
+        "o"));
+    CHECK(o && strstr(o, "size=134217728") && strstr(o, "uid=1000"));
+    CHECK_STREQ(json_string_value(json_object_get(
+                    json_object_get(b, "Labels"), SANDBOX_LABEL)),
+                "1");
+    CHECK_STREQ(json_string_value(json_object_get(
+                    json_object_get(b, "Labels"), "org.nbcanvas.deadline")),
+                "99");
+    json_decref(b);
+    json_decref(cmd);
+}
+
+static void test_sandbox__default_runtime_omitted(void)
+{
+    struct sandbox_limits l = {1 << 28, 1, 64, 1 << 26, 1 << 26, 256, 1 << 24};
+    json_t *cmd = json_pack("[s]", "true");
+    struct sandbox_spec spec = {"img", cmd, NULL, &l, "", NULL, 0};
+    json_t *b = sandbox_create_body(&spec);
+
+    CHECK(HC(b, "Runtime") == NULL);
+    CHECK(json_array_size(json_object_get(b, "Env")) == 0);
+    json_decref(b);
+    json_decref(cmd);
+}
+
+int main(void)
+{
+    RUN(test_sandbox__hardened_create_body);
+    RUN(test_sandbox__default_runtime_omitted);
+    return check_done();
+}

@@ -1,0 +1,132 @@
+#include "../check.h"
+#include "nbcanvas/tarball.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <stdlib.h>
+
+static void test_tarball__round_trip(void)
+{
+    struct tar_entry in[] = {{"a.txt", "hello", 5},
+                             {"data/sub/b.csv", "x,y\n", 4}};
+    struct buf tar = BUF_INIT(1 << 20);
+    struct tar_files out = TAR_FILES_INIT;
+    const struct tar_entry *b;
+
+    CHECK(tarball_write(&tar, in, 2, 1000, 1000, NULL) == 0);
+    CHECK(tarball_read(&out, tar.data, tar.len, NULL, 10, 1 << 20, NULL) ==
+          0);
+    CHECK(out.n == 2);
+    b = tarball_find(&out, "data/sub/b.csv");
+    CHECK(b && b->len == 4 && memcmp(b->data, "x,y\n", 4) == 0);
+    CHECK(tarball_find(&out, "a.txt") != NULL);
+    tarball_files_release(&out);
+    buf_release(&tar);
+}
+
+static la_ssize_t to_buf(struct archive *a, void *ctx, const void *d,
+                         size_t n)
+{
+    (void)a;
+    buf_append(ctx, d, n);
+    return (la_ssize_t)n;
+}
+
+/* A hostile archive: a symlink to a host path, a hard link, a device, a
+ * name climbing out, and one honest file. */
+static void hostile_tar(struct buf *out)
+{
+    struct archive *a = archive_write_new();
+    struct archive_entry *e;
+
+    archive_write_set_format_pax_restricted(a);
+    archive_write_open2(a, out, NULL, to_buf, NULL, NULL);
+
+    e = archive_entry_new();
+    archive_entry_set_pathname(e, "out/index.html");
+    archive_entry_set_filetype(e, AE_IFLNK);
+    archive_entry_set_symlink(e, "/etc/shadow");
+    archive_write_header(a, e);
+    archive_entry_free(e);
+
+    e = archive_entry_new();
+    archive_entry_set_pathname(e, "out/hard");
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_hardlink(e, "/etc/passwd");
+    archive_write_header(a, e);
+    archive_entry_free(e);
+
+    e = archive_entry_new();
+    archive_entry_set_pathname(e, "out/dev");
+    archive_entry_set_filetype(e, AE_IFCHR);
+    archive_write_header(a, e);
+    archive_entry_free(e);
+
+    e = archive_entry_new();
+    archive_entry_set_pathname(e, "out/../../etc/x");
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_size(e, 1);
+    archive_write_header(a, e);
+    archive_write_data(a, "x", 1);
+    archive_entry_free(e);
+
+    e = archive_entry_new();
+    archive_entry_set_pathname(e, "out/status.json");
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_size(e, 2);
+    archive_write_header(a, e);
+    archive_write_data(a, "{}", 2);
+    archive_entry_free(e);
+
+    archive_write_close(a);
+    archive_write_free(a);
+}
+
+static void test_tarball__only_plain_files_are_kept(void)
+{
+    struct buf tar = BUF_INIT(1 << 20);
+    struct tar_files out = TAR_FILES_INIT;
+
+    hostile_tar(&tar);
+    CHECK(tarball_read(&out, tar.data, tar.len, "out/", 10, 1 << 20, NULL) ==
+          0);
+    CHECK(out.n == 1);
+    CHECK(tarball_find(&out, "status.json") != NULL);
+    CHECK(tarball_find(&out, "index.html") == NULL);
+    CHECK(out.skipped == 4);
+    tarball_files_release(&out);
+    buf_release(&tar);
+}
+
+static void test_tarball__size_cap(void)
+{
+    struct tar_entry in[] = {{"big", "0123456789", 10}};
+    struct buf tar = BUF_INIT(1 << 20);
+    struct tar_files out = TAR_FILES_INIT;
+    struct err err = ERR_INIT;
+
+    tarball_write(&tar, in, 1, 0, 0, NULL);
+    CHECK(tarball_read(&out, tar.data, tar.len, NULL, 10, 5, &err) ==
+          ERR_OUTPUT);
+    tarball_files_release(&out);
+    buf_release(&tar);
+}
+
+static void test_tarball__garbage_is_an_error(void)
+{
+    struct tar_files out = TAR_FILES_INIT;
+    char junk[1024];
+
+    memset(junk, 'z', sizeof(junk));
+    CHECK(tarball_read(&out, junk, sizeof(junk), NULL, 10, 1 << 20, NULL) < 0);
+    tarball_files_release(&out);
+}
+
+int main(void)
+{
+    RUN(test_tarball__round_trip);
+    RUN(test_tarball__only_plain_files_are_kept);
+    RUN(test_tarball__size_cap);
+    RUN(test_tarball__garbage_is_an_error);
+    return check_done();
+}
