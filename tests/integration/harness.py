@@ -1,0 +1,208 @@
+"""Shared pieces of the tests that run on the real Docker engine.
+
+A test file defines functions named test_*; `main()` starts one nbcanvas
+service from the build under test (on a free loopback port, with a config
+file the test may extend), runs every test, stops the service with
+SIGTERM, and then checks that the engine holds no container of it. It
+prints the plain closing line "N passed, N failed" and exits non-zero on any
+failure. Only the standard library is used.
+"""
+import base64
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.parse
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DOCKER_SOCK = "/var/run/docker.sock"
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout=30):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def engine(method, path, body=None):
+    """One call to the Docker engine; returns (status, parsed JSON or bytes)."""
+    c = UnixHTTPConnection(DOCKER_SOCK)
+    c.request(method, path, body=json.dumps(body) if body is not None else None,
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    try:
+        return r.status, json.loads(data)
+    except ValueError:
+        return r.status, data
+
+
+def containers(owner=None):
+    """nbcanvas's containers on the engine (all, or those of one owner)."""
+    label = "org.nbcanvas.owner=%s" % owner if owner else "org.nbcanvas.managed=1"
+    q = urllib.parse.quote(json.dumps({"label": [label]}))
+    status, data = engine("GET", "/containers/json?all=1&filters=" + q)
+    assert status == 200, data
+    return data
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def __repr__(self):
+        return "<%d %s>" % (self.status, self.body[:300])
+
+
+class Service:
+    """An nbcanvas serve process for one test file."""
+
+    def __init__(self, binary, config=None):
+        self.binary = binary
+        self.port = free_port()
+        self.listen = "127.0.0.1:%d" % self.port
+        self.config = dict(config or {})
+        self.proc = None
+        self.log = tempfile.NamedTemporaryFile(prefix="nbcanvas-serve-", suffix=".log",
+                                               delete=False)
+
+    def start(self):
+        cfg = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+        json.dump(self.config, cfg)
+        cfg.close()
+        self.config_path = cfg.name
+        self.proc = subprocess.Popen(
+            [self.binary, "serve", "--listen", self.listen, "--config", cfg.name],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                if self.get("/healthz").status == 200:
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("service did not start: " + self.read_log())
+
+    def read_log(self):
+        with open(self.log.name) as f:
+            return f.read()
+
+    def stop(self):
+        """SIGTERM, as an operator would; the service must exit 0."""
+        if not self.proc:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        os.unlink(self.config_path)
+        self.proc = None
+        return rc
+
+    def request(self, method, path, body=None, headers=None, timeout=300):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        hdrs = dict(headers or {})
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+            hdrs.setdefault("Content-Type", "application/json")
+        c.request(method, path, body=body, headers=hdrs)
+        r = c.getresponse()
+        data = r.read()
+        resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+        c.close()
+        return resp
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body, **kw):
+        return self.request("POST", path, body, **kw)
+
+    def render(self, body, **kw):
+        return self.post("/v1/render", body, **kw)
+
+    def run(self, body, **kw):
+        return self.post("/v1/run", body, **kw)
+
+
+def b64(data):
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.b64encode(data).decode()
+
+
+def check_error(resp, status, code):
+    """The API's error format: status, code, and a message for a person."""
+    assert resp.status == status, resp
+    assert resp.header("content-type").startswith("application/json"), resp.headers
+    err = resp.json()["error"]
+    assert err["code"] == code, err
+    assert isinstance(err["message"], str) and err["message"], err
+    assert resp.header("x-request-id"), resp.headers
+    return err
+
+
+def main(namespace, config=None):
+    binary = sys.argv[1]
+    if not os.path.exists(DOCKER_SOCK):
+        print("no Docker engine at %s: run scripts/start-docker.sh" % DOCKER_SOCK)
+        print("0 passed, 1 failed")
+        sys.exit(1)
+    svc = Service(binary, config).start()
+    tests = sorted((n, f) for n, f in namespace.items()
+                   if n.startswith("test_") and callable(f))
+    only = os.environ.get("NBCANVAS_TEST")
+    passed = failed = 0
+    for name, fn in tests:
+        if only and only not in name:
+            continue
+        t0 = time.time()
+        try:
+            fn(svc)
+            passed += 1
+            print("ok   %s (%.1fs)" % (name, time.time() - t0), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %s (%.1fs)" % (name, time.time() - t0), flush=True)
+            traceback.print_exc()
+    rc = svc.stop()
+    if rc != 0:
+        failed += 1
+        print("FAIL service exited %d on SIGTERM\n%s" % (rc, svc.read_log()[-3000:]))
+    left = containers(svc.listen)
+    if left:
+        failed += 1
+        print("FAIL %d container(s) left on the engine: %s"
+              % (len(left), [c["Id"][:12] for c in left]))
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
