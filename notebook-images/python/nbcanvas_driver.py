@@ -19,8 +19,10 @@ service needs around it:
 The protocol channel is the original stdout. Before the kernel starts, fd 1
 is pointed at stderr so nothing the user's code writes can forge a message.
 """
+import copy
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -118,6 +120,29 @@ def execute(nb, job, km, status):
                       traceback=err.get("traceback", []))
 
 
+XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>\s*")
+
+
+def without_xml_declarations(nb):
+    """A copy of nb whose SVG outputs have no <?xml ...?> line.
+
+    Debian's nbconvert 6.5.3 passes SVG through clean_html (lxml), which
+    refuses a str that carries an encoding declaration, so plain
+    `jupyter nbconvert --to html` fails on every matplotlib SVG figure there.
+    The declaration means nothing inside an HTML page; dropping it gives the
+    page upstream nbconvert makes.
+    """
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            svg = out.get("data", {}).get("image/svg+xml")
+            if isinstance(svg, list):
+                svg = "".join(svg)
+            if isinstance(svg, str):
+                out["data"]["image/svg+xml"] = XML_DECLARATION.sub("", svg)
+    return nb
+
+
 def export_html(nb, job):
     from nbconvert import HTMLExporter
     from traitlets.config import Config
@@ -130,7 +155,7 @@ def export_html(nb, job):
         c.TemplateExporter.exclude_output_prompt = True
     c.HTMLExporter.sanitize_html = bool(job.get("sanitize_html", False))
     exporter = HTMLExporter(config=c, template_name=job["template"])
-    body, _ = exporter.from_notebook_node(nb)
+    body, _ = exporter.from_notebook_node(without_xml_declarations(nb))
     return body
 
 
