@@ -30,6 +30,9 @@
 #include "nbcanvas/runner.h"
 #include "nbcanvas/util.h"
 
+/* The longest a client may take to send a whole request body. */
+#define BODY_DEADLINE_MS 30000
+
 struct http_server {
     struct MHD_Daemon *daemon;
     struct service *svc;
@@ -436,18 +439,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     if (x->status)
         return MHD_YES; /* answered already (413, 415, 404, 405) */
     if (*data_size) {
-        if (buf_append(&x->body, data, *data_size) < 0) {
-            char msg[96];
-
-            snprintf(msg, sizeof(msg), "the body is larger than %zu bytes",
-                     x->body.cap);
+        /* MHD only lets a response be queued before or after the body, so
+         * a chunked body past the cap is read and dropped, never kept,
+         * within the absolute deadline, and answered 413 at its end. */
+        if (util_now_ms() - x->t_start > BODY_DEADLINE_MS)
+            return MHD_NO;
+        if (!x->too_large && buf_append(&x->body, data, *data_size) < 0) {
+            x->too_large = true;
             buf_release(&x->body);
-            *data_size = 0;
-            return send_error(c, x, ERR_TOO_LARGE, msg, NULL) == 0 ? MHD_YES
-                                                                   : MHD_NO;
         }
         *data_size = 0;
         return MHD_YES;
+    }
+    if (x->too_large) {
+        char msg[96];
+
+        snprintf(msg, sizeof(msg), "the body is larger than %zu bytes",
+                 x->body.cap);
+        return send_error(c, x, ERR_TOO_LARGE, msg, NULL) == 0 ? MHD_YES
+                                                               : MHD_NO;
     }
     r = find_route(method, url, &known, allow, sizeof(allow));
     return r->handler(s, c, x) == 0 ? MHD_YES : MHD_NO;

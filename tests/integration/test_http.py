@@ -1,0 +1,128 @@
+"""The HTTP layer: error format, limits, discovery and operations routes."""
+import http.client
+import json
+import socket
+
+from harness import REPO, check_error, main
+
+
+def test_health_and_ready(svc):
+    r = svc.get("/healthz")
+    assert r.status == 200 and r.json()["status"] == "ok"
+    r = svc.get("/readyz")
+    assert r.status == 200, r
+    assert r.json()["status"] == "ready"
+
+
+def test_kernels(svc):
+    r = svc.get("/v1/kernels")
+    assert r.status == 200
+    assert {"name": "python3", "language": "python",
+            "display_name": "Python 3 (ipykernel)"} in r.json()
+
+
+def test_languages_match_config_file(svc):
+    with open(REPO + "/languages.json") as f:
+        config = json.load(f)
+    listed = svc.get("/v1/languages").json()
+    assert sorted(l["name"] for l in listed) == sorted(config)
+    for entry in listed:
+        assert entry["image"] == config[entry["name"]]["image"]
+        assert entry["extension"] == config[entry["name"]]["extension"]
+        assert entry["version"] == config[entry["name"]].get("version", "")
+
+
+def test_unknown_path_404(svc):
+    check_error(svc.get("/v2/nothing"), 404, "not_found")
+
+
+def test_wrong_method_405_with_allow(svc):
+    r = svc.get("/v1/render")
+    check_error(r, 405, "method_not_allowed")
+    assert r.header("allow") == "POST"
+    r = svc.post("/healthz", {})
+    check_error(r, 405, "method_not_allowed")
+    assert r.header("allow") == "GET"
+
+
+def test_wrong_content_type_415(svc):
+    r = svc.request("POST", "/v1/render", body=b'{"cells": ["1"]}',
+                    headers={"Content-Type": "text/plain"})
+    check_error(r, 415, "unsupported_media_type")
+    r = svc.request("POST", "/v1/run", body=b"{}", headers={})
+    check_error(r, 415, "unsupported_media_type")
+
+
+def test_malformed_bodies_400(svc):
+    bodies = [b"", b"{", b"[]", b"null", b'{"cells": "print(1)"}',
+              b'{"cells": ["1"], "unknown": 1}', b'{"cells": ["\\u0000"]}',
+              b'{"cells": ["\xff\xfe"]}', b"[" * 100000,
+              b'{"cells": ["1"], "files": [{"name": "../etc/passwd", "content_base64": ""}]}',
+              b'{"cells": ["1"], "files": [{"name": "/abs", "content_base64": ""}]}',
+              b'{"cells": ["1"], "timeout_s": -5}', b'{"cells": ["1"], "timeout_s": 1e400}']
+    for body in bodies:
+        r = svc.request("POST", "/v1/render", body=body,
+                        headers={"Content-Type": "application/json"})
+        check_error(r, 400, "invalid_request")
+
+
+def test_run_unknown_language_400(svc):
+    err = check_error(svc.run({"language": "cobol", "code": "x"}), 400, "invalid_request")
+    assert "cobol" in err["message"]
+
+
+def read_reply(s):
+    s.settimeout(10)
+    reply = b""
+    try:
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            reply += data
+    except OSError:
+        pass
+    finally:
+        s.close()
+    return reply
+
+
+def test_body_too_large_413_by_length(svc):
+    # The answer comes from the headers alone: the body is never sent.
+    s = socket.create_connection(("127.0.0.1", svc.port))
+    s.sendall(b"POST /v1/render HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+              % (9 << 20))
+    reply = read_reply(s)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b'"payload_too_large"' in reply
+
+
+def test_body_too_large_413_chunked(svc):
+    s = socket.create_connection(("127.0.0.1", svc.port))
+    s.sendall(b"POST /v1/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"y" * 65536
+    try:
+        for _ in range(8):  # 512 KiB, over the 256 KiB /v1/run cap
+            s.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    except OSError:
+        pass  # the server may close once it has answered
+    s.sendall(b"0\r\n\r\n")
+    reply = read_reply(s)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b'"payload_too_large"' in reply
+
+
+def test_metrics(svc):
+    svc.get("/healthz")
+    r = svc.get("/metrics")
+    assert r.status == 200
+    text = r.body.decode()
+    assert 'nbcanvas_requests_total{route="/healthz",status="200"}' in text
+    assert "nbcanvas_request_duration_seconds_bucket" in text
+    assert "nbcanvas_jobs_running 0" in text
+
+
+if __name__ == "__main__":
+    main(globals())
