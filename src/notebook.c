@@ -151,7 +151,7 @@ static int cell_from_object(json_t **out, json_t *obj, size_t index,
 int notebook_from_cells(json_t **out, json_t *cells,
                         const struct kernel_info *kernel, struct err *err)
 {
-    json_t *nb, *list, *item, *cell;
+    json_t *nb, *list, *item, *cell = NULL;
     size_t i;
     int rc;
 

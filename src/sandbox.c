@@ -92,7 +92,8 @@ json_t *sandbox_create_body(const struct sandbox_spec *spec)
         "AttachStderr", 1, "OpenStdin", 0, "Tty", 0, "Labels", SANDBOX_LABEL,
         "1", "org.nbcanvas.owner", owner, "org.nbcanvas.job",
         spec->job_id ? spec->job_id : "", "org.nbcanvas.deadline", deadline);
-    json_object_set(body, "Env", spec->env ? spec->env : json_array());
+    json_object_set_new(body, "Env",
+                        spec->env ? json_incref(spec->env) : json_array());
     json_object_set_new(body, "HostConfig", host_config(spec));
     return body;
 }

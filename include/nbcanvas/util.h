@@ -9,6 +9,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+/* Every header that declares a banned function comes before banned.h, as
+ * in git's git-compat-util.h, so their inline definitions stay intact. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t n);

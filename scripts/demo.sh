@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The main job: set everything up, start nbcanvas on loopback, render the
+# chart example through the HTTP API, and say where to look.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+listen=${NBCANVAS_LISTEN:-127.0.0.1:8080}
+out=$top/out
+
+bash "$top/scripts/setup.sh"
+mkdir -p "$out"
+
+if ! curl -fsS --max-time 2 "http://$listen/healthz" >/dev/null 2>&1; then
+    nohup "$top/build/nbcanvas" serve --listen "$listen" >"$out/nbcanvas.log" 2>&1 &
+    echo $! >"$out/nbcanvas.pid"
+    for _ in $(seq 1 50); do
+        curl -fsS --max-time 1 "http://$listen/healthz" >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+fi
+curl -fsS "http://$listen/readyz" >/dev/null
+
+for example in chart text2sql analysis; do
+    curl -fsS -X POST -H 'Content-Type: application/json' \
+        --data-binary @"$top/examples/$example.json" \
+        "http://$listen/v1/render" -o "$out/$example.html"
+done
+curl -fsS -X POST -H 'Content-Type: application/json' \
+    --data-binary @"$top/examples/text2sql.json" \
+    "http://$listen/v1/render" -o /dev/null
+
+cat <<MSG
+
+nbcanvas is serving on http://$listen (log: $out/nbcanvas.log, pid in $out/nbcanvas.pid)
+Rendered examples:
+  $out/chart.html      a matplotlib chart
+  $out/text2sql.html   an SQL query on SQLite shown as a table
+  $out/analysis.html   summary tables and charts of a CSV
+Try it yourself:
+  curl -s -X POST -H 'Content-Type: application/json' \\
+       -d '{"cells": ["import numpy as np\\nnp.arange(6).reshape(2, 3)"], "format": "json"}' \\
+       http://$listen/v1/render
+Stop it with: kill \$(cat $out/nbcanvas.pid)
+MSG
