@@ -144,5 +144,6 @@ if __name__ == "__main__":
     write("chart", CHART)
     write("seaborn", SEABORN)
     write("text2sql", TEXT2SQL)
+    write("text2sql-zip", dict(TEXT2SQL, format="zip"))
     write("analysis", ANALYSIS)
     write("error", ERROR)
