@@ -13,7 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nbcanvas/cache.h"
 #include "nbcanvas/http.h"
+#include "nbcanvas/janitor.h"
+#include "nbcanvas/pool.h"
 #include "nbcanvas/languages.h"
 #include "nbcanvas/metrics.h"
 #include "nbcanvas/render.h"
@@ -43,6 +46,9 @@ void cli_usage(void)
 
 static void service_close(struct service *svc)
 {
+    pool_free(svc->pool);
+    janitor_free(svc->janitor);
+    cache_free(svc->cache);
     docker_free(svc->docker);
     jobs_free(svc->jobs);
     languages_free(svc->languages);
@@ -124,6 +130,25 @@ static void print_error(int code, const char *message, json_t *details)
     json_decref(j);
 }
 
+/* Records the notebook image's id so the cache never answers from an
+ * image that has since been rebuilt. */
+static void refresh_image_id(struct service *svc)
+{
+    char path[256];
+    json_t *info = NULL;
+    const char *id;
+
+    if (!svc->cache)
+        return;
+    snprintf(path, sizeof(path), "/images/%s/json", svc->cfg.notebook_image);
+    if (docker_call_json(svc->docker, "GET", path, NULL, &info, 0, NULL) < 0)
+        return;
+    id = json_string_value(json_object_get(info, "Id"));
+    if (id)
+        cache_set_image(svc->cache, id);
+    json_decref(info);
+}
+
 /* Serve until SIGTERM or SIGINT; reap expired containers meanwhile. */
 static int serve_loop(struct service *svc)
 {
@@ -144,13 +169,20 @@ static int serve_loop(struct service *svc)
     else if ((rc = sandbox_reap(svc->docker, REAP_OWNED, &err)) > 0)
         fprintf(stderr, "nbcanvas: removed %d container(s) left by a "
                         "previous run\n", rc);
+    if (svc->cfg.cache_bytes > 0)
+        svc->cache = cache_new(svc->cfg.cache_bytes);
+    refresh_image_id(svc);
+    svc->pool = pool_new(svc, svc->cfg.pool_size);
+    svc->janitor = janitor_new();
     rc = http_start(&srv, svc, &err);
     if (rc < 0) {
         fprintf(stderr, "nbcanvas: %s\n", err.msg);
         return 1;
     }
-    fprintf(stderr, "nbcanvas: serving on http://%s (jobs %ld, queue %ld)\n",
-            svc->cfg.listen, svc->cfg.max_jobs, svc->cfg.max_queue);
+    fprintf(stderr,
+            "nbcanvas: serving on http://%s (jobs %ld, queue %ld, pool %ld)\n",
+            svc->cfg.listen, svc->cfg.max_jobs, svc->cfg.max_queue,
+            svc->cfg.pool_size);
     for (;;) {
         sig = sigtimedwait(&stop, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
@@ -158,9 +190,14 @@ static int serve_loop(struct service *svc)
         rc = sandbox_reap(svc->docker, REAP_EXPIRED, &err);
         if (rc > 0)
             metrics_count(svc->metrics, "reaped", rc);
+        refresh_image_id(svc);
     }
     fprintf(stderr, "nbcanvas: stopping: finishing in-flight requests\n");
     http_stop(srv); /* waits for every connection thread */
+    pool_free(svc->pool);
+    svc->pool = NULL;
+    janitor_free(svc->janitor); /* removes what is still queued */
+    svc->janitor = NULL;
     sandbox_reap(svc->docker, REAP_OWNED, &err);
     return 0;
 }

@@ -50,6 +50,8 @@ static const struct key keys[] = {
     LLONG("max_html_bytes", max_html_bytes, 1024, 4 * GiB),
     LLONG("max_result_bytes", max_result_bytes, 1024, 4 * GiB),
     LLONG("max_artifact_bytes", max_artifact_bytes, 0, 4 * GiB),
+    LONG("pool_size", pool_size, -1, 1024),
+    LLONG("cache_bytes", cache_bytes, 0, 64 * GiB),
     LLONG("render_memory_bytes", render_limits.memory_bytes, 16 * MiB,
           256 * GiB),
     DBL("render_cpus", render_limits.cpus, 0.01, 256),
@@ -101,6 +103,8 @@ void config_defaults(struct config *cfg)
     cfg->max_html_bytes = 16 << 20;
     cfg->max_result_bytes = 64 << 20;
     cfg->max_artifact_bytes = 32 << 20;
+    cfg->pool_size = -1;
+    cfg->cache_bytes = 256LL << 20;
     cfg->render_limits = (struct sandbox_limits){
         512LL << 20, 1.0, 128, 128LL << 20, 64LL << 20, 256, 32LL << 20};
     cfg->run_timeout_s = 10;
@@ -190,6 +194,8 @@ void config_finish(struct config *cfg)
         if (cfg->max_jobs < 1)
             cfg->max_jobs = 1;
     }
+    if (cfg->pool_size < 0)
+        cfg->pool_size = cfg->max_jobs;
     if (cfg->max_queue == 0)
         cfg->max_queue = 2 * cfg->max_jobs;
 }

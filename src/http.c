@@ -20,8 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "nbcanvas/buf.h"
+#include "nbcanvas/cache.h"
+#include "nbcanvas/pool.h"
 #include "nbcanvas/languages.h"
 #include "nbcanvas/metrics.h"
 #include "nbcanvas/notebook.h"
@@ -118,23 +122,27 @@ static int send_error(struct MHD_Connection *c, struct exchange *x, int code,
     return rc;
 }
 
-/* Watches a client's socket while its job runs. */
+/* Watches a client's socket while its job runs. The watcher sleeps in
+ * poll() on the socket and on an eventfd, which watch_stop signals so the
+ * request never waits for a poll timeout. */
 struct hangup_watch {
     int fd;
+    int wake; /* eventfd */
     volatile bool cancel;
-    volatile bool stop;
     pthread_t thread;
 };
 
 static void *watch_hangup(void *arg)
 {
     struct hangup_watch *w = arg;
+    struct pollfd p[2] = {{w->fd, POLLRDHUP, 0}, {w->wake, POLLIN, 0}};
 
-    while (!w->stop) {
-        struct pollfd p = {w->fd, POLLRDHUP, 0};
-
-        if (poll(&p, 1, 200) > 0 &&
-            (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+    for (;;) {
+        if (poll(p, 2, -1) < 0)
+            continue;
+        if (p[1].revents)
+            break;
+        if (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
             w->cancel = true;
             break;
         }
@@ -148,17 +156,26 @@ static void watch_start(struct hangup_watch *w, struct MHD_Connection *c)
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 
     w->cancel = false;
-    w->stop = false;
     w->fd = info ? info->connect_fd : -1;
-    if (w->fd < 0 || pthread_create(&w->thread, NULL, watch_hangup, w) != 0)
-        w->fd = -1;
+    w->wake = eventfd(0, EFD_CLOEXEC);
+    if (w->fd < 0 || w->wake < 0 ||
+        pthread_create(&w->thread, NULL, watch_hangup, w) != 0) {
+        if (w->wake >= 0)
+            close(w->wake);
+        w->fd = w->wake = -1;
+    }
 }
 
 static void watch_stop(struct hangup_watch *w)
 {
-    w->stop = true;
-    if (w->fd >= 0)
-        pthread_join(w->thread, NULL);
+    uint64_t one = 1;
+
+    if (w->fd < 0)
+        return;
+    if (write(w->wake, &one, sizeof(one)) < 0)
+        perror("nbcanvas: eventfd");
+    pthread_join(w->thread, NULL);
+    close(w->wake);
 }
 
 static int handle_render(struct http_server *s, struct MHD_Connection *c,
@@ -169,6 +186,7 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
     struct hangup_watch watch;
     struct err err = ERR_INIT;
     struct MHD_Response *r;
+    const char *route;
     int rc;
 
     rc = request_parse_render(&req, x->body.data, x->body.len, &s->svc->cfg,
@@ -177,6 +195,9 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
         request_render_release(&req);
         return send_error(c, x, rc, err.msg, NULL);
     }
+    route = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                        "X-Nbcanvas-Route");
+    req.force_cold = route && strcasecmp(route, "cold") == 0;
     watch_start(&watch, c);
     render_run(&res, s->svc, &req, x->id, &watch.cancel);
     watch_stop(&watch);
@@ -198,6 +219,9 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
     MHD_add_response_header(r, "Server-Timing", res.server_timing);
     MHD_add_response_header(r, "X-Nbcanvas-Cache",
                             res.cache_hit ? "hit" : "miss");
+    if (!res.cache_hit)
+        MHD_add_response_header(r, "X-Nbcanvas-Sandbox",
+                                res.warm ? "warm" : "cold");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(r, "Cache-Control", "no-store");
     if (strncmp(res.content_type, "text/html", 9) == 0)
@@ -300,6 +324,40 @@ static int handle_languages(struct http_server *s, struct MHD_Connection *c,
     return send_json(c, x, 200, languages_json(s->svc->languages));
 }
 
+static void write_pool_cache_metrics(struct service *svc, struct buf *out)
+{
+    struct pool_stats p;
+    struct cache_stats c = {0, 0, 0, 0};
+
+    pool_stats(svc->pool, &p);
+    if (svc->cache)
+        cache_stats(svc->cache, &c);
+    buf_printf(out,
+               "# TYPE nbcanvas_pool_size gauge\nnbcanvas_pool_size %ld\n"
+               "# TYPE nbcanvas_pool_idle gauge\nnbcanvas_pool_idle %ld\n"
+               "# TYPE nbcanvas_pool_starting gauge\n"
+               "nbcanvas_pool_starting %ld\n"
+               "# TYPE nbcanvas_pool_taken_total counter\n"
+               "nbcanvas_pool_taken_total %ld\n"
+               "# TYPE nbcanvas_pool_empty_total counter\n"
+               "nbcanvas_pool_empty_total %ld\n"
+               "# TYPE nbcanvas_pool_replaced_total counter\n"
+               "nbcanvas_pool_replaced_total %ld\n"
+               "# TYPE nbcanvas_pool_refill_seconds gauge\n"
+               "nbcanvas_pool_refill_seconds %g\n",
+               p.size, p.idle, p.starting, p.handed_out, p.misses,
+               p.replaced, (double)p.last_refill_ms / 1000);
+    buf_printf(out,
+               "# TYPE nbcanvas_cache_entries gauge\n"
+               "nbcanvas_cache_entries %ld\n"
+               "# TYPE nbcanvas_cache_bytes gauge\nnbcanvas_cache_bytes %lld\n"
+               "# TYPE nbcanvas_cache_hits_total counter\n"
+               "nbcanvas_cache_hits_total %ld\n"
+               "# TYPE nbcanvas_cache_misses_total counter\n"
+               "nbcanvas_cache_misses_total %ld\n",
+               c.entries, c.bytes, c.hits, c.misses);
+}
+
 static int handle_metrics(struct http_server *s, struct MHD_Connection *c,
                           struct exchange *x)
 {
@@ -308,6 +366,7 @@ static int handle_metrics(struct http_server *s, struct MHD_Connection *c,
     char *text;
 
     metrics_write(s->svc->metrics, s->svc->jobs, &out);
+    write_pool_cache_metrics(s->svc, &out);
     text = buf_detach(&out, &len);
     return queue(c, x, 200, "text/plain; version=0.0.4", text, len, true);
 }

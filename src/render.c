@@ -6,10 +6,12 @@
  *             the job (notebook, job.json, files, then the sentinel) with
  *             the archive API
  *   execute   the driver inside executes and exports (see
- *             notebook-images/python/nbcanvas_driver.py) and says
- *             "nbcanvas:done" on its stdout
- *   collect   download the results with the archive API, then remove the
- *             container whatever happened
+ *             notebook-images/python/nbcanvas_driver.py) and sends
+ *             "nbcanvas:done <n>\n" and an n-byte tar of its results on
+ *             its stdout
+ *   collect   read that tar; for a zip, also download the working directory
+ *             with the archive API for the files the notebook wrote; then
+ *             hand the container to the janitor, whatever happened
  *   answer    turn status.json, the executed notebook and the page into the
  *             requested format or into an error with details
  *
@@ -18,34 +20,42 @@
  */
 #include "nbcanvas/render.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "nbcanvas/bundle.h"
+#include "nbcanvas/cache.h"
 #include "nbcanvas/demux.h"
+#include "nbcanvas/janitor.h"
+#include "nbcanvas/pool.h"
 #include "nbcanvas/results.h"
 #include "nbcanvas/sandbox.h"
 #include "nbcanvas/util.h"
 
 #define RENDER_GRACE_S 30
-#define DRIVER_DONE "nbcanvas:done\n"
+#define DRIVER_DONE "nbcanvas:done "
 
 struct render_job {
     struct service *svc;
     const struct render_request *req;
     const char *id;
     struct sandbox sb;
+    bool warm;     /* sb came from the pool, already started */
+    bool uploaded; /* the job reached the sandbox */
     struct buf upload;
     struct buf out, errout; /* the driver's stdout and stderr */
     struct demux demux;
     struct err err;
+    size_t results_at, results_len; /* the result tar inside `out` */
     struct tar_files results;   /* out/ files */
     struct tar_files workdir;   /* the whole working dir (zip only) */
     json_t *status;             /* status.json */
     json_t *executed;           /* notebook.ipynb */
-    long long t_start, t_queued, t_sandbox, t_done;
+    long long t_start, t_queued, t_sandbox, t_uploaded, t_finished,
+        t_fetched, t_done;
 };
 
 static json_t *job_json(const struct render_job *job)
@@ -91,11 +101,35 @@ static int build_upload(struct render_job *job)
 static int on_open(void *ctx)
 {
     struct render_job *job = ctx;
-    int rc = sandbox_start(&job->sb, &job->err);
+    int rc = job->sb.started ? 0 : sandbox_start(&job->sb, &job->err);
 
     if (rc == 0)
         rc = sandbox_put(&job->sb, &job->upload, &job->err);
+    job->uploaded = rc == 0;
+    job->t_uploaded = util_now_ms();
     return rc;
+}
+
+/* Finds "nbcanvas:done <n>\n" in the driver's output; returns 1 once all
+ * n bytes after it have arrived. */
+static int results_complete(struct render_job *job)
+{
+    const char *line = strstr(job->out.data, DRIVER_DONE);
+    const char *nl;
+    char *end;
+    unsigned long long n;
+
+    if (!line)
+        return 0;
+    nl = strchr(line, '\n');
+    if (!nl)
+        return 0;
+    n = strtoull(line + strlen(DRIVER_DONE), &end, 10);
+    if (end != nl)
+        return err_set(&job->err, ERR_INTERNAL, "driver: bad done line");
+    job->results_at = (size_t)(nl + 1 - job->out.data);
+    job->results_len = (size_t)n;
+    return job->out.len - job->results_at >= n ? 1 : 0;
 }
 
 static int on_data(void *ctx, const char *data, size_t len)
@@ -104,18 +138,11 @@ static int on_data(void *ctx, const char *data, size_t len)
 
     if (demux_feed(&job->demux, data, len) < 0)
         return err_set(&job->err, ERR_INTERNAL, "engine: bad stream frame");
-    if (strstr(job->out.data, DRIVER_DONE))
-        return 1;
-    return 0;
-}
-
-static json_t *default_env(void)
-{
-    return json_pack("[s, s, s, s, s, s]", "NBCANVAS_KERNEL=python3",
-                     "NBCANVAS_PRELOAD=0",
-                     "JUPYTER_RUNTIME_DIR=/tmp/jupyter-runtime",
-                     "IPYTHONDIR=/tmp/ipython", "MPLCONFIGDIR=/tmp/matplotlib",
-                     "XDG_CACHE_HOME=/tmp/cache");
+    if (job->out.overflow)
+        return err_set(&job->err, ERR_OUTPUT,
+                       "the results are larger than %lld bytes",
+                       job->svc->cfg.max_result_bytes);
+    return results_complete(job);
 }
 
 /* The last line the sandbox wrote on stderr, for error messages. */
@@ -131,31 +158,36 @@ static const char *stderr_tail(struct render_job *job)
     return s + n;
 }
 
-/* Create, start, upload, wait for the driver: ends with the container
- * still there (the caller destroys it) and its results written. */
-static int execute(struct render_job *job, const volatile bool *cancel)
+/* A new cold sandbox for the job (not started yet). */
+static int create_cold(struct render_job *job)
 {
     const struct config *cfg = &job->svc->cfg;
     json_t *cmd = json_pack("[s, s]", "python3",
                             "/opt/nbcanvas/nbcanvas_driver.py");
-    json_t *env = default_env();
+    json_t *env = pool_driver_env(false);
     struct sandbox_spec spec = {
         cfg->notebook_image, cmd, env, &cfg->render_limits, cfg->runtime,
         job->id,
         (long long)time(NULL) + job->req->timeout_s + RENDER_GRACE_S * 2};
+    int rc = sandbox_create(&job->sb, job->svc->docker, &spec, &job->err);
+
+    json_decref(cmd);
+    json_decref(env);
+    return rc;
+}
+
+/* Hands the job to the sandbox and waits for the driver's "done". */
+static int run_driver(struct render_job *job, const volatile bool *cancel)
+{
+    const struct config *cfg = &job->svc->cfg;
     struct docker_stream_cb cb = {on_open, on_data, job, cancel};
     long long deadline = util_now_ms() +
                          (job->req->timeout_s + RENDER_GRACE_S) * 1000LL;
     int rc;
 
-    rc = build_upload(job);
-    if (rc == 0)
-        rc = sandbox_create(&job->sb, job->svc->docker, &spec, &job->err);
-    json_decref(cmd);
-    json_decref(env);
-    if (rc < 0)
-        return rc;
-    job->t_sandbox = util_now_ms();
+    buf_reset(&job->out);
+    buf_reset(&job->errout);
+    demux_init(&job->demux, &job->out, &job->errout);
     rc = sandbox_attach(&job->sb, &cb, deadline, &job->err);
     if (rc == 1)
         return 0;
@@ -175,46 +207,66 @@ static int execute(struct render_job *job, const volatile bool *cancel)
     return rc;
 }
 
+/* Takes a warm sandbox if there is one, else makes a cold one; runs the
+ * job. A warm sandbox that fails before it got the job (it died while
+ * idle) is replaced by a cold one once. Ends with the container still
+ * there (the caller destroys it) and its results written. */
+static int execute(struct render_job *job, const volatile bool *cancel)
+{
+    int rc;
+
+    rc = build_upload(job);
+    if (rc < 0)
+        return rc;
+    job->warm = !job->req->force_cold && pool_take(job->svc->pool, &job->sb);
+    job->t_sandbox = util_now_ms();
+    if (job->warm) {
+        rc = run_driver(job, cancel);
+        if (rc == 0 || job->uploaded || rc == ERR_CANCELLED)
+            return rc;
+        sandbox_destroy(&job->sb);
+        job->warm = false;
+    }
+    rc = create_cold(job);
+    job->t_sandbox = util_now_ms();
+    if (rc == 0)
+        rc = run_driver(job, cancel);
+    return rc;
+}
+
+/* The files the notebook wrote, for a zip: the whole working directory
+ * through the archive API (the job's own folder is dropped later). */
+static int fetch_workdir(struct render_job *job)
+{
+    const struct config *cfg = &job->svc->cfg;
+    struct buf tar = BUF_INIT((size_t)cfg->max_result_bytes);
+    int rc;
+
+    rc = sandbox_get(&job->sb, SANDBOX_WORKDIR, &tar, &job->err);
+    if (rc == ERR_OUTPUT)
+        rc = err_set(&job->err, ERR_OUTPUT,
+                     "the working directory holds more than %lld bytes",
+                     cfg->max_result_bytes);
+    if (rc == 0)
+        rc = tarball_read(&job->workdir, tar.data, tar.len, "sandbox/", 10000,
+                          (size_t)cfg->max_result_bytes, &job->err);
+    buf_release(&tar);
+    return rc;
+}
+
 static int fetch_results(struct render_job *job)
 {
     const struct config *cfg = &job->svc->cfg;
-    bool whole = job->req->format == FORMAT_ZIP;
-    struct buf tar = BUF_INIT((size_t)cfg->max_result_bytes);
     const struct tar_entry *e;
     int rc;
 
-    rc = sandbox_get(&job->sb,
-                     whole ? SANDBOX_WORKDIR : SANDBOX_WORKDIR "/.nbcanvas/out",
-                     &tar, &job->err);
-    if (rc == ERR_OUTPUT)
-        rc = err_set(&job->err, ERR_OUTPUT,
-                     "the results are larger than %lld bytes",
-                     cfg->max_result_bytes);
-    if (rc == 0)
-        rc = tarball_read(whole ? &job->workdir : &job->results, tar.data,
-                          tar.len, whole ? "sandbox/" : "out/", 10000,
-                          (size_t)cfg->max_result_bytes, &job->err);
-    buf_release(&tar);
+    rc = tarball_read(&job->results, job->out.data + job->results_at,
+                      job->results_len, NULL, 16,
+                      (size_t)cfg->max_result_bytes, &job->err);
+    if (rc == 0 && job->req->format == FORMAT_ZIP)
+        rc = fetch_workdir(job);
     if (rc < 0)
         return rc;
-    if (whole) {
-        size_t i;
-
-        /* Move the out/ files over to results, keep the rest. */
-        for (i = 0; i < job->workdir.n; i++) {
-            struct tar_entry *w = &job->workdir.v[i];
-
-            if (strncmp(w->name, ".nbcanvas/out/", 14) != 0)
-                continue;
-            job->results.v = xrealloc(job->results.v, (job->results.n + 1) *
-                                                          sizeof(struct tar_entry));
-            job->results.v[job->results.n].name = xstrdup(w->name + 14);
-            job->results.v[job->results.n].data = w->data;
-            job->results.v[job->results.n].len = w->len;
-            job->results.n++;
-            w->data = NULL;
-        }
-    }
     e = tarball_find(&job->results, "status.json");
     if (e)
         job->status = json_loadb(e->data, e->len, 0, NULL);
@@ -384,17 +436,37 @@ static int build_answer(struct render_job *job, struct render_result *out)
     return err_set(&job->err, ERR_INTERNAL, "unknown format");
 }
 
+/* The request's key extended with the image the answer comes from. */
+static void cache_key_with_image(struct cache *c,
+                                 const struct render_request *req,
+                                 unsigned char out[32])
+{
+    unsigned char material[32 + 128];
+    char image[128];
+    size_t n;
+
+    cache_image(c, image, sizeof(image));
+    n = strlen(image);
+    memcpy(material, req->key, 32);
+    memcpy(material + 32, image, n);
+    EVP_Digest(material, 32 + n, out, NULL, EVP_sha256(), NULL);
+}
+
 static void server_timing(struct render_job *job, struct render_result *out)
 {
     json_t *t = json_object_get(job->status, "timing_ms");
     long long exec = json_integer_value(json_object_get(t, "execute"));
     long long exp = json_integer_value(json_object_get(t, "export"));
     long long sandbox = job->t_sandbox ? job->t_sandbox - job->t_queued : 0;
+    long long upload = job->t_uploaded ? job->t_uploaded - job->t_sandbox : 0;
+    long long fetch = job->t_fetched ? job->t_fetched - job->t_finished : 0;
 
     snprintf(out->server_timing, sizeof(out->server_timing),
-             "queue;dur=%lld, sandbox;dur=%lld, execute;dur=%lld, "
-             "export;dur=%lld, total;dur=%lld",
-             job->t_queued - job->t_start, sandbox, exec, exp,
+             "queue;dur=%lld, sandbox;dur=%lld;desc=%s, upload;dur=%lld, "
+             "execute;dur=%lld, export;dur=%lld, fetch;dur=%lld, "
+             "total;dur=%lld",
+             job->t_queued - job->t_start, sandbox,
+             job->warm ? "warm" : "cold", upload, exec, exp, fetch,
              job->t_done - job->t_start);
 }
 
@@ -403,12 +475,24 @@ int render_run(struct render_result *out, struct service *svc,
                const volatile bool *cancel)
 {
     struct render_job job = {.svc = svc, .req = req, .id = request_id};
+    unsigned char key[32];
     int rc;
 
     memset(out, 0, sizeof(*out));
     job.t_start = util_now_ms();
+    if (svc->cache)
+        cache_key_with_image(svc->cache, req, key);
+    if (svc->cache && req->cache &&
+        cache_get(svc->cache, key, &out->body, &out->body_len,
+                  &out->content_type)) {
+        out->cache_hit = true;
+        snprintf(out->server_timing, sizeof(out->server_timing),
+                 "cache;desc=hit, total;dur=%lld",
+                 util_now_ms() - job.t_start);
+        return 0;
+    }
     buf_init(&job.upload, (size_t)svc->cfg.max_body_bytes * 2 + (1 << 20));
-    buf_init(&job.out, 64 << 10);
+    buf_init(&job.out, (size_t)svc->cfg.max_result_bytes + (64 << 10));
     buf_init(&job.errout, 256 << 10);
     demux_init(&job.demux, &job.out, &job.errout);
 
@@ -417,15 +501,21 @@ int render_run(struct render_result *out, struct service *svc,
     if (rc < 0)
         goto done;
     rc = execute(&job, cancel);
+    job.t_finished = util_now_ms();
     if (rc == 0)
         rc = fetch_results(&job);
-    sandbox_destroy(&job.sb);
+    job.t_fetched = util_now_ms();
+    janitor_dispose(svc->janitor, &job.sb);
     jobs_release(svc->jobs);
     job.t_done = util_now_ms();
     if (rc == 0)
         rc = status_error(&job, &out->details);
     if (rc == 0)
         rc = build_answer(&job, out);
+    if (rc == 0 && svc->cache)
+        cache_put(svc->cache, key, out->body, out->body_len,
+                  out->content_type);
+    out->warm = job.warm;
 done:
     job.t_done = util_now_ms();
     server_timing(&job, out);

@@ -235,6 +235,32 @@ static int load_object(json_t **out, const char *body, size_t len,
     return 0;
 }
 
+/* The cache key: everything in the request that can change the answer,
+ * in a canonical form (sorted keys, files by content hash). The image id
+ * is added by the cache's user. */
+static void cache_key(struct render_request *r, json_t *source)
+{
+    json_t *files = json_array(), *k;
+    char hex[65], *text;
+    size_t i;
+
+    for (i = 0; i < r->files.n; i++) {
+        util_sha256_hex(hex, r->files.v[i].data, r->files.v[i].len);
+        json_array_append_new(files, json_pack("[s, s]", r->files.v[i].name,
+                                               hex));
+    }
+    k = json_pack("{s:O, s:s, s:s, s:b, s:s, s:I, s:b, s:o}", "source",
+                  source, "kernel", r->kernel->name, "format",
+                  format_names[r->format], "include_input", r->include_input,
+                  "template", r->template_name, "timeout_s",
+                  (json_int_t)r->timeout_s, "allow_errors", r->allow_errors,
+                  "files", files);
+    text = json_dumps(k, JSON_SORT_KEYS | JSON_COMPACT);
+    EVP_Digest(text, strlen(text), r->key, NULL, EVP_sha256(), NULL);
+    free(text);
+    json_decref(k);
+}
+
 static int parse_render_fields(struct render_request *r, json_t *root,
                                const struct config *cfg, struct err *err)
 {
@@ -280,6 +306,7 @@ static int parse_render_fields(struct render_request *r, json_t *root,
     r->format = (enum render_format)format;
     snprintf(r->template_name, sizeof(r->template_name), "%s",
              templates[tmpl]);
+    cache_key(r, cells ? cells : nb);
     if (cells)
         return notebook_from_cells(&r->notebook, cells, r->kernel, err);
     return notebook_from_upload(&r->notebook, nb, r->kernel, err);

@@ -17,6 +17,7 @@
 
 #include "nbcanvas/ansi.h"
 #include "nbcanvas/demux.h"
+#include "nbcanvas/janitor.h"
 #include "nbcanvas/languages.h"
 #include "nbcanvas/sandbox.h"
 #include "nbcanvas/util.h"
@@ -183,7 +184,7 @@ int runner_run(json_t **out, struct service *svc,
         if (rc == 0)
             rc = compile_and_run(&job, cancel, &status, &exit_code, &run_ms,
                                  err);
-        sandbox_destroy(&job.sb);
+        janitor_dispose(svc->janitor, &job.sb);
     }
     jobs_release(svc->jobs);
     if (rc == 0)

@@ -24,6 +24,7 @@ struct render_result {
     char message[256];
     char server_timing[256];
     bool cache_hit;
+    bool warm; /* ran in a sandbox from the warm pool */
 };
 
 /* Runs req and fills out (release with render_result_release). Returns

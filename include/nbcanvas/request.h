@@ -30,7 +30,9 @@ struct render_request {
     long timeout_s;
     bool allow_errors;
     bool cache;
+    bool force_cold;        /* not from the body: skip the warm pool */
     struct tar_files files; /* request files, decoded */
+    unsigned char key[32];  /* SHA-256 of what decides the answer */
 };
 
 struct run_request {

@@ -11,8 +11,11 @@
 #include "nbcanvas/docker.h"
 #include "nbcanvas/jobs.h"
 
+struct cache;
+struct janitor;
 struct languages;
 struct metrics;
+struct pool;
 
 struct service {
     struct config cfg;
@@ -20,6 +23,9 @@ struct service {
     struct jobs *jobs;
     struct languages *languages;
     struct metrics *metrics;
+    struct pool *pool;   /* NULL: every render is cold (one-shot commands) */
+    struct cache *cache; /* NULL: no result cache */
+    struct janitor *janitor; /* NULL: sandboxes are removed in-line */
 };
 
 #endif

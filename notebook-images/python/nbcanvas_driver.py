@@ -13,8 +13,11 @@ service needs around it:
 3. Execute with a deadline for the whole notebook (each cell may use only
    what is left of it), export HTML, and write the results into .nbcanvas/out/:
    notebook.ipynb (executed, partial on failure), index.html, status.json.
-4. Print "nbcanvas:done" and wait to be removed (the results live on a tmpfs
-   that disappears with the container, so the service fetches them first).
+4. Send the results back on the protocol channel as "nbcanvas:done <n>\n"
+   followed by an n-byte tar of out/ (cheaper than a second archive call,
+   which costs the engine a process and a chroot), then wait to be removed.
+   Files the notebook wrote stay in the working directory, where the service
+   fetches them with the archive API when the client asked for a zip.
 
 The protocol channel is the original stdout. Before the kernel starts, fd 1
 is pointed at stderr so nothing the user's code writes can forge a message.
@@ -31,42 +34,69 @@ WORKDIR = "/home/sandbox"
 JOBDIR = os.path.join(WORKDIR, ".nbcanvas")
 OUTDIR = os.path.join(JOBDIR, "out")
 
-_protocol = os.fdopen(os.dup(1), "w", buffering=1)
+_protocol = os.fdopen(os.dup(1), "wb", buffering=0)
 os.dup2(2, 1)
 sys.stdout = sys.stderr
 
 
-def say(word):
-    _protocol.write("nbcanvas:%s\n" % word)
-    _protocol.flush()
+def cache_nbformat_validators():
+    """nbformat 5.5 compiles its JSON-schema validator anew for every
+    validate() call (about 25 ms each, and nbconvert validates after every
+    preprocessor: a quarter of a second per export). The validator for a
+    given schema version never changes, so keep the compiled one."""
+    import functools
+    import nbformat.validator
+
+    nbformat.validator.get_validator = functools.lru_cache(maxsize=None)(
+        nbformat.validator.get_validator)
+
+
+def say(word, payload=b""):
+    _protocol.write(b"nbcanvas:%s\n" % word.encode() + payload)
 
 
 def now_ms():
     return int(time.monotonic() * 1000)
 
 
+# Run silently in the kernel before the job: imports and one drawn figure,
+# so the first user cell does not pay for them. Nothing is bound in the
+# user's namespace, nothing is displayed, the execution count stays 0.
 PRELOAD = """
 def __nbcanvas_preload():
+    import io
     import numpy, pandas, matplotlib
-    import matplotlib.pyplot
+    import matplotlib.pyplot as plt
+    fig = plt.figure()
+    plt.plot([0, 1])
+    fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
+    pandas.DataFrame({"a": [1.5]})._repr_html_()
 __nbcanvas_preload()
 del __nbcanvas_preload
 """
 
 
 def start_kernel(kernel_name, preload):
-    from jupyter_client.manager import KernelManager
+    """Starts the kernel and a ready client; returns (km, kc).
 
-    km = KernelManager(kernel_name=kernel_name)
-    km.start_kernel(cwd=WORKDIR)
+    The asynchronous manager and client are what nbclient uses by default:
+    with blocking ones its concurrent polling of the shell and iopub
+    channels turns into back-to-back waits, costing hundreds of ms a cell.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient.util import run_sync
+
+    km = AsyncKernelManager(kernel_name=kernel_name)
+    run_sync(km.start_kernel)(cwd=WORKDIR)
+    kc = km.client()
+    kc.start_channels()
+    run_sync(kc.wait_for_ready)(timeout=60)
     if preload:
-        kc = km.client()
-        kc.start_channels()
-        kc.wait_for_ready(timeout=60)
-        kc.execute_interactive(PRELOAD, silent=True, store_history=False,
-                               timeout=60, output_hook=lambda msg: None)
-        kc.stop_channels()
-    return km
+        run_sync(kc.execute_interactive)(
+            PRELOAD, silent=True, store_history=False, timeout=60,
+            output_hook=lambda msg: None)
+    return km, kc
 
 
 def wait_for_job():
@@ -84,7 +114,7 @@ def error_of(cell):
     return None
 
 
-def execute(nb, job, km, status):
+def execute(nb, job, km, kc, status):
     from nbclient.exceptions import (CellExecutionError, CellTimeoutError,
                                      DeadKernelError)
     from nbconvert.preprocessors import ExecutePreprocessor
@@ -96,6 +126,15 @@ def execute(nb, job, km, status):
         def preprocess_cell(self, cell, resources, index):
             running["cell"] = index
             return super().preprocess_cell(cell, resources, index)
+
+        def start_new_kernel_client(self):
+            # The client made while waiting for the job is already connected
+            # and ready; a new one would wait ~200 ms for the kernel again.
+            # (nbclient binds the sync name to its own coroutine, so it is
+            # this name that must be overridden.)
+            self.kc = kc
+            kc.allow_stdin = False
+            return kc
 
     def remaining(cell):
         return max(1, int(deadline - time.monotonic() + 0.999))
@@ -143,10 +182,19 @@ def without_xml_declarations(nb):
     return nb
 
 
-def export_html(nb, job):
+_exporters = {}
+
+
+def exporter_for(job):
+    """One HTMLExporter per set of options, kept so its compiled templates
+    are reused (the first export of a template costs a few hundred ms)."""
     from nbconvert import HTMLExporter
     from traitlets.config import Config
 
+    key = (job["template"], bool(job["include_input"]),
+           bool(job.get("sanitize_html", False)))
+    if key in _exporters:
+        return _exporters[key]
     c = Config()
     if not job["include_input"]:
         # What --no-input sets.
@@ -154,9 +202,39 @@ def export_html(nb, job):
         c.TemplateExporter.exclude_input_prompt = True
         c.TemplateExporter.exclude_output_prompt = True
     c.HTMLExporter.sanitize_html = bool(job.get("sanitize_html", False))
-    exporter = HTMLExporter(config=c, template_name=job["template"])
-    body, _ = exporter.from_notebook_node(without_xml_declarations(nb))
+    _exporters[key] = HTMLExporter(config=c, template_name=job["template"])
+    return _exporters[key]
+
+
+def warm_executor(km, kc):
+    """Runs nbconvert's executor once over a notebook with no cells: the
+    first use pays for imports and event-loop set-up, and no cell means
+    no execution count is used and nothing reaches the user's namespace."""
+    import nbformat
+
+    execute(nbformat.v4.new_notebook(),
+            {"timeout_s": 60, "kernel": "python3", "allow_errors": False},
+            km, kc, {})
+
+
+def export_html(nb, job):
+    body, _ = exporter_for(job).from_notebook_node(without_xml_declarations(nb))
     return body
+
+
+def warm_exporter():
+    """Exports a small notebook with the default options, so imports and
+    template compilation are done before the job arrives."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell("# warm-up"))
+    code = nbformat.v4.new_code_cell("1")
+    code.outputs.append(nbformat.v4.new_output(
+        "execute_result", data={"text/plain": "1", "text/html": "<b>1</b>"},
+        execution_count=1))
+    nb.cells.append(code)
+    export_html(nb, {"template": "lab", "include_input": False})
 
 
 def write_results(nb, html, status):
@@ -172,7 +250,21 @@ def write_results(nb, html, status):
         json.dump(status, f)
 
 
-def run_job(job, km, t_ready):
+def results_tar():
+    """The files of out/ as an uncompressed tar, in memory."""
+    import io
+    import tarfile
+
+    if not hasattr(results_tar, "data"):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name in sorted(os.listdir(OUTDIR)):
+                tar.add(os.path.join(OUTDIR, name), arcname=name, recursive=False)
+        results_tar.data = buf.getvalue()
+    return results_tar.data
+
+
+def run_job(job, km, kc, t_ready):
     import nbformat
 
     status = {"status": "internal", "timing_ms": {"kernel": t_ready}}
@@ -185,7 +277,7 @@ def run_job(job, km, t_ready):
                       message=str(e).strip().splitlines()[0][:500])
         return None, None, status
     t0 = now_ms()
-    execute(nb, job, km, status)
+    execute(nb, job, km, kc, status)
     t1 = now_ms()
     status["timing_ms"]["execute"] = t1 - t0
     if status["status"] == "ok":
@@ -201,20 +293,26 @@ def run_job(job, km, t_ready):
 def main():
     t0 = now_ms()
     kernel = os.environ.get("NBCANVAS_KERNEL", "python3")
-    km = start_kernel(kernel, os.environ.get("NBCANVAS_PRELOAD") == "1")
+    cache_nbformat_validators()
+    preload = os.environ.get("NBCANVAS_PRELOAD") == "1"
+    km, kc = start_kernel(kernel, preload)
+    if preload:
+        warm_exporter()
+        warm_executor(km, kc)
     t_ready = now_ms() - t0
     say("ready")
     job = wait_for_job()
     try:
-        nb, html, status = run_job(job, km, t_ready)
+        nb, html, status = run_job(job, km, kc, t_ready)
     except Exception:
         nb, html = None, None
         status = {"status": "internal",
                   "message": traceback.format_exc().splitlines()[-1]}
     write_results(nb, html, status)
-    say("done")
+    say("done %d" % len(results_tar()), results_tar())
     try:
-        km.shutdown_kernel(now=True)
+        from nbclient.util import run_sync
+        run_sync(km.shutdown_kernel)(now=True)
     except Exception:
         pass
     while True:  # the service removes the container once it has the results

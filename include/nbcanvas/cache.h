@@ -1,0 +1,42 @@
+#ifndef NBCANVAS_CACHE_H
+#define NBCANVAS_CACHE_H
+
+/*
+ * The result cache: successful render answers kept in memory, keyed by the
+ * SHA-256 of everything that decides the answer (the cells or notebook,
+ * the files' contents, kernel, format, options, and the notebook image's
+ * id), bounded in bytes and evicted least-recently-used first.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct cache;
+
+struct cache_stats {
+    long entries;
+    long long bytes;
+    long hits;
+    long misses;
+};
+
+struct cache *cache_new(long long max_bytes);
+void cache_free(struct cache *c);
+
+/* Copies the answer for key into *body (caller frees) and its type into
+ * *content_type (static storage). False when absent. */
+bool cache_get(struct cache *c, const unsigned char key[32], char **body,
+               size_t *len, const char **content_type);
+/* Stores a copy of body (an answer over an eighth of the cap is not kept).
+ * content_type must be static storage. */
+void cache_put(struct cache *c, const unsigned char key[32], const char *body,
+               size_t len, const char *content_type);
+
+/* Tells the cache which image answers come from; a new image empties it. */
+void cache_set_image(struct cache *c, const char *image_id);
+/* Writes the image id into out (empty when unknown). */
+void cache_image(struct cache *c, char *out, size_t out_len);
+
+void cache_stats(struct cache *c, struct cache_stats *out);
+
+#endif
