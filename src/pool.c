@@ -119,21 +119,6 @@ static int start_one(struct pool *p, struct sandbox *sb, struct err *err)
     return rc;
 }
 
-static bool is_running(struct sandbox *sb)
-{
-    char path[128];
-    json_t *info = NULL;
-    bool running;
-
-    snprintf(path, sizeof(path), "/containers/%s/json", sb->id);
-    if (docker_call_json(sb->docker, "GET", path, NULL, &info, 0, NULL) < 0)
-        return false;
-    running = json_is_true(
-        json_object_get(json_object_get(info, "State"), "Running"));
-    json_decref(info);
-    return running;
-}
-
 /* Removes idle sandboxes that died or waited too long. Called unlocked
  * with a snapshot so engine calls never hold the lock. */
 static void check_idle(struct pool *p)
@@ -149,7 +134,7 @@ static void check_idle(struct pool *p)
         /* Take it out while it is checked, so nobody is handed it. */
         p->idle[i] = p->idle[--p->stats.idle];
         pthread_mutex_unlock(&p->lock);
-        if (old || !is_running(&s.sb)) {
+        if (old || !sandbox_is_running(&s.sb)) {
             sandbox_destroy(&s.sb);
             pthread_mutex_lock(&p->lock);
             p->stats.replaced++;

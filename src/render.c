@@ -219,6 +219,12 @@ static int execute(struct render_job *job, const volatile bool *cancel)
     if (rc < 0)
         return rc;
     job->warm = !job->req->force_cold && pool_take(job->svc->pool, &job->sb);
+    if (job->warm && !sandbox_is_running(&job->sb)) {
+        /* It died while idle (the engine attaches to a stopped container
+         * and waits for ever); the pool's own check may not have run yet. */
+        janitor_dispose(job->svc->janitor, &job->sb);
+        job->warm = false;
+    }
     job->t_sandbox = util_now_ms();
     if (job->warm) {
         rc = run_driver(job, cancel);

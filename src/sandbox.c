@@ -231,18 +231,34 @@ int sandbox_exec(struct sandbox *sb, json_t *cmd,
     return rc;
 }
 
-bool sandbox_oom_killed(struct sandbox *sb)
+static json_t *container_state(struct sandbox *sb)
 {
     char path[128];
-    json_t *info = NULL;
-    bool oom;
+    json_t *info = NULL, *state;
 
     snprintf(path, sizeof(path), "/containers/%s/json", sb->id);
     if (docker_call_json(sb->docker, "GET", path, NULL, &info, 0, NULL) < 0)
-        return false;
-    oom = json_is_true(
-        json_object_get(json_object_get(info, "State"), "OOMKilled"));
+        return NULL;
+    state = json_incref(json_object_get(info, "State"));
     json_decref(info);
+    return state;
+}
+
+bool sandbox_is_running(struct sandbox *sb)
+{
+    json_t *state = container_state(sb);
+    bool running = json_is_true(json_object_get(state, "Running"));
+
+    json_decref(state);
+    return running;
+}
+
+bool sandbox_oom_killed(struct sandbox *sb)
+{
+    json_t *state = container_state(sb);
+    bool oom = json_is_true(json_object_get(state, "OOMKilled"));
+
+    json_decref(state);
     return oom;
 }
 

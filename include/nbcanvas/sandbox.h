@@ -65,6 +65,8 @@ int sandbox_attach(struct sandbox *sb, const struct docker_stream_cb *cb,
 int sandbox_exec(struct sandbox *sb, json_t *cmd,
                  const struct docker_stream_cb *cb, long long deadline_ms,
                  int *exit_code, struct err *err);
+/* True when the container's main process is running. */
+bool sandbox_is_running(struct sandbox *sb);
 /* True when the engine recorded an out-of-memory kill in the container. */
 bool sandbox_oom_killed(struct sandbox *sb);
 /* Kills and removes the container and its volume; safe to call twice and
