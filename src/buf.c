@@ -12,11 +12,11 @@
 
 #include "nbcanvas/util.h"
 
-static char empty[1];
+char buf_empty[1];
 
 void buf_init(struct buf *b, size_t cap)
 {
-    b->data = empty;
+    b->data = buf_empty;
     b->len = 0;
     b->alloc = 0;
     b->cap = cap;

@@ -7,6 +7,11 @@
  * timeout; streams (attach, exec start) use a multi handle so the caller's
  * deadline and cancel flag are checked while bytes flow.
  *
+ * Attaching with stdin needs the connection both ways after the HTTP
+ * exchange ("hijacking"), which libcurl does not model as a transfer: for
+ * that one call the client lets libcurl connect (CONNECT_ONLY), then speaks
+ * HTTP/1.1 itself with curl_easy_send/recv over the same socket.
+ *
  * The API version is negotiated once (GET /version) and pinned into every
  * path as /v<version>/..., capped at the newest version this client knows.
  */
@@ -14,6 +19,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -354,5 +360,166 @@ done:
     curl_easy_cleanup(c);
     curl_slist_free_all(headers);
     buf_release(&s.error_body);
+    return rc;
+}
+
+/* duplex_recv's value at end of stream, apart from any callback's value. */
+#define DUPLEX_EOF (1 << 20)
+
+/* State of a hijacked exchange: what is left to send, the socket. */
+struct duplex {
+    CURL *c;
+    curl_socket_t fd;
+    const char *input;
+    size_t input_left;
+    const struct docker_stream_cb *cb;
+    struct err *err;
+};
+
+/* Sends as much pending input as the socket takes now. */
+static int duplex_send(struct duplex *x)
+{
+    while (x->input_left > 0) {
+        size_t sent = 0;
+        CURLcode cc = curl_easy_send(x->c, x->input, x->input_left, &sent);
+
+        if (cc == CURLE_AGAIN)
+            return 0;
+        if (cc != CURLE_OK)
+            return err_set(x->err, ERR_ENGINE, "engine: send: %s",
+                           curl_easy_strerror(cc));
+        x->input += sent;
+        x->input_left -= sent;
+    }
+    return 0;
+}
+
+/* Reads what is there; returns 0 to go on, DUPLEX_EOF at the end, a
+ * callback's stop value, or an error. */
+static int duplex_recv(struct duplex *x)
+{
+    char chunk[65536];
+
+    for (;;) {
+        size_t got = 0;
+        CURLcode cc = curl_easy_recv(x->c, chunk, sizeof(chunk), &got);
+        int stop;
+
+        if (cc == CURLE_AGAIN)
+            return 0;
+        if (cc != CURLE_OK)
+            return err_set(x->err, ERR_ENGINE, "engine: recv: %s",
+                           curl_easy_strerror(cc));
+        if (got == 0)
+            return DUPLEX_EOF;
+        stop = x->cb->on_data(x->cb->ctx, chunk, got);
+        if (stop)
+            return stop;
+    }
+}
+
+/* Waits up to the deadline (in slices, for the cancel flag) until the
+ * socket can be read or, while input is pending, written. */
+static int duplex_wait(struct duplex *x, long long deadline_ms)
+{
+    for (;;) {
+        struct pollfd p = {x->fd, POLLIN, 0};
+        long long left = deadline_ms - util_now_ms();
+        int n;
+
+        if (x->input_left)
+            p.events |= POLLOUT;
+        if (x->cb->cancel && *x->cb->cancel)
+            return err_set(x->err, ERR_CANCELLED, "cancelled by the client");
+        if (left <= 0)
+            return err_set(x->err, ERR_TIMEOUT, "deadline passed");
+        n = poll(&p, 1, (int)(left < 100 ? left : 100));
+        if (n > 0)
+            return 0;
+    }
+}
+
+/* Sends the request line and reads the engine's answer up to the blank
+ * line; bytes after it are already stream data and go to on_data. */
+static int duplex_handshake(struct duplex *x, struct docker *d,
+                            const char *path, long long deadline_ms)
+{
+    struct buf head = BUF_INIT(16 << 10);
+    char *req = xasprintf("POST /v%s%s HTTP/1.1\r\nHost: docker\r\n"
+                          "Content-Type: text/plain\r\nConnection: Upgrade"
+                          "\r\nUpgrade: tcp\r\n\r\n",
+                          d->version, path);
+    const char *end = NULL;
+    int rc, status = 0;
+
+    x->input = req;
+    x->input_left = strlen(req);
+    while ((rc = duplex_send(x)) == 0 && x->input_left)
+        if ((rc = duplex_wait(x, deadline_ms)) < 0)
+            break;
+    while (rc == 0 && !(end = strstr(head.data, "\r\n\r\n"))) {
+        char chunk[4096];
+        size_t got = 0;
+        CURLcode cc = curl_easy_recv(x->c, chunk, sizeof(chunk), &got);
+
+        if (cc == CURLE_AGAIN) {
+            rc = duplex_wait(x, deadline_ms);
+            continue;
+        }
+        if (cc != CURLE_OK || got == 0 || buf_append(&head, chunk, got) < 0)
+            rc = err_set(x->err, ERR_ENGINE, "engine: attach: bad answer");
+    }
+    if (rc == 0 && sscanf(head.data, "HTTP/1.%*d %d", &status) != 1)
+        rc = err_set(x->err, ERR_ENGINE, "engine: attach: bad status line");
+    if (rc == 0 && status != 101 && status != 200)
+        rc = err_set(x->err, status == 404 ? ERR_NOT_FOUND : ERR_INTERNAL,
+                     "engine: attach: HTTP %d: %.200s", status,
+                     end + 4);
+    if (rc == 0 && head.data + head.len > end + 4)
+        rc = x->cb->on_data(x->cb->ctx, end + 4,
+                            (size_t)(head.data + head.len - (end + 4)));
+    free(req);
+    buf_release(&head);
+    return rc;
+}
+
+int docker_stream_duplex(struct docker *d, const char *path,
+                         const char *input, size_t input_len,
+                         const struct docker_stream_cb *cb,
+                         long long deadline_ms, struct err *err)
+{
+    struct duplex x = {NULL, CURL_SOCKET_BAD, NULL, 0, cb, err};
+    CURLcode cc;
+    int rc;
+
+    x.c = new_handle(d, "POST", path, 0);
+    if (!x.c)
+        return err_set(err, ERR_INTERNAL, "curl_easy_init");
+    curl_easy_setopt(x.c, CURLOPT_CONNECT_ONLY, 1L);
+    cc = curl_easy_perform(x.c);
+    if (cc == CURLE_OK)
+        cc = curl_easy_getinfo(x.c, CURLINFO_ACTIVESOCKET, &x.fd);
+    if (cc != CURLE_OK) {
+        rc = curl_failure(d, cc, "POST", path, err);
+        goto done;
+    }
+    rc = duplex_handshake(&x, d, path, deadline_ms);
+    if (rc == 0 && cb->on_open)
+        rc = cb->on_open(cb->ctx);
+    x.input = input;
+    x.input_left = input_len;
+    while (rc == 0) {
+        rc = duplex_send(&x);
+        if (rc == 0)
+            rc = duplex_recv(&x);
+        if (rc == DUPLEX_EOF) {
+            rc = 0;
+            break;
+        }
+        if (rc == 0)
+            rc = duplex_wait(&x, deadline_ms);
+    }
+done:
+    curl_easy_cleanup(x.c);
     return rc;
 }

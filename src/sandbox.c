@@ -89,7 +89,7 @@ json_t *sandbox_create_body(const struct sandbox_spec *spec)
         " s:{s:s, s:s, s:s, s:s}}",
         "Image", spec->image, "Cmd", spec->cmd, "User", user, "WorkingDir",
         SANDBOX_WORKDIR, "NetworkDisabled", 1, "AttachStdout", 1,
-        "AttachStderr", 1, "OpenStdin", 0, "Tty", 0, "Labels", SANDBOX_LABEL,
+        "AttachStderr", 1, "OpenStdin", 1, "Tty", 0, "Labels", SANDBOX_LABEL,
         "1", "org.nbcanvas.owner", owner, "org.nbcanvas.job",
         spec->job_id ? spec->job_id : "", "org.nbcanvas.deadline", deadline);
     json_object_set_new(body, "Env",
@@ -187,6 +187,19 @@ int sandbox_attach(struct sandbox *sb, const struct docker_stream_cb *cb,
              "/containers/%s/attach?stream=1&stdout=1&stderr=1", sb->id);
     return docker_stream(sb->docker, "POST", path, NULL, cb, deadline_ms,
                          err);
+}
+
+int sandbox_attach_stdin(struct sandbox *sb, const char *input, size_t len,
+                         const struct docker_stream_cb *cb,
+                         long long deadline_ms, struct err *err)
+{
+    char path[160];
+
+    snprintf(path, sizeof(path),
+             "/containers/%s/attach?stream=1&stdin=1&stdout=1&stderr=1",
+             sb->id);
+    return docker_stream_duplex(sb->docker, path, input, len, cb,
+                                deadline_ms, err);
 }
 
 int sandbox_exec(struct sandbox *sb, json_t *cmd,

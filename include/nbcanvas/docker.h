@@ -73,4 +73,13 @@ int docker_stream(struct docker *d, const char *method, const char *path,
                   const char *json_body, const struct docker_stream_cb *cb,
                   long long deadline_ms, struct err *err);
 
+/* Like docker_stream, but on a hijacked connection (Upgrade: tcp) so bytes
+ * can also be sent: after on_open, input (input_len bytes, borrowed) is
+ * written to the container's stdin while its output is read. For attach
+ * with stdin=1. */
+int docker_stream_duplex(struct docker *d, const char *path,
+                         const char *input, size_t input_len,
+                         const struct docker_stream_cb *cb,
+                         long long deadline_ms, struct err *err);
+
 #endif

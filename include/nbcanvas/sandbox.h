@@ -60,6 +60,11 @@ int sandbox_get(struct sandbox *sb, const char *path, struct buf *out,
 /* Streams the container's stdout and stderr (see docker_stream). */
 int sandbox_attach(struct sandbox *sb, const struct docker_stream_cb *cb,
                    long long deadline_ms, struct err *err);
+/* Like sandbox_attach, and also writes len bytes of input (borrowed) to
+ * the container's stdin once the attach is live (after cb->on_open). */
+int sandbox_attach_stdin(struct sandbox *sb, const char *input, size_t len,
+                         const struct docker_stream_cb *cb,
+                         long long deadline_ms, struct err *err);
 /* Runs cmd inside the running container, streaming its output to cb, and
  * stores its exit code in *exit_code (-1 if it did not finish). */
 int sandbox_exec(struct sandbox *sb, json_t *cmd,

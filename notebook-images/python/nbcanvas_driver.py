@@ -7,9 +7,9 @@ service needs around it:
 1. Start the kernel at once and, with NBCANVAS_PRELOAD set, import the common
    libraries silently (no output, no execution count, clean user namespace),
    then print "nbcanvas:ready" on the protocol channel.
-2. Wait for the service to upload the job with the Engine's archive API:
-   .nbcanvas/input.ipynb, .nbcanvas/job.json, the request's files, and last the
-   empty sentinel .nbcanvas/ready.
+2. Read the job from stdin: "nbcanvas:job <n>\n" and an n-byte tar holding
+   .nbcanvas/input.ipynb, .nbcanvas/job.json and the request's files, which
+   are written into the working directory.
 3. Execute with a deadline for the whole notebook (each cell may use only
    what is left of it), export HTML, and write the results into .nbcanvas/out/:
    notebook.ipynb (executed, partial on failure), index.html, status.json.
@@ -19,8 +19,9 @@ service needs around it:
    Files the notebook wrote stay in the working directory, where the service
    fetches them with the archive API when the client asked for a zip.
 
-The protocol channel is the original stdout. Before the kernel starts, fd 1
-is pointed at stderr so nothing the user's code writes can forge a message.
+The protocol channels are the original stdin and stdout. Before the kernel
+starts, fd 0 is pointed at /dev/null and fd 1 at stderr, so the user's code
+can neither read the job stream nor write into the results stream.
 """
 import copy
 import json
@@ -35,7 +36,10 @@ JOBDIR = os.path.join(WORKDIR, ".nbcanvas")
 OUTDIR = os.path.join(JOBDIR, "out")
 
 _protocol = os.fdopen(os.dup(1), "wb", buffering=0)
+_jobs = os.fdopen(os.dup(0), "rb", buffering=0)
 os.dup2(2, 1)
+_devnull = os.open(os.devnull, os.O_RDONLY)
+os.dup2(_devnull, 0)
 sys.stdout = sys.stderr
 
 
@@ -99,10 +103,50 @@ def start_kernel(kernel_name, preload):
     return km, kc
 
 
+def read_exactly(n):
+    chunks, left = [], n
+    while left > 0:
+        data = _jobs.read(min(left, 1 << 20))
+        if not data:
+            raise EOFError("the job stream ended early")
+        chunks.append(data)
+        left -= len(data)
+    return b"".join(chunks)
+
+
+def safe_path(name):
+    """The path of a tar member inside the working directory, or None."""
+    parts = name.split("/")
+    if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        return None
+    return os.path.join(WORKDIR, *parts)
+
+
 def wait_for_job():
-    sentinel = os.path.join(JOBDIR, "ready")
-    while not os.path.exists(sentinel):
-        time.sleep(0.005)
+    import io
+    import tarfile
+
+    header = b""
+    while not header.endswith(b"\n") and len(header) < 64:
+        byte = _jobs.read(1)
+        if not byte:
+            raise EOFError("no job arrived")
+        header += byte
+    word, size = header.decode().split()
+    if word != "nbcanvas:job":
+        raise ValueError("bad job header")
+    data = read_exactly(int(size))
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        for member in tar:
+            path = safe_path(member.name.rstrip("/"))
+            if path is None:
+                continue
+            if member.isdir():
+                os.makedirs(path, exist_ok=True)
+            elif member.isfile():
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(tar.extractfile(member).read())
     with open(os.path.join(JOBDIR, "job.json")) as f:
         return json.load(f)
 
