@@ -15,6 +15,7 @@ struct janitor {
     pthread_t thread;
     struct sandbox *queue;
     long n, alloc;
+    long busy; /* taken off the queue, being removed */
     bool stopping;
 };
 
@@ -31,11 +32,13 @@ static void *work(void *arg)
         if (j->n == 0)
             break;
         sb = j->queue[0];
-        memmove(j->queue, j->queue + 1, (size_t)(j->n - 1) * sizeof(sb));
+        j->n--;
+        memmove(j->queue, j->queue + 1, (size_t)j->n * sizeof(sb));
+        j->busy++;
         pthread_mutex_unlock(&j->lock);
         sandbox_destroy(&sb);
         pthread_mutex_lock(&j->lock);
-        j->n--; /* counted as pending until it is really gone */
+        j->busy--;
     }
     pthread_mutex_unlock(&j->lock);
     return NULL;
@@ -95,7 +98,7 @@ long janitor_pending(struct janitor *j)
     if (!j)
         return 0;
     pthread_mutex_lock(&j->lock);
-    n = j->n;
+    n = j->n + j->busy;
     pthread_mutex_unlock(&j->lock);
     return n;
 }

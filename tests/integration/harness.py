@@ -195,6 +195,17 @@ def main(namespace, config=None):
             failed += 1
             print("FAIL %s (%.1fs)" % (name, time.time() - t0), flush=True)
             traceback.print_exc()
+    # While the service still runs: once idle, it holds no container but
+    # its warm pool's (a used sandbox must not linger).
+    size = [int(l.split()[1]) for l in svc.get("/metrics").body.decode().splitlines()
+            if l.startswith("nbcanvas_pool_size ")][0]
+    deadline = time.time() + 20
+    while len(containers(svc.listen)) > size and time.time() < deadline:
+        time.sleep(0.25)
+    if len(containers(svc.listen)) > size:
+        failed += 1
+        print("FAIL %d containers alive while idle, pool size %d"
+              % (len(containers(svc.listen)), size))
     rc = svc.stop()
     if rc != 0:
         failed += 1

@@ -1,0 +1,263 @@
+"""Hostile code, on the real engine: each case gets the right answer, the
+service stays up, the host is untouched, and no container is left.
+Run under runc by default; NBCANVAS_RUNTIME=runsc runs it under gVisor."""
+import json
+import os
+import time
+
+from harness import REPO, b64, check_error, containers, main
+
+RUNTIME = os.environ.get("NBCANVAS_RUNTIME", "")
+SLOW = 3 if RUNTIME == "runsc" else 1  # gVisor's ptrace platform is slower
+
+
+def run(svc, code, language="python3", **extra):
+    body = {"language": language, "code": code}
+    body.update(extra)
+    r = svc.run(body)
+    assert r.status == 200, r
+    return r.json()
+
+
+def service_rss_kb(svc):
+    with open("/proc/%d/status" % svc.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+
+def assert_still_serving(svc):
+    r = run(svc, "print('alive')")
+    assert r["stdout"] == "alive\n", r
+
+
+def test_fork_bomb(svc):
+    host_pids = len(os.listdir("/proc"))
+    res = run(svc, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+              timeout_s=5)
+    assert res["status"] in ("timeout", "runtime_error"), res
+    assert_still_serving(svc)
+    assert len(os.listdir("/proc")) < host_pids + 50
+
+
+def test_shell_fork_bomb(svc):
+    res = run(svc, ":(){ :|:& };:", language="bash", timeout_s=5)
+    assert res["status"] in ("timeout", "runtime_error", "ok"), res
+    assert_still_serving(svc)
+
+
+def test_thread_bomb(svc):
+    res = run(svc, "import threading, time\nn = 0\ntry:\n    while True:\n"
+                   "        threading.Thread(target=time.sleep, args=(60,)).start()\n        n += 1\n"
+                   "except RuntimeError as e:\n    print('capped after', n)",
+              timeout_s=10 * SLOW)
+    assert res["status"] in ("ok", "timeout"), res
+    if res["status"] == "ok":
+        n = int(res["stdout"].split()[-1])
+        assert n < 100, res  # the pids limit (64 for snippets)
+
+
+def test_memory_bomb_snippet(svc):
+    res = run(svc, "x = []\nwhile True:\n    x.append(bytearray(50 * 1024 * 1024))",
+              timeout_s=20 * SLOW)
+    assert res["status"] == "memory_limit", res
+
+
+def test_memory_bomb_notebook(svc):
+    r = svc.render({"cells": ["x = []\nwhile True:\n    x.append(bytearray(50 * 1024 * 1024))"],
+                    "timeout_s": 60})
+    check_error(r, 422, "memory_limit")
+
+
+def test_infinite_loop_ignoring_sigterm(svc):
+    t0 = time.time()
+    res = run(svc, "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: pass",
+              timeout_s=2)
+    assert res["status"] == "timeout", res
+    assert time.time() - t0 < 2 + 10 * SLOW
+    t0 = time.time()
+    r = svc.render({"cells": ["import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                              "while True: time.sleep(0.1)"], "timeout_s": 3, "cache": False})
+    check_error(r, 422, "timeout")
+    assert time.time() - t0 < 3 + 20 * SLOW
+
+
+def test_huge_stdout(svc):
+    before = service_rss_kb(svc)
+    res = run(svc, "import sys\nwhile True:\n    sys.stdout.write('y' * 100000 + '\\n')", timeout_s=10)
+    assert res["status"] == "output_limit" and res["stdout_truncated"], res
+    assert len(res["stdout"]) == 1 << 20
+    res = run(svc, "import sys\nsys.stderr.write('z' * (50 << 20))", timeout_s=10)
+    assert res["status"] == "output_limit" and res["stderr_truncated"], res
+    assert service_rss_kb(svc) < before + 64 * 1024, (before, service_rss_kb(svc))
+
+
+def test_huge_notebook_output(svc):
+    r = svc.render({"cells": ["print('x' * (40 << 20))"], "timeout_s": 60, "cache": False})
+    assert r.status in (200, 422), r
+    if r.status == 422:
+        assert r.json()["error"]["code"] in ("output_limit", "memory_limit"), r
+
+
+def test_disk_fill(svc):
+    code = ("import os\nfor d in ('/home/sandbox', '/tmp', '/dev/shm'):\n"
+            "    try:\n        with open(d + '/fill', 'wb') as f:\n"
+            "            for _ in range(1024):\n                f.write(b'0' * (1 << 20))\n"
+            "        print(d, 'no limit')\n"
+            "    except OSError as e:\n        print(d, e.strerror)\n"
+            "    finally:\n        try: os.unlink(d + '/fill')\n        except OSError: pass")
+    res = run(svc, code, timeout_s=30 * SLOW)
+    assert "no limit" not in res["stdout"], res
+    assert res["stdout"].count("\n") == 3, res
+
+
+def test_root_filesystem_is_read_only(svc):
+    res = run(svc, "for p in ('/etc/evil', '/usr/bin/evil', '/evil'):\n"
+                   "    try:\n        open(p, 'w')\n        print('wrote', p)\n"
+                   "    except OSError as e:\n        print(p, e.strerror)")
+    assert "wrote" not in res["stdout"], res
+
+
+def test_no_network(svc):
+    code = ("import socket\nfor host, port in (('1.1.1.1', 53), ('169.254.169.254', 80), "
+            "('172.17.0.1', 2375), ('127.0.0.1', 8080)):\n"
+            "    s = socket.socket()\n    s.settimeout(2)\n"
+            "    try:\n        s.connect((host, port))\n        print('connected', host)\n"
+            "    except OSError as e:\n        print(host, 'refused:', e.strerror)\n"
+            "try:\n    socket.getaddrinfo('example.com', 80)\n    print('dns works')\n"
+            "except OSError as e:\n    print('dns fails')\n"
+            "import os\nprint(sorted(os.listdir('/sys/class/net')))")
+    res = run(svc, code, timeout_s=30)
+    assert "connected" not in res["stdout"], res
+    assert "dns fails" in res["stdout"], res
+    assert res["stdout"].strip().endswith("['lo']"), res
+
+
+def test_no_secrets_or_host_files(svc):
+    os.environ.get("HOME")
+    code = ("import os\nprint(sorted(os.environ))\n"
+            "print(open('/proc/1/cmdline').read().replace('\\0', ' '))\n"
+            "print(os.getuid(), os.getgid())\n"
+            "print(os.path.exists('/var/run/docker.sock'), os.path.exists('/run/docker.sock'))\n"
+            "for p in ('/proc/kcore', '/proc/sysrq-trigger', '/proc/keys'):\n"
+            "    try:\n        open(p, 'rb').read(1)\n        print('read', p)\n"
+            "    except OSError as e:\n        print(p, 'denied')\n"
+            "print(open('/proc/self/status').read().split('CapEff:')[1].split()[0])")
+    res = run(svc, code)
+    out = res["stdout"].splitlines()
+    env = eval(out[0])
+    assert set(env) <= {"HOME", "LANG", "PATH", "HOSTNAME"}, env
+    assert "sleep" in out[1], out
+    assert out[2] == "1000 1000", out
+    assert out[3] == "False False", out
+    assert not any(line.startswith("read ") for line in out), out
+    assert out[-1] == "0000000000000000", out  # no capabilities
+
+
+def test_privilege_escalation_fails(svc):
+    code = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "print('setuid', os.setuid(0) if False else libc.setuid(0))\n"
+            "print('unshare', libc.unshare(0x10000000))\n"
+            "print('mount', libc.mount(b'none', b'/tmp', b'tmpfs', 0, None))")
+    res = run(svc, code)
+    for line in res["stdout"].splitlines():
+        assert line.split()[-1] == "-1", res
+
+
+def test_kill_the_parent(svc):
+    res = run(svc, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('after')", timeout_s=10)
+    assert res["status"] in ("runtime_error", "ok", "timeout"), res
+    r = svc.render({"cells": ["import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"],
+                    "timeout_s": 20, "cache": False})
+    assert r.status in (422, 500), r
+    assert r.json()["error"]["code"] in ("internal", "cell_error", "timeout"), r
+    r = svc.render({"cells": ["import os, signal\nos.kill(-1, signal.SIGKILL)"],
+                    "timeout_s": 20, "cache": False})
+    assert r.status in (422, 500), r
+    assert_still_serving(svc)
+
+
+def test_daemon_does_not_outlive_the_job(svc):
+    code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+            "        time.sleep(600)\n    os._exit(0)\nprint('parent done')")
+    res = run(svc, code, timeout_s=5)
+    assert res["stdout"] == "parent done\n", res
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        left = [c for c in containers(svc.listen) if c["Labels"].get("org.nbcanvas.job") != "pool"]
+        if not left:
+            break
+        time.sleep(0.5)
+    assert not left, left
+
+
+def test_symlinked_artifacts_are_not_followed(svc):
+    r = svc.render({"format": "zip", "cache": False, "cells": [
+        "import os\nos.symlink('/etc/shadow', 'shadow_link')\n"
+        "os.symlink('/proc/self/environ', 'environ_link')\nopen('real.txt', 'w').write('ok')"]})
+    assert r.status == 200, r
+    import io
+    import zipfile
+    names = zipfile.ZipFile(io.BytesIO(r.body)).namelist()
+    assert "artifacts/real.txt" in names, names
+    assert not any("link" in n for n in names), names
+
+
+def test_forged_results_are_rejected(svc):
+    # the notebook replaces the driver's result files with links to host paths
+    r = svc.render({"cache": False, "cells": [
+        "import os, threading, time\n"
+        "def forge():\n"
+        "    for _ in range(400):\n"
+        "        for n in ('index.html', 'status.json'):\n"
+        "            p = '/home/sandbox/.nbcanvas/out/' + n\n"
+        "            try:\n                os.makedirs('/home/sandbox/.nbcanvas/out', exist_ok=True)\n"
+        "                os.unlink(p)\n            except OSError: pass\n"
+        "            try: os.symlink('/etc/passwd', p)\n            except OSError: pass\n"
+        "        time.sleep(0.005)\n"
+        "threading.Thread(target=forge, daemon=True).start()\nprint('started')"]})
+    assert r.status in (200, 500), r
+    if r.status == 200:
+        assert "root:x:0:0" not in r.body.decode(errors="replace")
+
+
+def test_hostile_output_bytes(svc):
+    res = run(svc, "import sys\nsys.stdout.buffer.write(b'a\\x00b\\xff\\xfe\\x1b[31mred\\x1b[0m\\x1b]0;t\\x07\\n')")
+    assert res["stdout"] == "a\ufffdb\ufffd\ufffdred\n", res
+    r = svc.render({"format": "json", "cache": False,
+                    "cells": ["import sys\nsys.stdout.buffer.write(b'x\\xff\\x00y\\n')\nsys.stdout.flush()"]})
+    assert r.status == 200, r
+    text = r.json()["cells"][0]["outputs"][0]["text"]
+    assert text.startswith("x") and "y" in text, text
+
+
+def test_html_output_is_served_sandboxed(svc):
+    r = svc.render({"cache": False, "cells": [
+        "from IPython.display import HTML\nHTML('<script>parent.document.title=1</script>"
+        "<img src=x onerror=alert(1)>')"]})
+    assert r.status == 200, r
+    csp = r.header("content-security-policy")
+    assert csp.startswith("sandbox") and "allow-same-origin" not in csp, csp
+    assert "default-src 'none'" in csp
+    assert r.header("x-content-type-options") == "nosniff"
+
+
+def test_compiler_bomb(svc):
+    res = run(svc, '#include "/dev/zero"\nint main(){}', language="c", timeout_s=5)
+    assert res["status"] in ("compile_error", "timeout", "memory_limit", "output_limit"), res
+    assert_still_serving(svc)
+
+
+def test_no_container_left_after_abuse(svc):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        left = [c for c in containers(svc.listen) if c["Labels"].get("org.nbcanvas.job") != "pool"]
+        if not left:
+            return
+        time.sleep(0.5)
+    raise AssertionError("left: %s" % [c["Id"][:12] for c in left])
+
+
+if __name__ == "__main__":
+    cfg = {"runtime": RUNTIME} if RUNTIME else {}
+    main(globals(), config=cfg)

@@ -1,0 +1,234 @@
+"""Infrastructure faults: the engine down at start, gone mid-job, hung; the
+service SIGKILLed mid-job; the reaper; SIGTERM with a job in flight; client
+hang-ups; back-pressure. The service talks to the engine through a proxy
+the test can cut."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from harness import Service, check_error, containers, engine, free_port, main
+from engine_proxy import EngineProxy
+
+PROXY = os.path.join(tempfile.gettempdir(), "nbcanvas-proxy-%d.sock" % os.getpid())
+BINARY = sys.argv[1]
+
+
+def wait_until(cond, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def jobs_of(svc):
+    return [c for c in containers(svc.listen) if c["Labels"].get("org.nbcanvas.job") != "pool"]
+
+
+def test_engine_down_then_back(svc):
+    proxy = EngineProxy(PROXY)
+    s = Service(BINARY, {"docker_host": "unix://" + PROXY, "pool_size": 0,
+                         "docker_timeout_ms": 2000}).start()
+    try:
+        err = check_error(s.get("/readyz"), 503, "engine_unavailable")
+        assert PROXY in err["message"], err
+        r = s.render({"cells": ["1"]})
+        check_error(r, 503, "engine_unavailable")
+        assert r.header("retry-after")
+        check_error(s.run({"language": "python3", "code": "1"}), 503, "engine_unavailable")
+        proxy.start()
+        wait_until(lambda: s.get("/readyz").status == 200, 30, "readyz after the engine returned")
+        assert s.render({"cells": ["print(2)"]}).status == 200
+    finally:
+        assert s.stop() == 0
+        proxy.stop()
+
+
+def test_engine_gone_mid_job(svc):
+    proxy = EngineProxy(PROXY)
+    proxy.start()
+    s = Service(BINARY, {"docker_host": "unix://" + PROXY, "pool_size": 0,
+                         "docker_timeout_ms": 3000}).start()
+    try:
+        result = {}
+        t = threading.Thread(target=lambda: result.update(
+            r=s.render({"cells": ["import time\ntime.sleep(20)"], "timeout_s": 60})))
+        t0 = time.time()
+        t.start()
+        wait_until(lambda: jobs_of(s), 30, "the job's container")
+        proxy.stop()
+        t.join(60)
+        assert not t.is_alive(), "the request hung"
+        r = result["r"]
+        assert r.status in (500, 503), r
+        assert time.time() - t0 < 30
+        assert s.get("/healthz").status == 200
+        proxy.start()
+        # the service's own clean-up (or the reaper) removes the container
+        wait_until(lambda: s.get("/readyz").status == 200, 30, "readyz")
+    finally:
+        assert s.stop() == 0
+        proxy.stop()
+    wait_until(lambda: not containers(s.listen), 30, "no container left")
+
+
+def test_engine_hangs(svc):
+    proxy = EngineProxy(PROXY)
+    proxy.frozen = True
+    proxy.start()
+    s = Service(BINARY, {"docker_host": "unix://" + PROXY, "pool_size": 0,
+                         "docker_timeout_ms": 1500}).start()
+    try:
+        t0 = time.time()
+        check_error(s.run({"language": "python3", "code": "1"}), 503, "engine_unavailable")
+        assert time.time() - t0 < 10
+        check_error(s.get("/readyz"), 503, "engine_unavailable")
+    finally:
+        proxy.stop()
+        assert s.stop() == 0
+
+
+def test_sigkill_mid_job_then_restart_cleans_up(svc):
+    port = free_port()
+    s = Service(BINARY, {"pool_size": 1})
+    s.port, s.listen = port, "127.0.0.1:%d" % port
+    s.start()
+    threading.Thread(target=lambda: s.render({"cells": ["import time\ntime.sleep(60)"]}),
+                     daemon=True).start()
+    wait_until(lambda: len(containers(s.listen)) >= 2, 60, "job and pool containers")
+    s.proc.send_signal(signal.SIGKILL)
+    s.proc.wait()
+    s.proc = None
+    assert containers(s.listen), "nothing to clean up"
+    again = Service(BINARY, {"pool_size": 0})
+    again.port, again.listen = port, s.listen
+    again.start()
+    try:
+        # removed before the service answered its first request
+        assert not containers(s.listen), containers(s.listen)
+    finally:
+        assert again.stop() == 0
+
+
+def test_reaper_removes_expired_containers(svc):
+    s = Service(BINARY, {"pool_size": 0, "reaper_interval_s": 1}).start()
+    try:
+        status, made = engine("POST", "/containers/create", {
+            "Image": "nbcanvas/python:latest", "Cmd": ["sleep", "600"],
+            "Labels": {"org.nbcanvas.managed": "1", "org.nbcanvas.owner": "someone-else",
+                       "org.nbcanvas.deadline": str(int(time.time()) - 5)},
+            "HostConfig": {"NetworkMode": "none"}})
+        assert status == 201, made
+        engine("POST", "/containers/%s/start" % made["Id"])
+        wait_until(lambda: engine("GET", "/containers/%s/json" % made["Id"])[0] == 404,
+                   20, "the reaper")
+        assert "nbcanvas_reaped_total" in s.get("/metrics").body.decode()
+    finally:
+        assert s.stop() == 0
+
+
+def test_sigterm_finishes_in_flight_jobs(svc):
+    s = Service(BINARY, {"pool_size": 0}).start()
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        r=s.render({"format": "json", "cells": ["import time\ntime.sleep(3)\nprint('finished')"]})))
+    t.start()
+    wait_until(lambda: jobs_of(s), 30, "the job's container")
+    time.sleep(0.5)
+    assert s.stop() == 0
+    t.join(30)
+    r = result["r"]
+    assert r.status == 200, r
+    assert r.json()["cells"][0]["outputs"][0]["text"] == "finished\n"
+    assert not containers(s.listen)
+
+
+def test_client_hangup_cancels_the_job(svc):
+    body = json.dumps({"cells": ["import time\ntime.sleep(60)"], "cache": False}).encode()
+    sock = socket.create_connection(("127.0.0.1", svc.port))
+    sock.sendall(b"POST /v1/render HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    wait_until(lambda: any(c["State"] == "running" and c["Labels"].get("org.nbcanvas.job") != "pool"
+                           for c in containers(svc.listen)), 30, "the job to start")
+    sock.close()
+    t0 = time.time()
+    wait_until(lambda: not jobs_of(svc), 15, "the container to go")
+    assert time.time() - t0 < 15
+
+
+def test_back_pressure_429(svc):
+    s = Service(BINARY, {"pool_size": 0, "max_jobs": 1, "max_queue": 1}).start()
+    try:
+        codes = []
+        lock = threading.Lock()
+
+        def one(i):
+            r = s.run({"language": "python3", "code": "import time\ntime.sleep(3)", "timeout_s": 10})
+            with lock:
+                codes.append((r.status, r.header("retry-after")))
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        statuses = sorted(c for c, _ in codes)
+        assert statuses.count(200) >= 2 and 429 in statuses, codes
+        assert all(ra for c, ra in codes if c == 429), codes
+        busy = s.run({"language": "python3", "code": "1"})
+        assert busy.status == 200
+    finally:
+        assert s.stop() == 0
+
+
+def test_per_ip_connection_cap(svc):
+    s = Service(BINARY, {"pool_size": 0, "max_connections_per_ip": 4}).start()
+    socks = []
+    try:
+        for _ in range(4):
+            socks.append(socket.create_connection(("127.0.0.1", s.port)))
+        extra = socket.create_connection(("127.0.0.1", s.port))
+        extra.settimeout(5)
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            data = extra.recv(100)
+        except (ConnectionResetError, socket.timeout):
+            data = b""
+        assert data == b"", data  # refused by the cap
+        for c in socks:
+            c.close()
+        socks = []
+        time.sleep(0.5)
+        assert s.get("/healthz").status == 200
+    finally:
+        for c in socks:
+            c.close()
+        assert s.stop() == 0
+
+
+def test_slow_client_is_dropped(svc):
+    s = Service(BINARY, {"pool_size": 0, "connection_timeout_s": 2}).start()
+    try:
+        c = socket.create_connection(("127.0.0.1", s.port))
+        c.sendall(b"POST /v1/run HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(4)
+        c.settimeout(5)
+        try:
+            c.sendall(b"Content-Type: application/json\r\n")
+            data = c.recv(100)
+        except OSError:
+            data = b""
+        assert data == b"", data
+        assert s.get("/healthz").status == 200
+    finally:
+        assert s.stop() == 0
+
+
+if __name__ == "__main__":
+    main(globals(), config={"pool_size": 1})
