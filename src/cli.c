@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "nbcanvas/cache.h"
+#include "nbcanvas/examples.h"
 #include "nbcanvas/http.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/pool.h"
@@ -49,6 +50,7 @@ static void service_close(struct service *svc)
     pool_free(svc->pool);
     janitor_free(svc->janitor);
     cache_free(svc->cache);
+    json_decref(svc->examples);
     docker_free(svc->docker);
     jobs_free(svc->jobs);
     languages_free(svc->languages);
@@ -86,6 +88,7 @@ static int service_open(struct service *svc, const char *config_path,
         return rc;
     }
     svc->jobs = jobs_new(svc->cfg.max_jobs, svc->cfg.max_queue);
+    svc->examples = examples_load(svc->cfg.examples_dir);
     svc->metrics = metrics_new();
     return 0;
 }
@@ -193,7 +196,8 @@ static int serve_loop(struct service *svc)
         refresh_image_id(svc);
     }
     fprintf(stderr, "nbcanvas: stopping: finishing in-flight requests\n");
-    http_stop(srv); /* waits for every connection thread */
+    /* in-flight requests get their whole deadline plus the grace */
+    http_stop(srv, svc->cfg.render_max_timeout_s + 60);
     pool_free(svc->pool);
     svc->pool = NULL;
     janitor_free(svc->janitor); /* removes what is still queued */

@@ -39,6 +39,7 @@ static const struct key keys[] = {
     STR("runtime", runtime),
     STR("notebook_image", notebook_image),
     STR("languages_file", languages_file),
+    STR("examples_dir", examples_dir),
     STR("html_csp", html_csp),
     LLONG("max_body_bytes", max_body_bytes, 1024, 1 * GiB),
     LLONG("max_run_body_bytes", max_run_body_bytes, 1024, 1 * GiB),
@@ -87,6 +88,8 @@ void config_defaults(struct config *cfg)
              "nbcanvas/python:latest");
     snprintf(cfg->languages_file, sizeof(cfg->languages_file),
              "%s/languages.json", NBCANVAS_SOURCE_DIR);
+    snprintf(cfg->examples_dir, sizeof(cfg->examples_dir), "%s/examples",
+             NBCANVAS_SOURCE_DIR);
     /* Scripts and styles inline only, no network, a unique origin. */
     snprintf(cfg->html_csp, sizeof(cfg->html_csp),
              "sandbox allow-scripts allow-popups; default-src 'none'; "

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -40,6 +41,9 @@
 struct http_server {
     struct MHD_Daemon *daemon;
     struct service *svc;
+    pthread_mutex_t lock;
+    pthread_cond_t idle;
+    long active; /* requests between their first call and completion */
 };
 
 /* Per-request state, from the first call of the access handler to the
@@ -280,8 +284,10 @@ static int check_ready(struct service *svc, struct err *err)
     int rc;
 
     rc = docker_negotiate(svc->docker, err);
-    if (rc < 0)
-        return err_set(err, ERR_ENGINE, "%s", err->msg);
+    if (rc < 0) {
+        err->code = ERR_ENGINE;
+        return ERR_ENGINE;
+    }
     for (i = 0; i <= n; i++) {
         const char *image = i == n ? svc->cfg.notebook_image
                                    : languages_at(svc->languages, i)->image;
@@ -293,8 +299,10 @@ static int check_ready(struct service *svc, struct err *err)
                            "image %s is missing: build it with "
                            "scripts/build-images.sh",
                            image);
-        if (rc < 0)
-            return err_set(err, ERR_ENGINE, "%s", err->msg);
+        if (rc < 0) {
+            err->code = ERR_ENGINE;
+            return ERR_ENGINE;
+        }
     }
     return 0;
 }
@@ -371,7 +379,48 @@ static int handle_metrics(struct http_server *s, struct MHD_Connection *c,
     return queue(c, x, 200, "text/plain; version=0.0.4", text, len, true);
 }
 
+extern const unsigned char web_index_html[];
+extern const size_t web_index_html_len;
+
+/* The canvas page may call this service and show rendered pages in a
+ * sandboxed iframe (srcdoc inherits this policy), nothing else. */
+#define PAGE_CSP                                                              \
+    "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "   \
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "         \
+    "font-src 'self' data:; connect-src 'self'; frame-src 'self' blob: "    \
+    "data:; object-src 'none'; base-uri 'none'; form-action 'none'"
+
+static int handle_page(struct http_server *s, struct MHD_Connection *c,
+                       struct exchange *x)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        web_index_html_len, (void *)web_index_html, MHD_RESPMEM_PERSISTENT);
+    int rc;
+
+    (void)s;
+    MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
+    MHD_add_response_header(r, "X-Request-Id", x->id);
+    MHD_add_response_header(r, "Content-Security-Policy", PAGE_CSP);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    x->status = 200;
+    rc = MHD_queue_response(c, 200, r) == MHD_YES ? 0 : -1;
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static int handle_examples(struct http_server *s, struct MHD_Connection *c,
+                           struct exchange *x)
+{
+    json_t *list = s->svc->examples ? json_incref(s->svc->examples)
+                                    : json_array();
+
+    return send_json(c, x, 200, list);
+}
+
 static const struct route routes[] = {
+    {"GET", "/", handle_page, false},
+    {"GET", "/v1/examples", handle_examples, false},
     {"GET", "/healthz", handle_healthz, false},
     {"GET", "/readyz", handle_readyz, false},
     {"GET", "/metrics", handle_metrics, false},
@@ -436,6 +485,9 @@ static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
 
     *con_cls = x;
     x->t_start = util_now_ms();
+    pthread_mutex_lock(&s->lock);
+    s->active++;
+    pthread_mutex_unlock(&s->lock);
     if (util_is_uuid(rid))
         snprintf(x->id, sizeof(x->id), "%s", rid);
     else
@@ -537,6 +589,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     buf_release(&x->body);
     free(x);
     *con_cls = NULL;
+    pthread_mutex_lock(&s->lock);
+    if (--s->active == 0)
+        pthread_cond_broadcast(&s->idle);
+    pthread_mutex_unlock(&s->lock);
 }
 
 static int parse_listen(struct sockaddr_in *sa, const char *listen,
@@ -572,6 +628,8 @@ int http_start(struct http_server **out, struct service *svc,
     int rc;
 
     s->svc = svc;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->idle, NULL);
     rc = parse_listen(&sa, cfg->listen, err);
     if (rc < 0) {
         free(s);
@@ -579,7 +637,7 @@ int http_start(struct http_server **out, struct service *svc,
     }
     s->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-            MHD_USE_ERROR_LOG,
+            MHD_USE_ITC | MHD_USE_ERROR_LOG,
         0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -595,10 +653,24 @@ int http_start(struct http_server **out, struct service *svc,
     return 0;
 }
 
-void http_stop(struct http_server *srv)
+void http_stop(struct http_server *srv, long drain_s)
 {
+    struct timespec until;
+
     if (!srv)
         return;
+    /* Stop accepting, let in-flight requests finish (up to drain_s), then
+     * stop: MHD_stop_daemon alone would cut the open connections. */
+    MHD_quiesce_daemon(srv->daemon);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += drain_s;
+    pthread_mutex_lock(&srv->lock);
+    while (srv->active > 0 &&
+           pthread_cond_timedwait(&srv->idle, &srv->lock, &until) == 0)
+        ;
+    pthread_mutex_unlock(&srv->lock);
     MHD_stop_daemon(srv->daemon);
+    pthread_mutex_destroy(&srv->lock);
+    pthread_cond_destroy(&srv->idle);
     free(srv);
 }

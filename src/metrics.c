@@ -20,6 +20,7 @@ static const char *const routes[] = {"/",           "/healthz",
                                      "/readyz",     "/metrics",
                                      "/v1/render",  "/v1/run",
                                      "/v1/kernels", "/v1/languages",
+                                     "/v1/examples",
                                      "other"};
 static const double buckets_ms[] = {10, 50, 100, 250, 500, 1000,
                                     2500, 5000, 10000, 30000, 60000};

@@ -12,9 +12,9 @@
  *             notebook-images/python/nbcanvas_driver.py) and sends
  *             "nbcanvas:done <n>\n" and an n-byte tar of its results on
  *             its stdout
- *   collect   read that tar; for a zip, also download the working directory
- *             with the archive API for the files the notebook wrote; then
- *             hand the container to the janitor, whatever happened
+ *   collect   read that tar (for a zip it also holds, under artifacts/, the
+ *             files the notebook wrote); then hand the container to the
+ *             janitor, whatever happened
  *   answer    turn status.json, the executed notebook and the page into the
  *             requested format or into an error with details
  *
@@ -54,7 +54,6 @@ struct render_job {
     struct err err;
     size_t results_at, results_len; /* the result tar inside `out` */
     struct tar_files results;   /* out/ files */
-    struct tar_files workdir;   /* the whole working dir (zip only) */
     json_t *status;             /* status.json */
     json_t *executed;           /* notebook.ipynb */
     long long t_start, t_queued, t_sandbox, t_uploaded, t_finished,
@@ -65,13 +64,17 @@ static json_t *job_json(const struct render_job *job)
 {
     const struct render_request *r = job->req;
 
-    return json_pack("{s:s, s:I, s:b, s:b, s:s, s:I, s:b}", "kernel",
-                     r->kernel->name, "timeout_s", (json_int_t)r->timeout_s,
-                     "allow_errors", r->allow_errors, "include_input",
-                     r->include_input, "template", r->template_name,
-                     "max_html_bytes",
+    return json_pack("{s:s, s:I, s:b, s:b, s:s, s:I, s:b, s:b, s:I, s:I}",
+                     "kernel", r->kernel->name, "timeout_s",
+                     (json_int_t)r->timeout_s, "allow_errors",
+                     r->allow_errors, "include_input", r->include_input,
+                     "template", r->template_name, "max_html_bytes",
                      (json_int_t)job->svc->cfg.max_html_bytes,
-                     "sanitize_html", 0);
+                     "sanitize_html", 0, "artifacts",
+                     r->format == FORMAT_ZIP, "max_artifact_bytes",
+                     (json_int_t)job->svc->cfg.max_artifact_bytes,
+                     "max_result_bytes",
+                     (json_int_t)job->svc->cfg.max_result_bytes - (1 << 20));
 }
 
 /* The job as the driver reads it from stdin: "nbcanvas:job <n>\n" and an
@@ -166,6 +169,17 @@ static const char *stderr_tail(struct render_job *job)
     return s + n;
 }
 
+/* For the operator: the end of what the sandbox wrote on stderr when a
+ * job failed for a reason other than the user's own error. */
+static void log_sandbox_stderr(struct render_job *job)
+{
+    const char *s = job->errout.data;
+    size_t n = job->errout.len, from = n > 2000 ? n - 2000 : 0;
+
+    fprintf(stderr, "nbcanvas: job %s failed (%s); sandbox stderr:\n%.*s\n",
+            job->id, job->err.msg, (int)(n - from), s + from);
+}
+
 /* A new cold sandbox for the job (not started yet). */
 static int create_cold(struct render_job *job)
 {
@@ -249,26 +263,6 @@ static int execute(struct render_job *job, const volatile bool *cancel)
     return rc;
 }
 
-/* The files the notebook wrote, for a zip: the whole working directory
- * through the archive API (the job's own folder is dropped later). */
-static int fetch_workdir(struct render_job *job)
-{
-    const struct config *cfg = &job->svc->cfg;
-    struct buf tar = BUF_INIT((size_t)cfg->max_result_bytes);
-    int rc;
-
-    rc = sandbox_get(&job->sb, SANDBOX_WORKDIR, &tar, &job->err);
-    if (rc == ERR_OUTPUT)
-        rc = err_set(&job->err, ERR_OUTPUT,
-                     "the working directory holds more than %lld bytes",
-                     cfg->max_result_bytes);
-    if (rc == 0)
-        rc = tarball_read(&job->workdir, tar.data, tar.len, "sandbox/", 10000,
-                          (size_t)cfg->max_result_bytes, &job->err);
-    buf_release(&tar);
-    return rc;
-}
-
 static int fetch_results(struct render_job *job)
 {
     const struct config *cfg = &job->svc->cfg;
@@ -276,21 +270,24 @@ static int fetch_results(struct render_job *job)
     int rc;
 
     rc = tarball_read(&job->results, job->out.data + job->results_at,
-                      job->results_len, NULL, 16,
+                      job->results_len, NULL, 10000,
                       (size_t)cfg->max_result_bytes, &job->err);
-    if (rc == 0 && job->req->format == FORMAT_ZIP)
-        rc = fetch_workdir(job);
     if (rc < 0)
         return rc;
+    /* Outputs may hold NUL (as \u0000); it is made safe when cleaned. */
     e = tarball_find(&job->results, "status.json");
     if (e)
-        job->status = json_loadb(e->data, e->len, 0, NULL);
-    e = tarball_find(&job->results, "notebook.ipynb");
-    if (e)
-        job->executed = json_loadb(e->data, e->len, 0, NULL);
+        job->status = json_loadb(e->data, e->len, JSON_ALLOW_NUL, NULL);
     if (!json_is_object(job->status))
         return err_set(&job->err, ERR_INTERNAL,
                        "the sandbox wrote no status: %s", stderr_tail(job));
+    e = tarball_find(&job->results, "notebook.ipynb");
+    if (e) {
+        job->executed = json_loadb(e->data, e->len, JSON_ALLOW_NUL, NULL);
+        if (!json_is_object(job->executed))
+            return err_set(&job->err, ERR_INTERNAL,
+                           "the executed notebook is not valid JSON");
+    }
     return 0;
 }
 
@@ -363,17 +360,6 @@ static char *result_json(struct render_job *job, size_t *len)
     return s;
 }
 
-/* Files the notebook wrote: everything in the working directory but the
- * job's own folder and input files it left unchanged. */
-static bool is_artifact(struct render_job *job, const struct tar_entry *w)
-{
-    const struct tar_entry *in = tarball_find(&job->req->files, w->name);
-
-    if (strncmp(w->name, ".nbcanvas/", 10) == 0 || !w->data)
-        return false;
-    return !in || in->len != w->len || memcmp(in->data, w->data, w->len);
-}
-
 static int build_zip(struct render_job *job, struct render_result *out)
 {
     const struct tar_entry *html = tarball_find(&job->results, "index.html");
@@ -385,7 +371,7 @@ static int build_zip(struct render_job *job, struct render_result *out)
     int rc;
 
     results_images(&images, job->executed);
-    parts = xcalloc(3 + images.n + job->workdir.n, sizeof(*parts));
+    parts = xcalloc(3 + images.n + job->results.n, sizeof(*parts));
     result = result_json(job, &result_len);
     parts[n++] = (struct bundle_part){"index.html", html->data, html->len};
     parts[n++] = (struct bundle_part){"notebook.ipynb", nb->data, nb->len};
@@ -398,16 +384,11 @@ static int build_zip(struct render_job *job, struct render_result *out)
         parts[n++] = (struct bundle_part){name, images.v[i].data,
                                           images.v[i].len};
     }
-    for (i = 0; i < job->workdir.n; i++) {
-        struct tar_entry *w = &job->workdir.v[i];
-        char *name;
+    for (i = 0; i < job->results.n; i++) {
+        const struct tar_entry *a = &job->results.v[i];
 
-        if (!is_artifact(job, w))
-            continue;
-        name = xasprintf("artifacts/%s", w->name);
-        free(w->name);
-        w->name = name;
-        parts[n++] = (struct bundle_part){name, w->data, w->len};
+        if (strncmp(a->name, "artifacts/", 10) == 0)
+            parts[n++] = (struct bundle_part){a->name, a->data, a->len};
     }
     rc = bundle_zip(&out->body, &out->body_len, parts, n, &job->err);
     out->content_type = "application/zip";
@@ -520,17 +501,19 @@ int render_run(struct render_result *out, struct service *svc,
     if (rc == 0)
         rc = fetch_results(&job);
     job.t_fetched = util_now_ms();
+    if (rc == 0) /* before disposal: an OOM check asks the container */
+        rc = status_error(&job, &out->details);
     janitor_dispose(svc->janitor, &job.sb);
     jobs_release(svc->jobs);
     job.t_done = util_now_ms();
-    if (rc == 0)
-        rc = status_error(&job, &out->details);
     if (rc == 0)
         rc = build_answer(&job, out);
     if (rc == 0 && svc->cache)
         cache_put(svc->cache, key, out->body, out->body_len,
                   out->content_type);
     out->warm = job.warm;
+    if (rc < 0 && rc != ERR_CELL && job.errout.len)
+        log_sandbox_stderr(&job);
 done:
     job.t_done = util_now_ms();
     server_timing(&job, out);
@@ -541,7 +524,6 @@ done:
     buf_release(&job.out);
     buf_release(&job.errout);
     tarball_files_release(&job.results);
-    tarball_files_release(&job.workdir);
     json_decref(job.status);
     json_decref(job.executed);
     return rc;

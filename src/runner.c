@@ -1,8 +1,9 @@
 /*
- * The snippet runner. The container's main process only idles (sleep
- * under the engine's init); the code, stdin and files are uploaded with
- * the archive API, then the compile command (if any) and the run command
- * are started with exec, each with its own deadline and its own stream, so
+ * The snippet runner. The container's main process unpacks the job (a tar
+ * of the code, its stdin and the files, sent on the container's stdin and
+ * cut to its exact length by head, so no end-of-file is needed), says
+ * "nbcanvas:ready" and then only idles (sleep under the engine's init).
+ * The compile command (if any) and the run command are started with exec, each with its own deadline and its own stream, so
  * stdout and stderr arrive apart (the engine's framing, demux.c) and the
  * compiler's failure is told from the program's. Output past the cap, or
  * the deadline, stops reading and the container is removed, which kills
@@ -23,6 +24,7 @@
 #include "nbcanvas/util.h"
 
 #define STOP_OUTPUT 2
+#define DELIVER_TIMEOUT_MS 30000
 
 struct run_job {
     struct service *svc;
@@ -31,6 +33,7 @@ struct run_job {
     struct sandbox sb;
     struct buf out, errout;
     struct demux demux;
+    struct err *err;
 };
 
 static int on_data(void *ctx, const char *data, size_t len)
@@ -44,11 +47,13 @@ static int on_data(void *ctx, const char *data, size_t len)
     return 0;
 }
 
-static int upload(struct run_job *job, struct err *err)
+/* The job as a tar: the request's files, code.<ext>, and the program's
+ * stdin in the reserved folder. */
+static int build_job_tar(struct run_job *job, struct buf *tar,
+                         struct err *err)
 {
     const struct tar_files *files = &job->req->files;
     struct tar_entry *e = xcalloc(files->n + 2, sizeof(*e));
-    struct buf tar = BUF_INIT((size_t)-1);
     char *code_name = xasprintf("code.%s", job->lang->extension);
     size_t i;
     int rc;
@@ -58,12 +63,61 @@ static int upload(struct run_job *job, struct err *err)
     e[i++] = (struct tar_entry){code_name, job->req->code, job->req->code_len};
     e[i++] = (struct tar_entry){".nbcanvas/stdin", job->req->stdin_data,
                                 job->req->stdin_len};
-    rc = tarball_write(&tar, e, i, SANDBOX_UID, SANDBOX_UID, err);
-    if (rc == 0)
-        rc = sandbox_put(&job->sb, &tar, err);
-    buf_release(&tar);
+    rc = tarball_write(tar, e, i, SANDBOX_UID, SANDBOX_UID, err);
     free(code_name);
     free(e);
+    return rc;
+}
+
+/* The main process: unpack exactly n bytes of stdin, then idle. (Not
+ * `sleep infinity`: gVisor refuses so long a nanosleep.) */
+static json_t *unpack_command(size_t n)
+{
+    char script[256];
+
+    snprintf(script, sizeof(script),
+             "head -c %zu | tar -xf - -C " SANDBOX_WORKDIR
+             " --no-same-owner -m && echo nbcanvas:ready && "
+             "while sleep 3600; do :; done",
+             n);
+    return json_pack("[s, s, s]", "sh", "-c", script);
+}
+
+static int start_on_open(void *ctx)
+{
+    struct run_job *job = ctx;
+
+    return sandbox_start(&job->sb, job->err);
+}
+
+static int ready_on_data(void *ctx, const char *data, size_t len)
+{
+    struct run_job *job = ctx;
+
+    if (demux_feed(&job->demux, data, len) < 0)
+        return ERR_INTERNAL;
+    return strstr(job->out.data, "nbcanvas:ready\n") ? 1 : 0;
+}
+
+/* Starts the container and hands it the job on stdin; returns once the
+ * files are in place. */
+static int deliver(struct run_job *job, const struct buf *tar,
+                   const volatile bool *cancel)
+{
+    struct docker_stream_cb cb = {start_on_open, ready_on_data, job, cancel};
+    int rc;
+
+    rc = sandbox_attach_stdin(&job->sb, tar->data, tar->len, &cb,
+                              util_now_ms() + DELIVER_TIMEOUT_MS, job->err);
+    if (rc == 1)
+        rc = 0;
+    else if (rc == 0)
+        rc = err_set(job->err, ERR_INTERNAL,
+                     "the sandbox could not unpack the job: %.200s",
+                     job->errout.data);
+    buf_reset(&job->out);
+    buf_reset(&job->errout);
+    demux_init(&job->demux, &job->out, &job->errout);
     return rc;
 }
 
@@ -150,7 +204,8 @@ int runner_run(json_t **out, struct service *svc,
 {
     const struct config *cfg = &svc->cfg;
     struct run_job job = {.svc = svc, .req = req};
-    json_t *cmd = json_pack("[s, s]", "sleep", "infinity");
+    struct buf tar = BUF_INIT((size_t)-1);
+    json_t *cmd = NULL;
     json_t *env = json_pack("[s, s]", "HOME=/home/sandbox", "LANG=C.UTF-8");
     const char *status = "ok";
     int exit_code = -1, rc;
@@ -166,6 +221,11 @@ int runner_run(json_t **out, struct service *svc,
     buf_init(&job.out, (size_t)cfg->max_output_bytes);
     buf_init(&job.errout, (size_t)cfg->max_output_bytes);
     demux_init(&job.demux, &job.out, &job.errout);
+    job.err = err;
+    rc = build_job_tar(&job, &tar, err);
+    if (rc < 0)
+        goto done;
+    cmd = unpack_command(tar.len);
     rc = jobs_acquire(svc->jobs, cancel, err);
     if (rc < 0)
         goto done;
@@ -178,9 +238,7 @@ int runner_run(json_t **out, struct service *svc,
 
         rc = sandbox_create(&job.sb, svc->docker, &spec, err);
         if (rc == 0)
-            rc = sandbox_start(&job.sb, err);
-        if (rc == 0)
-            rc = upload(&job, err);
+            rc = deliver(&job, &tar, cancel);
         if (rc == 0)
             rc = compile_and_run(&job, cancel, &status, &exit_code, &run_ms,
                                  err);
@@ -190,6 +248,7 @@ int runner_run(json_t **out, struct service *svc,
     if (rc == 0)
         *out = result(&job, request_id, status, exit_code, run_ms);
 done:
+    buf_release(&tar);
     buf_release(&job.out);
     buf_release(&job.errout);
     json_decref(cmd);

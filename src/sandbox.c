@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "nbcanvas/demux.h"
 #include "nbcanvas/util.h"
 
 static char owner[128] = "nbcanvas";
@@ -39,39 +40,59 @@ static json_t *ulimit(const char *name, long long value)
                      (json_int_t)value, "Hard", (json_int_t)value);
 }
 
+static bool is_gvisor(const struct sandbox_spec *spec);
+
+/* tmpfs options of the working directory. gVisor (0.0~20221219) ignores
+ * uid= on tmpfs, so there the directory is world-writable and sticky
+ * instead; only the one unprivileged user exists in the container. */
+static void workdir_options(char *out, size_t len,
+                            const struct sandbox_spec *spec)
+{
+    if (is_gvisor(spec))
+        snprintf(out, len, "rw,nosuid,nodev,exec,size=%lld,mode=1777",
+                 spec->limits->workdir_bytes);
+    else
+        snprintf(out, len,
+                 "rw,nosuid,nodev,exec,size=%lld,uid=%d,gid=%d,mode=0700",
+                 spec->limits->workdir_bytes, SANDBOX_UID, SANDBOX_UID);
+}
+
+/* Under gVisor the pids cgroup also counts the sandbox kernel's own host
+ * threads (and, on the ptrace platform, a stub per guest thread): with the
+ * plain limit the sentry itself cannot start. The headroom keeps the same
+ * number of processes available to the code. */
+#define GVISOR_PIDS_HEADROOM 256
+
+static bool is_gvisor(const struct sandbox_spec *spec)
+{
+    return spec->runtime && strcmp(spec->runtime, "runsc") == 0;
+}
+
 static json_t *host_config(const struct sandbox_spec *spec)
 {
     const struct sandbox_limits *l = spec->limits;
+    long pids = l->pids + (is_gvisor(spec) ? GVISOR_PIDS_HEADROOM : 0);
     char tmp_opts[128], work_opts[160];
     json_t *hc;
 
     snprintf(tmp_opts, sizeof(tmp_opts),
              "rw,nosuid,nodev,noexec,size=%lld", l->tmp_bytes);
-    snprintf(work_opts, sizeof(work_opts),
-             "size=%lld,uid=%d,gid=%d,mode=0700,nosuid,nodev",
-             l->workdir_bytes, SANDBOX_UID, SANDBOX_UID);
+    workdir_options(work_opts, sizeof(work_opts), spec);
     hc = json_pack(
-        "{s:s, s:I, s:I, s:I, s:I, s:b, s:{s:s}, s:I, s:s,"
+        "{s:s, s:I, s:I, s:I, s:I, s:b, s:{s:s, s:s}, s:I, s:s,"
         " s:[s], s:[s], s:b, s:b, s:{s:s}, s:{s:s}, s:b}",
         "NetworkMode", "none", "Memory", (json_int_t)l->memory_bytes,
         "MemorySwap", (json_int_t)l->memory_bytes, "NanoCpus",
-        (json_int_t)(l->cpus * 1e9), "PidsLimit", (json_int_t)l->pids,
-        "ReadonlyRootfs", 1, "Tmpfs", "/tmp", tmp_opts, "ShmSize",
-        (json_int_t)(16 << 20), "IpcMode", "private", "CapDrop", "ALL",
-        "SecurityOpt", "no-new-privileges:true", "Init", 1, "Privileged", 0,
-        "LogConfig", "Type", "none", "RestartPolicy", "Name", "no",
-        "OomKillDisable", 0);
+        (json_int_t)(l->cpus * 1e9), "PidsLimit", (json_int_t)pids,
+        "ReadonlyRootfs", 1, "Tmpfs", "/tmp", tmp_opts, SANDBOX_WORKDIR,
+        work_opts, "ShmSize", (json_int_t)(16 << 20), "IpcMode", "private",
+        "CapDrop", "ALL", "SecurityOpt", "no-new-privileges:true", "Init", 1,
+        "Privileged", 0, "LogConfig", "Type", "none", "RestartPolicy", "Name",
+        "no", "OomKillDisable", 0);
     json_object_set_new(
         hc, "Ulimits",
         json_pack("[o, o, o]", ulimit("nofile", l->nofile),
                   ulimit("fsize", l->fsize_bytes), ulimit("core", 0)));
-    json_object_set_new(
-        hc, "Mounts",
-        json_pack("[{s:s, s:s, s:{s:{s:s}, s:{s:s, s:{s:s, s:s, s:s}}}}]",
-                  "Type", "volume", "Target", SANDBOX_WORKDIR,
-                  "VolumeOptions", "Labels", SANDBOX_LABEL, "1",
-                  "DriverConfig", "Name", "local", "Options", "type", "tmpfs",
-                  "device", "tmpfs", "o", work_opts));
     if (spec->runtime && spec->runtime[0])
         json_object_set_new(hc, "Runtime", json_string(spec->runtime));
     return hc;
@@ -85,11 +106,12 @@ json_t *sandbox_create_body(const struct sandbox_spec *spec)
     snprintf(deadline, sizeof(deadline), "%lld", spec->deadline_s);
     snprintf(user, sizeof(user), "%d:%d", SANDBOX_UID, SANDBOX_UID);
     body = json_pack(
-        "{s:s, s:O, s:s, s:s, s:b, s:b, s:b, s:b, s:b,"
+        "{s:s, s:O, s:s, s:s, s:b, s:b, s:b, s:b, s:b, s:b,"
         " s:{s:s, s:s, s:s, s:s}}",
         "Image", spec->image, "Cmd", spec->cmd, "User", user, "WorkingDir",
         SANDBOX_WORKDIR, "NetworkDisabled", 1, "AttachStdout", 1,
-        "AttachStderr", 1, "OpenStdin", 1, "Tty", 0, "Labels", SANDBOX_LABEL,
+        "AttachStderr", 1, "AttachStdin", 1, "OpenStdin", 1, "Tty", 0,
+        "Labels", SANDBOX_LABEL,
         "1", "org.nbcanvas.owner", owner, "org.nbcanvas.job",
         spec->job_id ? spec->job_id : "", "org.nbcanvas.deadline", deadline);
     json_object_set_new(body, "Env",
@@ -139,42 +161,6 @@ int sandbox_start(struct sandbox *sb, struct err *err)
     rc = docker_call_json(sb->docker, "POST", path, NULL, NULL, 0, err);
     if (rc == 0)
         sb->started = true;
-    return rc;
-}
-
-int sandbox_put(struct sandbox *sb, const struct buf *tar, struct err *err)
-{
-    struct buf resp = BUF_INIT(64 << 10);
-    char path[160];
-    long status = 0;
-    int rc;
-
-    snprintf(path, sizeof(path), "/containers/%s/archive?path=%s", sb->id,
-             SANDBOX_WORKDIR);
-    rc = docker_request(sb->docker, "PUT", path, tar->data, tar->len,
-                        "application/x-tar", &resp, &status, 0, err);
-    if (rc == 0 && status >= 300)
-        rc = err_set(err, ERR_INTERNAL, "engine: upload: HTTP %ld: %s",
-                     status, resp.data);
-    buf_release(&resp);
-    return rc;
-}
-
-int sandbox_get(struct sandbox *sb, const char *path, struct buf *out,
-                struct err *err)
-{
-    char url[512];
-    long status = 0;
-    int rc;
-
-    snprintf(url, sizeof(url), "/containers/%s/archive?path=%s", sb->id,
-             path);
-    rc = docker_request(sb->docker, "GET", url, NULL, 0, NULL, out, &status,
-                        0, err);
-    if (rc == 0 && status == 404)
-        rc = err_set(err, ERR_NOT_FOUND, "%s is not in the sandbox", path);
-    else if (rc == 0 && status >= 300)
-        rc = err_set(err, ERR_INTERNAL, "engine: download: HTTP %ld", status);
     return rc;
 }
 
@@ -266,13 +252,47 @@ bool sandbox_is_running(struct sandbox *sb)
     return running;
 }
 
+/* Reads the container's own OOM-kill counter. The engine's OOMKilled flag
+ * is set only when the main process is the victim; a notebook's kernel or a
+ * snippet started by exec is a child, so the cgroup's count is asked too
+ * (cgroup v1 memory.oom_control, v2 memory.events). */
+static int collect(void *ctx, const char *data, size_t len)
+{
+    return demux_feed(ctx, data, len) < 0 ? 1 : 0;
+}
+
+static bool cgroup_oom_kills(struct sandbox *sb)
+{
+    json_t *cmd = json_pack("[s, s, s]", "sh", "-c",
+                            "cat /sys/fs/cgroup/memory/memory.oom_control "
+                            "/sys/fs/cgroup/memory.events 2>/dev/null");
+    struct buf out = BUF_INIT(16 << 10), errout = BUF_INIT(16 << 10);
+    struct demux d;
+    struct docker_stream_cb cb = {NULL, collect, &d, NULL};
+    const char *p;
+    int exit_code;
+    bool oom = false;
+
+    demux_init(&d, &out, &errout);
+    if (sandbox_exec(sb, cmd, &cb, util_now_ms() + 5000, &exit_code, NULL) ==
+        0) {
+        p = strstr(out.data, "oom_kill ");
+        oom = p && strtol(p + 9, NULL, 10) > 0;
+    }
+    json_decref(cmd);
+    buf_release(&out);
+    buf_release(&errout);
+    return oom;
+}
+
 bool sandbox_oom_killed(struct sandbox *sb)
 {
     json_t *state = container_state(sb);
     bool oom = json_is_true(json_object_get(state, "OOMKilled"));
+    bool running = json_is_true(json_object_get(state, "Running"));
 
     json_decref(state);
-    return oom;
+    return oom || (running && cgroup_oom_kills(sb));
 }
 
 static int remove_container(struct docker *d, const char *id)

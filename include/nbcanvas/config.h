@@ -31,6 +31,7 @@ struct config {
     char runtime[32]; /* "" for the engine's default, "runsc" for gVisor */
     char notebook_image[128];
     char languages_file[512];
+    char examples_dir[512];
     char html_csp[512];
 
     /* HTTP */

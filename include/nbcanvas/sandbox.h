@@ -3,10 +3,11 @@
 
 /*
  * One hardened job container: created with nbcanvas's labels and the
- * limits of struct sandbox_limits, its working directory a size-limited
- * tmpfs volume (so the archive API can reach it while the root filesystem
- * stays read-only), and removed with its volume by sandbox_destroy on every
- * path. Callers own a struct sandbox from sandbox_create until
+ * limits of struct sandbox_limits, a read-only root and size-limited tmpfs
+ * for the working directory and /tmp, and removed by sandbox_destroy on
+ * every path. Input goes in on the container's stdin and results come out
+ * on its stdout: the archive API cannot reach a tmpfs mount, refuses a
+ * read-only root, and costs the engine a helper process per call. Callers own a struct sandbox from sandbox_create until
  * sandbox_destroy, which never fails in a way they must handle.
  */
 
@@ -52,11 +53,6 @@ json_t *sandbox_create_body(const struct sandbox_spec *spec);
 int sandbox_create(struct sandbox *sb, struct docker *d,
                    const struct sandbox_spec *spec, struct err *err);
 int sandbox_start(struct sandbox *sb, struct err *err);
-/* Uploads a tar (from tarball_write) into the working directory. */
-int sandbox_put(struct sandbox *sb, const struct buf *tar, struct err *err);
-/* Downloads path as a tar into out (whose cap bounds it: ERR_OUTPUT). */
-int sandbox_get(struct sandbox *sb, const char *path, struct buf *out,
-                struct err *err);
 /* Streams the container's stdout and stderr (see docker_stream). */
 int sandbox_attach(struct sandbox *sb, const struct docker_stream_cb *cb,
                    long long deadline_ms, struct err *err);

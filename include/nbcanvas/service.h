@@ -7,6 +7,8 @@
  * or by a one-shot command, the same way, so both run the same pipeline.
  */
 
+#include <jansson.h>
+
 #include "nbcanvas/config.h"
 #include "nbcanvas/docker.h"
 #include "nbcanvas/jobs.h"
@@ -26,6 +28,7 @@ struct service {
     struct pool *pool;   /* NULL: every render is cold (one-shot commands) */
     struct cache *cache; /* NULL: no result cache */
     struct janitor *janitor; /* NULL: sandboxes are removed in-line */
+    json_t *examples;        /* for GET /v1/examples */
 };
 
 #endif

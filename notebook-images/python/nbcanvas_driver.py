@@ -11,19 +11,21 @@ service needs around it:
    .nbcanvas/input.ipynb, .nbcanvas/job.json and the request's files, which
    are written into the working directory.
 3. Execute with a deadline for the whole notebook (each cell may use only
-   what is left of it), export HTML, and write the results into .nbcanvas/out/:
-   notebook.ipynb (executed, partial on failure), index.html, status.json.
-4. Send the results back on the protocol channel as "nbcanvas:done <n>\n"
-   followed by an n-byte tar of out/ (cheaper than a second archive call,
-   which costs the engine a process and a chroot), then wait to be removed.
-   Files the notebook wrote stay in the working directory, where the service
-   fetches them with the archive API when the client asked for a zip.
+   what is left of it) and export HTML; a failure keeps the executed part.
+4. Stop the user's code (the kernel and anything it started), then send the
+   results on the protocol channel as "nbcanvas:done <n>\n" followed by an
+   n-byte tar built in memory (status.json, notebook.ipynb, index.html),
+   then wait to be removed.
+   When the job asks for artifacts (a zip answer), the files the notebook
+   wrote in the working directory are added under artifacts/: regular files
+   only (never links), inputs left unchanged skipped, within a size cap.
 
 The protocol channels are the original stdin and stdout. Before the kernel
 starts, fd 0 is pointed at /dev/null and fd 1 at stderr, so the user's code
 can neither read the job stream nor write into the results stream.
 """
 import copy
+import hashlib
 import json
 import os
 import re
@@ -33,9 +35,10 @@ import traceback
 
 WORKDIR = "/home/sandbox"
 JOBDIR = os.path.join(WORKDIR, ".nbcanvas")
-OUTDIR = os.path.join(JOBDIR, "out")
 
-_protocol = os.fdopen(os.dup(1), "wb", buffering=0)
+# Buffered: a raw write to a pipe may be short (gVisor's are), and
+# BufferedWriter loops until every byte is out; say() flushes.
+_protocol = os.fdopen(os.dup(1), "wb")
 _jobs = os.fdopen(os.dup(0), "rb", buffering=0)
 os.dup2(2, 1)
 _devnull = os.open(os.devnull, os.O_RDONLY)
@@ -56,7 +59,9 @@ def cache_nbformat_validators():
 
 
 def say(word, payload=b""):
-    _protocol.write(b"nbcanvas:%s\n" % word.encode() + payload)
+    _protocol.write(b"nbcanvas:%s\n" % word.encode())
+    _protocol.write(payload)
+    _protocol.flush()
 
 
 def now_ms():
@@ -103,6 +108,9 @@ def start_kernel(kernel_name, preload):
     return km, kc
 
 
+INPUTS = {}  # path -> sha256 of each file the job brought
+
+
 def read_exactly(n):
     chunks, left = [], n
     while left > 0:
@@ -145,8 +153,10 @@ def wait_for_job():
                 os.makedirs(path, exist_ok=True)
             elif member.isfile():
                 os.makedirs(os.path.dirname(path), exist_ok=True)
+                data = tar.extractfile(member).read()
                 with open(path, "wb") as f:
-                    f.write(tar.extractfile(member).read())
+                    f.write(data)
+                INPUTS[path] = hashlib.sha256(data).digest()
     with open(os.path.join(JOBDIR, "job.json")) as f:
         return json.load(f)
 
@@ -281,31 +291,90 @@ def warm_exporter():
     export_html(nb, {"template": "lab", "include_input": False})
 
 
-def write_results(nb, html, status):
-    import nbformat
+def stop_user_code(km):
+    """Ends the kernel and every process the notebook started (same uid;
+    kill(-1) spares only init and the driver itself), so nothing can change
+    the working directory while the results are collected."""
+    import signal
 
-    os.makedirs(OUTDIR, exist_ok=True)
-    if nb is not None:
-        nbformat.write(nb, os.path.join(OUTDIR, "notebook.ipynb"))
-    if html is not None:
-        with open(os.path.join(OUTDIR, "index.html"), "w") as f:
-            f.write(html)
-    with open(os.path.join(OUTDIR, "status.json"), "w") as f:
-        json.dump(status, f)
+    try:
+        from nbclient.util import run_sync
+        run_sync(km.shutdown_kernel)(now=True)
+    except Exception:
+        pass
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:
+        pass
 
 
-def results_tar():
-    """The files of out/ as an uncompressed tar, in memory."""
+def read_regular(path, limit):
+    """The bytes of a regular file, opened without following links; None
+    for anything else or past limit."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        return f.read(limit + 1)[:limit]
+
+
+def artifacts(cap):
+    """[(name, bytes)] of the regular files the notebook wrote or changed in
+    the working directory, at most cap bytes in all; links are never
+    followed and unchanged inputs are left out."""
+    found, total = [], 0
+    for root, dirs, names in os.walk(WORKDIR, followlinks=False):
+        if root == WORKDIR:
+            dirs[:] = [d for d in dirs if d != ".nbcanvas"]
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            data = read_regular(path, cap - total)
+            if data is None:
+                continue
+            if INPUTS.get(path) == hashlib.sha256(data).digest():
+                continue
+            total += len(data)
+            found.append(("artifacts/" + os.path.relpath(path, WORKDIR), data))
+    return found
+
+
+def results_tar(job, nb, html, status):
+    """The answer as an uncompressed tar built in memory: status.json,
+    notebook.ipynb, index.html and, when asked, artifacts/. Nothing goes
+    through the disk, so the notebook's code cannot swap a result file."""
     import io
     import tarfile
 
-    if not hasattr(results_tar, "data"):
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for name in sorted(os.listdir(OUTDIR)):
-                tar.add(os.path.join(OUTDIR, name), arcname=name, recursive=False)
-        results_tar.data = buf.getvalue()
-    return results_tar.data
+    import nbformat
+
+    members = []
+    if nb is not None:
+        members.append(("notebook.ipynb", nbformat.writes(nb).encode()))
+    if html is not None:
+        members.append(("index.html", html.encode()))
+    if job and job.get("artifacts") and status.get("status") == "ok":
+        members += artifacts(int(job.get("max_artifact_bytes", 0)))
+    size = sum(len(data) for _, data in members)
+    if job and size > int(job.get("max_result_bytes", size)):
+        status = {"status": "output_limit",
+                  "message": "the results are %d bytes" % size}
+        members = []
+    members.insert(0, ("status.json", json.dumps(status).encode()))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def run_job(job, km, kc, t_ready):
@@ -352,13 +421,14 @@ def main():
         nb, html = None, None
         status = {"status": "internal",
                   "message": traceback.format_exc().splitlines()[-1]}
-    write_results(nb, html, status)
-    say("done %d" % len(results_tar()), results_tar())
+    stop_user_code(km)
     try:
-        from nbclient.util import run_sync
-        run_sync(km.shutdown_kernel)(now=True)
+        payload = results_tar(job, nb, html, status)
     except Exception:
-        pass
+        payload = results_tar(job, None, None, {
+            "status": "internal",
+            "message": traceback.format_exc().splitlines()[-1]})
+    say("done %d" % len(payload), payload)
     while True:  # the service removes the container once it has the results
         time.sleep(3600)
 

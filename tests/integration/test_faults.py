@@ -193,6 +193,7 @@ def test_per_ip_connection_cap(svc):
     try:
         for _ in range(4):
             socks.append(socket.create_connection(("127.0.0.1", s.port)))
+        time.sleep(0.5)  # let the server accept them
         extra = socket.create_connection(("127.0.0.1", s.port))
         extra.settimeout(5)
         extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -231,4 +232,4 @@ def test_slow_client_is_dropped(svc):
 
 
 if __name__ == "__main__":
-    main(globals(), config={"pool_size": 1})
+    main(globals(), config={"pool_size": 0})

@@ -10,7 +10,7 @@ static void test_sandbox__hardened_create_body(void)
     json_t *cmd = json_pack("[s]", "true");
     struct sandbox_spec spec = {"img:1", cmd, NULL, &l, "runsc", "job-1", 99};
     json_t *b = sandbox_create_body(&spec);
-    json_t *ul = HC(b, "Ulimits"), *mount;
+    json_t *ul = HC(b, "Ulimits");
     const char *o;
 
     CHECK_STREQ(json_string_value(json_object_get(b, "Image")), "img:1");
@@ -20,7 +20,7 @@ static void test_sandbox__hardened_create_body(void)
     CHECK(json_integer_value(HC(b, "Memory")) == 512LL << 20);
     CHECK(json_integer_value(HC(b, "MemorySwap")) == 512LL << 20);
     CHECK(json_integer_value(HC(b, "NanoCpus")) == 1500000000LL);
-    CHECK(json_integer_value(HC(b, "PidsLimit")) == 128);
+    CHECK(json_integer_value(HC(b, "PidsLimit")) == 128 + 256); /* gVisor */
     CHECK(json_is_true(HC(b, "ReadonlyRootfs")));
     CHECK(json_is_true(HC(b, "Init")));
     CHECK(json_is_false(HC(b, "Privileged")));
@@ -40,16 +40,11 @@ static void test_sandbox__hardened_create_body(void)
     CHECK(json_integer_value(json_object_get(json_array_get(ul, 2), "Hard")) ==
           0);
     CHECK(HC(b, "Binds") == NULL);
-    mount = json_array_get(HC(b, "Mounts"), 0);
-    CHECK_STREQ(json_string_value(json_object_get(mount, "Type")), "volume");
-    CHECK(json_object_get(mount, "Source") == NULL); /* anonymous: no host */
-    o = json_string_value(json_object_get(
-        json_object_get(json_object_get(json_object_get(mount,
-                                                        "VolumeOptions"),
-                                        "DriverConfig"),
-                        "Options"),
-        "o"));
-    CHECK(o && strstr(o, "size=134217728") && strstr(o, "uid=1000"));
+    CHECK(HC(b, "Mounts") == NULL); /* nothing from the host */
+    o = json_string_value(json_object_get(HC(b, "Tmpfs"), "/home/sandbox"));
+    CHECK(o && strstr(o, "size=134217728") && strstr(o, "nosuid"));
+    /* gVisor ignores uid= on tmpfs: there it is sticky and shared */
+    CHECK(strstr(o, "mode=1777") != NULL);
     CHECK_STREQ(json_string_value(json_object_get(
                     json_object_get(b, "Labels"), SANDBOX_LABEL)),
                 "1");
@@ -62,12 +57,16 @@ static void test_sandbox__hardened_create_body(void)
 
 static void test_sandbox__default_runtime_omitted(void)
 {
+    const char *o;
     struct sandbox_limits l = {1 << 28, 1, 64, 1 << 26, 1 << 26, 256, 1 << 24};
     json_t *cmd = json_pack("[s]", "true");
     struct sandbox_spec spec = {"img", cmd, NULL, &l, "", NULL, 0};
     json_t *b = sandbox_create_body(&spec);
 
     CHECK(HC(b, "Runtime") == NULL);
+    CHECK(json_integer_value(HC(b, "PidsLimit")) == 64);
+    o = json_string_value(json_object_get(HC(b, "Tmpfs"), "/home/sandbox"));
+    CHECK(o && strstr(o, "uid=1000") && strstr(o, "mode=0700"));
     CHECK(json_array_size(json_object_get(b, "Env")) == 0);
     json_decref(b);
     json_decref(cmd);

@@ -1,0 +1,126 @@
+// The canvas page in a real browser (Debian's Chromium, driven by
+// playwright-core): it loads, each example from the menu renders its chart
+// or table in the sandboxed iframe, an error shows its traceback and marks
+// the cell, and the keyboard shortcut runs the cells.
+//   NBCANVAS_BIN=build/nbcanvas node --test tests/browser/canvas.test.mjs
+// With NBCANVAS_SCREENSHOTS=dir it saves a screenshot per example there.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import net from "node:net";
+import fs from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const bin = process.env.NBCANVAS_BIN || "build/nbcanvas";
+const shots = process.env.NBCANVAS_SCREENSHOTS || "";
+let server, browser, page, base;
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitHealthy(url) {
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(url + "/healthz")).ok) return;
+    } catch (e) { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("nbcanvas did not start");
+}
+
+before(async () => {
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(bin, ["serve", "--listen", `127.0.0.1:${port}`], { stdio: "inherit" });
+  await waitHealthy(base);
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  await page.goto(base + "/");
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) {
+    const done = new Promise((r) => server.on("exit", r));
+    server.kill("SIGTERM");
+    assert.equal(await done, 0, "nbcanvas exits 0 on SIGTERM");
+  }
+});
+
+async function waitRendered() {
+  await page.waitForFunction(() => /Rendered|Failed/.test(document.querySelector("#status").textContent),
+                             null, { timeout: 120000 });
+}
+
+async function pick(name) {
+  await page.selectOption("#examples", name);
+  await page.waitForFunction(() => /Running/.test(document.querySelector("#status").textContent) ||
+                             /Rendered|Failed/.test(document.querySelector("#status").textContent));
+  await waitRendered();
+}
+
+const frame = () => page.frameLocator("#frame");
+
+test("the page loads with its editor and examples", async () => {
+  assert.equal(await page.title(), "nbcanvas");
+  assert.ok(await page.locator("#cells textarea").count() >= 1);
+  const options = await page.locator("#examples option").allTextContents();
+  assert.ok(options.length >= 5, options.join(","));
+});
+
+for (const [name, check] of [
+  ["chart", async () => assert.ok(await frame().locator("img[src^='data:image/png']").count() >= 1)],
+  ["seaborn", async () => assert.ok(await frame().locator("img[src^='data:image/png']").count() >= 1)],
+  ["text2sql", async () => {
+    assert.ok(await frame().locator("table").count() >= 1);
+    assert.match(await frame().locator("table").first().textContent(), /Customer/);
+  }],
+  ["analysis", async () => {
+    assert.ok(await frame().locator("table").count() >= 2);
+    assert.ok(await frame().locator("img[src^='data:image/png']").count() >= 1);
+  }],
+]) {
+  test(`example ${name} renders in the iframe`, async () => {
+    await pick(name);
+    assert.match(await page.locator("#status").textContent(), /Rendered/);
+    await check();
+    if (shots) {
+      fs.mkdirSync(shots, { recursive: true });
+      await page.screenshot({ path: path.join(shots, `canvas-${name}.png`) });
+    }
+  });
+}
+
+test("an error shows its traceback and marks the cell", async () => {
+  await pick("error");
+  assert.match(await page.locator("#status").textContent(), /Failed \(422 cell_error\)/);
+  const err = await page.locator("#error").textContent();
+  assert.match(err, /Cell 1 raised IndexError/);
+  assert.match(err, /list index out of range/);
+  assert.equal(await page.locator(".cell.failed").count(), 1);
+  if (shots) await page.screenshot({ path: path.join(shots, "canvas-error.png") });
+});
+
+test("keyboard: add a cell, type, Ctrl+Enter runs", async () => {
+  await page.click("#add-code");
+  const last = page.locator("#cells textarea").last();
+  await last.fill("print('typed ' + str(6 * 7))");
+  await page.locator("#cells .cell.failed textarea").fill("values = [1, 2, 3]\nvalues[-1]");
+  await last.focus();
+  await page.keyboard.press("Control+Enter");
+  await page.waitForFunction(() => /Running/.test(document.querySelector("#status").textContent));
+  await waitRendered();
+  assert.match(await page.locator("#status").textContent(), /Rendered/);
+  assert.match(await frame().locator("body").textContent(), /typed 42/);
+});
