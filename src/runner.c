@@ -140,12 +140,14 @@ static int run_step(struct run_job *job, const char *script, long timeout_s,
 static const char *classify(struct run_job *job, int rc, int exit_code,
                             bool compiling)
 {
-    if (rc == ERR_TIMEOUT)
-        return "timeout";
     if (rc == STOP_OUTPUT)
         return "output_limit";
-    if (exit_code == 137 && sandbox_oom_killed(&job->sb))
+    /* An OOM kill can look like a timeout: under gVisor it takes the whole
+     * sandbox with it and the exec's stream never ends by itself. */
+    if ((exit_code == 137 || rc == ERR_TIMEOUT) && sandbox_oom_killed(&job->sb))
         return "memory_limit";
+    if (rc == ERR_TIMEOUT)
+        return "timeout";
     if (exit_code != 0)
         return compiling ? "compile_error" : "runtime_error";
     return "ok";
