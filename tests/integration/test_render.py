@@ -151,8 +151,12 @@ def test_templates(svc):
         r = svc.render({"template": template, "cells": ["print('tmpl-%s')" % template]})
         assert r.status == 200, (template, r)
         assert ("tmpl-%s" % template) in r.body.decode()
-    canvas = svc.render({"template": "canvas", "cells": ["1"]}).body.decode()
-    assert 'id="nbcanvas-root"' in canvas
+    body = {"cells": ["import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()"]}
+    canvas = svc.render(dict(body, template="canvas")).body
+    lab = svc.render(dict(body, template="lab")).body
+    assert b'id="nbcanvas-root"' in canvas
+    assert b"data:image/png;base64," in canvas
+    assert len(canvas) * 5 <= len(lab), (len(canvas), len(lab))
 
 
 def test_request_id_echoed(svc):
