@@ -18,3 +18,6 @@ cd "$build"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ctest --output-on-failure "$@"
+
+echo "== a short fuzzing run (crashes are kept in tests/fuzz/regression)"
+bash "$top/scripts/fuzz.sh" "${NBCANVAS_FUZZ_SECONDS:-20}"

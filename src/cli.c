@@ -6,6 +6,7 @@
 #include "nbcanvas/cli.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,7 @@ static int serve_loop(struct service *svc)
         if (rc > 0)
             metrics_count(svc->metrics, "reaped", rc);
         refresh_image_id(svc);
+        malloc_trim(0); /* hand freed answers back to the system */
     }
     fprintf(stderr, "nbcanvas: stopping: finishing in-flight requests\n");
     /* in-flight requests get their whole deadline plus the grace */

@@ -3,6 +3,7 @@
  * main only sets process-wide library state and dispatches the command.
  */
 #include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 int main(int argc, char **argv)
 {
     json_set_alloc_funcs(xmalloc, free);
+    /* One arena per connection thread would keep freed answers mapped. */
+    mallopt(M_ARENA_MAX, 2);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         cli_usage();

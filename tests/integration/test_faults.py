@@ -193,7 +193,7 @@ def test_per_ip_connection_cap(svc):
     try:
         for _ in range(4):
             socks.append(socket.create_connection(("127.0.0.1", s.port)))
-        time.sleep(0.5)  # let the server accept them
+        time.sleep(2)  # let the server accept them
         extra = socket.create_connection(("127.0.0.1", s.port))
         extra.settimeout(5)
         extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
