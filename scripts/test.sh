@@ -12,7 +12,8 @@ build=$top/build-asan
 bash "$top/scripts/setup.sh" "$top/build"
 
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Debug \
-    -DSANITIZE=address,undefined -DWERROR=ON >/dev/null
+    -DSANITIZE=address,undefined -DWERROR=ON \
+    -DSOAK_BINARY="$top/build/nbcanvas" >/dev/null
 cmake --build "$build" -j"$(nproc)"
 cd "$build"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
