@@ -26,6 +26,7 @@
 
 #include "nbcanvas/buf.h"
 #include "nbcanvas/cache.h"
+#include "nbcanvas/janitor.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/languages.h"
 #include "nbcanvas/metrics.h"
@@ -337,9 +338,18 @@ static void write_pool_cache_metrics(struct service *svc, struct buf *out)
     struct pool_stats p;
     struct cache_stats c = {0, 0, 0, 0};
 
+    long running, waiting;
+
     pool_stats(svc->pool, &p);
     if (svc->cache)
         cache_stats(svc->cache, &c);
+    jobs_counts(svc->jobs, &running, &waiting);
+    /* every container the service holds: in use, warm or starting, or
+     * waiting for removal */
+    buf_printf(out,
+               "# TYPE nbcanvas_containers_alive gauge\n"
+               "nbcanvas_containers_alive %ld\n",
+               running + p.idle + p.starting + janitor_pending(svc->janitor));
     buf_printf(out,
                "# TYPE nbcanvas_pool_size gauge\nnbcanvas_pool_size %ld\n"
                "# TYPE nbcanvas_pool_idle gauge\nnbcanvas_pool_idle %ld\n"

@@ -50,13 +50,26 @@ struct pool {
     struct pool_stats stats;
 };
 
-json_t *pool_driver_env(bool preload)
+int pool_create_sandbox(struct sandbox *sb, struct service *svc, bool preload,
+                        const char *job_id, long long deadline_s,
+                        struct err *err)
 {
-    return json_pack("[s, s, s, s, s, s]", "NBCANVAS_KERNEL=python3",
-                     preload ? "NBCANVAS_PRELOAD=1" : "NBCANVAS_PRELOAD=0",
-                     "JUPYTER_RUNTIME_DIR=/tmp/jupyter-runtime",
-                     "IPYTHONDIR=/tmp/ipython", "MPLCONFIGDIR=/tmp/matplotlib",
-                     "XDG_CACHE_HOME=/tmp/cache");
+    const struct config *cfg = &svc->cfg;
+    json_t *cmd = json_pack("[s, s]", "python3",
+                            "/opt/nbcanvas/nbcanvas_driver.py");
+    json_t *env = json_pack(
+        "[s, s, s, s, s, s]", "NBCANVAS_KERNEL=python3",
+        preload ? "NBCANVAS_PRELOAD=1" : "NBCANVAS_PRELOAD=0",
+        "JUPYTER_RUNTIME_DIR=/tmp/jupyter-runtime", "IPYTHONDIR=/tmp/ipython",
+        "MPLCONFIGDIR=/tmp/matplotlib", "XDG_CACHE_HOME=/tmp/cache");
+    struct sandbox_spec spec = {cfg->notebook_image, cmd, env,
+                                &cfg->render_limits, cfg->runtime, job_id,
+                                deadline_s};
+    int rc = sandbox_create(sb, svc->docker, &spec, err);
+
+    json_decref(cmd);
+    json_decref(env);
+    return rc;
 }
 
 struct warmup {
@@ -85,15 +98,8 @@ static int warm_data(void *ctx, const char *data, size_t len)
 /* Creates and starts one preloaded sandbox and waits until it is ready. */
 static int start_one(struct pool *p, struct sandbox *sb, struct err *err)
 {
-    const struct config *cfg = &p->svc->cfg;
-    json_t *cmd = json_pack("[s, s]", "python3",
-                            "/opt/nbcanvas/nbcanvas_driver.py");
-    json_t *env = pool_driver_env(true);
-    struct sandbox_spec spec = {
-        cfg->notebook_image, cmd, env, &cfg->render_limits, cfg->runtime,
-        "pool",
-        (long long)time(NULL) + POOL_MAX_IDLE_S + cfg->render_max_timeout_s +
-            120};
+    long long deadline_s = (long long)time(NULL) + POOL_MAX_IDLE_S +
+                           p->svc->cfg.render_max_timeout_s + 120;
     struct warmup w = {.sb = sb, .err = err};
     struct docker_stream_cb cb = {warm_open, warm_data, &w, &p->stopping};
     int rc;
@@ -101,7 +107,7 @@ static int start_one(struct pool *p, struct sandbox *sb, struct err *err)
     buf_init(&w.out, 64 << 10);
     buf_init(&w.errout, 64 << 10);
     demux_init(&w.demux, &w.out, &w.errout);
-    rc = sandbox_create(sb, p->svc->docker, &spec, err);
+    rc = pool_create_sandbox(sb, p->svc, true, "pool", deadline_s, err);
     if (rc == 0)
         rc = sandbox_attach(sb, &cb, util_now_ms() + POOL_READY_TIMEOUT_MS,
                             err);
@@ -112,8 +118,6 @@ static int start_one(struct pool *p, struct sandbox *sb, struct err *err)
         rc = 0;
     if (rc < 0)
         sandbox_destroy(sb);
-    json_decref(cmd);
-    json_decref(env);
     buf_release(&w.out);
     buf_release(&w.errout);
     return rc;

@@ -183,19 +183,10 @@ static void log_sandbox_stderr(struct render_job *job)
 /* A new cold sandbox for the job (not started yet). */
 static int create_cold(struct render_job *job)
 {
-    const struct config *cfg = &job->svc->cfg;
-    json_t *cmd = json_pack("[s, s]", "python3",
-                            "/opt/nbcanvas/nbcanvas_driver.py");
-    json_t *env = pool_driver_env(false);
-    struct sandbox_spec spec = {
-        cfg->notebook_image, cmd, env, &cfg->render_limits, cfg->runtime,
-        job->id,
-        (long long)time(NULL) + job->req->timeout_s + RENDER_GRACE_S * 2};
-    int rc = sandbox_create(&job->sb, job->svc->docker, &spec, &job->err);
-
-    json_decref(cmd);
-    json_decref(env);
-    return rc;
+    return pool_create_sandbox(&job->sb, job->svc, false, job->id,
+                               (long long)time(NULL) + job->req->timeout_s +
+                                   RENDER_GRACE_S * 2,
+                               &job->err);
 }
 
 /* Hands the job to the sandbox and waits for the driver's "done". */

@@ -38,8 +38,11 @@ bool pool_take(struct pool *p, struct sandbox *out);
 
 void pool_stats(struct pool *p, struct pool_stats *out);
 
-/* The environment of a notebook sandbox (new reference); preload imports
- * the common libraries before the job arrives. */
-json_t *pool_driver_env(bool preload);
+/* Creates (does not start) a notebook sandbox running the driver, the same
+ * way for the pool and for the cold route; preload makes the driver import
+ * the common libraries before its job arrives. */
+int pool_create_sandbox(struct sandbox *sb, struct service *svc, bool preload,
+                        const char *job_id, long long deadline_s,
+                        struct err *err);
 
 #endif

@@ -161,6 +161,14 @@ def throughput(fn, clients, seconds):
     return done, time.time() - t0
 
 
+def cpu_busy_seconds():
+    """Machine-wide busy CPU time (all cores) from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -200,8 +208,10 @@ def main():
             results[name] = sequential(svc, baseline, name, args.runs)
 
         print("throughput: baseline", flush=True)
+        cpu0 = cpu_busy_seconds()
         a_done, a_secs = throughput(lambda i, k: baseline.run("chart") and "a",
                                     args.clients, args.seconds)
+        a_cpu = (cpu_busy_seconds() - cpu0) / max(1, len(a_done))
         wait_pool(svc, 2)
         print("throughput: nbcanvas", flush=True)
 
@@ -209,7 +219,9 @@ def main():
             r = svc.render(request_body("chart", "tp-%d-%d-%f" % (i, k, time.time())))
             assert r.status == 200, r
             return r.header("x-nbcanvas-sandbox")
+        cpu0 = cpu_busy_seconds()
         c_done, c_secs = throughput(nb_call, args.clients, args.seconds)
+        c_cpu = (cpu_busy_seconds() - cpu0) / max(1, len(c_done))
         peak_rss = rss_kb(svc.proc.pid)
     finally:
         baseline.close()
@@ -234,6 +246,11 @@ def main():
                  "(a) %.2f renders/s; nbcanvas (no cache) %.2f renders/s = **%.2fx** "
                  "(%.0f%% of them warm, the rest cold when the pool was empty)."
                  % (args.clients, args.seconds, a_tp, c_tp, c_tp / a_tp, warm_share * 100))
+    lines.append("")
+    lines.append("CPU per render during those runs (all processes, from /proc/stat): "
+                 "(a) %.2f CPU-s, nbcanvas %.2f CPU-s. With %d cores busy in both runs, "
+                 "throughput is bounded by cores / CPU-s per render."
+                 % (a_cpu, c_cpu, os.cpu_count()))
     lines.append("")
     lines.append("Service RSS: idle %.1f MB (pool full), after the load %.1f MB."
                  % (idle_rss / 1024, peak_rss / 1024))

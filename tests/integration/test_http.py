@@ -122,6 +122,7 @@ def test_metrics(svc):
     assert 'nbcanvas_requests_total{route="/healthz",status="200"}' in text
     assert "nbcanvas_request_duration_seconds_bucket" in text
     assert "nbcanvas_jobs_running 0" in text
+    assert "nbcanvas_containers_alive " in text
 
 
 if __name__ == "__main__":
