@@ -89,7 +89,6 @@ static int service_open(struct service *svc, const char *config_path,
         return rc;
     }
     svc->jobs = jobs_new(svc->cfg.max_jobs, svc->cfg.max_queue);
-    svc->examples = examples_load(svc->cfg.examples_dir);
     svc->metrics = metrics_new();
     return 0;
 }
@@ -175,6 +174,7 @@ static int serve_loop(struct service *svc)
                         "previous run\n", rc);
     if (svc->cfg.cache_bytes > 0)
         svc->cache = cache_new(svc->cfg.cache_bytes);
+    svc->examples = examples_load(svc->cfg.examples_dir);
     refresh_image_id(svc);
     svc->pool = pool_new(svc, svc->cfg.pool_size);
     svc->janitor = janitor_new();
