@@ -26,15 +26,17 @@ for example in chart text2sql analysis; do
         "http://$listen/v1/render" -o "$out/$example.html"
 done
 curl -fsS -X POST -H 'Content-Type: application/json' \
-    --data-binary @"$top/examples/text2sql.json" \
-    "http://$listen/v1/render" -o /dev/null
+    --data-binary @"$top/examples/text2sql-zip.json" \
+    "http://$listen/v1/render" -o "$out/text2sql.zip"
 
 cat <<MSG
 
 nbcanvas is serving on http://$listen (log: $out/nbcanvas.log, pid in $out/nbcanvas.pid)
+Open http://$listen/ in a browser for the canvas page: pick an example, edit, Run.
 Rendered examples:
   $out/chart.html      a matplotlib chart
   $out/text2sql.html   an SQL query on SQLite shown as a table
+  $out/text2sql.zip    the same with the query result as an .xlsx (artifacts/)
   $out/analysis.html   summary tables and charts of a CSV
 Try it yourself:
   curl -s -X POST -H 'Content-Type: application/json' \\
