@@ -27,7 +27,6 @@ static const struct {
     {ERR_NOT_FOUND, "not_found", 404},
     {ERR_METHOD, "method_not_allowed", 405},
     {ERR_CANCELLED, "cancelled", 499},
-    {ERR_NOTEBOOK, "invalid_notebook", 422},
 };
 
 int err_set(struct err *err, int code, const char *fmt, ...)

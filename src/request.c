@@ -15,11 +15,6 @@
 static const char *const format_names[] = {"html", "zip", "ipynb", "json"};
 static const char *const templates[] = {"lab", "classic", "canvas"};
 
-const char *request_format_name(enum render_format f)
-{
-    return format_names[f];
-}
-
 bool request_file_name_ok(const char *name, size_t len)
 {
     const char *p = name;

@@ -29,11 +29,6 @@ void sandbox_set_owner(const char *name)
     snprintf(owner, sizeof(owner), "%s", name);
 }
 
-const char *sandbox_owner(void)
-{
-    return owner;
-}
-
 static json_t *ulimit(const char *name, long long value)
 {
     return json_pack("{s:s, s:I, s:I}", "Name", name, "Soft",

@@ -23,7 +23,6 @@ enum err_code {
     ERR_NOT_FOUND = -11,  /* 404 not_found (routes; engine objects) */
     ERR_METHOD = -12,     /* 405 method_not_allowed */
     ERR_CANCELLED = -13,  /* the client went away; nobody to answer */
-    ERR_NOTEBOOK = -14,   /* 422 invalid_notebook */
 };
 
 struct err {

@@ -61,6 +61,5 @@ void request_run_release(struct run_request *r);
  * empty, "." or ".." component, and not under the reserved ".nbcanvas". */
 bool request_file_name_ok(const char *name, size_t len);
 
-const char *request_format_name(enum render_format f);
 
 #endif

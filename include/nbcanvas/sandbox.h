@@ -43,7 +43,6 @@ struct sandbox_spec {
  * address for a service (so a restarted service finds what its previous
  * run left), "cli-<pid>" for one-shot commands. Set once at start. */
 void sandbox_set_owner(const char *owner);
-const char *sandbox_owner(void);
 
 /* The JSON body of POST /containers/create for spec (new reference);
  * separate so tests can check every hardening field. */
