@@ -46,6 +46,7 @@ static const struct key keys[] = {
     LONG("max_connections", max_connections, 1, 65536),
     LONG("max_connections_per_ip", max_connections_per_ip, 1, 65536),
     LONG("connection_timeout_s", connection_timeout_s, 1, 3600),
+    LONG("request_deadline_s", request_deadline_s, 1, 3600),
     LONG("render_timeout_s", render_timeout_s, 1, 86400),
     LONG("render_max_timeout_s", render_max_timeout_s, 1, 86400),
     LLONG("max_html_bytes", max_html_bytes, 1024, 4 * GiB),
@@ -101,6 +102,7 @@ void config_defaults(struct config *cfg)
     cfg->max_connections = 256;
     cfg->max_connections_per_ip = 16;
     cfg->connection_timeout_s = 10;
+    cfg->request_deadline_s = 30;
     cfg->render_timeout_s = 60;
     cfg->render_max_timeout_s = 300;
     cfg->max_html_bytes = 16 << 20;

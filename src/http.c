@@ -26,6 +26,7 @@
 
 #include "nbcanvas/buf.h"
 #include "nbcanvas/cache.h"
+#include "nbcanvas/conn_guard.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/languages.h"
@@ -36,12 +37,10 @@
 #include "nbcanvas/runner.h"
 #include "nbcanvas/util.h"
 
-/* The longest a client may take to send a whole request body. */
-#define BODY_DEADLINE_MS 30000
-
 struct http_server {
     struct MHD_Daemon *daemon;
     struct service *svc;
+    struct conn_guard *guard; /* the absolute deadline of a client's turn */
     pthread_mutex_t lock;
     pthread_cond_t idle;
     long active; /* requests between their first call and completion */
@@ -479,6 +478,33 @@ static long long body_cap(struct http_server *s, const char *url)
                                        : s->svc->cfg.max_body_bytes;
 }
 
+/* Every connection is under the guard from its accept to its close. */
+static void on_connection(void *cls, struct MHD_Connection *c,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *s = cls;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(
+            c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+        *socket_context =
+            info ? conn_guard_add(s->guard, info->connect_fd) : NULL;
+    } else {
+        conn_guard_remove(s->guard, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
+static struct conn_guard_entry *guard_entry(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+    return info ? info->socket_context : NULL;
+}
+
 /* First call for a request: pick the id, check route, type and size. */
 static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
                              const char *url, const char *method,
@@ -553,6 +579,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     const struct route *r;
     char allow[64];
     bool known;
+    int rc;
 
     (void)version;
     if (!x)
@@ -562,9 +589,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     if (*data_size) {
         /* MHD only lets a response be queued before or after the body, so
          * a chunked body past the cap is read and dropped, never kept,
-         * within the absolute deadline, and answered 413 at its end. */
-        if (util_now_ms() - x->t_start > BODY_DEADLINE_MS)
-            return MHD_NO;
+         * within the guard's deadline, and answered 413 at its end. */
         if (!x->too_large && buf_append(&x->body, data, *data_size) < 0) {
             x->too_large = true;
             buf_release(&x->body);
@@ -581,7 +606,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                                                : MHD_NO;
     }
     r = find_route(method, url, &known, allow, sizeof(allow));
-    return r->handler(s, c, x) == 0 ? MHD_YES : MHD_NO;
+    /* The job is the server's turn; sending the answer is the client's. */
+    conn_guard_pause(s->guard, guard_entry(c));
+    rc = r->handler(s, c, x);
+    conn_guard_rearm(s->guard, guard_entry(c));
+    return rc == 0 ? MHD_YES : MHD_NO;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -590,8 +619,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct http_server *s = cls;
     struct exchange *x = *con_cls;
 
-    (void)c;
     (void)toe;
+    /* A kept-alive connection's next request gets a full budget. */
+    conn_guard_rearm(s->guard, guard_entry(c));
     if (!x)
         return;
     metrics_request(s->svc->metrics, x->route, x->status ? x->status : 499,
@@ -645,6 +675,11 @@ int http_start(struct http_server **out, struct service *svc,
         free(s);
         return rc;
     }
+    s->guard = conn_guard_new(cfg->request_deadline_s * 1000, svc->metrics);
+    if (!s->guard) {
+        free(s);
+        return err_set(err, ERR_INTERNAL, "cannot start the connection guard");
+    }
     s->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
             MHD_USE_ITC | MHD_USE_ERROR_LOG,
@@ -654,8 +689,9 @@ int http_start(struct http_server **out, struct service *svc,
         (unsigned)cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->daemon) {
+        conn_guard_free(s->guard);
         free(s);
         return err_set(err, ERR_INTERNAL, "cannot listen on %s", cfg->listen);
     }
@@ -680,6 +716,7 @@ void http_stop(struct http_server *srv, long drain_s)
         ;
     pthread_mutex_unlock(&srv->lock);
     MHD_stop_daemon(srv->daemon);
+    conn_guard_free(srv->guard);
     pthread_mutex_destroy(&srv->lock);
     pthread_cond_destroy(&srv->idle);
     free(srv);

@@ -282,6 +282,17 @@ static int fetch_results(struct render_job *job)
     return 0;
 }
 
+/* A failed notebook still answers with what it got done: the outputs of
+ * the cells that ran, as the json format has them, so a canvas can show
+ * the completed cells next to the error. */
+static json_t *with_partial_cells(struct render_job *job, json_t *details)
+{
+    if (json_is_object(details) && json_is_object(job->executed))
+        json_object_set_new(details, "cells",
+                            results_cells_json(job->executed));
+    return details;
+}
+
 /* Maps the driver's status to an error (or 0 for ok). */
 static int status_error(struct render_job *job, json_t **details)
 {
@@ -295,21 +306,23 @@ static int status_error(struct render_job *job, json_t **details)
     if (strcmp(st, "ok") == 0)
         return 0;
     if (strcmp(st, "cell_error") == 0) {
-        *details = results_cell_error(job->status);
+        *details = with_partial_cells(job, results_cell_error(job->status));
         return err_set(&job->err, ERR_CELL, "cell %lld raised %s: %s",
                        (long long)json_integer_value(cell),
                        json_string_value(json_object_get(*details, "ename")),
                        json_string_value(json_object_get(*details, "evalue")));
     }
     if (strcmp(st, "timeout") == 0) {
-        *details = json_pack("{s:O}", "cell", cell ? cell : json_null());
+        *details = with_partial_cells(
+            job, json_pack("{s:O}", "cell", cell ? cell : json_null()));
         return err_set(&job->err, ERR_TIMEOUT,
                        "cell %lld was still running at the %ld s deadline",
                        (long long)json_integer_value(cell),
                        job->req->timeout_s);
     }
     if (strcmp(st, "kernel_died") == 0 && sandbox_oom_killed(&job->sb)) {
-        *details = json_pack("{s:O}", "cell", cell ? cell : json_null());
+        *details = with_partial_cells(
+            job, json_pack("{s:O}", "cell", cell ? cell : json_null()));
         return err_set(&job->err, ERR_MEMORY,
                        "cell %lld ran out of memory (limit %lld MiB)",
                        (long long)json_integer_value(cell),

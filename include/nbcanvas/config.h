@@ -40,6 +40,7 @@ struct config {
     long max_connections;
     long max_connections_per_ip;
     long connection_timeout_s;
+    long request_deadline_s; /* the client's turn, absolute */
 
     /* /v1/render */
     long render_timeout_s;     /* default when the request names none */

@@ -258,5 +258,73 @@ def test_slow_client_is_dropped(svc):
         assert s.stop() == 0
 
 
+def _trickle_until_closed(sock, chunks, gap_s, limit_s):
+    """Send chunks one per gap_s; return the seconds until the server closed
+    the connection, or None if it was still open after limit_s."""
+    t0 = time.time()
+    sock.settimeout(gap_s)
+    for chunk in chunks:
+        if time.time() - t0 > limit_s:
+            return None
+        try:
+            sock.sendall(chunk)
+            if sock.recv(100) == b"":
+                return time.time() - t0
+        except socket.timeout:
+            continue
+        except OSError:
+            return time.time() - t0
+    return None
+
+
+def test_slowloris_headers_hit_the_absolute_deadline(svc):
+    # A byte a second never trips the 3 s inactivity timeout; the 3 s
+    # deadline on the client's turn must still drop it.
+    s = Service(BINARY, {"pool_size": 0, "connection_timeout_s": 3,
+                         "request_deadline_s": 3}).start()
+    try:
+        c = socket.create_connection(("127.0.0.1", s.port))
+        header = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 100
+        took = _trickle_until_closed(c, [header[i:i + 1] for i in range(len(header))],
+                                     1.0, 20)
+        c.close()
+        assert took is not None, "a trickling client was never dropped"
+        assert 2 <= took < 3 + 4, took
+        assert s.get("/healthz").status == 200
+        metrics = s.get("/metrics").body.decode()
+        assert "nbcanvas_slow_clients_dropped_total 1" in metrics, metrics
+    finally:
+        assert s.stop() == 0
+
+
+def test_slow_body_hits_the_absolute_deadline(svc):
+    s = Service(BINARY, {"pool_size": 0, "connection_timeout_s": 3,
+                         "request_deadline_s": 3}).start()
+    try:
+        c = socket.create_connection(("127.0.0.1", s.port))
+        c.sendall(b"POST /v1/run HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n")
+        took = _trickle_until_closed(c, [b" "] * 200, 1.0, 20)
+        c.close()
+        assert took is not None, "a trickling body was never dropped"
+        assert took < 3 + 4, took
+        assert s.get("/healthz").status == 200
+    finally:
+        assert s.stop() == 0
+
+
+def test_a_long_job_is_not_cut_by_the_request_deadline(svc):
+    # The deadline covers the client's turn only: a job that runs longer
+    # than it still gets its answer.
+    s = Service(BINARY, {"pool_size": 0, "request_deadline_s": 2}).start()
+    try:
+        r = s.run({"language": "python3", "code": "import time\ntime.sleep(5)\nprint('done')",
+                   "timeout_s": 20})
+        assert r.status == 200, r.body
+        assert r.json()["status"] == "ok" and "done" in r.json()["stdout"], r.json()
+    finally:
+        assert s.stop() == 0
+
+
 if __name__ == "__main__":
     main(globals(), config={"pool_size": 0})

@@ -110,6 +110,9 @@ def test_cell_error_is_422_with_traceback(svc):
     assert err["evalue"] == "'missing'"
     assert any("KeyError" in line for line in err["traceback"])
     assert not any("\x1b" in line for line in err["traceback"])
+    # what ran before the failure comes back too
+    assert err["cells"][0]["execution_count"] == 1, err["cells"]
+    assert err["cells"][1]["outputs"][0]["text"] == "before\n", err["cells"]
 
 
 def test_allow_errors_renders_the_error(svc):
@@ -123,10 +126,13 @@ def test_allow_errors_renders_the_error(svc):
 
 def test_whole_notebook_deadline(svc):
     # each cell alone is under the deadline; together they are not
-    r = svc.render({"timeout_s": 4, "cells": ["import time\ntime.sleep(2.5)",
+    r = svc.render({"timeout_s": 4, "cells": ["import time\nprint('first')\ntime.sleep(2.5)",
                                               "time.sleep(2.5)", "print('never')"]})
     err = check_error(r, 422, "timeout")
     assert err["cell"] == 1, err
+    # partial results: the completed cell's output, nothing from the third
+    assert err["cells"][0]["outputs"][0]["text"] == "first\n", err["cells"]
+    assert err["cells"][2]["outputs"] == [], err["cells"]
 
 
 def test_uploaded_notebook_kernel_is_forced(svc):
