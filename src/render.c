@@ -328,6 +328,21 @@ static int status_error(struct render_job *job, json_t **details)
                        (long long)json_integer_value(cell),
                        job->svc->cfg.render_limits.memory_bytes >> 20);
     }
+    if (strcmp(st, "kernel_died") == 0) {
+        /* The cell ended its own kernel (os._exit, a crash, a signal): a
+         * failure of that cell, reported as nbclient names it. */
+        json_object_set_new(job->status, "ename",
+                            json_string("DeadKernelError"));
+        json_object_set_new(job->status, "evalue",
+                            json_string("the kernel died while running this "
+                                        "cell (it exited, crashed or was "
+                                        "killed)"));
+        *details = with_partial_cells(job, results_cell_error(job->status));
+        return err_set(&job->err, ERR_CELL,
+                       "cell %lld stopped the kernel (it exited, crashed or "
+                       "was killed)",
+                       (long long)json_integer_value(cell));
+    }
     if (strcmp(st, "output_limit") == 0)
         return err_set(&job->err, ERR_OUTPUT, "output too large: %s",
                        msg ? msg : "");

@@ -115,6 +115,15 @@ def test_cell_error_is_422_with_traceback(svc):
     assert err["cells"][1]["outputs"][0]["text"] == "before\n", err["cells"]
 
 
+def test_a_cell_that_kills_its_kernel_is_a_cell_error(svc):
+    # the user's own doing, so a 422 for that cell, not a 500
+    r = svc.render({"cells": ["print('first')", "import os\nos._exit(3)", "print('never')"],
+                    "cache": False})
+    err = check_error(r, 422, "cell_error")
+    assert err["cell"] == 1 and err["ename"] == "DeadKernelError", err
+    assert err["cells"][0]["outputs"][0]["text"] == "first\n", err["cells"]
+
+
 def test_allow_errors_renders_the_error(svc):
     r = svc.render({"format": "json", "allow_errors": True,
                     "cells": ["1/0", "print('after')"]})
