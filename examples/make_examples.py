@@ -88,6 +88,18 @@ SEABORN = {
     ],
 }
 
+PLOTLY = {
+    "cells": [
+        {"cell_type": "markdown", "source": "## Revenue by region, interactive"},
+        "import pandas as pd\nimport plotly.express as px\n"
+        "df = pd.read_csv('sales.csv', parse_dates=['date'])\n"
+        "weekly = df.set_index('date').groupby('region').resample('W')['revenue'].sum().reset_index()\n"
+        "fig = px.line(weekly, x='date', y='revenue', color='region', height=360)\n"
+        "fig.show()",
+    ],
+    "files": ["sales.csv"],
+}
+
 TEXT2SQL = {
     "cells": [
         {"cell_type": "markdown", "source": "### Top customers by revenue\n"
@@ -143,6 +155,7 @@ if __name__ == "__main__":
     make_data()
     write("chart", CHART)
     write("seaborn", SEABORN)
+    write("plotly", PLOTLY)
     write("text2sql", TEXT2SQL)
     write("text2sql-zip", dict(TEXT2SQL, format="zip"))
     write("analysis", ANALYSIS)

@@ -271,9 +271,32 @@ def warm_executor(km, kc):
             km, kc, {})
 
 
+REQUIRE_JS = "/usr/share/javascript/requirejs/require.min.js"
+REQUIRE_JS_LINK = re.compile(
+    r'<script[^>]*src="file://' + re.escape(REQUIRE_JS) + r'"[^>]*>\s*</script>')
+
+
+def with_inline_requirejs(html):
+    """The page with require.js inlined when its outputs call require().
+
+    Debian's templates link require.js by a file:// URL that no browser
+    loads from a served page, and plotly's notebook outputs define and load
+    their library through it (require(["plotly"], ...)): a blank chart.
+    Pages that make no such call lose only the dead link."""
+    html = REQUIRE_JS_LINK.sub("", html, count=1)
+    if "require([" not in html and "require(['" not in html:
+        return html
+    try:
+        with open(REQUIRE_JS) as f:
+            script = f.read()
+    except OSError:
+        return html
+    return html.replace("</head>", "<script>" + script + "</script>\n</head>", 1)
+
+
 def export_html(nb, job):
     body, _ = exporter_for(job).from_notebook_node(without_xml_declarations(nb))
-    return body
+    return with_inline_requirejs(body)
 
 
 def warm_exporter():

@@ -82,6 +82,12 @@ test("the page loads with its editor and examples", async () => {
 for (const [name, check] of [
   ["chart", async () => assert.ok(await frame().locator("img[src^='data:image/png']").count() >= 1)],
   ["seaborn", async () => assert.ok(await frame().locator("img[src^='data:image/png']").count() >= 1)],
+  ["plotly", async () => {
+    // plotly.js runs inside the sandboxed iframe under the page's CSP and
+    // draws its SVG: the inlined require.js and library both loaded
+    await frame().locator(".plotly-graph-div svg.main-svg").first().waitFor({ timeout: 30000 });
+    assert.ok(await frame().locator(".plotly-graph-div .scatterlayer .trace").count() >= 4);
+  }],
   ["text2sql", async () => {
     assert.ok(await frame().locator("table").count() >= 1);
     assert.match(await frame().locator("table").first().textContent(), /Customer/);

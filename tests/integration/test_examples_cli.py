@@ -50,6 +50,30 @@ def test_analysis_example_tables_and_charts(svc):
     assert "North" in tables[1]["data"]["text/html"]
 
 
+def test_plotly_example_is_self_contained(svc):
+    r = svc.render(example("plotly"))
+    assert r.status == 200, r
+    page = r.body.decode()
+    assert "plotly-graph-div" in page and "Plotly.newPlot" in page
+    # require.js and plotly.js are inlined: the page loads nothing
+    assert "file:///usr/share/javascript/requirejs" not in page
+    assert page.count("<script>") >= 1 and "requirejs" in page
+    r = svc.render(example("plotly", format="json"))
+    outputs = r.json()["cells"][0]["outputs"]  # the code cell (markdown is not listed)
+    spec = [o["data"]["application/vnd.plotly.v1+json"] for o in outputs
+            if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert spec and len(spec[0]["data"]) == 4, outputs  # one trace per region
+
+
+def test_the_image_has_the_analysis_libraries(svc):
+    r = svc.render({"format": "json", "cells": [
+        "import sklearn, statsmodels.api, sympy, plotly, scipy, seaborn, openpyxl\n"
+        "from sklearn.linear_model import LinearRegression\n"
+        "print(round(LinearRegression().fit([[1], [2], [3]], [2, 4, 6]).coef_[0], 3))"]})
+    assert r.status == 200, r.body
+    assert r.json()["cells"][0]["outputs"][0]["text"] == "2.0\n"
+
+
 def test_seaborn_example(svc):
     r = svc.render(example("seaborn", format="json"))
     assert r.status == 200, r
