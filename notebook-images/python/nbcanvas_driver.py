@@ -97,7 +97,10 @@ def start_kernel(kernel_name, preload):
     from nbclient.util import run_sync
 
     km = AsyncKernelManager(kernel_name=kernel_name)
-    run_sync(km.start_kernel)(cwd=WORKDIR)
+    # nbclient's own default: history in memory, not in a sqlite file that
+    # every cell would write to.
+    run_sync(km.start_kernel)(
+        cwd=WORKDIR, extra_arguments=["--HistoryManager.hist_file=:memory:"])
     kc = km.client()
     kc.start_channels()
     run_sync(kc.wait_for_ready)(timeout=60)

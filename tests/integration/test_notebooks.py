@@ -1,6 +1,8 @@
 """Real notebooks written by other people (tests/data/notebooks, unmodified
 copies; see its SOURCES.md) rendered through POST /v1/render: each must
 produce what `jupyter nbconvert --execute` produces for it."""
+import base64
+import hashlib
 import json
 import os
 
@@ -115,6 +117,71 @@ def test_svg_figure(svc):
 def test_robust_regression(svc):
     doc = render_json(svc, "scipy-cookbook-robust-regression.ipynb")
     assert count_mime(doc, "image/png") == 2
+
+
+def _join(value):
+    return "".join(value) if isinstance(value, list) else value
+
+
+def _essence(output):
+    """What an output shows, without counters and metadata."""
+    kind = output["output_type"]
+    if kind == "stream":
+        return (kind, output["name"], _join(output["text"]))
+    if kind == "error":
+        return (kind, output["ename"])
+    data = output.get("data", {})
+    png = _join(data.get("image/png"))
+    if png:  # the same bytes, however the base64 is wrapped
+        png = hashlib.sha256(base64.b64decode("".join(png.split()))).hexdigest()
+    return (kind, _join(data.get("text/plain")), png)
+
+
+def same_outputs(name, doc):
+    """nbclient's own check: a run's outputs equal those stored in the file."""
+    stored = [c for c in load(name)["cells"] if c["cell_type"] == "code"]
+    got = {c["index"]: c["outputs"] for c in doc["cells"]}
+    for index, cell in enumerate(load(name)["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        want = [_essence(o) for o in cell["outputs"]]
+        have = [_essence(o) for o in got[index]]
+        assert have == want, (name, index, have, want)
+    assert stored, name
+
+
+def test_update_display_id(svc):
+    same_outputs("nbclient-update-display-id.ipynb",
+                 render_json(svc, "nbclient-update-display-id.ipynb"))
+
+
+def test_history_in_memory(svc):
+    # nbclient starts kernels with --HistoryManager.hist_file=:memory:
+    same_outputs("nbclient-check-history-in-memory.ipynb",
+                 render_json(svc, "nbclient-check-history-in-memory.ipynb"))
+
+
+def test_skip_execution_tag(svc):
+    same_outputs("nbclient-skip-execution-tag.ipynb",
+                 render_json(svc, "nbclient-skip-execution-tag.ipynb"))
+
+
+def test_unicode(svc):
+    same_outputs("nbclient-unicode.ipynb", render_json(svc, "nbclient-unicode.ipynb"))
+
+
+def test_inline_image_from_a_file(svc):
+    with open(os.path.join(NOTEBOOKS, "nbclient-python.png"), "rb") as f:
+        png = {"name": "python.png", "content_base64": base64.b64encode(f.read()).decode()}
+    doc = render_json(svc, "nbclient-inline-image.ipynb", files=[png])
+    assert count_mime(doc, "image/png") == 1
+    same_outputs("nbclient-inline-image.ipynb", doc)
+
+
+def test_kernel_that_kills_itself_raises(svc):
+    r = svc.render({"notebook": load("nbclient-autokill-RAISES.ipynb")})
+    err = check_error(r, 422, "cell_error")
+    assert err["cell"] == 0 and err["ename"] == "DeadKernelError", err
 
 
 if __name__ == "__main__":
