@@ -56,6 +56,7 @@ struct render_job {
     struct tar_files results;   /* out/ files */
     json_t *status;             /* status.json */
     json_t *executed;           /* notebook.ipynb */
+    json_t *details;            /* error details found before the results */
     long long t_start, t_queued, t_sandbox, t_uploaded, t_finished,
         t_fetched, t_done;
 };
@@ -169,6 +170,23 @@ static const char *stderr_tail(struct render_job *job)
     return s + n;
 }
 
+/* The index of the last cell the driver started, from the progress lines
+ * ("nbcanvas:cell <i>") it writes on stderr; -1 if none. */
+static long last_started_cell(const struct render_job *job)
+{
+    static const char mark[] = "nbcanvas:cell ";
+    const char *s = job->errout.data, *end = s + job->errout.len, *hit;
+    long cell = -1;
+
+    while (s < end &&
+           (hit = memmem(s, (size_t)(end - s), mark, sizeof(mark) - 1))) {
+        if (hit == job->errout.data || hit[-1] == '\n')
+            cell = strtol(hit + sizeof(mark) - 1, NULL, 10);
+        s = hit + sizeof(mark) - 1;
+    }
+    return cell;
+}
+
 /* For the operator: the end of what the sandbox wrote on stderr when a
  * job failed for a reason other than the user's own error. */
 static void log_sandbox_stderr(struct render_job *job)
@@ -210,13 +228,26 @@ static int run_driver(struct render_job *job, const volatile bool *cancel)
                        "the notebook ran past its %ld s deadline",
                        job->req->timeout_s);
     if (rc == 0) {
+        long cell = last_started_cell(job);
+
         if (sandbox_oom_killed(&job->sb))
             return err_set(&job->err, ERR_MEMORY,
                            "the sandbox ran out of memory (%lld MiB)",
                            cfg->render_limits.memory_bytes >> 20);
-        return err_set(&job->err, ERR_INTERNAL,
-                       "the sandbox stopped before the notebook finished: %s",
-                       stderr_tail(job));
+        if (cell < 0)
+            return err_set(&job->err, ERR_INTERNAL,
+                           "the sandbox stopped before the notebook "
+                           "finished: %s",
+                           stderr_tail(job));
+        /* The driver died while a cell ran: that cell's code killed it
+         * (kill -9 of its parent, of every process). */
+        job->details = json_pack(
+            "{s:I, s:s, s:s, s:[]}", "cell", (json_int_t)cell, "ename",
+            "DeadKernelError", "evalue",
+            "the notebook's runner was killed while this cell ran",
+            "traceback");
+        return err_set(&job->err, ERR_CELL,
+                       "cell %ld killed the notebook's runner", cell);
     }
     return rc;
 }
@@ -522,6 +553,8 @@ int render_run(struct render_result *out, struct service *svc,
     job.t_fetched = util_now_ms();
     if (rc == 0) /* before disposal: an OOM check asks the container */
         rc = status_error(&job, &out->details);
+    else if (job.details)
+        out->details = json_incref(job.details);
     janitor_dispose(svc->janitor, &job.sb);
     jobs_release(svc->jobs);
     job.t_done = util_now_ms();
@@ -545,6 +578,7 @@ done:
     tarball_files_release(&job.results);
     json_decref(job.status);
     json_decref(job.executed);
+    json_decref(job.details);
     return rc;
 }
 

@@ -182,6 +182,9 @@ def execute(nb, job, km, kc, status):
     class Executor(ExecutePreprocessor):
         def preprocess_cell(self, cell, resources, index):
             running["cell"] = index
+            # Progress for the service: if this cell kills the driver, the
+            # service can still say which cell it was.
+            os.write(2, b"nbcanvas:cell %d\n" % index)
             return super().preprocess_cell(cell, resources, index)
 
         def start_new_kernel_client(self):
