@@ -90,7 +90,7 @@ build_one() {
     if [ ! -f "$ctx/Dockerfile" ]; then
         printf 'ARG BASE\nFROM $BASE\n' >"$ctx/Dockerfile"
     fi
-    docker build --quiet --build-arg "BASE=$base" \
+    docker build --quiet --network none --build-arg "BASE=$base" \
         --label "org.nbcanvas.hash=$full_hash" -t "nbcanvas/$name:latest" "$ctx"
     echo "build-images: built nbcanvas/$name:latest ($full_hash)"
 }

@@ -429,9 +429,32 @@ def run_job(job, km, kc, t_ready):
     return nb, html, status
 
 
+MATPLOTLIB_SEED = "/opt/nbcanvas/matplotlib"
+
+
+def seed_matplotlib_cache():
+    """Copies the font list the image built into the sandbox's fresh
+    MPLCONFIGDIR, so matplotlib's first import does not scan the fonts again
+    (about 0.16 CPU-s in every sandbox). If anything is missing, matplotlib
+    simply builds it itself."""
+    target = os.environ.get("MPLCONFIGDIR")
+    if not target or not os.path.isdir(MATPLOTLIB_SEED):
+        return
+    try:
+        os.makedirs(target, exist_ok=True)
+        for name in os.listdir(MATPLOTLIB_SEED):
+            if name.startswith("fontlist-") and name.endswith(".json"):
+                with open(os.path.join(MATPLOTLIB_SEED, name), "rb") as src, \
+                        open(os.path.join(target, name), "wb") as dst:
+                    dst.write(src.read())
+    except OSError:
+        pass
+
+
 def main():
     t0 = now_ms()
     kernel = os.environ.get("NBCANVAS_KERNEL", "python3")
+    seed_matplotlib_cache()
     cache_nbformat_validators()
     preload = os.environ.get("NBCANVAS_PRELOAD") == "1"
     km, kc = start_kernel(kernel, preload)
