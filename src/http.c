@@ -75,6 +75,20 @@ json_t *http_error_json(int code, const char *message, json_t *details)
     return json_pack("{s:o}", "error", e);
 }
 
+/* Every answer says how long it took; a render's says more (its phases). */
+static void add_timing(struct MHD_Response *r, const struct exchange *x,
+                       const char *timing)
+{
+    char total[48];
+
+    if (!timing || !timing[0]) {
+        snprintf(total, sizeof(total), "total;dur=%lld",
+                 (long long)(util_now_ms() - x->t_start));
+        timing = total;
+    }
+    MHD_add_response_header(r, "Server-Timing", timing);
+}
+
 static int queue(struct MHD_Connection *c, struct exchange *x,
                  unsigned status, const char *ctype, char *body, size_t len,
                  bool free_body)
@@ -87,6 +101,7 @@ static int queue(struct MHD_Connection *c, struct exchange *x,
     MHD_add_response_header(r, "Content-Type", ctype);
     MHD_add_response_header(r, "X-Request-Id", x->id);
     MHD_add_response_header(r, "Cache-Control", "no-store");
+    add_timing(r, x, NULL);
     x->status = status;
     rc = MHD_queue_response(c, status, r) == MHD_YES ? 0 : -1;
     MHD_destroy_response(r);
@@ -102,8 +117,9 @@ static int send_json(struct MHD_Connection *c, struct exchange *x,
     return queue(c, x, status, "application/json", text, strlen(text), true);
 }
 
-static int send_error(struct MHD_Connection *c, struct exchange *x, int code,
-                      const char *message, json_t *details)
+static int send_error_timed(struct MHD_Connection *c, struct exchange *x,
+                            int code, const char *message, json_t *details,
+                            const char *timing)
 {
     struct MHD_Response *r;
     json_t *j = http_error_json(code, message, details);
@@ -117,6 +133,7 @@ static int send_error(struct MHD_Connection *c, struct exchange *x, int code,
     MHD_add_response_header(r, "Content-Type", "application/json");
     MHD_add_response_header(r, "X-Request-Id", x->id);
     MHD_add_response_header(r, "Cache-Control", "no-store");
+    add_timing(r, x, timing);
     if (code == ERR_BUSY || code == ERR_ENGINE)
         MHD_add_response_header(r, "Retry-After", code == ERR_BUSY ? "2"
                                                                    : "5");
@@ -124,6 +141,12 @@ static int send_error(struct MHD_Connection *c, struct exchange *x, int code,
     rc = MHD_queue_response(c, status, r) == MHD_YES ? 0 : -1;
     MHD_destroy_response(r);
     return rc;
+}
+
+static int send_error(struct MHD_Connection *c, struct exchange *x, int code,
+                      const char *message, json_t *details)
+{
+    return send_error_timed(c, x, code, message, details, NULL);
 }
 
 /* Watches a client's socket while its job runs. The watcher sleeps in
@@ -211,7 +234,8 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
             metrics_count(s->svc->metrics, "timeouts", 1);
         if (res.code == ERR_MEMORY)
             metrics_count(s->svc->metrics, "ooms", 1);
-        rc = send_error(c, x, res.code, res.message, res.details);
+        rc = send_error_timed(c, x, res.code, res.message, res.details,
+                              res.server_timing);
         render_result_release(&res);
         return rc;
     }
@@ -220,7 +244,7 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
     res.body = NULL;
     MHD_add_response_header(r, "Content-Type", res.content_type);
     MHD_add_response_header(r, "X-Request-Id", x->id);
-    MHD_add_response_header(r, "Server-Timing", res.server_timing);
+    add_timing(r, x, res.server_timing);
     MHD_add_response_header(r, "X-Nbcanvas-Cache",
                             res.cache_hit ? "hit" : "miss");
     if (!res.cache_hit)
@@ -412,6 +436,7 @@ static int handle_page(struct http_server *s, struct MHD_Connection *c,
     MHD_add_response_header(r, "Content-Security-Policy", PAGE_CSP);
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    add_timing(r, x, NULL);
     x->status = 200;
     rc = MHD_queue_response(c, 200, r) == MHD_YES ? 0 : -1;
     MHD_destroy_response(r);
@@ -542,6 +567,7 @@ static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
         MHD_add_response_header(resp, "Content-Type", "application/json");
         MHD_add_response_header(resp, "X-Request-Id", x->id);
         MHD_add_response_header(resp, "Allow", allow);
+        add_timing(resp, x, NULL);
         x->status = 405;
         MHD_queue_response(c, 405, resp);
         MHD_destroy_response(resp);

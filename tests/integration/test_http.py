@@ -14,6 +14,21 @@ def test_health_and_ready(svc):
     assert r.json()["status"] == "ready"
 
 
+def test_every_answer_has_request_id_and_timing(svc):
+    answers = [svc.get("/healthz"), svc.get("/"), svc.get("/nope"),
+               svc.request("DELETE", "/v1/render"),
+               svc.post("/v1/render", "x", headers={"Content-Type": "text/plain"}),
+               svc.post("/v1/render", {"cells": 3}),
+               svc.run({"language": "python3", "code": "print(1)"})]
+    for r in answers:
+        assert len(r.header("x-request-id") or "") == 36, (r, r.headers)
+        assert "total;dur=" in (r.header("server-timing") or ""), (r, r.headers)
+    # a failed render says where its time went, like a successful one
+    r = svc.render({"cells": ["1/0"], "cache": False})
+    assert r.status == 422, r
+    assert "execute;dur=" in r.header("server-timing"), r.headers
+
+
 def test_kernels(svc):
     r = svc.get("/v1/kernels")
     assert r.status == 200
