@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include "nbcanvas/util.h"
 
@@ -20,8 +21,16 @@ struct entry {
     struct entry *prev, *next;
 };
 
+/* A key some request is computing right now. */
+struct flight {
+    unsigned char key[32];
+    struct flight *next;
+};
+
 struct cache {
     pthread_mutex_t lock;
+    pthread_cond_t landed; /* a flight ended */
+    struct flight *flights;
     struct entry *head, *tail;
     long long max_bytes;
     char image[128];
@@ -31,8 +40,13 @@ struct cache {
 struct cache *cache_new(long long max_bytes)
 {
     struct cache *c = xcalloc(1, sizeof(*c));
+    pthread_condattr_t attr;
 
     pthread_mutex_init(&c->lock, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->landed, &attr);
+    pthread_condattr_destroy(&attr);
     c->max_bytes = max_bytes;
     return c;
 }
@@ -81,7 +95,14 @@ void cache_free(struct cache *c)
     if (!c)
         return;
     clear(c);
+    while (c->flights) {
+        struct flight *f = c->flights;
+
+        c->flights = f->next;
+        free(f);
+    }
     pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->landed);
     free(c);
 }
 
@@ -95,27 +116,110 @@ static struct entry *find(struct cache *c, const unsigned char key[32])
     return NULL;
 }
 
+/* Under the lock: copies out the answer for key if there is one. */
+static bool take_copy(struct cache *c, const unsigned char key[32],
+                      char **body, size_t *len, const char **content_type)
+{
+    struct entry *e = find(c, key);
+
+    if (!e)
+        return false;
+    unlink_entry(c, e);
+    push_front(c, e);
+    *body = xmalloc(e->len + 1);
+    memcpy(*body, e->body, e->len);
+    (*body)[e->len] = '\0';
+    *len = e->len;
+    *content_type = e->content_type;
+    return true;
+}
+
 bool cache_get(struct cache *c, const unsigned char key[32], char **body,
                size_t *len, const char **content_type)
 {
-    struct entry *e;
+    bool hit;
 
     pthread_mutex_lock(&c->lock);
-    e = find(c, key);
-    if (e) {
-        unlink_entry(c, e);
-        push_front(c, e);
-        *body = xmalloc(e->len + 1);
-        memcpy(*body, e->body, e->len);
-        (*body)[e->len] = '\0';
-        *len = e->len;
-        *content_type = e->content_type;
+    hit = take_copy(c, key, body, len, content_type);
+    if (hit)
         c->stats.hits++;
-    } else {
+    else
         c->stats.misses++;
+    pthread_mutex_unlock(&c->lock);
+    return hit;
+}
+
+static struct flight **find_flight(struct cache *c,
+                                   const unsigned char key[32])
+{
+    struct flight **f;
+
+    for (f = &c->flights; *f; f = &(*f)->next)
+        if (memcmp((*f)->key, key, 32) == 0)
+            return f;
+    return NULL;
+}
+
+enum cache_lookup cache_get_or_claim(struct cache *c,
+                                     const unsigned char key[32],
+                                     char **body, size_t *len,
+                                     const char **content_type,
+                                     const volatile bool *cancel,
+                                     long long wait_ms)
+{
+    long long until = util_now_ms() + wait_ms;
+    enum cache_lookup result;
+
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        struct timespec slice;
+
+        if (take_copy(c, key, body, len, content_type)) {
+            c->stats.hits++;
+            result = CACHE_HIT;
+            break;
+        }
+        if (!find_flight(c, key)) {
+            struct flight *f = xcalloc(1, sizeof(*f));
+
+            memcpy(f->key, key, 32);
+            f->next = c->flights;
+            c->flights = f;
+            c->stats.misses++;
+            result = CACHE_CLAIMED;
+            break;
+        }
+        if ((cancel && *cancel) || util_now_ms() >= until) {
+            c->stats.misses++;
+            result = CACHE_MISS;
+            break;
+        }
+        /* Short slices, so a cancelled request stops waiting soon. */
+        clock_gettime(CLOCK_MONOTONIC, &slice);
+        slice.tv_nsec += 200 * 1000000L;
+        if (slice.tv_nsec >= 1000000000L) {
+            slice.tv_sec++;
+            slice.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->landed, &c->lock, &slice);
     }
     pthread_mutex_unlock(&c->lock);
-    return e != NULL;
+    return result;
+}
+
+void cache_finish(struct cache *c, const unsigned char key[32])
+{
+    struct flight **f, *gone;
+
+    pthread_mutex_lock(&c->lock);
+    f = find_flight(c, key);
+    if (f) {
+        gone = *f;
+        *f = gone->next;
+        free(gone);
+    }
+    pthread_cond_broadcast(&c->landed);
+    pthread_mutex_unlock(&c->lock);
 }
 
 void cache_put(struct cache *c, const unsigned char key[32], const char *body,

@@ -521,6 +521,7 @@ int render_run(struct render_result *out, struct service *svc,
                const volatile bool *cancel)
 {
     struct render_job job = {.svc = svc, .req = req, .id = request_id};
+    enum cache_lookup lookup = CACHE_MISS;
     unsigned char key[32];
     int rc;
 
@@ -528,9 +529,11 @@ int render_run(struct render_result *out, struct service *svc,
     job.t_start = util_now_ms();
     if (svc->cache)
         cache_key_with_image(svc->cache, req, key);
-    if (svc->cache && req->cache &&
-        cache_get(svc->cache, key, &out->body, &out->body_len,
-                  &out->content_type)) {
+    if (svc->cache && req->cache)
+        lookup = cache_get_or_claim(
+            svc->cache, key, &out->body, &out->body_len, &out->content_type,
+            cancel, (req->timeout_s + RENDER_GRACE_S * 2) * 1000LL);
+    if (lookup == CACHE_HIT) {
         out->cache_hit = true;
         snprintf(out->server_timing, sizeof(out->server_timing),
                  "cache;desc=hit, total;dur=%lld",
@@ -579,6 +582,8 @@ done:
     json_decref(job.status);
     json_decref(job.executed);
     json_decref(job.details);
+    if (lookup == CACHE_CLAIMED) /* after cache_put: waiters find it */
+        cache_finish(svc->cache, key);
     return rc;
 }
 

@@ -32,6 +32,27 @@ bool cache_get(struct cache *c, const unsigned char key[32], char **body,
 void cache_put(struct cache *c, const unsigned char key[32], const char *body,
                size_t len, const char *content_type);
 
+/* Single flight: identical requests that arrive while one of them runs
+ * wait for its answer instead of running again. */
+enum cache_lookup {
+    CACHE_HIT,     /* *body holds the answer */
+    CACHE_CLAIMED, /* run it, then cache_finish(key) */
+    CACHE_MISS     /* run it without a claim (gave up waiting, cancelled) */
+};
+
+/* Like cache_get, but when an identical request is already running, waits
+ * for it (up to wait_ms, or until *cancel) and looks again: its answer is
+ * shared; if it failed (failures are not kept), this request claims the
+ * key and runs. */
+enum cache_lookup cache_get_or_claim(struct cache *c,
+                                     const unsigned char key[32],
+                                     char **body, size_t *len,
+                                     const char **content_type,
+                                     const volatile bool *cancel,
+                                     long long wait_ms);
+/* Ends a CACHE_CLAIMED run (after cache_put, or after a failure). */
+void cache_finish(struct cache *c, const unsigned char key[32]);
+
 /* Tells the cache which image answers come from; a new image empties it. */
 void cache_set_image(struct cache *c, const char *image_id);
 /* Writes the image id into out (empty when unknown). */

@@ -3,6 +3,7 @@ a clean namespace in a pooled kernel, cache hits and misses, metrics."""
 import json
 import os
 import re
+import threading
 import time
 
 from harness import REPO, b64, check_error, main
@@ -137,6 +138,24 @@ def test_cache_hit_and_miss(svc):
     assert svc.render(f1).header("x-nbcanvas-cache") == "miss"
     assert svc.render(f2).header("x-nbcanvas-cache") == "miss"
     assert svc.render(f1).header("x-nbcanvas-cache") == "hit"
+
+
+def test_identical_requests_in_flight_run_once(svc):
+    # A canvas that sends the same cells twice at once: the second waits
+    # for the first and gets its answer. The random number proves that the
+    # two bodies come from one execution.
+    body = {"format": "json", "cells": ["import time, uuid\ntime.sleep(2)\nprint(uuid.uuid4())"]}
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(svc.render(body)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.3)
+    for t in threads:
+        t.join(120)
+    assert [r.status for r in results] == [200, 200], results
+    assert results[0].body == results[1].body
+    assert sorted(r.header("x-nbcanvas-cache") for r in results) == ["hit", "miss"]
 
 
 def test_failures_are_not_cached(svc):

@@ -1,0 +1,135 @@
+#include "../check.h"
+#include "nbcanvas/cache.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const unsigned char KEY_A[32] = {1};
+static const unsigned char KEY_B[32] = {2};
+
+static void test_cache__lru_evicts_the_oldest(void)
+{
+    struct cache *c = cache_new(8 * 100);
+    const char *type;
+    char big[100], *body;
+    size_t len;
+    unsigned char key[32] = {0};
+    int i;
+
+    memset(big, 'x', sizeof(big));
+    for (i = 0; i < 9; i++) { /* 9 x 100 bytes into 800 */
+        key[0] = (unsigned char)i;
+        cache_put(c, key, big, sizeof(big), "text/plain");
+    }
+    key[0] = 0;
+    CHECK(!cache_get(c, key, &body, &len, &type));
+    key[0] = 8;
+    CHECK(cache_get(c, key, &body, &len, &type));
+    CHECK(len == sizeof(big));
+    CHECK_STREQ(type, "text/plain");
+    free(body);
+    cache_free(c);
+}
+
+struct waiter {
+    struct cache *cache;
+    volatile bool cancel;
+    long long wait_ms;
+    enum cache_lookup got;
+    char *body;
+};
+
+static void *wait_for_a(void *arg)
+{
+    struct waiter *w = arg;
+    const char *type;
+    size_t len;
+
+    w->got = cache_get_or_claim(w->cache, KEY_A, &w->body, &len, &type,
+                                &w->cancel, w->wait_ms);
+    return NULL;
+}
+
+/* The second identical request waits for the first and shares its answer. */
+static void test_cache__single_flight_shares_the_answer(void)
+{
+    struct cache *c = cache_new(1 << 20);
+    struct waiter w = {c, false, 10000, CACHE_MISS, NULL};
+    const char *type;
+    char *body;
+    size_t len;
+    pthread_t t;
+
+    CHECK(cache_get_or_claim(c, KEY_A, &body, &len, &type, NULL, 0) ==
+          CACHE_CLAIMED);
+    /* another key is not held up */
+    CHECK(cache_get_or_claim(c, KEY_B, &body, &len, &type, NULL, 0) ==
+          CACHE_CLAIMED);
+    cache_finish(c, KEY_B);
+    pthread_create(&t, NULL, wait_for_a, &w);
+    usleep(300 * 1000);
+    cache_put(c, KEY_A, "answer", 6, "text/html");
+    cache_finish(c, KEY_A);
+    pthread_join(t, NULL);
+    CHECK(w.got == CACHE_HIT);
+    CHECK_STREQ(w.body, "answer");
+    free(w.body);
+    cache_free(c);
+}
+
+/* Failures are not kept: a waiter then runs the request itself. */
+static void test_cache__single_flight_after_a_failure_claims(void)
+{
+    struct cache *c = cache_new(1 << 20);
+    struct waiter w = {c, false, 10000, CACHE_MISS, NULL};
+    const char *type;
+    char *body;
+    size_t len;
+    pthread_t t;
+
+    CHECK(cache_get_or_claim(c, KEY_A, &body, &len, &type, NULL, 0) ==
+          CACHE_CLAIMED);
+    pthread_create(&t, NULL, wait_for_a, &w);
+    usleep(300 * 1000);
+    cache_finish(c, KEY_A); /* no answer stored */
+    pthread_join(t, NULL);
+    CHECK(w.got == CACHE_CLAIMED);
+    cache_finish(c, KEY_A);
+    cache_free(c);
+}
+
+/* A waiter stops waiting when cancelled or past its wait. */
+static void test_cache__single_flight_gives_up(void)
+{
+    struct cache *c = cache_new(1 << 20);
+    struct waiter timed = {c, false, 300, CACHE_HIT, NULL};
+    struct waiter cancelled = {c, false, 60000, CACHE_HIT, NULL};
+    const char *type;
+    char *body;
+    size_t len;
+    pthread_t t1, t2;
+
+    CHECK(cache_get_or_claim(c, KEY_A, &body, &len, &type, NULL, 0) ==
+          CACHE_CLAIMED);
+    pthread_create(&t1, NULL, wait_for_a, &timed);
+    pthread_create(&t2, NULL, wait_for_a, &cancelled);
+    usleep(100 * 1000);
+    cancelled.cancel = true;
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    CHECK(timed.got == CACHE_MISS);
+    CHECK(cancelled.got == CACHE_MISS);
+    cache_finish(c, KEY_A);
+    cache_free(c);
+}
+
+int main(void)
+{
+    RUN(test_cache__lru_evicts_the_oldest);
+    RUN(test_cache__single_flight_shares_the_answer);
+    RUN(test_cache__single_flight_after_a_failure_claims);
+    RUN(test_cache__single_flight_gives_up);
+    return check_done();
+}
