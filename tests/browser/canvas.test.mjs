@@ -114,6 +114,10 @@ test("an error shows its traceback and marks the cell", async () => {
   const err = await page.locator("#error").textContent();
   assert.match(err, /Cell 1 raised IndexError/);
   assert.match(err, /list index out of range/);
+  // the outputs so far come with the error
+  assert.match(await page.locator("#error .partial").textContent(), /before the error/);
+  // and the previous example's page is gone from the iframe
+  assert.equal(await frame().locator("table").count(), 0);
   assert.equal(await page.locator(".cell.failed").count(), 1);
   if (shots) await page.screenshot({ path: path.join(shots, "canvas-error.png") });
 });
