@@ -178,8 +178,25 @@ def execute(nb, job, km, kc, status):
 
     deadline = time.monotonic() + float(job["timeout_s"])
     running = {"cell": None}
+    budget = {"left": int(job.get("max_html_bytes", 16 << 20)), "over": False}
 
     class Executor(ExecutePreprocessor):
+        def process_message(self, msg, cell, cell_index):
+            # nbclient keeps every output in memory and has no cap, so a
+            # loop of prints would grow this process until the sandbox's
+            # memory limit killed it. Past the page's own cap the outputs
+            # cannot be shown anyway: stop every process but this one (the
+            # kernel first) and drop what is still queued.
+            if budget["over"]:
+                return None
+            if msg["msg_type"] in OUTPUT_MESSAGES:
+                budget["left"] -= output_size(msg["content"])
+                if budget["left"] < 0:
+                    budget["over"] = True
+                    stop_user_code()
+                    return None
+            return super().process_message(msg, cell, cell_index)
+
         def preprocess_cell(self, cell, resources, index):
             running["cell"] = index
             # Progress for the service: if this cell kills the driver, the
@@ -217,6 +234,27 @@ def execute(nb, job, km, kc, status):
                       ename=err.get("ename", e.ename),
                       evalue=err.get("evalue", e.evalue),
                       traceback=err.get("traceback", []))
+    except Exception:
+        if not budget["over"]:
+            raise
+    if budget["over"]:  # whatever nbclient made of the kernel's end
+        status.update(status="output_limit", cell=running["cell"],
+                      message="cell %s wrote more than %d bytes of output"
+                      % (running["cell"], int(job.get("max_html_bytes", 16 << 20))))
+
+
+OUTPUT_MESSAGES = {"stream", "display_data", "execute_result", "error",
+                   "update_display_data"}
+
+
+def output_size(content):
+    """Roughly the bytes an output message adds to the notebook."""
+    if "text" in content:
+        return len(content["text"])
+    size = sum(len(line) for line in content.get("traceback", []))
+    for value in content.get("data", {}).values():
+        size += len(value) if isinstance(value, str) else len(json.dumps(value))
+    return size
 
 
 XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>\s*")

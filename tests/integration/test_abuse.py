@@ -192,6 +192,19 @@ def test_privilege_escalation_fails(svc):
         assert line.split()[-1] == "-1", res
 
 
+def test_endless_output_in_a_notebook(svc):
+    # nbclient holds every output in memory: without a cap a print loop
+    # would grow the runner until the memory limit. It is output_limit,
+    # well before the deadline, and the service keeps serving. (A loop with
+    # no pause at all fills ipykernel's own stdout buffer first, inside the
+    # kernel: that one is reported as memory_limit.)
+    r = svc.render({"cells": ["print('start')", "import time\nwhile True:\n    print('y' * 10000)\n    time.sleep(0.0002)"],
+                    "timeout_s": 120, "cache": False})
+    err = check_error(r, 422, "output_limit")
+    assert "cell 1" in err["message"], err
+    assert_still_serving(svc)
+
+
 def test_kill_the_parent(svc):
     res = run(svc, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('after')", timeout_s=10)
     assert res["status"] in ("runtime_error", "ok", "timeout"), res
