@@ -195,12 +195,7 @@ enum cache_lookup cache_get_or_claim(struct cache *c,
             break;
         }
         /* Short slices, so a cancelled request stops waiting soon. */
-        clock_gettime(CLOCK_MONOTONIC, &slice);
-        slice.tv_nsec += 200 * 1000000L;
-        if (slice.tv_nsec >= 1000000000L) {
-            slice.tv_sec++;
-            slice.tv_nsec -= 1000000000L;
-        }
+        slice = util_monotonic_in(200);
         pthread_cond_timedwait(&c->landed, &c->lock, &slice);
     }
     pthread_mutex_unlock(&c->lock);

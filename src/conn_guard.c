@@ -52,14 +52,8 @@ static void *watch(void *arg)
 
     pthread_mutex_lock(&g->lock);
     while (!g->stopping) {
-        struct timespec until;
+        struct timespec until = util_monotonic_in(TICK_MS);
 
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += TICK_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
         pthread_cond_timedwait(&g->wake, &g->lock, &until);
         drop_expired(g, util_now_ms());
     }

@@ -63,12 +63,7 @@ int jobs_acquire(struct jobs *j, const volatile bool *cancel, struct err *err)
             rc = err_set(err, ERR_CANCELLED, "cancelled while queued");
             break;
         }
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        ts = util_monotonic_in(100);
         pthread_cond_timedwait(&j->freed, &j->lock, &ts);
     }
     j->waiting--;

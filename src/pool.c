@@ -153,15 +153,8 @@ static void check_idle(struct pool *p)
 
 static void wait_a_while(struct pool *p, long ms)
 {
-    struct timespec ts;
+    struct timespec ts = util_monotonic_in(ms);
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&p->lock);
     if (!p->stopping)
         pthread_cond_timedwait(&p->wake, &p->lock, &ts);

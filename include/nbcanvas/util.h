@@ -26,6 +26,9 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Milliseconds on CLOCK_MONOTONIC, for deadlines that survive clock jumps. */
 int64_t util_now_ms(void);
+/* The CLOCK_MONOTONIC time ms from now, for pthread_cond_timedwait on a
+ * condition variable set to that clock. */
+struct timespec util_monotonic_in(long ms);
 
 /* A new random UUID in its 36-character text form, written into out[37]. */
 void util_uuid(char out[37]);
