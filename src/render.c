@@ -324,6 +324,13 @@ static json_t *with_partial_cells(struct render_job *job, json_t *details)
     return details;
 }
 
+/* Details that name only the cell, with the partial results. */
+static json_t *cell_details(struct render_job *job, json_t *cell)
+{
+    return with_partial_cells(
+        job, json_pack("{s:O}", "cell", cell ? cell : json_null()));
+}
+
 /* Maps the driver's status to an error (or 0 for ok). */
 static int status_error(struct render_job *job, json_t **details)
 {
@@ -344,16 +351,14 @@ static int status_error(struct render_job *job, json_t **details)
                        json_string_value(json_object_get(*details, "evalue")));
     }
     if (strcmp(st, "timeout") == 0) {
-        *details = with_partial_cells(
-            job, json_pack("{s:O}", "cell", cell ? cell : json_null()));
+        *details = cell_details(job, cell);
         return err_set(&job->err, ERR_TIMEOUT,
                        "cell %lld was still running at the %ld s deadline",
                        (long long)json_integer_value(cell),
                        job->req->timeout_s);
     }
     if (strcmp(st, "kernel_died") == 0 && sandbox_oom_killed(&job->sb)) {
-        *details = with_partial_cells(
-            job, json_pack("{s:O}", "cell", cell ? cell : json_null()));
+        *details = cell_details(job, cell);
         return err_set(&job->err, ERR_MEMORY,
                        "cell %lld ran out of memory (limit %lld MiB)",
                        (long long)json_integer_value(cell),

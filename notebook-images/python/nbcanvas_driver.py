@@ -178,7 +178,8 @@ def execute(nb, job, km, kc, status):
 
     deadline = time.monotonic() + float(job["timeout_s"])
     running = {"cell": None}
-    budget = {"left": int(job.get("max_html_bytes", 16 << 20)), "over": False}
+    cap = int(job.get("max_html_bytes", 16 << 20))
+    budget = {"left": cap, "over": False}
 
     class Executor(ExecutePreprocessor):
         def process_message(self, msg, cell, cell_index):
@@ -240,7 +241,7 @@ def execute(nb, job, km, kc, status):
     if budget["over"]:  # whatever nbclient made of the kernel's end
         status.update(status="output_limit", cell=running["cell"],
                       message="cell %s wrote more than %d bytes of output"
-                      % (running["cell"], int(job.get("max_html_bytes", 16 << 20))))
+                      % (running["cell"], cap))
 
 
 OUTPUT_MESSAGES = {"stream", "display_data", "execute_result", "error",
@@ -328,7 +329,7 @@ def with_inline_requirejs(html):
     their library through it (require(["plotly"], ...)): a blank chart.
     Pages that make no such call lose only the dead link."""
     html = REQUIRE_JS_LINK.sub("", html, count=1)
-    if "require([" not in html and "require(['" not in html:
+    if "require([" not in html:
         return html
     try:
         with open(REQUIRE_JS) as f:

@@ -217,17 +217,23 @@ def test_kill_the_parent(svc):
     assert_still_serving(svc)
 
 
+def job_containers_after(svc, seconds):
+    """The service's job containers (not the pool's) still there after
+    waiting up to seconds for them to go."""
+    deadline = time.time() + seconds
+    while True:
+        left = [c for c in containers(svc.listen) if c["Labels"].get("org.nbcanvas.job") != "pool"]
+        if not left or time.time() >= deadline:
+            return left
+        time.sleep(0.5)
+
+
 def test_daemon_does_not_outlive_the_job(svc):
     code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
             "        time.sleep(600)\n    os._exit(0)\nprint('parent done')")
     res = run(svc, code, timeout_s=5)
     assert res["stdout"] == "parent done\n", res
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        left = [c for c in containers(svc.listen) if c["Labels"].get("org.nbcanvas.job") != "pool"]
-        if not left:
-            break
-        time.sleep(0.5)
+    left = job_containers_after(svc, 15)
     assert not left, left
 
 
@@ -289,13 +295,8 @@ def test_compiler_bomb(svc):
 
 
 def test_no_container_left_after_abuse(svc):
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        left = [c for c in containers(svc.listen) if c["Labels"].get("org.nbcanvas.job") != "pool"]
-        if not left:
-            return
-        time.sleep(0.5)
-    raise AssertionError("left: %s" % [c["Id"][:12] for c in left])
+    left = job_containers_after(svc, 30)
+    assert not left, "left: %s" % [c["Id"][:12] for c in left]
 
 
 if __name__ == "__main__":
