@@ -164,7 +164,7 @@ enum cache_lookup cache_get_or_claim(struct cache *c,
                                      const unsigned char key[32],
                                      char **body, size_t *len,
                                      const char **content_type,
-                                     const volatile bool *cancel,
+                                     const atomic_bool *cancel,
                                      long long wait_ms)
 {
     long long until = util_now_ms() + wait_ms;

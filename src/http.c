@@ -155,7 +155,7 @@ static int send_error(struct MHD_Connection *c, struct exchange *x, int code,
 struct hangup_watch {
     int fd;
     int wake; /* eventfd */
-    volatile bool cancel;
+    atomic_bool cancel;
     pthread_t thread;
 };
 

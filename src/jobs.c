@@ -43,7 +43,7 @@ void jobs_free(struct jobs *j)
     free(j);
 }
 
-int jobs_acquire(struct jobs *j, const volatile bool *cancel, struct err *err)
+int jobs_acquire(struct jobs *j, const atomic_bool *cancel, struct err *err)
 {
     int rc = 0;
 

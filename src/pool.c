@@ -45,7 +45,7 @@ struct pool {
     pthread_cond_t wake;
     pthread_t thread;
     bool running;
-    bool stopping;
+    atomic_bool stopping;
     struct idle_sandbox *idle;
     struct pool_stats stats;
 };

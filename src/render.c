@@ -208,7 +208,7 @@ static int create_cold(struct render_job *job)
 }
 
 /* Hands the job to the sandbox and waits for the driver's "done". */
-static int run_driver(struct render_job *job, const volatile bool *cancel)
+static int run_driver(struct render_job *job, const atomic_bool *cancel)
 {
     const struct config *cfg = &job->svc->cfg;
     struct docker_stream_cb cb = {on_open, on_data, job, cancel};
@@ -256,7 +256,7 @@ static int run_driver(struct render_job *job, const volatile bool *cancel)
  * job. A warm sandbox that fails before it got the job (it died while
  * idle) is replaced by a cold one once. Ends with the container still
  * there (the caller destroys it) and its results written. */
-static int execute(struct render_job *job, const volatile bool *cancel)
+static int execute(struct render_job *job, const atomic_bool *cancel)
 {
     int rc;
 
@@ -523,7 +523,7 @@ static void server_timing(struct render_job *job, struct render_result *out)
 
 int render_run(struct render_result *out, struct service *svc,
                const struct render_request *req, const char *request_id,
-               const volatile bool *cancel)
+               const atomic_bool *cancel)
 {
     struct render_job job = {.svc = svc, .req = req, .id = request_id};
     enum cache_lookup lookup = CACHE_MISS;

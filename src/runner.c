@@ -102,7 +102,7 @@ static int ready_on_data(void *ctx, const char *data, size_t len)
 /* Starts the container and hands it the job on stdin; returns once the
  * files are in place. */
 static int deliver(struct run_job *job, const struct buf *tar,
-                   const volatile bool *cancel)
+                   const atomic_bool *cancel)
 {
     struct docker_stream_cb cb = {start_on_open, ready_on_data, job, cancel};
     int rc;
@@ -124,7 +124,7 @@ static int deliver(struct run_job *job, const struct buf *tar,
 /* Runs one shell command by exec; stores its exit code. Returns 0,
  * STOP_OUTPUT, ERR_TIMEOUT, or another error. */
 static int run_step(struct run_job *job, const char *script, long timeout_s,
-                    const volatile bool *cancel, int *exit_code,
+                    const atomic_bool *cancel, int *exit_code,
                     struct err *err)
 {
     json_t *cmd = json_pack("[s, s, s]", "sh", "-c", script);
@@ -169,7 +169,7 @@ static json_t *result(struct run_job *job, const char *id, const char *status,
 
 /* Compiles (if the language needs it) and runs; fills *status and
  * *exit_code. Returns 0 unless the infrastructure failed. */
-static int compile_and_run(struct run_job *job, const volatile bool *cancel,
+static int compile_and_run(struct run_job *job, const atomic_bool *cancel,
                            const char **status, int *exit_code,
                            long long *run_ms, struct err *err)
 {
@@ -202,7 +202,7 @@ static int compile_and_run(struct run_job *job, const volatile bool *cancel,
 
 int runner_run(json_t **out, struct service *svc,
                const struct run_request *req, const char *request_id,
-               const volatile bool *cancel, struct err *err)
+               const atomic_bool *cancel, struct err *err)
 {
     const struct config *cfg = &svc->cfg;
     struct run_job job = {.svc = svc, .req = req};

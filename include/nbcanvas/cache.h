@@ -8,6 +8,7 @@
  * id), bounded in bytes and evicted least-recently-used first.
  */
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -48,7 +49,7 @@ enum cache_lookup cache_get_or_claim(struct cache *c,
                                      const unsigned char key[32],
                                      char **body, size_t *len,
                                      const char **content_type,
-                                     const volatile bool *cancel,
+                                     const atomic_bool *cancel,
                                      long long wait_ms);
 /* Ends a CACHE_CLAIMED run (after cache_put, or after a failure). */
 void cache_finish(struct cache *c, const unsigned char key[32]);

@@ -9,6 +9,7 @@
  */
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -66,7 +67,7 @@ struct docker_stream_cb {
     int (*on_open)(void *ctx);
     int (*on_data)(void *ctx, const char *data, size_t len);
     void *ctx;
-    const volatile bool *cancel;
+    const atomic_bool *cancel;
 };
 
 int docker_stream(struct docker *d, const char *method, const char *path,

@@ -8,6 +8,7 @@
  * threads and memory.
  */
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "nbcanvas/err.h"
@@ -19,7 +20,7 @@ void jobs_free(struct jobs *j);
 
 /* Waits for a slot. ERR_BUSY when the queue is full, ERR_CANCELLED when
  * *cancel becomes true while waiting. */
-int jobs_acquire(struct jobs *j, const volatile bool *cancel, struct err *err);
+int jobs_acquire(struct jobs *j, const atomic_bool *cancel, struct err *err);
 void jobs_release(struct jobs *j);
 
 void jobs_counts(struct jobs *j, long *running, long *waiting);

@@ -8,6 +8,7 @@
  */
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -31,7 +32,7 @@ struct render_result {
  * out->code. cancel, when set, ends the job early (client gone). */
 int render_run(struct render_result *out, struct service *svc,
                const struct render_request *req, const char *request_id,
-               const volatile bool *cancel);
+               const atomic_bool *cancel);
 void render_result_release(struct render_result *r);
 
 #endif

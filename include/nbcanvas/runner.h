@@ -9,6 +9,7 @@
  */
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "nbcanvas/err.h"
@@ -19,6 +20,6 @@
  * describes. cancel ends the job early (client gone). */
 int runner_run(json_t **out, struct service *svc,
                const struct run_request *req, const char *request_id,
-               const volatile bool *cancel, struct err *err);
+               const atomic_bool *cancel, struct err *err);
 
 #endif

@@ -3,7 +3,7 @@
 
 #include <stdlib.h>
 
-static void test_buf__append_and_cap(void)
+TEST(buf__append_and_cap)
 {
     struct buf b = BUF_INIT(8);
 
@@ -17,7 +17,7 @@ static void test_buf__append_and_cap(void)
     buf_release(&b);
 }
 
-static void test_buf__detach_hands_over(void)
+TEST(buf__detach_hands_over)
 {
     struct buf b = BUF_INIT(1 << 20);
     size_t n;
@@ -30,11 +30,4 @@ static void test_buf__detach_hands_over(void)
     CHECK(b.len == 0);
     CHECK_STREQ(b.data, "");
     free(s);
-}
-
-int main(void)
-{
-    RUN(test_buf__append_and_cap);
-    RUN(test_buf__detach_hands_over);
-    return check_done();
 }

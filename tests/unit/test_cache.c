@@ -9,7 +9,7 @@
 static const unsigned char KEY_A[32] = {1};
 static const unsigned char KEY_B[32] = {2};
 
-static void test_cache__lru_evicts_the_oldest(void)
+TEST(cache__lru_evicts_the_oldest)
 {
     struct cache *c = cache_new(8 * 100);
     const char *type;
@@ -35,7 +35,7 @@ static void test_cache__lru_evicts_the_oldest(void)
 
 struct waiter {
     struct cache *cache;
-    volatile bool cancel;
+    atomic_bool cancel;
     long long wait_ms;
     enum cache_lookup got;
     char *body;
@@ -53,7 +53,7 @@ static void *wait_for_a(void *arg)
 }
 
 /* The second identical request waits for the first and shares its answer. */
-static void test_cache__single_flight_shares_the_answer(void)
+TEST(cache__single_flight_shares_the_answer)
 {
     struct cache *c = cache_new(1 << 20);
     struct waiter w = {c, false, 10000, CACHE_MISS, NULL};
@@ -80,7 +80,7 @@ static void test_cache__single_flight_shares_the_answer(void)
 }
 
 /* Failures are not kept: a waiter then runs the request itself. */
-static void test_cache__single_flight_after_a_failure_claims(void)
+TEST(cache__single_flight_after_a_failure_claims)
 {
     struct cache *c = cache_new(1 << 20);
     struct waiter w = {c, false, 10000, CACHE_MISS, NULL};
@@ -101,7 +101,7 @@ static void test_cache__single_flight_after_a_failure_claims(void)
 }
 
 /* A waiter stops waiting when cancelled or past its wait. */
-static void test_cache__single_flight_gives_up(void)
+TEST(cache__single_flight_gives_up)
 {
     struct cache *c = cache_new(1 << 20);
     struct waiter timed = {c, false, 300, CACHE_HIT, NULL};
@@ -123,13 +123,4 @@ static void test_cache__single_flight_gives_up(void)
     CHECK(cancelled.got == CACHE_MISS);
     cache_finish(c, KEY_A);
     cache_free(c);
-}
-
-int main(void)
-{
-    RUN(test_cache__lru_evicts_the_oldest);
-    RUN(test_cache__single_flight_shares_the_answer);
-    RUN(test_cache__single_flight_after_a_failure_claims);
-    RUN(test_cache__single_flight_gives_up);
-    return check_done();
 }

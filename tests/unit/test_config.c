@@ -17,7 +17,7 @@ static char *write_temp(const char *text)
     return path;
 }
 
-static void test_config__load_and_reject(void)
+TEST(config__load_and_reject)
 {
     struct config cfg;
     struct err err = ERR_INIT;
@@ -44,7 +44,7 @@ static void test_config__load_and_reject(void)
     free(range);
 }
 
-static void test_config__shipped_languages_load(void)
+TEST(config__shipped_languages_load)
 {
     struct languages *l = NULL;
     struct err err = ERR_INIT;
@@ -59,7 +59,7 @@ static void test_config__shipped_languages_load(void)
     languages_free(l);
 }
 
-static void test_config__bad_languages(void)
+TEST(config__bad_languages)
 {
     struct languages *l = NULL;
     struct err err = ERR_INIT;
@@ -74,12 +74,4 @@ static void test_config__bad_languages(void)
     unlink(q);
     free(p);
     free(q);
-}
-
-int main(void)
-{
-    RUN(test_config__load_and_reject);
-    RUN(test_config__shipped_languages_load);
-    RUN(test_config__bad_languages);
-    return check_done();
 }

@@ -15,7 +15,7 @@ static size_t frame(char *out, int stream, const char *payload)
     return n + 8;
 }
 
-static void test_demux__split_streams(void)
+TEST(demux__split_streams)
 {
     struct buf o = BUF_INIT(1024), e = BUF_INIT(1024);
     struct demux d;
@@ -34,7 +34,7 @@ static void test_demux__split_streams(void)
     buf_release(&e);
 }
 
-static void test_demux__byte_by_byte(void)
+TEST(demux__byte_by_byte)
 {
     struct buf o = BUF_INIT(1024), e = BUF_INIT(1024);
     struct demux d;
@@ -52,7 +52,7 @@ static void test_demux__byte_by_byte(void)
     buf_release(&e);
 }
 
-static void test_demux__bad_header(void)
+TEST(demux__bad_header)
 {
     struct buf o = BUF_INIT(1024), e = BUF_INIT(1024);
     struct demux d;
@@ -64,7 +64,7 @@ static void test_demux__bad_header(void)
     buf_release(&e);
 }
 
-static void test_demux__huge_frame_is_capped(void)
+TEST(demux__huge_frame_is_capped)
 {
     struct buf o = BUF_INIT(4), e = BUF_INIT(4);
     struct demux d;
@@ -79,13 +79,4 @@ static void test_demux__huge_frame_is_capped(void)
     CHECK(!demux_at_boundary(&d));
     buf_release(&o);
     buf_release(&e);
-}
-
-int main(void)
-{
-    RUN(test_demux__split_streams);
-    RUN(test_demux__byte_by_byte);
-    RUN(test_demux__bad_header);
-    RUN(test_demux__huge_frame_is_capped);
-    return check_done();
 }

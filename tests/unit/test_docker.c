@@ -110,7 +110,7 @@ static struct docker *client(struct fake *f, long timeout_ms)
     "HTTP/1.1 " status "\r\nContent-Type: application/json\r\n"          \
     "Connection: close\r\n\r\n" body
 
-static void test_docker__negotiate_caps_version(void)
+TEST(docker__negotiate_caps_version)
 {
     struct fake f = {.nreplies = 2,
                      .replies = {JSON_REPLY("200 OK", "OK"),
@@ -129,7 +129,7 @@ static void test_docker__negotiate_caps_version(void)
     docker_free(d);
 }
 
-static void test_docker__older_engine_version_kept(void)
+TEST(docker__older_engine_version_kept)
 {
     struct fake f = {.nreplies = 2,
                      .replies = {JSON_REPLY("200 OK", "OK"),
@@ -145,7 +145,7 @@ static void test_docker__older_engine_version_kept(void)
     docker_free(d);
 }
 
-static void test_docker__create_sends_body_and_maps_404(void)
+TEST(docker__create_sends_body_and_maps_404)
 {
     struct fake f = {
         .nreplies = 2,
@@ -172,7 +172,7 @@ static void test_docker__create_sends_body_and_maps_404(void)
     docker_free(d);
 }
 
-static void test_docker__no_engine_is_engine_error(void)
+TEST(docker__no_engine_is_engine_error)
 {
     struct docker_opts o = DOCKER_OPTS_INIT;
     struct docker *d = NULL;
@@ -187,7 +187,7 @@ static void test_docker__no_engine_is_engine_error(void)
           ERR_INVALID);
 }
 
-static void test_docker__hung_engine_times_out(void)
+TEST(docker__hung_engine_times_out)
 {
     struct fake f = {.nreplies = 1, .hang = true, .replies = {""}};
     struct docker *d;
@@ -210,7 +210,7 @@ static int count_data(void *ctx, const char *data, size_t len)
     return 0;
 }
 
-static void test_docker__stream_deadline(void)
+TEST(docker__stream_deadline)
 {
     struct fake f = {.nreplies = 1, .hang = true, .replies = {""}};
     struct docker *d;
@@ -226,7 +226,7 @@ static void test_docker__stream_deadline(void)
     docker_free(d);
 }
 
-static void test_docker__reply_over_cap(void)
+TEST(docker__reply_over_cap)
 {
     static char reply[200000];
     struct fake f = {.nreplies = 1, .replies = {reply}};
@@ -247,16 +247,4 @@ static void test_docker__reply_over_cap(void)
     fake_stop(&f);
     buf_release(&resp);
     docker_free(d);
-}
-
-int main(void)
-{
-    RUN(test_docker__negotiate_caps_version);
-    RUN(test_docker__older_engine_version_kept);
-    RUN(test_docker__create_sends_body_and_maps_404);
-    RUN(test_docker__no_engine_is_engine_error);
-    RUN(test_docker__hung_engine_times_out);
-    RUN(test_docker__stream_deadline);
-    RUN(test_docker__reply_over_cap);
-    return check_done();
 }

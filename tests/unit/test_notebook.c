@@ -1,7 +1,7 @@
 #include "../check.h"
 #include "nbcanvas/notebook.h"
 
-static void test_notebook__from_cells(void)
+TEST(notebook__from_cells)
 {
     json_t *cells = json_loads(
         "[\"print(1)\", {\"cell_type\": \"markdown\", \"source\": [\"# a\\n\","
@@ -34,7 +34,7 @@ static void test_notebook__from_cells(void)
     json_decref(cells);
 }
 
-static void test_notebook__upload_forces_kernel(void)
+TEST(notebook__upload_forces_kernel)
 {
     json_t *up = json_loads(
         "{\"nbformat\": 4, \"nbformat_minor\": 4, \"metadata\": "
@@ -61,7 +61,7 @@ static void test_notebook__upload_forces_kernel(void)
     json_decref(up);
 }
 
-static void test_notebook__kernels(void)
+TEST(notebook__kernels)
 {
     json_t *k = notebook_kernels_json();
 
@@ -71,12 +71,4 @@ static void test_notebook__kernels(void)
                 "python");
     CHECK(notebook_kernel_find("nope") == NULL);
     json_decref(k);
-}
-
-int main(void)
-{
-    RUN(test_notebook__from_cells);
-    RUN(test_notebook__upload_forces_kernel);
-    RUN(test_notebook__kernels);
-    return check_done();
 }

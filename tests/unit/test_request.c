@@ -3,6 +3,12 @@
 
 static struct config cfg;
 
+/* Every test parses against the built-in defaults. */
+__attribute__((constructor)) static void defaults(void)
+{
+    config_defaults(&cfg);
+}
+
 static int parse(const char *body, struct err *err)
 {
     struct render_request r;
@@ -12,7 +18,7 @@ static int parse(const char *body, struct err *err)
     return rc;
 }
 
-static void test_request__defaults(void)
+TEST(request__defaults)
 {
     const char *body = "{\"cells\": [\"print(1)\"]}";
     struct render_request r;
@@ -27,7 +33,7 @@ static void test_request__defaults(void)
     request_render_release(&r);
 }
 
-static void test_request__all_fields(void)
+TEST(request__all_fields)
 {
     const char *body =
         "{\"cells\": [{\"cell_type\": \"markdown\", \"source\": [\"# a\"]}],"
@@ -46,7 +52,7 @@ static void test_request__all_fields(void)
     request_render_release(&r);
 }
 
-static void test_request__rejects(void)
+TEST(request__rejects)
 {
     static const char *const bad[] = {
         "not json",
@@ -93,7 +99,7 @@ static void test_request__rejects(void)
     }
 }
 
-static void test_request__deep_nesting_rejected(void)
+TEST(request__deep_nesting_rejected)
 {
     static char body[300000];
     size_t i, n = 100000;
@@ -105,7 +111,7 @@ static void test_request__deep_nesting_rejected(void)
     CHECK(parse(body, &err) == ERR_INVALID);
 }
 
-static void test_request__file_names(void)
+TEST(request__file_names)
 {
     static const char *const bad[] = {"",      "/abs",   "../x", "a/../../b",
                                       ".",     "a/./b",  "a//b", "a\\b",
@@ -126,7 +132,7 @@ static void test_request__file_names(void)
     CHECK(!request_file_name_ok(long_name, strlen(long_name)));
 }
 
-static void test_request__run(void)
+TEST(request__run)
 {
     const char *body = "{\"language\": \"cpp\", \"code\": \"int main(){}\","
                        " \"stdin\": \"in\", \"timeout_s\": 3}";
@@ -147,16 +153,4 @@ static void test_request__run(void)
     CHECK(request_parse_run(&r, body, strlen(body), &cfg, &err) ==
           ERR_INVALID);
     request_run_release(&r);
-}
-
-int main(void)
-{
-    config_defaults(&cfg);
-    RUN(test_request__defaults);
-    RUN(test_request__all_fields);
-    RUN(test_request__rejects);
-    RUN(test_request__deep_nesting_rejected);
-    RUN(test_request__file_names);
-    RUN(test_request__run);
-    return check_done();
 }

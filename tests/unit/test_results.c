@@ -16,7 +16,7 @@ static const char *nb_text =
     " {\"output_type\": \"display_data\", \"metadata\": {}, \"data\":"
     "  {\"image/svg+xml\": [\"<svg>\", \"</svg>\"]}}]}]}";
 
-static void test_results__cells_json(void)
+TEST(results__cells_json)
 {
     json_t *nb = json_loads(nb_text, 0, NULL);
     json_t *cells = results_cells_json(nb), *c, *outs;
@@ -36,7 +36,7 @@ static void test_results__cells_json(void)
     json_decref(nb);
 }
 
-static void test_results__images_as_files(void)
+TEST(results__images_as_files)
 {
     json_t *nb = json_loads(nb_text, 0, NULL);
     struct tar_files f = TAR_FILES_INIT;
@@ -51,7 +51,7 @@ static void test_results__images_as_files(void)
     json_decref(nb);
 }
 
-static void test_results__cell_error(void)
+TEST(results__cell_error)
 {
     json_t *st = json_loads("{\"status\": \"cell_error\", \"cell\": 3, "
                             "\"ename\": \"ValueError\", \"evalue\": \"bad\","
@@ -68,7 +68,7 @@ static void test_results__cell_error(void)
     json_decref(st);
 }
 
-static void test_results__zip_bundle(void)
+TEST(results__zip_bundle)
 {
     struct bundle_part parts[] = {{"index.html", "<html>", 6},
                                   {"resources/a.png", "PNG", 3}};
@@ -91,13 +91,4 @@ static void test_results__zip_bundle(void)
     }
     zip_error_fini(&ze);
     free(zip);
-}
-
-int main(void)
-{
-    RUN(test_results__cells_json);
-    RUN(test_results__images_as_files);
-    RUN(test_results__cell_error);
-    RUN(test_results__zip_bundle);
-    return check_done();
 }

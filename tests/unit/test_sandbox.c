@@ -3,7 +3,7 @@
 
 #define HC(body, key) json_object_get(json_object_get(body, "HostConfig"), key)
 
-static void test_sandbox__hardened_create_body(void)
+TEST(sandbox__hardened_create_body)
 {
     struct sandbox_limits l = {512LL << 20, 1.5, 128, 128LL << 20,
                                64LL << 20, 256, 32LL << 20};
@@ -55,7 +55,7 @@ static void test_sandbox__hardened_create_body(void)
     json_decref(cmd);
 }
 
-static void test_sandbox__default_runtime_omitted(void)
+TEST(sandbox__default_runtime_omitted)
 {
     const char *o;
     struct sandbox_limits l = {1 << 28, 1, 64, 1 << 26, 1 << 26, 256, 1 << 24};
@@ -70,11 +70,4 @@ static void test_sandbox__default_runtime_omitted(void)
     CHECK(json_array_size(json_object_get(b, "Env")) == 0);
     json_decref(b);
     json_decref(cmd);
-}
-
-int main(void)
-{
-    RUN(test_sandbox__hardened_create_body);
-    RUN(test_sandbox__default_runtime_omitted);
-    return check_done();
 }

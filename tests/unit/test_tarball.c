@@ -5,7 +5,7 @@
 #include <archive_entry.h>
 #include <stdlib.h>
 
-static void test_tarball__round_trip(void)
+TEST(tarball__round_trip)
 {
     struct tar_entry in[] = {{"a.txt", "hello", 5},
                              {"data/sub/b.csv", "x,y\n", 4}};
@@ -82,7 +82,7 @@ static void hostile_tar(struct buf *out)
     archive_write_free(a);
 }
 
-static void test_tarball__only_plain_files_are_kept(void)
+TEST(tarball__only_plain_files_are_kept)
 {
     struct buf tar = BUF_INIT(1 << 20);
     struct tar_files out = TAR_FILES_INIT;
@@ -98,7 +98,7 @@ static void test_tarball__only_plain_files_are_kept(void)
     buf_release(&tar);
 }
 
-static void test_tarball__size_cap(void)
+TEST(tarball__size_cap)
 {
     struct tar_entry in[] = {{"big", "0123456789", 10}};
     struct buf tar = BUF_INIT(1 << 20);
@@ -112,7 +112,7 @@ static void test_tarball__size_cap(void)
     buf_release(&tar);
 }
 
-static void test_tarball__garbage_is_an_error(void)
+TEST(tarball__garbage_is_an_error)
 {
     struct tar_files out = TAR_FILES_INIT;
     char junk[1024];
@@ -120,13 +120,4 @@ static void test_tarball__garbage_is_an_error(void)
     memset(junk, 'z', sizeof(junk));
     CHECK(tarball_read(&out, junk, sizeof(junk), NULL, 10, 1 << 20, NULL) < 0);
     tarball_files_release(&out);
-}
-
-int main(void)
-{
-    RUN(test_tarball__round_trip);
-    RUN(test_tarball__only_plain_files_are_kept);
-    RUN(test_tarball__size_cap);
-    RUN(test_tarball__garbage_is_an_error);
-    return check_done();
 }
