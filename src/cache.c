@@ -1,5 +1,5 @@
 /*
- * LRU result cache: a doubly linked list in recency order (head = newest)
+ * LRU result cache: a doubly linked list in recency order (newest first)
  * and a linear key search. With answers of hundreds of KiB and a cap of
  * hundreds of MiB the list holds a few thousand entries at most, and a
  * scan of 32-byte keys costs microseconds next to a render's seconds; a
@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "nbcanvas/list.h"
 #include "nbcanvas/util.h"
 
 struct entry {
@@ -18,7 +19,7 @@ struct entry {
     char *body;
     size_t len;
     const char *content_type;
-    struct entry *prev, *next;
+    struct list_node link; /* in recency order, newest first */
 };
 
 /* A key some request is computing right now. */
@@ -31,53 +32,32 @@ struct cache {
     pthread_mutex_t lock;
     pthread_cond_t landed; /* a flight ended */
     struct flight *flights;
-    struct entry *head, *tail;
+    struct list_node entries;
     long long max_bytes;
-    char image[128];
     struct cache_stats stats;
 };
 
 struct cache *cache_new(long long max_bytes)
 {
     struct cache *c = xcalloc(1, sizeof(*c));
-    pthread_condattr_t attr;
 
     pthread_mutex_init(&c->lock, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->landed, &attr);
-    pthread_condattr_destroy(&attr);
+    util_cond_init_monotonic(&c->landed);
     c->max_bytes = max_bytes;
+    list_init(&c->entries);
     return c;
 }
 
-static void unlink_entry(struct cache *c, struct entry *e)
+static struct entry *oldest(struct cache *c)
 {
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        c->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        c->tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void push_front(struct cache *c, struct entry *e)
-{
-    e->next = c->head;
-    e->prev = NULL;
-    if (c->head)
-        c->head->prev = e;
-    c->head = e;
-    if (!c->tail)
-        c->tail = e;
+    return list_is_empty(&c->entries)
+               ? NULL
+               : list_entry(c->entries.prev, struct entry, link);
 }
 
 static void drop(struct cache *c, struct entry *e)
 {
-    unlink_entry(c, e);
+    list_remove(&e->link);
     c->stats.entries--;
     c->stats.bytes -= (long long)e->len;
     free(e->body);
@@ -86,8 +66,8 @@ static void drop(struct cache *c, struct entry *e)
 
 static void clear(struct cache *c)
 {
-    while (c->head)
-        drop(c, c->head);
+    while (oldest(c))
+        drop(c, oldest(c));
 }
 
 void cache_free(struct cache *c)
@@ -108,11 +88,14 @@ void cache_free(struct cache *c)
 
 static struct entry *find(struct cache *c, const unsigned char key[32])
 {
-    struct entry *e;
+    struct list_node *n;
 
-    for (e = c->head; e; e = e->next)
+    list_for_each(n, &c->entries) {
+        struct entry *e = list_entry(n, struct entry, link);
+
         if (memcmp(e->key, key, 32) == 0)
             return e;
+    }
     return NULL;
 }
 
@@ -124,8 +107,8 @@ static bool take_copy(struct cache *c, const unsigned char key[32],
 
     if (!e)
         return false;
-    unlink_entry(c, e);
-    push_front(c, e);
+    list_remove(&e->link);
+    list_push_front(&c->entries, &e->link);
     *body = xmalloc(e->len + 1);
     memcpy(*body, e->body, e->len);
     (*body)[e->len] = '\0';
@@ -233,28 +216,11 @@ void cache_put(struct cache *c, const unsigned char key[32], const char *body,
     pthread_mutex_lock(&c->lock);
     if (find(c, key))
         drop(c, find(c, key));
-    push_front(c, e);
+    list_push_front(&c->entries, &e->link);
     c->stats.entries++;
     c->stats.bytes += (long long)len;
-    while (c->stats.bytes > c->max_bytes && c->tail)
-        drop(c, c->tail);
-    pthread_mutex_unlock(&c->lock);
-}
-
-void cache_set_image(struct cache *c, const char *image_id)
-{
-    pthread_mutex_lock(&c->lock);
-    if (strcmp(c->image, image_id) != 0) {
-        clear(c);
-        snprintf(c->image, sizeof(c->image), "%s", image_id);
-    }
-    pthread_mutex_unlock(&c->lock);
-}
-
-void cache_image(struct cache *c, char *out, size_t out_len)
-{
-    pthread_mutex_lock(&c->lock);
-    snprintf(out, out_len, "%s", c->image);
+    while (c->stats.bytes > c->max_bytes && oldest(c))
+        drop(c, oldest(c));
     pthread_mutex_unlock(&c->lock);
 }
 

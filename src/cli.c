@@ -1,29 +1,19 @@
 /*
- * Commands. Options are parsed with getopt_long; every command shares
- * service_open (config, engine client, languages, limiter, metrics), so a
+ * Commands: options parsed with getopt_long, then the service. Every
+ * command builds its struct service with service_open (service.c), so a
  * one-shot render behaves exactly as POST /v1/render does.
  */
 #include "nbcanvas/cli.h"
 
 #include <getopt.h>
-#include <malloc.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "nbcanvas/cache.h"
-#include "nbcanvas/examples.h"
 #include "nbcanvas/http.h"
-#include "nbcanvas/janitor.h"
-#include "nbcanvas/pool.h"
-#include "nbcanvas/languages.h"
-#include "nbcanvas/metrics.h"
 #include "nbcanvas/render.h"
 #include "nbcanvas/runner.h"
-#include "nbcanvas/sandbox.h"
+#include "nbcanvas/service.h"
 #include "nbcanvas/util.h"
 
 void cli_usage(void)
@@ -46,51 +36,13 @@ void cli_usage(void)
           stdout);
 }
 
-static void service_close(struct service *svc)
+/* The service a one-shot command runs in: no pool, no cache. */
+static int open_one_shot(struct service *svc, const char *config,
+                         struct err *err)
 {
-    pool_free(svc->pool);
-    janitor_free(svc->janitor);
-    cache_free(svc->cache);
-    json_decref(svc->examples);
-    docker_free(svc->docker);
-    jobs_free(svc->jobs);
-    languages_free(svc->languages);
-    metrics_free(svc->metrics);
-    memset(svc, 0, sizeof(*svc));
-}
+    struct service_options opts = {config, NULL, true};
 
-/* Builds the shared service. The engine is not contacted here: a service
- * may start while the engine is down and become ready later. */
-static int service_open(struct service *svc, const char *config_path,
-                        const char *listen, struct err *err)
-{
-    struct docker_opts opts = DOCKER_OPTS_INIT;
-    int rc;
-
-    memset(svc, 0, sizeof(*svc));
-    config_defaults(&svc->cfg);
-    if (!config_path)
-        config_path = getenv("NBCANVAS_CONFIG");
-    if (config_path && config_path[0]) {
-        rc = config_load(&svc->cfg, config_path, err);
-        if (rc < 0)
-            return rc;
-    }
-    if (listen)
-        snprintf(svc->cfg.listen, sizeof(svc->cfg.listen), "%s", listen);
-    config_finish(&svc->cfg);
-    opts.host = svc->cfg.docker_host;
-    opts.call_timeout_ms = svc->cfg.docker_timeout_ms;
-    rc = docker_new(&svc->docker, &opts, err);
-    if (rc == 0)
-        rc = languages_load(&svc->languages, svc->cfg.languages_file, err);
-    if (rc < 0) {
-        service_close(svc);
-        return rc;
-    }
-    svc->jobs = jobs_new(svc->cfg.max_jobs, svc->cfg.max_queue);
-    svc->metrics = metrics_new();
-    return 0;
+    return service_open(svc, &opts, err);
 }
 
 static bool wants_help(int argc, char **argv)
@@ -133,87 +85,13 @@ static void print_error(int code, const char *message, json_t *details)
     json_decref(j);
 }
 
-/* Records the notebook image's id so the cache never answers from an
- * image that has since been rebuilt. */
-static void refresh_image_id(struct service *svc)
-{
-    char path[256];
-    json_t *info = NULL;
-    const char *id;
-
-    if (!svc->cache)
-        return;
-    snprintf(path, sizeof(path), "/images/%s/json", svc->cfg.notebook_image);
-    if (docker_call_json(svc->docker, "GET", path, NULL, &info, 0, NULL) < 0)
-        return;
-    id = json_string_value(json_object_get(info, "Id"));
-    if (id)
-        cache_set_image(svc->cache, id);
-    json_decref(info);
-}
-
-/* Serve until SIGTERM or SIGINT; reap expired containers meanwhile. */
-static int serve_loop(struct service *svc)
-{
-    struct http_server *srv = NULL;
-    struct err err = ERR_INIT;
-    sigset_t stop;
-    struct timespec tick = {svc->cfg.reaper_interval_s, 0};
-    int rc, sig;
-
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL); /* threads inherit the mask */
-    signal(SIGPIPE, SIG_IGN);
-
-    if (docker_negotiate(svc->docker, &err) < 0)
-        fprintf(stderr, "nbcanvas: engine not ready: %s\n", err.msg);
-    else if ((rc = sandbox_reap(svc->docker, REAP_OWNED, &err)) > 0)
-        fprintf(stderr, "nbcanvas: removed %d container(s) left by a "
-                        "previous run\n", rc);
-    if (svc->cfg.cache_bytes > 0)
-        svc->cache = cache_new(svc->cfg.cache_bytes);
-    svc->examples = examples_load(svc->cfg.examples_dir);
-    refresh_image_id(svc);
-    svc->pool = pool_new(svc, svc->cfg.pool_size);
-    svc->janitor = janitor_new();
-    rc = http_start(&srv, svc, &err);
-    if (rc < 0) {
-        fprintf(stderr, "nbcanvas: %s\n", err.msg);
-        return 1;
-    }
-    fprintf(stderr,
-            "nbcanvas: serving on http://%s (jobs %ld, queue %ld, pool %ld)\n",
-            svc->cfg.listen, svc->cfg.max_jobs, svc->cfg.max_queue,
-            svc->cfg.pool_size);
-    for (;;) {
-        sig = sigtimedwait(&stop, NULL, &tick);
-        if (sig == SIGTERM || sig == SIGINT)
-            break;
-        rc = sandbox_reap(svc->docker, REAP_EXPIRED, &err);
-        if (rc > 0)
-            metrics_count(svc->metrics, "reaped", rc);
-        refresh_image_id(svc);
-        malloc_trim(0); /* hand freed answers back to the system */
-    }
-    fprintf(stderr, "nbcanvas: stopping: finishing in-flight requests\n");
-    /* in-flight requests get their whole deadline plus the grace */
-    http_stop(srv, svc->cfg.render_max_timeout_s + 60);
-    pool_free(svc->pool);
-    svc->pool = NULL;
-    janitor_free(svc->janitor); /* removes what is still queued */
-    svc->janitor = NULL;
-    sandbox_reap(svc->docker, REAP_OWNED, &err);
-    return 0;
-}
-
 int cli_serve(int argc, char **argv)
 {
     static const struct option opts[] = {{"listen", required_argument, 0, 'l'},
                                          {"config", required_argument, 0, 'c'},
                                          {0, 0, 0, 0}};
     const char *listen = NULL, *config = NULL;
+    struct service_options options = {NULL, NULL, false};
     struct service svc;
     struct err err = ERR_INIT;
     int c, rc;
@@ -233,12 +111,13 @@ int cli_serve(int argc, char **argv)
         else
             return 2;
     }
-    if (service_open(&svc, config, listen, &err) < 0) {
+    options.config_path = config;
+    options.listen = listen;
+    if (service_open(&svc, &options, &err) < 0) {
         fprintf(stderr, "nbcanvas: %s\n", err.msg);
         return 1;
     }
-    sandbox_set_owner(svc.cfg.listen);
-    rc = serve_loop(&svc);
+    rc = service_serve(&svc);
     service_close(&svc);
     return rc;
 }
@@ -255,14 +134,6 @@ static int write_output(const char *path, const char *data, size_t len)
     if (f != stdout)
         fclose(f);
     return 0;
-}
-
-static void one_shot_owner(void)
-{
-    char owner[32];
-
-    snprintf(owner, sizeof(owner), "cli-%ld", (long)getpid());
-    sandbox_set_owner(owner);
 }
 
 int cli_render(int argc, char **argv)
@@ -299,11 +170,10 @@ int cli_render(int argc, char **argv)
         fputs("nbcanvas render: give a request file (see --help)\n", stderr);
         return 2;
     }
-    if (service_open(&svc, config, NULL, &err) < 0) {
+    if (open_one_shot(&svc, config, &err) < 0) {
         print_error(err.code, err.msg, NULL);
         return 1;
     }
-    one_shot_owner();
     body = read_file(argv[optind], &len, (size_t)svc.cfg.max_body_bytes);
     if (!body) {
         print_error(ERR_INVALID, "cannot read the request file (or too big)",
@@ -398,11 +268,10 @@ int cli_run(int argc, char **argv)
               stderr);
         return 2;
     }
-    if (service_open(&svc, config, NULL, &err) < 0) {
+    if (open_one_shot(&svc, config, &err) < 0) {
         print_error(err.code, err.msg, NULL);
         return 125;
     }
-    one_shot_owner();
     snprintf(req.language, sizeof(req.language), "%s", lang);
     req.timeout_s = timeout > 0 && timeout <= svc.cfg.run_max_timeout_s
                         ? timeout

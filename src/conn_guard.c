@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nbcanvas/list.h"
 #include "nbcanvas/metrics.h"
 #include "nbcanvas/util.h"
 
@@ -20,7 +21,7 @@
 struct conn_guard_entry {
     int fd;              /* our own dup of the socket */
     int64_t deadline_ms; /* 0 while paused */
-    struct conn_guard_entry *prev, *next;
+    struct list_node link;
 };
 
 struct conn_guard {
@@ -30,14 +31,17 @@ struct conn_guard {
     long budget_ms;
     struct metrics *metrics;
     bool stopping;
-    struct conn_guard_entry *head;
+    struct list_node entries;
 };
 
 static void drop_expired(struct conn_guard *g, int64_t now)
 {
-    struct conn_guard_entry *e;
+    struct list_node *n;
 
-    for (e = g->head; e; e = e->next) {
+    list_for_each(n, &g->entries) {
+        struct conn_guard_entry *e =
+            list_entry(n, struct conn_guard_entry, link);
+
         if (e->deadline_ms && now >= e->deadline_ms) {
             shutdown(e->fd, SHUT_RDWR);
             e->deadline_ms = 0; /* once is enough */
@@ -64,15 +68,12 @@ static void *watch(void *arg)
 struct conn_guard *conn_guard_new(long budget_ms, struct metrics *metrics)
 {
     struct conn_guard *g = xcalloc(1, sizeof(*g));
-    pthread_condattr_t attr;
 
     g->budget_ms = budget_ms;
+    list_init(&g->entries);
     g->metrics = metrics;
     pthread_mutex_init(&g->lock, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&g->wake, &attr);
-    pthread_condattr_destroy(&attr);
+    util_cond_init_monotonic(&g->wake);
     if (pthread_create(&g->thread, NULL, watch, g) != 0) {
         pthread_mutex_destroy(&g->lock);
         pthread_cond_destroy(&g->wake);
@@ -91,8 +92,9 @@ void conn_guard_free(struct conn_guard *g)
     pthread_cond_signal(&g->wake);
     pthread_mutex_unlock(&g->lock);
     pthread_join(g->thread, NULL);
-    while (g->head)
-        conn_guard_remove(g, g->head);
+    while (!list_is_empty(&g->entries))
+        conn_guard_remove(g, list_entry(g->entries.next,
+                                        struct conn_guard_entry, link));
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->wake);
     free(g);
@@ -109,10 +111,7 @@ struct conn_guard_entry *conn_guard_add(struct conn_guard *g, int fd)
     e->fd = own;
     pthread_mutex_lock(&g->lock);
     e->deadline_ms = util_now_ms() + g->budget_ms;
-    e->next = g->head;
-    if (g->head)
-        g->head->prev = e;
-    g->head = e;
+    list_push_front(&g->entries, &e->link);
     pthread_mutex_unlock(&g->lock);
     return e;
 }
@@ -140,12 +139,7 @@ void conn_guard_remove(struct conn_guard *g, struct conn_guard_entry *e)
     if (!e)
         return;
     pthread_mutex_lock(&g->lock);
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        g->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
+    list_remove(&e->link);
     pthread_mutex_unlock(&g->lock);
     close(e->fd);
     free(e);

@@ -35,6 +35,7 @@
 #include "nbcanvas/render.h"
 #include "nbcanvas/request.h"
 #include "nbcanvas/runner.h"
+#include "nbcanvas/sandbox.h"
 #include "nbcanvas/util.h"
 
 struct http_server {
@@ -75,35 +76,61 @@ json_t *http_error_json(int code, const char *message, json_t *details)
     return json_pack("{s:o}", "error", e);
 }
 
-/* Every answer says how long it took; a render's says more (its phases). */
-static void add_timing(struct MHD_Response *r, const struct exchange *x,
-                       const char *timing)
-{
-    char total[48];
+/*
+ * Every answer is built by respond(), so every answer carries the same
+ * common headers: its type, the request id, Server-Timing, no caching by
+ * anyone on the way, and no content sniffing. What differs by kind of
+ * answer is in struct answer, NULL when it does not apply.
+ */
+struct answer {
+    unsigned status;
+    const char *content_type;
+    char *body; /* taken over (freed) unless is_static */
+    size_t len;
+    bool is_static;
+    const char *timing;      /* Server-Timing; NULL: the total only */
+    const char *csp;         /* Content-Security-Policy */
+    bool no_framing;         /* X-Frame-Options: DENY */
+    const char *disposition; /* Content-Disposition */
+    const char *retry_after;
+    const char *allow;       /* for 405 */
+    const char *cache;       /* X-Nbcanvas-Cache */
+    const char *sandbox;     /* X-Nbcanvas-Sandbox */
+};
 
-    if (!timing || !timing[0]) {
-        snprintf(total, sizeof(total), "total;dur=%lld",
-                 (long long)(util_now_ms() - x->t_start));
-        timing = total;
-    }
-    MHD_add_response_header(r, "Server-Timing", timing);
+static void add_header(struct MHD_Response *r, const char *name,
+                       const char *value)
+{
+    if (value)
+        MHD_add_response_header(r, name, value);
 }
 
-static int queue(struct MHD_Connection *c, struct exchange *x,
-                 unsigned status, const char *ctype, char *body, size_t len,
-                 bool free_body)
+static int respond(struct MHD_Connection *c, struct exchange *x,
+                   const struct answer *a)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(
-        len, body, free_body ? MHD_RESPMEM_MUST_FREE
-                             : MHD_RESPMEM_PERSISTENT);
+        a->len, a->body,
+        a->is_static ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_FREE);
+    char total[48];
     int rc;
 
-    MHD_add_response_header(r, "Content-Type", ctype);
-    MHD_add_response_header(r, "X-Request-Id", x->id);
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    add_timing(r, x, NULL);
-    x->status = status;
-    rc = MHD_queue_response(c, status, r) == MHD_YES ? 0 : -1;
+    if (!a->timing)
+        snprintf(total, sizeof(total), "total;dur=%lld",
+                 (long long)(util_now_ms() - x->t_start));
+    add_header(r, "Content-Type", a->content_type);
+    add_header(r, "X-Request-Id", x->id);
+    add_header(r, "Server-Timing", a->timing ? a->timing : total);
+    add_header(r, "Cache-Control", "no-store");
+    add_header(r, "X-Content-Type-Options", "nosniff");
+    add_header(r, "Content-Security-Policy", a->csp);
+    add_header(r, "X-Frame-Options", a->no_framing ? "DENY" : NULL);
+    add_header(r, "Content-Disposition", a->disposition);
+    add_header(r, "Retry-After", a->retry_after);
+    add_header(r, "Allow", a->allow);
+    add_header(r, "X-Nbcanvas-Cache", a->cache);
+    add_header(r, "X-Nbcanvas-Sandbox", a->sandbox);
+    x->status = a->status;
+    rc = MHD_queue_response(c, a->status, r) == MHD_YES ? 0 : -1;
     MHD_destroy_response(r);
     return rc;
 }
@@ -111,42 +138,39 @@ static int queue(struct MHD_Connection *c, struct exchange *x,
 static int send_json(struct MHD_Connection *c, struct exchange *x,
                      unsigned status, json_t *j)
 {
-    char *text = json_dumps(j, JSON_COMPACT);
+    struct answer a = {.status = status, .content_type = "application/json"};
 
+    a.body = json_dumps(j, JSON_COMPACT);
+    a.len = strlen(a.body);
     json_decref(j);
-    return queue(c, x, status, "application/json", text, strlen(text), true);
+    return respond(c, x, &a);
 }
 
-static int send_error_timed(struct MHD_Connection *c, struct exchange *x,
-                            int code, const char *message, json_t *details,
-                            const char *timing)
+/* An error in the API's format; allow is the Allow header of a 405. */
+static int send_error_full(struct MHD_Connection *c, struct exchange *x,
+                           int code, const char *message, json_t *details,
+                           const char *timing, const char *allow)
 {
-    struct MHD_Response *r;
     json_t *j = http_error_json(code, message, details);
-    char *text = json_dumps(j, JSON_COMPACT);
-    unsigned status = err_http_status(code);
-    int rc;
+    struct answer a = {.status = err_http_status(code),
+                       .content_type = "application/json",
+                       .timing = timing,
+                       .allow = allow};
 
+    if (code == ERR_BUSY)
+        a.retry_after = "2";
+    else if (code == ERR_ENGINE)
+        a.retry_after = "5";
+    a.body = json_dumps(j, JSON_COMPACT);
+    a.len = strlen(a.body);
     json_decref(j);
-    r = MHD_create_response_from_buffer(strlen(text), text,
-                                        MHD_RESPMEM_MUST_FREE);
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    MHD_add_response_header(r, "X-Request-Id", x->id);
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    add_timing(r, x, timing);
-    if (code == ERR_BUSY || code == ERR_ENGINE)
-        MHD_add_response_header(r, "Retry-After", code == ERR_BUSY ? "2"
-                                                                   : "5");
-    x->status = status;
-    rc = MHD_queue_response(c, status, r) == MHD_YES ? 0 : -1;
-    MHD_destroy_response(r);
-    return rc;
+    return respond(c, x, &a);
 }
 
 static int send_error(struct MHD_Connection *c, struct exchange *x, int code,
                       const char *message, json_t *details)
 {
-    return send_error_timed(c, x, code, message, details, NULL);
+    return send_error_full(c, x, code, message, details, NULL, NULL);
 }
 
 /* Watches a client's socket while its job runs. The watcher sleeps in
@@ -212,7 +236,7 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
     struct render_result res;
     struct hangup_watch watch;
     struct err err = ERR_INIT;
-    struct MHD_Response *r;
+    struct answer a = {0};
     const char *route;
     int rc;
 
@@ -234,33 +258,25 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
             metrics_count(s->svc->metrics, "timeouts", 1);
         if (res.code == ERR_MEMORY)
             metrics_count(s->svc->metrics, "ooms", 1);
-        rc = send_error_timed(c, x, res.code, res.message, res.details,
-                              res.server_timing);
+        rc = send_error_full(c, x, res.code, res.message, res.details,
+                             res.server_timing, NULL);
         render_result_release(&res);
         return rc;
     }
-    r = MHD_create_response_from_buffer(res.body_len, res.body,
-                                        MHD_RESPMEM_MUST_FREE);
+    a.status = 200;
+    a.content_type = res.content_type;
+    a.body = res.body;
+    a.len = res.body_len;
     res.body = NULL;
-    MHD_add_response_header(r, "Content-Type", res.content_type);
-    MHD_add_response_header(r, "X-Request-Id", x->id);
-    add_timing(r, x, res.server_timing);
-    MHD_add_response_header(r, "X-Nbcanvas-Cache",
-                            res.cache_hit ? "hit" : "miss");
+    a.timing = res.server_timing;
+    a.cache = res.cache_hit ? "hit" : "miss";
     if (!res.cache_hit)
-        MHD_add_response_header(r, "X-Nbcanvas-Sandbox",
-                                res.warm ? "warm" : "cold");
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(r, "Cache-Control", "no-store");
+        a.sandbox = res.warm ? "warm" : "cold";
     if (strncmp(res.content_type, "text/html", 9) == 0)
-        MHD_add_response_header(r, "Content-Security-Policy",
-                                s->svc->cfg.html_csp);
+        a.csp = s->svc->cfg.html_csp;
     if (strcmp(res.content_type, "application/zip") == 0)
-        MHD_add_response_header(r, "Content-Disposition",
-                                "attachment; filename=\"notebook.zip\"");
-    x->status = 200;
-    rc = MHD_queue_response(c, 200, r) == MHD_YES ? 0 : -1;
-    MHD_destroy_response(r);
+        a.disposition = "attachment; filename=\"notebook.zip\"";
+    rc = respond(c, x, &a);
     render_result_release(&res);
     return rc;
 }
@@ -276,10 +292,6 @@ static int handle_run(struct http_server *s, struct MHD_Connection *c,
 
     rc = request_parse_run(&req, x->body.data, x->body.len, &s->svc->cfg,
                            &err);
-    if (rc == 0 && !languages_find(s->svc->languages, req.language))
-        rc = err_set(&err, ERR_INVALID,
-                     "unknown language '%s' (see GET /v1/languages)",
-                     req.language);
     if (rc < 0) {
         request_run_release(&req);
         return send_error(c, x, rc, err.msg, NULL);
@@ -304,7 +316,7 @@ static int handle_healthz(struct http_server *s, struct MHD_Connection *c,
 static int check_ready(struct service *svc, struct err *err)
 {
     size_t i, n = languages_count(svc->languages);
-    char path[300];
+    char id[128];
     int rc;
 
     rc = docker_negotiate(svc->docker, err);
@@ -316,17 +328,9 @@ static int check_ready(struct service *svc, struct err *err)
         const char *image = i == n ? svc->cfg.notebook_image
                                    : languages_at(svc->languages, i)->image;
 
-        snprintf(path, sizeof(path), "/images/%s/json", image);
-        rc = docker_call_json(svc->docker, "GET", path, NULL, NULL, 0, err);
-        if (rc == ERR_NOT_FOUND)
-            return err_set(err, ERR_ENGINE,
-                           "image %s is missing: build it with "
-                           "scripts/build-images.sh",
-                           image);
-        if (rc < 0) {
-            err->code = ERR_ENGINE;
-            return ERR_ENGINE;
-        }
+        rc = sandbox_image_id(svc->docker, image, id, sizeof(id), err);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -403,13 +407,13 @@ static int handle_metrics(struct http_server *s, struct MHD_Connection *c,
                           struct exchange *x)
 {
     struct buf out = BUF_INIT(1 << 20);
-    size_t len;
-    char *text;
+    struct answer a = {.status = 200,
+                       .content_type = "text/plain; version=0.0.4"};
 
     metrics_write(s->svc->metrics, s->svc->jobs, &out);
     write_pool_cache_metrics(s->svc, &out);
-    text = buf_detach(&out, &len);
-    return queue(c, x, 200, "text/plain; version=0.0.4", text, len, true);
+    a.body = buf_detach(&out, &a.len);
+    return respond(c, x, &a);
 }
 
 extern const unsigned char web_index_html[];
@@ -426,21 +430,16 @@ extern const size_t web_index_html_len;
 static int handle_page(struct http_server *s, struct MHD_Connection *c,
                        struct exchange *x)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        web_index_html_len, (void *)web_index_html, MHD_RESPMEM_PERSISTENT);
-    int rc;
+    struct answer a = {.status = 200,
+                       .content_type = "text/html; charset=utf-8",
+                       .body = (char *)web_index_html,
+                       .len = web_index_html_len,
+                       .is_static = true,
+                       .csp = PAGE_CSP,
+                       .no_framing = true};
 
     (void)s;
-    MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
-    MHD_add_response_header(r, "X-Request-Id", x->id);
-    MHD_add_response_header(r, "Content-Security-Policy", PAGE_CSP);
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(r, "X-Frame-Options", "DENY");
-    add_timing(r, x, NULL);
-    x->status = 200;
-    rc = MHD_queue_response(c, 200, r) == MHD_YES ? 0 : -1;
-    MHD_destroy_response(r);
-    return rc;
+    return respond(c, x, &a);
 }
 
 static int handle_examples(struct http_server *s, struct MHD_Connection *c,
@@ -556,23 +555,11 @@ static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
     buf_init(&x->body, (size_t)body_cap(s, url));
     r = find_route(method, url, &known, allow, sizeof(allow));
     x->route = r ? r->path : "other";
-    if (!r && known) {
-        struct MHD_Response *resp;
-        json_t *j = http_error_json(ERR_METHOD, "method not allowed", NULL);
-        char *text = json_dumps(j, JSON_COMPACT);
-
-        json_decref(j);
-        resp = MHD_create_response_from_buffer(strlen(text), text,
-                                               MHD_RESPMEM_MUST_FREE);
-        MHD_add_response_header(resp, "Content-Type", "application/json");
-        MHD_add_response_header(resp, "X-Request-Id", x->id);
-        MHD_add_response_header(resp, "Allow", allow);
-        add_timing(resp, x, NULL);
-        x->status = 405;
-        MHD_queue_response(c, 405, resp);
-        MHD_destroy_response(resp);
-        return MHD_YES;
-    }
+    if (!r && known)
+        return send_error_full(c, x, ERR_METHOD, "method not allowed", NULL,
+                               NULL, allow) == 0
+                   ? MHD_YES
+                   : MHD_NO;
     if (!r)
         return send_error(c, x, ERR_NOT_FOUND, "no such path", NULL) == 0
                    ? MHD_YES

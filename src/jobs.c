@@ -22,13 +22,9 @@ struct jobs {
 struct jobs *jobs_new(long max_running, long max_waiting)
 {
     struct jobs *j = xcalloc(1, sizeof(*j));
-    pthread_condattr_t attr;
 
     pthread_mutex_init(&j->lock, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&j->freed, &attr);
-    pthread_condattr_destroy(&attr);
+    util_cond_init_monotonic(&j->freed);
     j->max_running = max_running;
     j->max_waiting = max_waiting;
     return j;

@@ -1,7 +1,9 @@
 /*
- * Metrics: a fixed table of request series (route x status) and events, so
- * a flood of odd paths cannot grow memory: every unknown route is counted
- * as "other".
+ * Metrics: fixed tables of request series (route x status), latency per
+ * route and events, so nothing a client sends can grow memory. The routes
+ * are whatever the HTTP layer names (its route table, or "other" for any
+ * path it does not serve): that table is their one home, and a route is
+ * given its row here the first time it is seen.
  */
 #include "nbcanvas/metrics.h"
 
@@ -13,30 +15,29 @@
 #include "nbcanvas/jobs.h"
 #include "nbcanvas/util.h"
 
-#define MAX_SERIES 64
+#define MAX_ROUTES 32
+#define MAX_SERIES 128
 #define MAX_EVENTS 16
 
-static const char *const routes[] = {"/",           "/healthz",
-                                     "/readyz",     "/metrics",
-                                     "/v1/render",  "/v1/run",
-                                     "/v1/kernels", "/v1/languages",
-                                     "/v1/examples",
-                                     "other"};
 static const double buckets_ms[] = {10, 50, 100, 250, 500, 1000,
                                     2500, 5000, 10000, 30000, 60000};
 #define NBUCKETS (sizeof(buckets_ms) / sizeof(buckets_ms[0]))
-#define NROUTES (sizeof(routes) / sizeof(routes[0]))
-
-struct series {
-    const char *route;
-    unsigned status;
-    long count;
-};
 
 struct histogram {
     long buckets[NBUCKETS];
     long count;
     long long sum_ms;
+};
+
+struct route_row {
+    char name[48];
+    struct histogram latency;
+};
+
+struct series {
+    size_t route; /* index into routes */
+    unsigned status;
+    long count;
 };
 
 struct event {
@@ -46,9 +47,10 @@ struct event {
 
 struct metrics {
     pthread_mutex_t lock;
+    struct route_row routes[MAX_ROUTES];
+    size_t nroutes;
     struct series series[MAX_SERIES];
     size_t nseries;
-    struct histogram latency[NROUTES];
     struct event events[MAX_EVENTS];
     size_t nevents;
 };
@@ -58,6 +60,8 @@ struct metrics *metrics_new(void)
     struct metrics *m = xcalloc(1, sizeof(*m));
 
     pthread_mutex_init(&m->lock, NULL);
+    snprintf(m->routes[0].name, sizeof(m->routes[0].name), "other");
+    m->nroutes = 1;
     return m;
 }
 
@@ -69,28 +73,34 @@ void metrics_free(struct metrics *m)
     free(m);
 }
 
-static size_t route_index(const char *route)
+/* Under the lock: the row of route, added if new ("other" when full). */
+static size_t route_index(struct metrics *m, const char *route)
 {
     size_t i;
 
-    for (i = 0; i < NROUTES - 1; i++)
-        if (strcmp(routes[i], route) == 0)
+    for (i = 0; i < m->nroutes; i++)
+        if (strcmp(m->routes[i].name, route) == 0)
             return i;
-    return NROUTES - 1;
+    if (m->nroutes == MAX_ROUTES || strlen(route) >= sizeof(m->routes[0].name))
+        return 0;
+    snprintf(m->routes[i].name, sizeof(m->routes[i].name), "%s", route);
+    return m->nroutes++;
 }
 
 void metrics_request(struct metrics *m, const char *route, unsigned status,
                      long long ms)
 {
-    size_t r = route_index(route), i;
-    struct histogram *h = &m->latency[r];
+    struct histogram *h;
+    size_t r, i;
 
     pthread_mutex_lock(&m->lock);
+    r = route_index(m, route);
+    h = &m->routes[r].latency;
     for (i = 0; i < m->nseries; i++)
-        if (m->series[i].route == routes[r] && m->series[i].status == status)
+        if (m->series[i].route == r && m->series[i].status == status)
             break;
     if (i == m->nseries && m->nseries < MAX_SERIES)
-        m->series[m->nseries++] = (struct series){routes[r], status, 0};
+        m->series[m->nseries++] = (struct series){r, status, 0};
     if (i < m->nseries)
         m->series[i].count++;
     for (i = 0; i < NBUCKETS; i++)
@@ -127,8 +137,9 @@ static void write_histograms(struct metrics *m, struct buf *out)
     buf_puts(out, "# HELP nbcanvas_request_duration_seconds Time to answer "
                   "a request.\n"
                   "# TYPE nbcanvas_request_duration_seconds histogram\n");
-    for (r = 0; r < NROUTES; r++) {
-        struct histogram *h = &m->latency[r];
+    for (r = 0; r < m->nroutes; r++) {
+        const char *route = m->routes[r].name;
+        struct histogram *h = &m->routes[r].latency;
 
         if (!h->count)
             continue;
@@ -136,15 +147,15 @@ static void write_histograms(struct metrics *m, struct buf *out)
             buf_printf(out,
                        "nbcanvas_request_duration_seconds_bucket{route=\"%s\","
                        "le=\"%g\"} %ld\n",
-                       routes[r], buckets_ms[b] / 1000, h->buckets[b]);
+                       route, buckets_ms[b] / 1000, h->buckets[b]);
         buf_printf(out,
                    "nbcanvas_request_duration_seconds_bucket{route=\"%s\","
                    "le=\"+Inf\"} %ld\n"
                    "nbcanvas_request_duration_seconds_sum{route=\"%s\"} %g\n"
                    "nbcanvas_request_duration_seconds_count{route=\"%s\"} "
                    "%ld\n",
-                   routes[r], h->count, routes[r], (double)h->sum_ms / 1000,
-                   routes[r], h->count);
+                   route, h->count, route, (double)h->sum_ms / 1000, route,
+                   h->count);
     }
 }
 
@@ -160,7 +171,7 @@ void metrics_write(struct metrics *m, struct jobs *jobs, struct buf *out)
         buf_printf(out,
                    "nbcanvas_requests_total{route=\"%s\",status=\"%u\"} "
                    "%ld\n",
-                   m->series[i].route, m->series[i].status,
+                   m->routes[m->series[i].route].name, m->series[i].status,
                    m->series[i].count);
     write_histograms(m, out);
     for (i = 0; i < m->nevents; i++)

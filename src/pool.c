@@ -27,12 +27,12 @@
 #include <time.h>
 
 #include "nbcanvas/demux.h"
+#include "nbcanvas/driver.h"
 #include "nbcanvas/util.h"
 
 #define POOL_MAX_IDLE_S 600
 #define POOL_READY_TIMEOUT_MS 90000
 #define POOL_CHECK_EVERY_MS 5000
-#define DRIVER_READY "nbcanvas:ready\n"
 
 struct idle_sandbox {
     struct sandbox sb;
@@ -40,7 +40,9 @@ struct idle_sandbox {
 };
 
 struct pool {
-    struct service *svc;
+    struct docker *docker;
+    const struct config *cfg;
+    char owner[128];
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_t thread;
@@ -50,26 +52,32 @@ struct pool {
     struct pool_stats stats;
 };
 
-int pool_create_sandbox(struct sandbox *sb, struct service *svc, bool preload,
-                        const char *job_id, long long deadline_s,
-                        struct err *err)
+/* A notebook sandbox running the driver, not started yet. */
+static int create_sandbox(struct pool *p, struct sandbox *sb, bool preload,
+                          const char *job_id, long long deadline_s,
+                          struct err *err)
 {
-    const struct config *cfg = &svc->cfg;
-    json_t *cmd = json_pack("[s, s]", "python3",
-                            "/opt/nbcanvas/nbcanvas_driver.py");
-    json_t *env = json_pack(
-        "[s, s, s, s, s, s]", "NBCANVAS_KERNEL=python3",
-        preload ? "NBCANVAS_PRELOAD=1" : "NBCANVAS_PRELOAD=0",
-        "JUPYTER_RUNTIME_DIR=/tmp/jupyter-runtime", "IPYTHONDIR=/tmp/ipython",
-        "MPLCONFIGDIR=/tmp/matplotlib", "XDG_CACHE_HOME=/tmp/cache");
-    struct sandbox_spec spec = {cfg->notebook_image, cmd, env,
-                                &cfg->render_limits, cfg->runtime, job_id,
+    json_t *cmd = driver_command();
+    json_t *env = driver_environment("python3", preload);
+    struct sandbox_spec spec = {p->cfg->notebook_image,
+                                cmd,
+                                env,
+                                &p->cfg->render_limits,
+                                p->cfg->runtime,
+                                job_id,
+                                p->owner,
                                 deadline_s};
-    int rc = sandbox_create(sb, svc->docker, &spec, err);
+    int rc = sandbox_create(sb, p->docker, &spec, err);
 
     json_decref(cmd);
     json_decref(env);
     return rc;
+}
+
+int pool_create_cold(struct pool *p, struct sandbox *sb, const char *job_id,
+                     long long deadline_s, struct err *err)
+{
+    return create_sandbox(p, sb, false, job_id, deadline_s, err);
 }
 
 struct warmup {
@@ -92,14 +100,14 @@ static int warm_data(void *ctx, const char *data, size_t len)
 
     if (demux_feed(&w->demux, data, len) < 0)
         return ERR_INTERNAL;
-    return strstr(w->out.data, DRIVER_READY) ? 1 : 0;
+    return driver_is_ready(w->out.data, w->out.len) ? 1 : 0;
 }
 
 /* Creates and starts one preloaded sandbox and waits until it is ready. */
 static int start_one(struct pool *p, struct sandbox *sb, struct err *err)
 {
     long long deadline_s = (long long)time(NULL) + POOL_MAX_IDLE_S +
-                           p->svc->cfg.render_max_timeout_s + 120;
+                           p->cfg->render_max_timeout_s + 120;
     struct warmup w = {.sb = sb, .err = err};
     struct docker_stream_cb cb = {warm_open, warm_data, &w, &p->stopping};
     int rc;
@@ -107,7 +115,7 @@ static int start_one(struct pool *p, struct sandbox *sb, struct err *err)
     buf_init(&w.out, 64 << 10);
     buf_init(&w.errout, 64 << 10);
     demux_init(&w.demux, &w.out, &w.errout);
-    rc = pool_create_sandbox(sb, p->svc, true, "pool", deadline_s, err);
+    rc = create_sandbox(p, sb, true, "pool", deadline_s, err);
     if (rc == 0)
         rc = sandbox_attach(sb, &cb, util_now_ms() + POOL_READY_TIMEOUT_MS,
                             err);
@@ -209,19 +217,18 @@ static void *refill(void *arg)
     return NULL;
 }
 
-struct pool *pool_new(struct service *svc, long size)
+struct pool *pool_new(struct docker *d, const struct config *cfg,
+                      const char *owner, long size)
 {
     struct pool *p = xcalloc(1, sizeof(*p));
-    pthread_condattr_t attr;
 
-    p->svc = svc;
+    p->docker = d;
+    p->cfg = cfg;
+    snprintf(p->owner, sizeof(p->owner), "%s", owner);
     p->stats.size = size;
     p->idle = xcalloc((size_t)size + 1, sizeof(*p->idle));
     pthread_mutex_init(&p->lock, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->wake, &attr);
-    pthread_condattr_destroy(&attr);
+    util_cond_init_monotonic(&p->wake);
     if (size > 0)
         p->running = pthread_create(&p->thread, NULL, refill, p) == 0;
     return p;

@@ -23,7 +23,6 @@
  */
 #include "nbcanvas/render.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +30,9 @@
 
 #include "nbcanvas/bundle.h"
 #include "nbcanvas/cache.h"
+#include "nbcanvas/cache_key.h"
 #include "nbcanvas/demux.h"
+#include "nbcanvas/driver.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/results.h"
@@ -39,7 +40,6 @@
 #include "nbcanvas/util.h"
 
 #define RENDER_GRACE_S 30
-#define DRIVER_DONE "nbcanvas:done "
 
 struct render_job {
     struct service *svc;
@@ -61,53 +61,25 @@ struct render_job {
         t_fetched, t_done;
 };
 
-static json_t *job_json(const struct render_job *job)
-{
-    const struct render_request *r = job->req;
-
-    return json_pack("{s:s, s:I, s:b, s:b, s:s, s:I, s:b, s:b, s:I, s:I}",
-                     "kernel", r->kernel->name, "timeout_s",
-                     (json_int_t)r->timeout_s, "allow_errors",
-                     r->allow_errors, "include_input", r->include_input,
-                     "template", r->template_name, "max_html_bytes",
-                     (json_int_t)job->svc->cfg.max_html_bytes,
-                     "sanitize_html", 0, "artifacts",
-                     r->format == FORMAT_ZIP, "max_artifact_bytes",
-                     (json_int_t)job->svc->cfg.max_artifact_bytes,
-                     "max_result_bytes",
-                     (json_int_t)job->svc->cfg.max_result_bytes - (1 << 20));
-}
-
-/* The job as the driver reads it from stdin: "nbcanvas:job <n>\n" and an
- * n-byte tar of the request's files and the job's own folder. */
+/* The job as the driver reads it from stdin (driver.h). */
 static int build_upload(struct render_job *job)
 {
-    const struct tar_files *files = &job->req->files;
-    size_t n = files->n + 2, i;
-    struct tar_entry *e = xcalloc(n, sizeof(*e));
-    struct buf tar = BUF_INIT((size_t)-1);
-    char *nb = json_dumps(job->req->notebook, JSON_COMPACT);
-    char *spec;
-    json_t *j = job_json(job);
-    int rc;
+    const struct render_request *r = job->req;
+    const struct config *cfg = &job->svc->cfg;
+    struct driver_job spec = {
+        .kernel = r->kernel->name,
+        .timeout_s = r->timeout_s,
+        .allow_errors = r->allow_errors,
+        .include_input = r->include_input,
+        .template_name = r->template_name,
+        .max_html_bytes = cfg->max_html_bytes,
+        .artifacts = r->format == FORMAT_ZIP,
+        .max_artifact_bytes = cfg->max_artifact_bytes,
+        .max_result_bytes = cfg->max_result_bytes,
+    };
 
-    spec = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    for (i = 0; i < files->n; i++)
-        e[i] = files->v[i];
-    e[i++] = (struct tar_entry){".nbcanvas/input.ipynb", nb, strlen(nb)};
-    e[i++] = (struct tar_entry){".nbcanvas/job.json", spec, strlen(spec)};
-    rc = tarball_write(&tar, e, i, SANDBOX_UID, SANDBOX_UID, &job->err);
-    if (rc == 0) {
-        buf_printf(&job->upload, "nbcanvas:job %zu\n", tar.len);
-        if (buf_append(&job->upload, tar.data, tar.len) < 0)
-            rc = err_set(&job->err, ERR_TOO_LARGE, "the job is too large");
-    }
-    buf_release(&tar);
-    free(nb);
-    free(spec);
-    free(e);
-    return rc;
+    return driver_write_job(&job->upload, &spec, r->notebook, &r->files,
+                            &job->err);
 }
 
 /* The attach is live: start the container if it is not running yet; the
@@ -122,28 +94,6 @@ static int on_open(void *ctx)
     return rc;
 }
 
-/* Finds "nbcanvas:done <n>\n" in the driver's output; returns 1 once all
- * n bytes after it have arrived. */
-static int results_complete(struct render_job *job)
-{
-    const char *line = strstr(job->out.data, DRIVER_DONE);
-    const char *nl;
-    char *end;
-    unsigned long long n;
-
-    if (!line)
-        return 0;
-    nl = strchr(line, '\n');
-    if (!nl)
-        return 0;
-    n = strtoull(line + strlen(DRIVER_DONE), &end, 10);
-    if (end != nl)
-        return err_set(&job->err, ERR_INTERNAL, "driver: bad done line");
-    job->results_at = (size_t)(nl + 1 - job->out.data);
-    job->results_len = (size_t)n;
-    return job->out.len - job->results_at >= n ? 1 : 0;
-}
-
 static int on_data(void *ctx, const char *data, size_t len)
 {
     struct render_job *job = ctx;
@@ -154,7 +104,8 @@ static int on_data(void *ctx, const char *data, size_t len)
         return err_set(&job->err, ERR_OUTPUT,
                        "the results are larger than %lld bytes",
                        job->svc->cfg.max_result_bytes);
-    return results_complete(job);
+    return driver_find_results(job->out.data, job->out.len, &job->results_at,
+                               &job->results_len, &job->err);
 }
 
 /* The last line the sandbox wrote on stderr, for error messages. */
@@ -168,23 +119,6 @@ static const char *stderr_tail(struct render_job *job)
     while (n > 0 && s[n - 1] != '\n')
         n--;
     return s + n;
-}
-
-/* The index of the last cell the driver started, from the progress lines
- * ("nbcanvas:cell <i>") it writes on stderr; -1 if none. */
-static long last_started_cell(const struct render_job *job)
-{
-    static const char mark[] = "nbcanvas:cell ";
-    const char *s = job->errout.data, *end = s + job->errout.len, *hit;
-    long cell = -1;
-
-    while (s < end &&
-           (hit = memmem(s, (size_t)(end - s), mark, sizeof(mark) - 1))) {
-        if (hit == job->errout.data || hit[-1] == '\n')
-            cell = strtol(hit + sizeof(mark) - 1, NULL, 10);
-        s = hit + sizeof(mark) - 1;
-    }
-    return cell;
 }
 
 /* For the operator: the end of what the sandbox wrote on stderr when a
@@ -201,10 +135,10 @@ static void log_sandbox_stderr(struct render_job *job)
 /* A new cold sandbox for the job (not started yet). */
 static int create_cold(struct render_job *job)
 {
-    return pool_create_sandbox(&job->sb, job->svc, false, job->id,
-                               (long long)time(NULL) + job->req->timeout_s +
-                                   RENDER_GRACE_S * 2,
-                               &job->err);
+    return pool_create_cold(job->svc->pool, &job->sb, job->id,
+                            (long long)time(NULL) + job->req->timeout_s +
+                                RENDER_GRACE_S * 2,
+                            &job->err);
 }
 
 /* Hands the job to the sandbox and waits for the driver's "done". */
@@ -228,7 +162,7 @@ static int run_driver(struct render_job *job, const atomic_bool *cancel)
                        "the notebook ran past its %ld s deadline",
                        job->req->timeout_s);
     if (rc == 0) {
-        long cell = last_started_cell(job);
+        long cell = driver_last_cell(job->errout.data, job->errout.len);
 
         if (sandbox_oom_killed(&job->sb))
             return err_set(&job->err, ERR_MEMORY,
@@ -297,13 +231,13 @@ static int fetch_results(struct render_job *job)
     if (rc < 0)
         return rc;
     /* Outputs may hold NUL (as \u0000); it is made safe when cleaned. */
-    e = tarball_find(&job->results, "status.json");
+    e = tarball_find(&job->results, DRIVER_RESULT_STATUS);
     if (e)
         job->status = json_loadb(e->data, e->len, JSON_ALLOW_NUL, NULL);
     if (!json_is_object(job->status))
         return err_set(&job->err, ERR_INTERNAL,
                        "the sandbox wrote no status: %s", stderr_tail(job));
-    e = tarball_find(&job->results, "notebook.ipynb");
+    e = tarball_find(&job->results, DRIVER_RESULT_NOTEBOOK);
     if (e) {
         job->executed = json_loadb(e->data, e->len, JSON_ALLOW_NUL, NULL);
         if (!json_is_object(job->executed))
@@ -327,44 +261,43 @@ static json_t *with_partial_cells(struct render_job *job, json_t *details)
 /* Details that name only the cell, with the partial results. */
 static json_t *cell_details(struct render_job *job, json_t *cell)
 {
-    return with_partial_cells(
-        job, json_pack("{s:O}", "cell", cell ? cell : json_null()));
+    return with_partial_cells(job, json_pack("{s:O}", "cell", cell));
 }
 
 /* Maps the driver's status to an error (or 0 for ok). */
 static int status_error(struct render_job *job, json_t **details)
 {
-    const char *st = json_string_value(json_object_get(job->status, "status"));
-    const char *msg = json_string_value(json_object_get(job->status,
-                                                        "message"));
-    json_t *cell = json_object_get(job->status, "cell");
+    const struct config *cfg = &job->svc->cfg;
+    struct driver_status st;
+    json_t *cell;
+    int rc = driver_parse_status(&st, job->status, &job->err);
 
-    if (!st)
-        st = "internal";
-    if (strcmp(st, "ok") == 0)
-        return 0;
-    if (strcmp(st, "cell_error") == 0) {
+    if (rc < 0)
+        return rc;
+    cell = st.cell >= 0 ? json_integer(st.cell) : json_null();
+    switch (st.outcome) {
+    case DRIVER_OK:
+        break;
+    case DRIVER_CELL_ERROR:
         *details = with_partial_cells(job, results_cell_error(job->status));
-        return err_set(&job->err, ERR_CELL, "cell %lld raised %s: %s",
-                       (long long)json_integer_value(cell),
-                       json_string_value(json_object_get(*details, "ename")),
-                       json_string_value(json_object_get(*details, "evalue")));
-    }
-    if (strcmp(st, "timeout") == 0) {
+        rc = err_set(&job->err, ERR_CELL, "cell %ld raised %s: %s", st.cell,
+                     json_string_value(json_object_get(*details, "ename")),
+                     json_string_value(json_object_get(*details, "evalue")));
+        break;
+    case DRIVER_TIMEOUT:
         *details = cell_details(job, cell);
-        return err_set(&job->err, ERR_TIMEOUT,
-                       "cell %lld was still running at the %ld s deadline",
-                       (long long)json_integer_value(cell),
-                       job->req->timeout_s);
-    }
-    if (strcmp(st, "kernel_died") == 0 && sandbox_oom_killed(&job->sb)) {
-        *details = cell_details(job, cell);
-        return err_set(&job->err, ERR_MEMORY,
-                       "cell %lld ran out of memory (limit %lld MiB)",
-                       (long long)json_integer_value(cell),
-                       job->svc->cfg.render_limits.memory_bytes >> 20);
-    }
-    if (strcmp(st, "kernel_died") == 0) {
+        rc = err_set(&job->err, ERR_TIMEOUT,
+                     "cell %ld was still running at the %ld s deadline",
+                     st.cell, job->req->timeout_s);
+        break;
+    case DRIVER_KERNEL_DIED:
+        if (sandbox_oom_killed(&job->sb)) {
+            *details = cell_details(job, cell);
+            rc = err_set(&job->err, ERR_MEMORY,
+                         "cell %ld ran out of memory (limit %lld MiB)",
+                         st.cell, cfg->render_limits.memory_bytes >> 20);
+            break;
+        }
         /* The cell ended its own kernel (os._exit, a crash, a signal): a
          * failure of that cell, reported as nbclient names it. */
         json_object_set_new(job->status, "ename",
@@ -374,19 +307,26 @@ static int status_error(struct render_job *job, json_t **details)
                                         "cell (it exited, crashed or was "
                                         "killed)"));
         *details = with_partial_cells(job, results_cell_error(job->status));
-        return err_set(&job->err, ERR_CELL,
-                       "cell %lld stopped the kernel (it exited, crashed or "
-                       "was killed)",
-                       (long long)json_integer_value(cell));
+        rc = err_set(&job->err, ERR_CELL,
+                     "cell %ld stopped the kernel (it exited, crashed or "
+                     "was killed)",
+                     st.cell);
+        break;
+    case DRIVER_OUTPUT_LIMIT:
+        rc = err_set(&job->err, ERR_OUTPUT, "output too large: %s",
+                     st.message);
+        break;
+    case DRIVER_INVALID_NOTEBOOK:
+        rc = err_set(&job->err, ERR_INVALID, "not a valid notebook: %s",
+                     st.message);
+        break;
+    case DRIVER_FAILED:
+        rc = err_set(&job->err, ERR_INTERNAL, "internal: %s",
+                     st.message[0] ? st.message : stderr_tail(job));
+        break;
     }
-    if (strcmp(st, "output_limit") == 0)
-        return err_set(&job->err, ERR_OUTPUT, "output too large: %s",
-                       msg ? msg : "");
-    if (strcmp(st, "invalid_notebook") == 0)
-        return err_set(&job->err, ERR_INVALID, "not a valid notebook: %s",
-                       msg ? msg : "");
-    return err_set(&job->err, ERR_INTERNAL, "%s: %s", st,
-                   msg ? msg : stderr_tail(job));
+    json_decref(cell);
+    return rc;
 }
 
 static json_t *timing_json(struct render_job *job)
@@ -417,8 +357,8 @@ static char *result_json(struct render_job *job, size_t *len)
 
 static int build_zip(struct render_job *job, struct render_result *out)
 {
-    const struct tar_entry *html = tarball_find(&job->results, "index.html");
-    const struct tar_entry *nb = tarball_find(&job->results, "notebook.ipynb");
+    const struct tar_entry *html = tarball_find(&job->results, DRIVER_RESULT_PAGE);
+    const struct tar_entry *nb = tarball_find(&job->results, DRIVER_RESULT_NOTEBOOK);
     struct tar_files images = TAR_FILES_INIT;
     struct bundle_part *parts;
     char *result;
@@ -442,7 +382,8 @@ static int build_zip(struct render_job *job, struct render_result *out)
     for (i = 0; i < job->results.n; i++) {
         const struct tar_entry *a = &job->results.v[i];
 
-        if (strncmp(a->name, "artifacts/", 10) == 0)
+        if (strncmp(a->name, DRIVER_RESULT_ARTIFACTS,
+                    strlen(DRIVER_RESULT_ARTIFACTS)) == 0)
             parts[n++] = (struct bundle_part){a->name, a->data, a->len};
     }
     rc = bundle_zip(&out->body, &out->body_len, parts, n, &job->err);
@@ -459,7 +400,7 @@ static int build_answer(struct render_job *job, struct render_result *out)
 
     switch (job->req->format) {
     case FORMAT_HTML:
-        e = tarball_find(&job->results, "index.html");
+        e = tarball_find(&job->results, DRIVER_RESULT_PAGE);
         if (!e)
             return err_set(&job->err, ERR_INTERNAL, "no page was exported");
         out->body = xstrndup(e->data, e->len);
@@ -467,7 +408,7 @@ static int build_answer(struct render_job *job, struct render_result *out)
         out->content_type = "text/html; charset=utf-8";
         return 0;
     case FORMAT_IPYNB:
-        e = tarball_find(&job->results, "notebook.ipynb");
+        e = tarball_find(&job->results, DRIVER_RESULT_NOTEBOOK);
         if (!e)
             return err_set(&job->err, ERR_INTERNAL, "no executed notebook");
         out->body = xstrndup(e->data, e->len);
@@ -479,28 +420,12 @@ static int build_answer(struct render_job *job, struct render_result *out)
         out->content_type = "application/json";
         return 0;
     case FORMAT_ZIP:
-        if (!tarball_find(&job->results, "index.html") ||
-            !tarball_find(&job->results, "notebook.ipynb"))
+        if (!tarball_find(&job->results, DRIVER_RESULT_PAGE) ||
+            !tarball_find(&job->results, DRIVER_RESULT_NOTEBOOK))
             return err_set(&job->err, ERR_INTERNAL, "results are missing");
         return build_zip(job, out);
     }
     return err_set(&job->err, ERR_INTERNAL, "unknown format");
-}
-
-/* The request's key extended with the image the answer comes from. */
-static void cache_key_with_image(struct cache *c,
-                                 const struct render_request *req,
-                                 unsigned char out[32])
-{
-    unsigned char material[32 + 128];
-    char image[128];
-    size_t n;
-
-    cache_image(c, image, sizeof(image));
-    n = strlen(image);
-    memcpy(material, req->key, 32);
-    memcpy(material + 32, image, n);
-    EVP_Digest(material, 32 + n, out, NULL, EVP_sha256(), NULL);
 }
 
 static void server_timing(struct render_job *job, struct render_result *out)
@@ -533,7 +458,7 @@ int render_run(struct render_result *out, struct service *svc,
     memset(out, 0, sizeof(*out));
     job.t_start = util_now_ms();
     if (svc->cache)
-        cache_key_with_image(svc->cache, req, key);
+        cache_keys_render(svc->cache_keys, req, key);
     if (svc->cache && req->cache)
         lookup = cache_get_or_claim(
             svc->cache, key, &out->body, &out->body_len, &out->content_type,

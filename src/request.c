@@ -6,7 +6,6 @@
  */
 #include "nbcanvas/request.h"
 
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,32 +35,6 @@ bool request_file_name_ok(const char *name, size_t len)
             return false; /* trailing slash */
     }
     return true;
-}
-
-/* Strict base64 (RFC 4648, padding required, no whitespace). */
-static int base64_decode(char **out, size_t *out_len, const char *in,
-                         size_t len)
-{
-    size_t pad = 0;
-    int n;
-
-    if (len % 4 != 0)
-        return -1;
-    *out = xmalloc(len / 4 * 3 + 1);
-    n = EVP_DecodeBlock((unsigned char *)*out, (const unsigned char *)in,
-                        (int)len);
-    if (n < 0) {
-        free(*out);
-        *out = NULL;
-        return -1;
-    }
-    if (len >= 1 && in[len - 1] == '=')
-        pad++;
-    if (len >= 2 && in[len - 2] == '=')
-        pad++;
-    *out_len = (size_t)n - pad;
-    (*out)[*out_len] = '\0';
-    return 0;
 }
 
 static bool has_name(const struct tar_files *files, const char *name)
@@ -94,7 +67,8 @@ static int parse_file(struct tar_files *files, json_t *f, size_t i,
     json_t *content = json_object_get(f, "content_base64");
     const char *key;
     json_t *v;
-    struct tar_entry e = {NULL, NULL, 0};
+    char *data;
+    size_t len;
 
     json_object_foreach(f, key, v) {
         if (strcmp(key, "name") && strcmp(key, "content_base64"))
@@ -117,13 +91,11 @@ static int parse_file(struct tar_files *files, json_t *f, size_t i,
         clashes_with_folder(files, json_string_value(name)))
         return err_set(err, ERR_INVALID, "files[%zu].name '%s' is a duplicate",
                        i, json_string_value(name));
-    if (base64_decode(&e.data, &e.len, json_string_value(content),
-                      json_string_length(content)) < 0)
+    if (util_base64_decode(&data, &len, json_string_value(content),
+                           json_string_length(content), false) < 0)
         return err_set(err, ERR_INVALID,
                        "files[%zu].content_base64 is not valid base64", i);
-    e.name = xstrdup(json_string_value(name));
-    files->v = xrealloc(files->v, (files->n + 1) * sizeof(*files->v));
-    files->v[files->n++] = e;
+    tarball_files_add(files, xstrdup(json_string_value(name)), data, len);
     return 0;
 }
 
@@ -230,30 +202,9 @@ static int load_object(json_t **out, const char *body, size_t len,
     return 0;
 }
 
-/* The cache key: everything in the request that can change the answer,
- * in a canonical form (sorted keys, files by content hash). The image id
- * is added by the cache's user. */
-static void cache_key(struct render_request *r, json_t *source)
+const char *request_format_name(enum render_format format)
 {
-    json_t *files = json_array(), *k;
-    char hex[65], *text;
-    size_t i;
-
-    for (i = 0; i < r->files.n; i++) {
-        util_sha256_hex(hex, r->files.v[i].data, r->files.v[i].len);
-        json_array_append_new(files, json_pack("[s, s]", r->files.v[i].name,
-                                               hex));
-    }
-    k = json_pack("{s:O, s:s, s:s, s:b, s:s, s:I, s:b, s:o}", "source",
-                  source, "kernel", r->kernel->name, "format",
-                  format_names[r->format], "include_input", r->include_input,
-                  "template", r->template_name, "timeout_s",
-                  (json_int_t)r->timeout_s, "allow_errors", r->allow_errors,
-                  "files", files);
-    text = json_dumps(k, JSON_SORT_KEYS | JSON_COMPACT);
-    EVP_Digest(text, strlen(text), r->key, NULL, EVP_sha256(), NULL);
-    free(text);
-    json_decref(k);
+    return format_names[format];
 }
 
 static int parse_render_fields(struct render_request *r, json_t *root,
@@ -301,7 +252,7 @@ static int parse_render_fields(struct render_request *r, json_t *root,
     r->format = (enum render_format)format;
     snprintf(r->template_name, sizeof(r->template_name), "%s",
              templates[tmpl]);
-    cache_key(r, cells ? cells : nb);
+    r->source = json_incref(cells ? cells : nb);
     if (cells)
         return notebook_from_cells(&r->notebook, cells, r->kernel, err);
     return notebook_from_upload(&r->notebook, nb, r->kernel, err);
@@ -335,7 +286,8 @@ int request_parse_render(struct render_request *r, const char *body,
 void request_render_release(struct render_request *r)
 {
     json_decref(r->notebook);
-    r->notebook = NULL;
+    json_decref(r->source);
+    r->notebook = r->source = NULL;
     tarball_files_release(&r->files);
 }
 

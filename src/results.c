@@ -92,42 +92,13 @@ json_t *results_cells_json(json_t *nb)
     return list;
 }
 
-static void add_file(struct tar_files *files, char *name, char *data,
-                     size_t len)
-{
-    files->v = xrealloc(files->v, (files->n + 1) * sizeof(*files->v));
-    files->v[files->n].name = name;
-    files->v[files->n].data = data;
-    files->v[files->n].len = len;
-    files->n++;
-}
-
 /* Decodes base64 that may hold newlines (nbformat allows them). */
 static bool decode_base64(json_t *v, char **out, size_t *out_len)
 {
     json_t *text = joined_text(v);
-    const char *s = json_string_value(text);
-    size_t n = json_string_length(text), i, k = 0;
-    char *clean = xmalloc(n + 1);
-    int got;
-    bool ok = false;
+    bool ok = util_base64_decode(out, out_len, json_string_value(text),
+                                 json_string_length(text), true) == 0;
 
-    for (i = 0; i < n; i++)
-        if (s[i] != '\n' && s[i] != '\r' && s[i] != ' ')
-            clean[k++] = s[i];
-    *out = xmalloc(k / 4 * 3 + 4);
-    got = k % 4 == 0 ? EVP_DecodeBlock((unsigned char *)*out,
-                                       (unsigned char *)clean, (int)k)
-                     : -1;
-    if (got >= 0) {
-        *out_len = (size_t)got - (k && clean[k - 1] == '=') -
-                   (k > 1 && clean[k - 2] == '=');
-        ok = true;
-    } else {
-        free(*out);
-        *out = NULL;
-    }
-    free(clean);
     json_decref(text);
     return ok;
 }
@@ -164,7 +135,7 @@ static void output_images(struct tar_files *files, json_t *data, size_t cell,
             bytes = xstrndup(json_string_value(text), len);
             json_decref(text);
         }
-        add_file(files,
+        tarball_files_add(files,
                  xasprintf("cell%zu_output%zu.%s", cell, index,
                            image_types[t].ext),
                  bytes, len);

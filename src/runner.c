@@ -18,6 +18,7 @@
 
 #include "nbcanvas/ansi.h"
 #include "nbcanvas/demux.h"
+#include "nbcanvas/driver.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/languages.h"
 #include "nbcanvas/sandbox.h"
@@ -77,7 +78,7 @@ static json_t *unpack_command(size_t n)
 
     snprintf(script, sizeof(script),
              "head -c %zu | tar -xf - -C " SANDBOX_WORKDIR
-             " --no-same-owner -m && echo nbcanvas:ready && "
+             " --no-same-owner -m && printf '" DRIVER_READY_LINE "' && "
              "while sleep 3600; do :; done",
              n);
     return json_pack("[s, s, s]", "sh", "-c", script);
@@ -96,7 +97,7 @@ static int ready_on_data(void *ctx, const char *data, size_t len)
 
     if (demux_feed(&job->demux, data, len) < 0)
         return ERR_INTERNAL;
-    return strstr(job->out.data, "nbcanvas:ready\n") ? 1 : 0;
+    return driver_is_ready(job->out.data, job->out.len) ? 1 : 0;
 }
 
 /* Starts the container and hands it the job on stdin; returns once the
@@ -234,7 +235,7 @@ int runner_run(json_t **out, struct service *svc,
     {
         struct sandbox_spec spec = {
             job.lang->image, cmd, env, &cfg->run_limits, cfg->runtime,
-            request_id,
+            request_id, svc->owner,
             (long long)time(NULL) + cfg->compile_timeout_s + req->timeout_s +
                 60};
 

@@ -22,13 +22,6 @@
 #include "nbcanvas/demux.h"
 #include "nbcanvas/util.h"
 
-static char owner[128] = "nbcanvas";
-
-void sandbox_set_owner(const char *name)
-{
-    snprintf(owner, sizeof(owner), "%s", name);
-}
-
 static json_t *ulimit(const char *name, long long value)
 {
     return json_pack("{s:s, s:I, s:I}", "Name", name, "Soft",
@@ -107,12 +100,46 @@ json_t *sandbox_create_body(const struct sandbox_spec *spec)
         SANDBOX_WORKDIR, "NetworkDisabled", 1, "AttachStdout", 1,
         "AttachStderr", 1, "AttachStdin", 1, "OpenStdin", 1, "Tty", 0,
         "Labels", SANDBOX_LABEL,
-        "1", "org.nbcanvas.owner", owner, "org.nbcanvas.job",
+        "1", "org.nbcanvas.owner", spec->owner, "org.nbcanvas.job",
         spec->job_id ? spec->job_id : "", "org.nbcanvas.deadline", deadline);
     json_object_set_new(body, "Env",
                         spec->env ? json_incref(spec->env) : json_array());
     json_object_set_new(body, "HostConfig", host_config(spec));
     return body;
+}
+
+/* The one wording of a missing image, wherever it is noticed. */
+static int missing_image(struct err *err, const char *image)
+{
+    return err_set(err, ERR_ENGINE,
+                   "image %s is missing: build it with "
+                   "scripts/build-images.sh",
+                   image);
+}
+
+int sandbox_image_id(struct docker *d, const char *image, char *out,
+                     size_t out_len, struct err *err)
+{
+    char *path = xasprintf("/images/%s/json", image);
+    json_t *info = NULL;
+    const char *id;
+    int rc;
+
+    rc = docker_call_json(d, "GET", path, NULL, &info, 0, err);
+    free(path);
+    if (rc == ERR_NOT_FOUND)
+        rc = missing_image(err, image);
+    else if (rc < 0 && err)
+        err->code = ERR_ENGINE;
+    if (rc < 0)
+        rc = ERR_ENGINE;
+    id = json_string_value(json_object_get(info, "Id"));
+    if (rc == 0 && !id)
+        rc = err_set(err, ERR_ENGINE, "engine: image %s has no Id", image);
+    if (rc == 0)
+        snprintf(out, out_len, "%s", id);
+    json_decref(info);
+    return rc;
 }
 
 int sandbox_create(struct sandbox *sb, struct docker *d,
@@ -127,10 +154,7 @@ int sandbox_create(struct sandbox *sb, struct docker *d,
     rc = docker_call_json(d, "POST", "/containers/create", body, &resp, 0,
                           err);
     if (rc == ERR_NOT_FOUND) {
-        rc = err_set(err, ERR_ENGINE,
-                     "image %s is missing: build it with "
-                     "scripts/build-images.sh",
-                     spec->image);
+        rc = missing_image(err, spec->image);
         goto done;
     }
     if (rc < 0)
@@ -316,7 +340,7 @@ void sandbox_destroy(struct sandbox *sb)
 }
 
 int sandbox_reap(struct docker *d, enum sandbox_reap_mode mode,
-                 struct err *err)
+                 const char *owner, struct err *err)
 {
     json_t *list = NULL, *c;
     size_t i;

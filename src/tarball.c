@@ -175,10 +175,7 @@ int tarball_read(struct tar_files *out, const char *data, size_t len,
                          max_total);
             goto done;
         }
-        out->v = xrealloc(out->v, (out->n + 1) * sizeof(*out->v));
-        e = &out->v[out->n++];
-        e->name = xstrdup(name + strip_len);
-        e->data = NULL;
+        e = tarball_files_add(out, xstrdup(name + strip_len), NULL, 0);
         rc = read_entry_data(a, e, (size_t)size, err);
         if (rc < 0)
             goto done;
@@ -188,6 +185,17 @@ int tarball_read(struct tar_files *out, const char *data, size_t len,
 done:
     archive_read_free(a);
     return rc;
+}
+
+struct tar_entry *tarball_files_add(struct tar_files *files, char *name,
+                                    char *data, size_t len)
+{
+    struct tar_entry *e;
+
+    files->v = xrealloc(files->v, (files->n + 1) * sizeof(*files->v));
+    e = &files->v[files->n++];
+    *e = (struct tar_entry){name, data, len};
+    return e;
 }
 
 const struct tar_entry *tarball_find(const struct tar_files *files,

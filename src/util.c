@@ -1,11 +1,13 @@
 /*
  * Small helpers every module uses: allocation that dies instead of failing,
- * monotonic time, UUIDs and SHA-256. Keeping them here means no module has
- * to check malloc's result or know which library makes UUIDs.
+ * monotonic time and the condition variables that wait on it, UUIDs,
+ * SHA-256 and base64. Keeping them here means no module has to check
+ * malloc's result or know which library makes UUIDs or digests.
  */
 #include "nbcanvas/util.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +102,16 @@ struct timespec util_monotonic_in(long ms)
     return ts;
 }
 
+void util_cond_init_monotonic(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
 void util_uuid(char out[37])
 {
     uuid_t u;
@@ -115,14 +127,55 @@ bool util_is_uuid(const char *s)
     return s && strlen(s) == 36 && uuid_parse(s, u) == 0;
 }
 
+void util_sha256(unsigned char out[32], const void *data, size_t len)
+{
+    EVP_Digest(data, len, out, NULL, EVP_sha256(), NULL);
+}
+
 void util_sha256_hex(char out[65], const void *data, size_t len)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    unsigned int i;
+    static const char digits[] = "0123456789abcdef";
+    unsigned char md[32];
+    int i;
 
-    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-    for (i = 0; i < mdlen && i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    util_sha256(md, data, len);
+    for (i = 0; i < 32; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
+    }
     out[64] = '\0';
+}
+
+int util_base64_decode(char **out, size_t *out_len, const char *in,
+                       size_t len, bool skip_line_breaks)
+{
+    char *clean = xmalloc(len + 1);
+    size_t i, k = 0, pad = 0;
+    int n = -1;
+
+    for (i = 0; i < len; i++) {
+        if (skip_line_breaks &&
+            (in[i] == '\n' || in[i] == '\r' || in[i] == ' '))
+            continue;
+        clean[k++] = in[i];
+    }
+    *out = xmalloc(k / 4 * 3 + 1);
+    /* EVP_DecodeBlock takes whitespace at the ends and no padding check:
+     * a length that is a multiple of four is ours to require. */
+    if (k % 4 == 0 && k <= (size_t)INT32_MAX)
+        n = EVP_DecodeBlock((unsigned char *)*out,
+                            (const unsigned char *)clean, (int)k);
+    if (n >= 0 && k >= 1 && clean[k - 1] == '=')
+        pad++;
+    if (n >= 0 && k >= 2 && clean[k - 2] == '=')
+        pad++;
+    free(clean);
+    if (n < 0 || (size_t)n < pad) {
+        free(*out);
+        *out = NULL;
+        return -1;
+    }
+    *out_len = (size_t)n - pad;
+    (*out)[*out_len] = '\0';
+    return 0;
 }

@@ -3,9 +3,10 @@
 
 /*
  * The result cache: successful render answers kept in memory, keyed by the
- * SHA-256 of everything that decides the answer (the cells or notebook,
- * the files' contents, kernel, format, options, and the notebook image's
- * id), bounded in bytes and evicted least-recently-used first.
+ * SHA-256 of everything that decides the answer (cache_key.h makes the
+ * keys), bounded in bytes and evicted least-recently-used first. An
+ * answer of an image since rebuilt is never found again (its id is in the
+ * key) and ages out.
  */
 
 #include <stdatomic.h>
@@ -53,11 +54,6 @@ enum cache_lookup cache_get_or_claim(struct cache *c,
                                      long long wait_ms);
 /* Ends a CACHE_CLAIMED run (after cache_put, or after a failure). */
 void cache_finish(struct cache *c, const unsigned char key[32]);
-
-/* Tells the cache which image answers come from; a new image empties it. */
-void cache_set_image(struct cache *c, const char *image_id);
-/* Writes the image id into out (empty when unknown). */
-void cache_image(struct cache *c, char *out, size_t out_len);
 
 void cache_stats(struct cache *c, struct cache_stats *out);
 

@@ -11,8 +11,9 @@
 
 #include <stdbool.h>
 
+#include "nbcanvas/config.h"
+#include "nbcanvas/docker.h"
 #include "nbcanvas/sandbox.h"
-#include "nbcanvas/service.h"
 
 struct pool;
 
@@ -26,9 +27,11 @@ struct pool_stats {
     long last_refill_ms;
 };
 
-/* Starts a pool of size sandboxes for svc (borrowed; must outlive it). A
- * size of 0 gives a pool that is always empty. */
-struct pool *pool_new(struct service *svc, long size);
+/* Starts a pool of size sandboxes made on d from cfg's notebook image and
+ * limits (both borrowed; they must outlive the pool), labelled as owner's.
+ * A size of 0 gives a pool that is always empty (one-shot commands). */
+struct pool *pool_new(struct docker *d, const struct config *cfg,
+                      const char *owner, long size);
 /* Stops refilling and removes every idle container. */
 void pool_free(struct pool *p);
 
@@ -38,11 +41,10 @@ bool pool_take(struct pool *p, struct sandbox *out);
 
 void pool_stats(struct pool *p, struct pool_stats *out);
 
-/* Creates (does not start) a notebook sandbox running the driver, the same
- * way for the pool and for the cold route; preload makes the driver import
- * the common libraries before its job arrives. */
-int pool_create_sandbox(struct sandbox *sb, struct service *svc, bool preload,
-                        const char *job_id, long long deadline_s,
-                        struct err *err);
+/* Creates (does not start) a cold notebook sandbox for one job, made the
+ * same way as the pool's own (same image, hardening and driver), without
+ * the preload. */
+int pool_create_cold(struct pool *p, struct sandbox *sb, const char *job_id,
+                     long long deadline_s, struct err *err);
 
 #endif

@@ -23,6 +23,7 @@ enum render_format { FORMAT_HTML, FORMAT_ZIP, FORMAT_IPYNB, FORMAT_JSON };
 
 struct render_request {
     json_t *notebook; /* owned; the notebook to execute */
+    json_t *source;   /* owned; cells or notebook as sent (the cache key) */
     const struct kernel_info *kernel;
     enum render_format format;
     bool include_input;
@@ -32,7 +33,6 @@ struct render_request {
     bool cache;
     bool force_cold;        /* not from the body: skip the warm pool */
     struct tar_files files; /* request files, decoded */
-    unsigned char key[32];  /* SHA-256 of what decides the answer */
 };
 
 struct run_request {
@@ -51,6 +51,8 @@ int request_parse_render(struct render_request *out, const char *body,
                          size_t len, const struct config *cfg,
                          struct err *err);
 void request_render_release(struct render_request *r);
+/* "html", "zip", "ipynb" or "json". */
+const char *request_format_name(enum render_format format);
 
 int request_parse_run(struct run_request *out, const char *body, size_t len,
                       const struct config *cfg, struct err *err);

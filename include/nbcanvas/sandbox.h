@@ -36,17 +36,21 @@ struct sandbox_spec {
     const struct sandbox_limits *limits;
     const char *runtime;  /* "" for the engine's default */
     const char *job_id;   /* the request id, for the label */
+    /* Who made it, for the label: the listen address for a service (so a
+     * restarted service finds what its previous run left), "cli-<pid>" for
+     * one-shot commands. */
+    const char *owner;
     long long deadline_s; /* wall-clock epoch after which reapers remove it */
 };
-
-/* The owner label of the containers this process creates: the listen
- * address for a service (so a restarted service finds what its previous
- * run left), "cli-<pid>" for one-shot commands. Set once at start. */
-void sandbox_set_owner(const char *owner);
 
 /* The JSON body of POST /containers/create for spec (new reference);
  * separate so tests can check every hardening field. */
 json_t *sandbox_create_body(const struct sandbox_spec *spec);
+
+/* The id of image into out. A missing image, or an engine that does not
+ * answer, is ERR_ENGINE with a message that says what to do. */
+int sandbox_image_id(struct docker *d, const char *image, char *out,
+                     size_t out_len, struct err *err);
 
 /* Creates the container. A missing image is ERR_ENGINE. */
 int sandbox_create(struct sandbox *sb, struct docker *d,
@@ -74,13 +78,13 @@ bool sandbox_oom_killed(struct sandbox *sb);
 void sandbox_destroy(struct sandbox *sb);
 
 enum sandbox_reap_mode {
-    REAP_OWNED,  /* every container of this owner: at start and at exit */
+    REAP_OWNED,  /* every container of owner: at start and at exit */
     REAP_EXPIRED /* any nbcanvas container past its deadline label */
 };
 
 /* Removes nbcanvas's containers chosen by mode. Returns how many were
  * removed, or a negative ERR_* code. */
 int sandbox_reap(struct docker *d, enum sandbox_reap_mode mode,
-                 struct err *err);
+                 const char *owner, struct err *err);
 
 #endif

@@ -2,18 +2,24 @@
 #define NBCANVAS_SERVICE_H
 
 /*
- * What every request handler shares: the settings, the engine client, the
- * job limiter, the languages and the metrics. Built once by main (serve)
- * or by a one-shot command, the same way, so both run the same pipeline.
+ * The service's life: what every request handler shares (the settings,
+ * the engine client, the job limiter, the languages, the metrics, the
+ * pool, the cache), how it is built and torn down, and the serve loop
+ * (signals, the reaper's tick, heap trimming, the drain on SIGTERM). A
+ * one-shot command builds the same struct the same way, with no pool to
+ * fill and no cache, so both run the same pipeline.
  */
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "nbcanvas/config.h"
 #include "nbcanvas/docker.h"
+#include "nbcanvas/err.h"
 #include "nbcanvas/jobs.h"
 
 struct cache;
+struct cache_keys;
 struct janitor;
 struct languages;
 struct metrics;
@@ -21,14 +27,32 @@ struct pool;
 
 struct service {
     struct config cfg;
+    char owner[128]; /* the label of our containers (sandbox_spec.owner) */
     struct docker *docker;
     struct jobs *jobs;
     struct languages *languages;
     struct metrics *metrics;
-    struct pool *pool;   /* NULL: every render is cold (one-shot commands) */
-    struct cache *cache; /* NULL: no result cache */
-    struct janitor *janitor; /* NULL: sandboxes are removed in-line */
-    json_t *examples;        /* for GET /v1/examples */
+    struct pool *pool; /* size 0 for one-shot commands; from service_serve */
+    struct cache *cache;          /* NULL: no result cache */
+    struct cache_keys *cache_keys; /* with cache */
+    struct janitor *janitor;      /* NULL: sandboxes are removed in-line */
+    json_t *examples;             /* for GET /v1/examples */
 };
+
+struct service_options {
+    const char *config_path; /* NULL: $NBCANVAS_CONFIG, else defaults */
+    const char *listen;      /* NULL: the config's */
+    bool one_shot;           /* a CLI command: no pool, cache or janitor */
+};
+
+/* Builds svc. The engine is not contacted here: a service may start while
+ * the engine is down and become ready later. */
+int service_open(struct service *svc, const struct service_options *opts,
+                 struct err *err);
+void service_close(struct service *svc);
+
+/* Serves HTTP until SIGTERM or SIGINT, then drains; returns the process
+ * exit status. */
+int service_serve(struct service *svc);
 
 #endif

@@ -43,6 +43,11 @@ int tarball_read(struct tar_files *out, const char *data, size_t len,
                  const char *strip, size_t max_files, size_t max_total,
                  struct err *err);
 
+/* Appends an entry to files, which takes ownership of name and data
+ * (both allocated; data may hold len bytes and a NUL after them). */
+struct tar_entry *tarball_files_add(struct tar_files *files, char *name,
+                                    char *data, size_t len);
+
 /* The entry named name, or NULL (borrowed). */
 const struct tar_entry *tarball_find(const struct tar_files *files,
                                      const char *name);

@@ -6,6 +6,7 @@
  * wrapper.c does), so error paths only deal with I/O, protocol and input.
  */
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,14 +30,24 @@ int64_t util_now_ms(void);
 /* The CLOCK_MONOTONIC time ms from now, for pthread_cond_timedwait on a
  * condition variable set to that clock. */
 struct timespec util_monotonic_in(long ms);
+/* Initialises cond to time its waits on CLOCK_MONOTONIC (so a wall clock
+ * that jumps cannot shorten or stretch them); pair with util_monotonic_in. */
+void util_cond_init_monotonic(pthread_cond_t *cond);
 
 /* A new random UUID in its 36-character text form, written into out[37]. */
 void util_uuid(char out[37]);
 /* True when s is a UUID in text form. */
 bool util_is_uuid(const char *s);
 
-/* Lower-case hex SHA-256 of data into out[65]. */
+/* SHA-256 of data: raw into out[32], or as lower-case hex into out[65]. */
+void util_sha256(unsigned char out[32], const void *data, size_t len);
 void util_sha256_hex(char out[65], const void *data, size_t len);
+
+/* Decodes strict base64 (RFC 4648, padding required); with
+ * skip_line_breaks, newlines and spaces are dropped first (nbformat wraps
+ * its images). *out is a new NUL-terminated buffer. Returns 0 or -1. */
+int util_base64_decode(char **out, size_t *out_len, const char *in,
+                       size_t len, bool skip_line_breaks);
 
 #include "nbcanvas/banned.h"
 

@@ -22,7 +22,9 @@ service needs around it:
 
 The protocol channels are the original stdin and stdout. Before the kernel
 starts, fd 0 is pointed at /dev/null and fd 1 at stderr, so the user's code
-can neither read the job stream nor write into the results stream.
+can neither read the job stream nor write into the results stream. The
+service's side of this contract is src/driver.c (include/nbcanvas/driver.h);
+tests/driver/record.py records this driver's messages for its tests.
 """
 import copy
 import hashlib
@@ -35,6 +37,16 @@ import traceback
 
 WORKDIR = "/home/sandbox"
 JOBDIR = os.path.join(WORKDIR, ".nbcanvas")
+
+# The root is read-only: everything Jupyter, IPython and matplotlib write
+# goes to the sandbox's /tmp. Set here, before any of them is imported, so
+# the service passes only the job's own settings (NBCANVAS_*).
+os.environ.update({
+    "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",
+    "IPYTHONDIR": "/tmp/ipython",
+    "MPLCONFIGDIR": "/tmp/matplotlib",
+    "XDG_CACHE_HOME": "/tmp/cache",
+})
 
 # Buffered: a raw write to a pipe may be short (gVisor's are), and
 # BufferedWriter loops until every byte is out; say() flushes.
@@ -226,8 +238,9 @@ def execute(nb, job, km, kc, status):
     except CellTimeoutError:
         status.update(status="timeout", cell=running["cell"])
     except DeadKernelError as e:
+        lines = str(e).strip().splitlines()
         status.update(status="kernel_died", cell=running["cell"],
-                      message=str(e).strip().splitlines()[-1:] or "")
+                      message=lines[-1] if lines else "")
     except CellExecutionError as e:
         cell = nb.cells[running["cell"]]
         err = error_of(cell) or {}

@@ -8,7 +8,8 @@ TEST(sandbox__hardened_create_body)
     struct sandbox_limits l = {512LL << 20, 1.5, 128, 128LL << 20,
                                64LL << 20, 256, 32LL << 20};
     json_t *cmd = json_pack("[s]", "true");
-    struct sandbox_spec spec = {"img:1", cmd, NULL, &l, "runsc", "job-1", 99};
+    struct sandbox_spec spec = {"img:1", cmd,      NULL,    &l,
+                               "runsc", "job-1", "svc-a", 99};
     json_t *b = sandbox_create_body(&spec);
     json_t *ul = HC(b, "Ulimits");
     const char *o;
@@ -51,6 +52,10 @@ TEST(sandbox__hardened_create_body)
     CHECK_STREQ(json_string_value(json_object_get(
                     json_object_get(b, "Labels"), "org.nbcanvas.deadline")),
                 "99");
+    /* the owner comes from the spec, not from process-wide state */
+    CHECK_STREQ(json_string_value(json_object_get(
+                    json_object_get(b, "Labels"), "org.nbcanvas.owner")),
+                "svc-a");
     json_decref(b);
     json_decref(cmd);
 }
@@ -60,7 +65,7 @@ TEST(sandbox__default_runtime_omitted)
     const char *o;
     struct sandbox_limits l = {1 << 28, 1, 64, 1 << 26, 1 << 26, 256, 1 << 24};
     json_t *cmd = json_pack("[s]", "true");
-    struct sandbox_spec spec = {"img", cmd, NULL, &l, "", NULL, 0};
+    struct sandbox_spec spec = {"img", cmd, NULL, &l, "", NULL, "svc-b", 0};
     json_t *b = sandbox_create_body(&spec);
 
     CHECK(HC(b, "Runtime") == NULL);

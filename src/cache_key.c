@@ -1,0 +1,93 @@
+/*
+ * Cache keys: a canonical JSON text (sorted keys, compact, files by
+ * content hash) of what decides the answer, hashed. The image id is
+ * remembered for a short while so that a cache hit costs no engine call
+ * most of the time.
+ */
+#include "nbcanvas/cache_key.h"
+
+#include <pthread.h>
+
+#include "nbcanvas/sandbox.h"
+#include "nbcanvas/util.h"
+
+struct cache_keys {
+    struct docker *docker;
+    char image[128];
+    pthread_mutex_t lock;
+    char image_id[128];
+    long long checked_ms; /* when image_id was last asked; 0: never */
+};
+
+struct cache_keys *cache_keys_new(struct docker *d, const char *image)
+{
+    struct cache_keys *k = xcalloc(1, sizeof(*k));
+
+    k->docker = d;
+    snprintf(k->image, sizeof(k->image), "%s", image);
+    pthread_mutex_init(&k->lock, NULL);
+    return k;
+}
+
+void cache_keys_free(struct cache_keys *k)
+{
+    if (!k)
+        return;
+    pthread_mutex_destroy(&k->lock);
+    free(k);
+}
+
+/* The image id, asked again when the one known is older than the TTL. */
+static void current_image_id(struct cache_keys *k, char out[128])
+{
+    long long now = util_now_ms();
+    char id[128] = "";
+    bool stale;
+
+    pthread_mutex_lock(&k->lock);
+    stale = !k->checked_ms || now - k->checked_ms > CACHE_KEY_IMAGE_TTL_MS;
+    pthread_mutex_unlock(&k->lock);
+    if (stale && sandbox_image_id(k->docker, k->image, id, sizeof(id), NULL) ==
+                     0) {
+        pthread_mutex_lock(&k->lock);
+        snprintf(k->image_id, sizeof(k->image_id), "%s", id);
+        k->checked_ms = now;
+        pthread_mutex_unlock(&k->lock);
+    }
+    pthread_mutex_lock(&k->lock);
+    snprintf(out, 128, "%s", k->image_id);
+    pthread_mutex_unlock(&k->lock);
+}
+
+void cache_key_of(const struct render_request *r, const char *image_id,
+                  unsigned char out[32])
+{
+    json_t *files = json_array(), *k;
+    char hex[65], *text;
+    size_t i;
+
+    for (i = 0; i < r->files.n; i++) {
+        util_sha256_hex(hex, r->files.v[i].data, r->files.v[i].len);
+        json_array_append_new(files,
+                              json_pack("[s, s]", r->files.v[i].name, hex));
+    }
+    k = json_pack("{s:O, s:s, s:s, s:b, s:s, s:I, s:b, s:o, s:s}", "source",
+                  r->source, "kernel", r->kernel->name, "format",
+                  request_format_name(r->format), "include_input",
+                  r->include_input, "template", r->template_name, "timeout_s",
+                  (json_int_t)r->timeout_s, "allow_errors", r->allow_errors,
+                  "files", files, "image", image_id);
+    text = json_dumps(k, JSON_SORT_KEYS | JSON_COMPACT);
+    util_sha256(out, text, strlen(text));
+    free(text);
+    json_decref(k);
+}
+
+void cache_keys_render(struct cache_keys *k, const struct render_request *req,
+                       unsigned char out[32])
+{
+    char image_id[128];
+
+    current_image_id(k, image_id);
+    cache_key_of(req, image_id, out);
+}

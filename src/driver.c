@@ -1,0 +1,186 @@
+/*
+ * The service's side of the driver protocol (include/nbcanvas/driver.h).
+ * Every line is found by its word at the start of a line, and every
+ * status.json field is type-checked before use: the driver runs next to
+ * the user's code, so what it sends is read as carefully as a request.
+ */
+#include "nbcanvas/driver.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "nbcanvas/sandbox.h"
+#include "nbcanvas/util.h"
+
+#define DRIVER_PATH "/opt/nbcanvas/nbcanvas_driver.py"
+#define JOB_WORD "nbcanvas:job "
+#define DONE_WORD "nbcanvas:done "
+#define CELL_WORD "nbcanvas:cell "
+/* Room in the results stream for the tar's headers and status.json. */
+#define RESULTS_HEADROOM (1 << 20)
+
+json_t *driver_command(void)
+{
+    return json_pack("[s, s]", "python3", DRIVER_PATH);
+}
+
+json_t *driver_environment(const char *kernel, bool preload)
+{
+    json_t *env = json_array();
+
+    json_array_append_new(env, json_sprintf("NBCANVAS_KERNEL=%s", kernel));
+    json_array_append_new(env, json_sprintf("NBCANVAS_PRELOAD=%d",
+                                            preload ? 1 : 0));
+    return env;
+}
+
+static json_t *job_json(const struct driver_job *j)
+{
+    return json_pack("{s:s, s:I, s:b, s:b, s:s, s:I, s:b, s:b, s:I, s:I}",
+                     "kernel", j->kernel, "timeout_s", (json_int_t)j->timeout_s,
+                     "allow_errors", j->allow_errors, "include_input",
+                     j->include_input, "template", j->template_name,
+                     "max_html_bytes", (json_int_t)j->max_html_bytes,
+                     "sanitize_html", 0, "artifacts", j->artifacts,
+                     "max_artifact_bytes", (json_int_t)j->max_artifact_bytes,
+                     "max_result_bytes",
+                     (json_int_t)(j->max_result_bytes - RESULTS_HEADROOM));
+}
+
+int driver_write_job(struct buf *out, const struct driver_job *job,
+                     json_t *notebook, const struct tar_files *files,
+                     struct err *err)
+{
+    struct tar_files all = TAR_FILES_INIT;
+    struct buf tar = BUF_INIT((size_t)-1);
+    json_t *spec = job_json(job);
+    char *nb = json_dumps(notebook, JSON_COMPACT);
+    char *spec_text = json_dumps(spec, JSON_COMPACT);
+    size_t i;
+    int rc;
+
+    /* Borrowed entries: `all` is freed, not released. */
+    all.v = xcalloc(files->n + 2, sizeof(*all.v));
+    for (i = 0; i < files->n; i++)
+        all.v[all.n++] = files->v[i];
+    all.v[all.n++] = (struct tar_entry){DRIVER_JOB_NOTEBOOK, nb, strlen(nb)};
+    all.v[all.n++] = (struct tar_entry){DRIVER_JOB_SPEC, spec_text,
+                                        strlen(spec_text)};
+    rc = tarball_write(&tar, all.v, all.n, SANDBOX_UID, SANDBOX_UID, err);
+    if (rc == 0 && (buf_printf(out, JOB_WORD "%zu\n", tar.len) < 0 ||
+                    buf_append(out, tar.data, tar.len) < 0))
+        rc = err_set(err, ERR_TOO_LARGE, "the job is too large");
+    buf_release(&tar);
+    free(all.v);
+    free(nb);
+    free(spec_text);
+    json_decref(spec);
+    return rc;
+}
+
+/* The first occurrence of word at the start of a line of s, or NULL. */
+static const char *find_line(const char *s, size_t len, const char *word)
+{
+    size_t n = strlen(word);
+    const char *p = s, *end = s + len, *hit;
+
+    while (p < end && (hit = memmem(p, (size_t)(end - p), word, n))) {
+        if (hit == s || hit[-1] == '\n')
+            return hit;
+        p = hit + 1;
+    }
+    return NULL;
+}
+
+bool driver_is_ready(const char *out, size_t len)
+{
+    return find_line(out, len, DRIVER_READY_LINE) != NULL;
+}
+
+int driver_find_results(const char *out, size_t len, size_t *at, size_t *n,
+                        struct err *err)
+{
+    const char *line = find_line(out, len, DONE_WORD), *nl, *digits;
+    unsigned long long size = 0;
+
+    if (!line)
+        return 0;
+    digits = line + strlen(DONE_WORD);
+    nl = memchr(digits, '\n', (size_t)(out + len - digits));
+    if (!nl)
+        return 0;
+    if (nl == digits || nl - digits > 19)
+        return err_set(err, ERR_INTERNAL, "driver: bad done line");
+    for (; digits < nl; digits++) {
+        if (*digits < '0' || *digits > '9')
+            return err_set(err, ERR_INTERNAL, "driver: bad done line");
+        size = size * 10 + (unsigned long long)(*digits - '0');
+    }
+    *at = (size_t)(nl + 1 - out);
+    *n = (size_t)size;
+    return len - *at >= size ? 1 : 0;
+}
+
+long driver_last_cell(const char *errout, size_t len)
+{
+    const char *p = errout, *end = errout + len, *hit;
+    long cell = -1;
+
+    while (p < end && (hit = find_line(p, (size_t)(end - p), CELL_WORD))) {
+        /* find_line counts p itself as a line start: only true at the
+         * very beginning or right after a newline. */
+        if (hit == errout || hit[-1] == '\n')
+            cell = strtol(hit + strlen(CELL_WORD), NULL, 10);
+        p = hit + strlen(CELL_WORD);
+    }
+    return cell;
+}
+
+static const struct {
+    const char *word;
+    enum driver_outcome outcome;
+} outcomes[] = {
+    {"ok", DRIVER_OK},
+    {"cell_error", DRIVER_CELL_ERROR},
+    {"timeout", DRIVER_TIMEOUT},
+    {"kernel_died", DRIVER_KERNEL_DIED},
+    {"output_limit", DRIVER_OUTPUT_LIMIT},
+    {"invalid_notebook", DRIVER_INVALID_NOTEBOOK},
+    {"internal", DRIVER_FAILED},
+};
+
+int driver_parse_status(struct driver_status *out, json_t *status,
+                        struct err *err)
+{
+    json_t *word = json_object_get(status, "status");
+    json_t *cell = json_object_get(status, "cell");
+    json_t *message = json_object_get(status, "message");
+    json_t *timing = json_object_get(status, "timing_ms");
+    size_t i;
+
+    memset(out, 0, sizeof(*out));
+    out->cell = -1;
+    out->message = "";
+    if (!json_is_object(status) || !json_is_string(word))
+        return err_set(err, ERR_INTERNAL, "driver: status has no status");
+    for (i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+        if (strcmp(json_string_value(word), outcomes[i].word) == 0)
+            break;
+    if (i == sizeof(outcomes) / sizeof(outcomes[0]))
+        return err_set(err, ERR_INTERNAL, "driver: unknown status '%.40s'",
+                       json_string_value(word));
+    out->outcome = outcomes[i].outcome;
+    if (cell && !json_is_null(cell) &&
+        !(json_is_integer(cell) && json_integer_value(cell) >= 0))
+        return err_set(err, ERR_INTERNAL, "driver: cell is not an index");
+    if (json_is_integer(cell))
+        out->cell = (long)json_integer_value(cell);
+    if (message && !json_is_string(message))
+        return err_set(err, ERR_INTERNAL, "driver: message is not a string");
+    if (message)
+        out->message = json_string_value(message);
+    if (timing && !json_is_object(timing))
+        return err_set(err, ERR_INTERNAL, "driver: timing_ms is not an object");
+    out->timing_ms = timing;
+    return 0;
+}

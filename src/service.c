@@ -1,0 +1,163 @@
+/*
+ * The service's life, from service_open to service_close. Serving starts
+ * with a sweep of what a previous run of the same owner left behind, then
+ * the main thread only waits for a signal, waking every reaper interval
+ * to remove expired containers (whoever made them) and to hand freed
+ * memory back to the system. SIGTERM drains: no new connections,
+ * in-flight requests get their whole deadline, then the pool, the
+ * janitor's queue and every container of ours are removed.
+ */
+#include "nbcanvas/service.h"
+
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nbcanvas/cache.h"
+#include "nbcanvas/cache_key.h"
+#include "nbcanvas/examples.h"
+#include "nbcanvas/http.h"
+#include "nbcanvas/janitor.h"
+#include "nbcanvas/languages.h"
+#include "nbcanvas/metrics.h"
+#include "nbcanvas/pool.h"
+#include "nbcanvas/sandbox.h"
+#include "nbcanvas/util.h"
+
+void service_close(struct service *svc)
+{
+    pool_free(svc->pool);
+    janitor_free(svc->janitor);
+    cache_free(svc->cache);
+    cache_keys_free(svc->cache_keys);
+    json_decref(svc->examples);
+    docker_free(svc->docker);
+    jobs_free(svc->jobs);
+    languages_free(svc->languages);
+    metrics_free(svc->metrics);
+    memset(svc, 0, sizeof(*svc));
+}
+
+static int load_config(struct config *cfg, const struct service_options *o,
+                       struct err *err)
+{
+    const char *path = o->config_path ? o->config_path
+                                      : getenv("NBCANVAS_CONFIG");
+    int rc;
+
+    config_defaults(cfg);
+    if (path && path[0]) {
+        rc = config_load(cfg, path, err);
+        if (rc < 0)
+            return rc;
+    }
+    if (o->listen)
+        snprintf(cfg->listen, sizeof(cfg->listen), "%s", o->listen);
+    config_finish(cfg);
+    return 0;
+}
+
+int service_open(struct service *svc, const struct service_options *opts,
+                 struct err *err)
+{
+    struct docker_opts dopts = DOCKER_OPTS_INIT;
+    int rc;
+
+    memset(svc, 0, sizeof(*svc));
+    rc = load_config(&svc->cfg, opts, err);
+    if (rc < 0)
+        return rc;
+    if (opts->one_shot)
+        snprintf(svc->owner, sizeof(svc->owner), "cli-%ld", (long)getpid());
+    else
+        snprintf(svc->owner, sizeof(svc->owner), "%s", svc->cfg.listen);
+    dopts.host = svc->cfg.docker_host;
+    dopts.call_timeout_ms = svc->cfg.docker_timeout_ms;
+    rc = docker_new(&svc->docker, &dopts, err);
+    if (rc == 0)
+        rc = languages_load(&svc->languages, svc->cfg.languages_file, err);
+    if (rc < 0) {
+        service_close(svc);
+        return rc;
+    }
+    svc->jobs = jobs_new(svc->cfg.max_jobs, svc->cfg.max_queue);
+    svc->metrics = metrics_new();
+    /* A service's pool starts filling only after the sweep of what its
+     * previous run left (service_serve): the sweep goes by owner. */
+    if (opts->one_shot)
+        svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner, 0);
+    if (!opts->one_shot && svc->cfg.cache_bytes > 0) {
+        svc->cache = cache_new(svc->cfg.cache_bytes);
+        svc->cache_keys = cache_keys_new(svc->docker, svc->cfg.notebook_image);
+    }
+    if (!opts->one_shot) {
+        svc->janitor = janitor_new();
+        svc->examples = examples_load(svc->cfg.examples_dir);
+    }
+    return 0;
+}
+
+/* What a previous run of this owner left (it crashed, or was killed). */
+static void sweep_leftovers(struct service *svc)
+{
+    struct err err = ERR_INIT;
+    int n;
+
+    if (docker_negotiate(svc->docker, &err) < 0) {
+        fprintf(stderr, "nbcanvas: engine not ready: %s\n", err.msg);
+        return;
+    }
+    n = sandbox_reap(svc->docker, REAP_OWNED, svc->owner, &err);
+    if (n > 0)
+        fprintf(stderr,
+                "nbcanvas: removed %d container(s) left by a previous run\n",
+                n);
+}
+
+int service_serve(struct service *svc)
+{
+    struct http_server *srv = NULL;
+    struct err err = ERR_INIT;
+    sigset_t stop;
+    struct timespec tick = {svc->cfg.reaper_interval_s, 0};
+    int rc, sig;
+
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL); /* threads inherit the mask */
+    signal(SIGPIPE, SIG_IGN);
+
+    sweep_leftovers(svc);
+    svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner,
+                         svc->cfg.pool_size);
+    rc = http_start(&srv, svc, &err);
+    if (rc < 0) {
+        fprintf(stderr, "nbcanvas: %s\n", err.msg);
+        return 1;
+    }
+    fprintf(stderr,
+            "nbcanvas: serving on http://%s (jobs %ld, queue %ld, pool %ld)\n",
+            svc->cfg.listen, svc->cfg.max_jobs, svc->cfg.max_queue,
+            svc->cfg.pool_size);
+    for (;;) {
+        sig = sigtimedwait(&stop, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        rc = sandbox_reap(svc->docker, REAP_EXPIRED, svc->owner, &err);
+        if (rc > 0)
+            metrics_count(svc->metrics, "reaped", rc);
+        malloc_trim(0); /* hand freed answers back to the system */
+    }
+    fprintf(stderr, "nbcanvas: stopping: finishing in-flight requests\n");
+    /* in-flight requests get their whole deadline plus the grace */
+    http_stop(srv, svc->cfg.render_max_timeout_s + 60);
+    pool_free(svc->pool);
+    svc->pool = NULL;
+    janitor_free(svc->janitor); /* removes what is still queued */
+    svc->janitor = NULL;
+    sandbox_reap(svc->docker, REAP_OWNED, svc->owner, &err);
+    return 0;
+}
