@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-    build-essential cmake pkg-config clang libclang-rt-14-dev
+    build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
     libcurl4-openssl-dev libjansson-dev libzip-dev libmicrohttpd-dev
     uuid-dev libarchive-dev libssl-dev
     docker.io runsc mmdebstrap uidmap

@@ -10,6 +10,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=$top/build-asan
 
 bash "$top/scripts/setup.sh" "$top/build"
+bash "$top/scripts/check-format.sh"
 
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Debug \
     -DSANITIZE=address,undefined -DWERROR=ON \

@@ -51,27 +51,20 @@ int driver_write_job(struct buf *out, const struct driver_job *job,
                      json_t *notebook, const struct tar_files *files,
                      struct err *err)
 {
-    struct tar_files all = TAR_FILES_INIT;
     struct buf tar = BUF_INIT((size_t)-1);
     json_t *spec = job_json(job);
     char *nb = json_dumps(notebook, JSON_COMPACT);
     char *spec_text = json_dumps(spec, JSON_COMPACT);
-    size_t i;
+    struct tar_entry own[] = {{DRIVER_JOB_NOTEBOOK, nb, strlen(nb)},
+                              {DRIVER_JOB_SPEC, spec_text, strlen(spec_text)}};
     int rc;
 
-    /* Borrowed entries: `all` is freed, not released. */
-    all.v = xcalloc(files->n + 2, sizeof(*all.v));
-    for (i = 0; i < files->n; i++)
-        all.v[all.n++] = files->v[i];
-    all.v[all.n++] = (struct tar_entry){DRIVER_JOB_NOTEBOOK, nb, strlen(nb)};
-    all.v[all.n++] = (struct tar_entry){DRIVER_JOB_SPEC, spec_text,
-                                        strlen(spec_text)};
-    rc = tarball_write(&tar, all.v, all.n, SANDBOX_UID, SANDBOX_UID, err);
+    rc = tarball_write_files(&tar, files, own, 2, SANDBOX_UID, SANDBOX_UID,
+                             err);
     if (rc == 0 && (buf_printf(out, JOB_WORD "%zu\n", tar.len) < 0 ||
                     buf_append(out, tar.data, tar.len) < 0))
         rc = err_set(err, ERR_TOO_LARGE, "the job is too large");
     buf_release(&tar);
-    free(all.v);
     free(nb);
     free(spec_text);
     json_decref(spec);

@@ -53,20 +53,15 @@ static int on_data(void *ctx, const char *data, size_t len)
 static int build_job_tar(struct run_job *job, struct buf *tar,
                          struct err *err)
 {
-    const struct tar_files *files = &job->req->files;
-    struct tar_entry *e = xcalloc(files->n + 2, sizeof(*e));
     char *code_name = xasprintf("code.%s", job->lang->extension);
-    size_t i;
+    struct tar_entry own[] = {
+        {code_name, job->req->code, job->req->code_len},
+        {".nbcanvas/stdin", job->req->stdin_data, job->req->stdin_len}};
     int rc;
 
-    for (i = 0; i < files->n; i++)
-        e[i] = files->v[i];
-    e[i++] = (struct tar_entry){code_name, job->req->code, job->req->code_len};
-    e[i++] = (struct tar_entry){".nbcanvas/stdin", job->req->stdin_data,
-                                job->req->stdin_len};
-    rc = tarball_write(tar, e, i, SANDBOX_UID, SANDBOX_UID, err);
+    rc = tarball_write_files(tar, &job->req->files, own, 2, SANDBOX_UID,
+                             SANDBOX_UID, err);
     free(code_name);
-    free(e);
     return rc;
 }
 
@@ -78,7 +73,7 @@ static json_t *unpack_command(size_t n)
 
     snprintf(script, sizeof(script),
              "head -c %zu | tar -xf - -C " SANDBOX_WORKDIR
-             " --no-same-owner -m && printf '" DRIVER_READY_LINE "' && "
+             " --no-same-owner -m && echo " DRIVER_READY " && "
              "while sleep 3600; do :; done",
              n);
     return json_pack("[s, s, s]", "sh", "-c", script);

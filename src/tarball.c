@@ -141,6 +141,22 @@ static int read_entry_data(struct archive *a, struct tar_entry *e,
     return 0;
 }
 
+int tarball_write_files(struct buf *out, const struct tar_files *files,
+                        const struct tar_entry *extra, size_t n, int uid,
+                        int gid, struct err *err)
+{
+    struct tar_entry *all = xcalloc(files->n + n, sizeof(*all));
+    int rc;
+
+    if (files->n) /* memcpy from NULL is undefined even for 0 bytes */
+        memcpy(all, files->v, files->n * sizeof(*all));
+    if (n)
+        memcpy(all + files->n, extra, n * sizeof(*all));
+    rc = tarball_write(out, all, files->n + n, uid, gid, err);
+    free(all);
+    return rc;
+}
+
 int tarball_read(struct tar_files *out, const char *data, size_t len,
                  const char *strip, size_t max_files, size_t max_total,
                  struct err *err)

@@ -32,7 +32,8 @@
 #include "nbcanvas/err.h"
 #include "nbcanvas/tarball.h"
 
-#define DRIVER_READY_LINE "nbcanvas:ready\n"
+#define DRIVER_READY "nbcanvas:ready"
+#define DRIVER_READY_LINE DRIVER_READY "\n"
 
 /* Names inside the job tar and the results tar. */
 #define DRIVER_JOB_NOTEBOOK ".nbcanvas/input.ipynb"

@@ -35,6 +35,12 @@ struct tar_files {
 int tarball_write(struct buf *out, const struct tar_entry *entries, size_t n,
                   int uid, int gid, struct err *err);
 
+/* Like tarball_write, for files (a request's, borrowed) followed by n
+ * extra entries (the job's own): how every job reaches a sandbox. */
+int tarball_write_files(struct buf *out, const struct tar_files *files,
+                        const struct tar_entry *extra, size_t n, int uid,
+                        int gid, struct err *err);
+
 /* Reads the regular files of a tar held in memory into out (caller releases
  * with tarball_files_release). strip is a leading folder to drop from every
  * name ("sandbox/"); entries outside it are skipped. More than max_files
