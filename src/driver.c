@@ -49,7 +49,7 @@ static json_t *job_json(const struct driver_job *j)
 
 int driver_write_job(struct buf *out, const struct driver_job *job,
                      json_t *notebook, const struct tar_files *files,
-                     struct err *err)
+                     char nonce[DRIVER_NONCE_LEN + 1], struct err *err)
 {
     struct buf tar = BUF_INIT((size_t)-1);
     json_t *spec = job_json(job);
@@ -59,9 +59,10 @@ int driver_write_job(struct buf *out, const struct driver_job *job,
                               {DRIVER_JOB_SPEC, spec_text, strlen(spec_text)}};
     int rc;
 
+    util_uuid(nonce); /* 122 random bits from the system's generator */
     rc = tarball_write_files(&tar, files, own, 2, SANDBOX_UID, SANDBOX_UID,
                              err);
-    if (rc == 0 && (buf_printf(out, JOB_WORD "%zu\n", tar.len) < 0 ||
+    if (rc == 0 && (buf_printf(out, JOB_WORD "%zu %s\n", tar.len, nonce) < 0 ||
                     buf_append(out, tar.data, tar.len) < 0))
         rc = err_set(err, ERR_TOO_LARGE, "the job is too large");
     buf_release(&tar);
@@ -90,15 +91,20 @@ bool driver_is_ready(const char *out, size_t len)
     return find_line(out, len, DRIVER_READY_LINE) != NULL;
 }
 
-int driver_find_results(const char *out, size_t len, size_t *at, size_t *n,
-                        struct err *err)
+int driver_find_results(const char *out, size_t len, const char *nonce,
+                        size_t *at, size_t *n, struct err *err)
 {
-    const char *line = find_line(out, len, DONE_WORD), *nl, *digits;
+    char word[sizeof(DONE_WORD) + DRIVER_NONCE_LEN + 1];
+    const char *line, *nl, *digits;
     unsigned long long size = 0;
 
+    /* Anywhere, not only at a line's start: the nonce makes it unique, and
+     * a forger could leave an unfinished line of its own before it. */
+    snprintf(word, sizeof(word), DONE_WORD "%s ", nonce);
+    line = memmem(out, len, word, strlen(word));
     if (!line)
         return 0;
-    digits = line + strlen(DONE_WORD);
+    digits = line + strlen(word);
     nl = memchr(digits, '\n', (size_t)(out + len - digits));
     if (!nl)
         return 0;

@@ -49,6 +49,7 @@ struct render_job {
     bool warm;     /* sb came from the pool, already started */
     bool uploaded; /* the job reached the sandbox */
     struct buf upload;
+    char nonce[DRIVER_NONCE_LEN + 1]; /* tells the driver's results line */
     struct buf out, errout; /* the driver's stdout and stderr */
     struct demux demux;
     struct err err;
@@ -79,7 +80,7 @@ static int build_upload(struct render_job *job)
     };
 
     return driver_write_job(&job->upload, &spec, r->notebook, &r->files,
-                            &job->err);
+                            job->nonce, &job->err);
 }
 
 /* The attach is live: start the container if it is not running yet; the
@@ -104,8 +105,9 @@ static int on_data(void *ctx, const char *data, size_t len)
         return err_set(&job->err, ERR_OUTPUT,
                        "the results are larger than %lld bytes",
                        job->svc->cfg.max_result_bytes);
-    return driver_find_results(job->out.data, job->out.len, &job->results_at,
-                               &job->results_len, &job->err);
+    return driver_find_results(job->out.data, job->out.len, job->nonce,
+                               &job->results_at, &job->results_len,
+                               &job->err);
 }
 
 /* The last line the sandbox wrote on stderr, for error messages. */

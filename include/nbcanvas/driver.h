@@ -14,12 +14,18 @@
  * The channels are the container's stdin and stdout (the driver points
  * the user's fd 0 and 1 elsewhere before the kernel starts):
  *
- *   driver -> service  "nbcanvas:ready\n"          kernel up (pool only)
- *   service -> driver  "nbcanvas:job <n>\n" + an n-byte tar: the request's
- *                      files, .nbcanvas/input.ipynb, .nbcanvas/job.json
+ *   driver -> service  "nbcanvas:ready\n"          kernel up
+ *   service -> driver  "nbcanvas:job <n> <nonce>\n" + an n-byte tar: the
+ *                      request's files, .nbcanvas/input.ipynb and
+ *                      .nbcanvas/job.json
  *   driver -> stderr   "nbcanvas:cell <i>\n"       cell i has started
- *   driver -> service  "nbcanvas:done <n>\n" + an n-byte tar: status.json,
- *                      notebook.ipynb, index.html, artifacts/...
+ *   driver -> service  "nbcanvas:done <nonce> <n>\n" + an n-byte tar:
+ *                      status.json, notebook.ipynb, index.html, artifacts/
+ *
+ * The user's code runs as the same uid as the driver and the container's
+ * init, so it can write into the results channel (/proc/1/fd/1). The
+ * nonce, fresh for every job and never written to the sandbox's disk, is
+ * what tells the driver's done line from a forged one.
  *
  * The snippet runner's sandboxes say the same ready line (runner.c).
  */
@@ -64,20 +70,24 @@ struct driver_job {
 json_t *driver_command(void);
 json_t *driver_environment(const char *kernel, bool preload);
 
+#define DRIVER_NONCE_LEN 36
+
 /* Appends the job header and the job tar (built from files, borrowed,
- * plus the notebook and job.json) to out. */
+ * plus the notebook and job.json) to out, with a fresh random nonce that
+ * is also written to nonce (NUL-terminated). */
 int driver_write_job(struct buf *out, const struct driver_job *job,
                      json_t *notebook, const struct tar_files *files,
-                     struct err *err);
+                     char nonce[DRIVER_NONCE_LEN + 1], struct err *err);
 
 /* True once out holds the ready line. */
 bool driver_is_ready(const char *out, size_t len);
 
-/* Looks for "nbcanvas:done <n>\n" in the driver's stdout. Returns 1 once
- * all n bytes after it are there (*at, *n: where the tar is), 0 while
- * more is to come, ERR_INTERNAL for a malformed line. */
-int driver_find_results(const char *out, size_t len, size_t *at, size_t *n,
-                        struct err *err);
+/* Looks for the job's "nbcanvas:done <nonce> <n>\n" in the driver's
+ * stdout; lines without the nonce are ignored. Returns 1 once all n bytes
+ * after it are there (*at, *n: where the tar is), 0 while more is to
+ * come, ERR_INTERNAL for a malformed line. */
+int driver_find_results(const char *out, size_t len, const char *nonce,
+                        size_t *at, size_t *n, struct err *err);
 
 /* The index of the last cell the driver said it started (from its
  * stderr), or -1. */

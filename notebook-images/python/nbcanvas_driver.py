@@ -7,15 +7,20 @@ service needs around it:
 1. Start the kernel at once and, with NBCANVAS_PRELOAD set, import the common
    libraries silently (no output, no execution count, clean user namespace),
    then print "nbcanvas:ready" on the protocol channel.
-2. Read the job from stdin: "nbcanvas:job <n>\n" and an n-byte tar holding
-   .nbcanvas/input.ipynb, .nbcanvas/job.json and the request's files, which
-   are written into the working directory.
+2. Read the job from stdin: "nbcanvas:job <n> <nonce>\n" and an n-byte tar
+   holding .nbcanvas/input.ipynb, .nbcanvas/job.json and the request's
+   files, which are written into the working directory. The nonce is kept
+   in memory only.
 3. Execute with a deadline for the whole notebook (each cell may use only
    what is left of it) and export HTML; a failure keeps the executed part.
 4. Stop the user's code (the kernel and anything it started), then send the
-   results on the protocol channel as "nbcanvas:done <n>\n" followed by an
-   n-byte tar built in memory (status.json, notebook.ipynb, index.html),
-   then wait to be removed.
+   results on the protocol channel as "nbcanvas:done <nonce> <n>\n"
+   followed by an n-byte tar built in memory (status.json, notebook.ipynb,
+   index.html), then wait to be removed. The user's code runs as the same
+   user as this driver and the container's init, so it can reach their
+   ends of the channel (/proc/1/fd/1) and write lines of its own; it cannot
+   know the nonce, and the service takes only the done line that carries
+   it.
    When the job asks for artifacts (a zip answer), the files the notebook
    wrote in the working directory are added under artifacts/: regular files
    only (never links), inputs left unchanged skipped, within a size cap.
@@ -155,7 +160,7 @@ def wait_for_job():
         if not byte:
             raise EOFError("no job arrived")
         header += byte
-    word, size = header.decode().split()
+    word, size, nonce = header.decode().split()
     if word != "nbcanvas:job":
         raise ValueError("bad job header")
     data = read_exactly(int(size))
@@ -173,7 +178,7 @@ def wait_for_job():
                     f.write(data)
                 INPUTS[path] = hashlib.sha256(data).digest()
     with open(os.path.join(JOBDIR, "job.json")) as f:
-        return json.load(f)
+        return json.load(f), nonce
 
 
 def error_of(cell):
@@ -212,6 +217,11 @@ def execute(nb, job, km, kc, status):
 
         def preprocess_cell(self, cell, resources, index):
             running["cell"] = index
+            # The deadline is for the whole notebook: however short each
+            # cell, none starts once it has passed.
+            if cell.cell_type == "code" and time.monotonic() >= deadline:
+                raise CellTimeoutError.error_from_timeout_and_cell(
+                    "the notebook's deadline passed", job["timeout_s"], cell)
             # Progress for the service: if this cell kills the driver, the
             # service can still say which cell it was.
             os.write(2, b"nbcanvas:cell %d\n" % index)
@@ -227,7 +237,10 @@ def execute(nb, job, km, kc, status):
             return kc
 
     def remaining(cell):
-        return max(1, int(deadline - time.monotonic() + 0.999))
+        # What is left of the whole notebook's deadline. Never 0, which
+        # nbclient reads as "no timeout"; a cell that starts after the
+        # deadline is refused in preprocess_cell.
+        return max(0.01, deadline - time.monotonic())
 
     ep = Executor(kernel_name=job["kernel"], timeout_func=remaining,
                   allow_errors=bool(job["allow_errors"]),
@@ -503,8 +516,21 @@ def seed_matplotlib_cache():
         pass
 
 
+def hide_from_user_code():
+    """Makes this process non-dumpable: the user's code runs as the same
+    uid, and could otherwise ptrace the driver or open its file descriptors
+    (the job and results channels) through /proc/<pid>/fd."""
+    import ctypes
+
+    PR_SET_DUMPABLE = 4
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE)")
+
+
 def main():
     t0 = now_ms()
+    hide_from_user_code()
     kernel = os.environ.get("NBCANVAS_KERNEL", "python3")
     seed_matplotlib_cache()
     cache_nbformat_validators()
@@ -515,7 +541,7 @@ def main():
         warm_executor(km, kc)
     t_ready = now_ms() - t0
     say("ready")
-    job = wait_for_job()
+    job, nonce = wait_for_job()
     try:
         nb, html, status = run_job(job, km, kc, t_ready)
     except Exception:
@@ -529,7 +555,7 @@ def main():
         payload = results_tar(job, None, None, {
             "status": "internal",
             "message": traceback.format_exc().splitlines()[-1]})
-    say("done %d" % len(payload), payload)
+    say("done %s %d" % (nonce, len(payload)), payload)
     while True:  # the service removes the container once it has the results
         time.sleep(3600)
 

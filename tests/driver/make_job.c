@@ -1,10 +1,10 @@
 /*
  * Writes what the service would send a notebook sandbox for one case of
  * tests/driver/cases.json, with the service's own code (driver.c,
- * notebook.c): the container's command and environment as JSON
- * (<out>.json) and the job stream for its stdin (<out>.job). The recorder
- * (record.py) runs the real driver with them, so a recording tests both
- * directions of the protocol.
+ * notebook.c): the container's command, its environment and the job's
+ * nonce as JSON (<out>.json), and the job stream for its stdin
+ * (<out>.job). The recorder (record.py) runs the real driver with them,
+ * so a recording tests both directions of the protocol.
  *
  *   driver_make_job CASES.json NAME OUT_PREFIX
  */
@@ -51,7 +51,7 @@ int main(int argc, char **argv)
     struct tar_files none = TAR_FILES_INIT;
     struct buf job = BUF_INIT((size_t)-1);
     struct err err = ERR_INIT;
-    char *path, *text;
+    char *path, *text, nonce[DRIVER_NONCE_LEN + 1];
     int rc;
 
     if (argc != 4) {
@@ -84,10 +84,11 @@ int main(int argc, char **argv)
             .max_result_bytes = 64 << 20,
         };
 
-        rc = driver_write_job(&job, &spec, nb, &none, &err);
+        rc = driver_write_job(&job, &spec, nb, &none, nonce, &err);
     }
-    header = json_pack("{s:o, s:o}", "cmd", driver_command(), "env",
-                       driver_environment("python3", false));
+    header = json_pack("{s:o, s:o, s:s}", "cmd", driver_command(), "env",
+                       driver_environment("python3", false), "nonce",
+                       rc == 0 ? nonce : "");
     text = json_dumps(header, JSON_INDENT(2));
     path = xasprintf("%s.json", argv[3]);
     if (rc == 0)

@@ -6,7 +6,8 @@ the container command, environment and job stream; this script runs the
 notebook image with them in a locked-down container (no network, read-only
 root, the sandbox user), sends the job on stdin, and keeps what the driver
 wrote: <case>.stdout (the protocol channel: ready line, done line, results
-tar) and <case>.stderr (progress lines and the kernel's chatter).
+tar), <case>.stderr (progress lines and the kernel's chatter) and
+<case>.nonce (the job's nonce, which the done line must carry).
 
     tests/driver/record.py DRIVER_MAKE_JOB OUT_DIR [--image IMAGE]
 
@@ -24,7 +25,7 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DONE = re.compile(rb"(?:^|\n)nbcanvas:done (\d+)\n")
+DONE = re.compile(rb"nbcanvas:done [0-9a-f-]{36} (\d+)\n")
 CASE_TIMEOUT_S = 180
 
 
@@ -78,6 +79,8 @@ def run_case(make_job, image, name, out_dir, tmp):
         f.write(out)
     with open(os.path.join(out_dir, name + ".stderr"), "wb") as f:
         f.write(b"".join(errout))
+    with open(os.path.join(out_dir, name + ".nonce"), "w") as f:
+        f.write(spec["nonce"])
     print("record: %s: %d bytes out" % (name, len(out)))
 
 

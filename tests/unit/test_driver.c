@@ -13,6 +13,7 @@ struct recording {
     struct buf out, errout;
     struct tar_files results;
     json_t *status;
+    char nonce[DRIVER_NONCE_LEN + 1];
     struct driver_status st;
     int parsed; /* driver_parse_status's answer */
 };
@@ -62,7 +63,13 @@ static bool load(struct recording *r, const char *name)
     if (data)
         buf_append(&r->errout, data, len);
     free(data);
-    if (driver_find_results(r->out.data, r->out.len, &at, &n, NULL) == 1 &&
+    path = xasprintf("%s/%s.nonce", recordings(), name);
+    data = slurp(path, &len);
+    free(path);
+    snprintf(r->nonce, sizeof(r->nonce), "%s", data ? data : "");
+    free(data);
+    if (driver_find_results(r->out.data, r->out.len, r->nonce, &at, &n,
+                            NULL) == 1 &&
         tarball_read(&r->results, r->out.data + at, n, NULL, 100, 64 << 20,
                      NULL) == 0) {
         e = tarball_find(&r->results, DRIVER_RESULT_STATUS);
@@ -181,22 +188,37 @@ TEST(driver__artifacts_come_back_under_their_folder)
     release(&r);
 }
 
+#define NONCE "0b9f4c1e-2d3a-4b5c-8d7e-6f5a4b3c2d1e"
+
+static int find(const char *s, size_t *at, size_t *n)
+{
+    return driver_find_results(s, strlen(s), NONCE, at, n, NULL);
+}
+
 TEST(driver__done_line_is_read_only_when_whole)
 {
     size_t at = 0, n = 0;
-    const char *s = "nbcanvas:ready\nnbcanvas:done 5\nabc";
+    const char *s = "nbcanvas:ready\nnbcanvas:done " NONCE " 5\nabc";
 
-    CHECK(driver_find_results("nbcanvas:done 1", 15, &at, &n, NULL) == 0);
-    CHECK(driver_find_results(s, strlen(s), &at, &n, NULL) == 0);
-    CHECK(n == 5 && at == strlen("nbcanvas:ready\nnbcanvas:done 5\n"));
-    CHECK(driver_find_results("nbcanvas:done 3\nabc", 19, &at, &n, NULL) ==
-          1);
-    CHECK(driver_find_results("nbcanvas:done 3x\nabc", 20, &at, &n, NULL) ==
-          ERR_INTERNAL);
-    CHECK(driver_find_results("nbcanvas:done \n", 15, &at, &n, NULL) ==
-          ERR_INTERNAL);
-    /* only at the start of a line */
-    CHECK(driver_find_results("xnbcanvas:done 0\n", 17, &at, &n, NULL) == 0);
+    CHECK(find("nbcanvas:done " NONCE " 1", &at, &n) == 0);
+    CHECK(find(s, &at, &n) == 0);
+    CHECK(n == 5 && at == strlen(s) - 3);
+    CHECK(find("nbcanvas:done " NONCE " 3\nabc", &at, &n) == 1);
+    CHECK(find("nbcanvas:done " NONCE " 3x\nabc", &at, &n) == ERR_INTERNAL);
+    CHECK(find("nbcanvas:done " NONCE " \n", &at, &n) == ERR_INTERNAL);
+}
+
+TEST(driver__done_line_without_the_nonce_is_ignored)
+{
+    size_t at = 0, n = 0;
+    /* what the user's code can write into the channel before the driver */
+    const char *forged = "nbcanvas:done 3\nabcnbcanvas:done "
+                         "00000000-0000-0000-0000-000000000000 3\nxyz"
+                         "unfinished linenbcanvas:done " NONCE " 2\nok";
+
+    CHECK(find(forged, &at, &n) == 1);
+    CHECK(n == 2 && memcmp(forged + at, "ok", 2) == 0);
+    CHECK(find("nbcanvas:done 3\nabc", &at, &n) == 0);
 }
 
 TEST(driver__progress_lines_only_at_line_starts)
@@ -238,12 +260,17 @@ TEST(driver__job_stream_is_header_and_tar)
     struct buf job = BUF_INIT((size_t)-1);
     json_t *nb = json_pack("{s:i}", "nbformat", 4), *j = NULL;
     const struct tar_entry *e;
+    char nonce[DRIVER_NONCE_LEN + 1], seen[DRIVER_NONCE_LEN + 1] = "";
+    char other[DRIVER_NONCE_LEN + 1];
     unsigned long n = 0;
     int used = 0;
 
     tarball_files_add(&files, xstrdup("data.csv"), xstrdup("1,2"), 3);
-    CHECK(driver_write_job(&job, &spec, nb, &files, NULL) == 0);
-    CHECK(sscanf(job.data, "nbcanvas:job %lu\n%n", &n, &used) == 1);
+    CHECK(driver_write_job(&job, &spec, nb, &files, nonce, NULL) == 0);
+    CHECK(sscanf(job.data, "nbcanvas:job %lu %36s\n%n", &n, seen, &used) ==
+          2);
+    CHECK(strlen(nonce) == DRIVER_NONCE_LEN);
+    CHECK_STREQ(seen, nonce);
     CHECK(used > 0 && job.len == (size_t)used + n);
     CHECK(tarball_read(&got, job.data + used, n, NULL, 10, 1 << 20, NULL) ==
           0);
@@ -259,6 +286,10 @@ TEST(driver__job_stream_is_header_and_tar)
           json_integer_value(json_object_get(j, "max_result_bytes")) <
               5 << 20);
     json_decref(j);
+    /* every job gets its own nonce */
+    buf_reset(&job);
+    CHECK(driver_write_job(&job, &spec, nb, &files, other, NULL) == 0);
+    CHECK(strcmp(other, nonce) != 0);
     json_decref(nb);
     buf_release(&job);
     tarball_files_release(&files);
