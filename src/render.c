@@ -40,6 +40,7 @@
 #include "nbcanvas/util.h"
 
 #define RENDER_GRACE_S 30
+#define LOG_TAIL_BYTES 512
 
 struct render_job {
     struct service *svc;
@@ -105,33 +106,48 @@ static int on_data(void *ctx, const char *data, size_t len)
         return err_set(&job->err, ERR_OUTPUT,
                        "the results are larger than %lld bytes",
                        job->svc->cfg.max_result_bytes);
+    /* Output that bypasses the kernel (os.system("yes"), a C library
+     * writing to fd 1 or 2) reaches the driver's stderr raw: past the cap
+     * the copy stops and the sandbox is removed. */
+    if (job->errout.overflow)
+        return err_set(&job->err, ERR_OUTPUT,
+                       "the notebook wrote more than %zu bytes to its raw "
+                       "stdout and stderr (outside the cells' outputs)",
+                       job->errout.cap);
     return driver_find_results(job->out.data, job->out.len, job->nonce,
                                &job->results_at, &job->results_len,
                                &job->err);
 }
 
-/* The last line the sandbox wrote on stderr, for error messages. */
-static const char *stderr_tail(struct render_job *job)
+/* The last line the sandbox wrote on stderr, escaped (it is the
+ * sandbox's bytes), for error messages. */
+static const char *stderr_tail(struct render_job *job, char *out,
+                               size_t out_len)
 {
-    char *s = job->errout.data;
-    size_t n = job->errout.len;
+    const char *s = job->errout.data;
+    size_t n = job->errout.len, start;
 
     while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
-        s[--n] = '\0';
-    while (n > 0 && s[n - 1] != '\n')
         n--;
-    return s + n;
+    start = n;
+    while (start > 0 && s[start - 1] != '\n')
+        start--;
+    util_escape(out, out_len, s + start, n - start);
+    return out;
 }
 
 /* For the operator: the end of what the sandbox wrote on stderr when a
- * job failed for a reason other than the user's own error. */
+ * job failed for a reason other than the user's own error, escaped onto
+ * one line (no terminal escapes, no forged log lines) and short. */
 static void log_sandbox_stderr(struct render_job *job)
 {
-    const char *s = job->errout.data;
-    size_t n = job->errout.len, from = n > 2000 ? n - 2000 : 0;
+    char tail[LOG_TAIL_BYTES * 4 + 1];
+    size_t n = job->errout.len;
+    size_t from = n > LOG_TAIL_BYTES ? n - LOG_TAIL_BYTES : 0;
 
-    fprintf(stderr, "nbcanvas: job %s failed (%s); sandbox stderr:\n%.*s\n",
-            job->id, job->err.msg, (int)(n - from), s + from);
+    util_escape(tail, sizeof(tail), job->errout.data + from, n - from);
+    fprintf(stderr, "nbcanvas: job %s failed (%s); sandbox stderr: %s\n",
+            job->id, job->err.msg, tail);
 }
 
 /* A new cold sandbox for the job (not started yet). */
@@ -159,12 +175,19 @@ static int run_driver(struct render_job *job, const atomic_bool *cancel)
                               &cb, deadline, &job->err);
     if (rc == 1)
         return 0;
-    if (rc == ERR_TIMEOUT)
+    if (rc == ERR_TIMEOUT) {
+        long cell = driver_last_cell(job->errout.data, job->errout.len);
+
+        job->details = json_pack("{s:o}", "cell", cell < 0
+                                                      ? json_null()
+                                                      : json_integer(cell));
         return err_set(&job->err, ERR_TIMEOUT,
                        "the notebook ran past its %ld s deadline",
                        job->req->timeout_s);
+    }
     if (rc == 0) {
         long cell = driver_last_cell(job->errout.data, job->errout.len);
+        char tail[256];
 
         if (sandbox_oom_killed(&job->sb))
             return err_set(&job->err, ERR_MEMORY,
@@ -174,7 +197,7 @@ static int run_driver(struct render_job *job, const atomic_bool *cancel)
             return err_set(&job->err, ERR_INTERNAL,
                            "the sandbox stopped before the notebook "
                            "finished: %s",
-                           stderr_tail(job));
+                           stderr_tail(job, tail, sizeof(tail)));
         /* The driver died while a cell ran: that cell's code killed it
          * (kill -9 of its parent, of every process). */
         job->details = json_pack(
@@ -225,6 +248,7 @@ static int fetch_results(struct render_job *job)
 {
     const struct config *cfg = &job->svc->cfg;
     const struct tar_entry *e;
+    char tail[256];
     int rc;
 
     rc = tarball_read(&job->results, job->out.data + job->results_at,
@@ -238,7 +262,8 @@ static int fetch_results(struct render_job *job)
         job->status = json_loadb(e->data, e->len, JSON_ALLOW_NUL, NULL);
     if (!json_is_object(job->status))
         return err_set(&job->err, ERR_INTERNAL,
-                       "the sandbox wrote no status: %s", stderr_tail(job));
+                       "the sandbox wrote no status: %s",
+                       stderr_tail(job, tail, sizeof(tail)));
     e = tarball_find(&job->results, DRIVER_RESULT_NOTEBOOK);
     if (e) {
         job->executed = json_loadb(e->data, e->len, JSON_ALLOW_NUL, NULL);
@@ -271,6 +296,7 @@ static int status_error(struct render_job *job, json_t **details)
 {
     const struct config *cfg = &job->svc->cfg;
     struct driver_status st;
+    char tail[256];
     json_t *cell;
     int rc = driver_parse_status(&st, job->status, &job->err);
 
@@ -324,7 +350,8 @@ static int status_error(struct render_job *job, json_t **details)
         break;
     case DRIVER_FAILED:
         rc = err_set(&job->err, ERR_INTERNAL, "internal: %s",
-                     st.message[0] ? st.message : stderr_tail(job));
+                     st.message[0] ? st.message
+                                   : stderr_tail(job, tail, sizeof(tail)));
         break;
     }
     json_decref(cell);
@@ -474,7 +501,7 @@ int render_run(struct render_result *out, struct service *svc,
     }
     buf_init(&job.upload, (size_t)svc->cfg.max_body_bytes * 2 + (1 << 20));
     buf_init(&job.out, (size_t)svc->cfg.max_result_bytes + (64 << 10));
-    buf_init(&job.errout, 256 << 10);
+    buf_init(&job.errout, (size_t)svc->cfg.max_output_bytes);
     demux_init(&job.demux, &job.out, &job.errout);
 
     rc = jobs_acquire(svc->jobs, cancel, &job.err);

@@ -179,3 +179,35 @@ int util_base64_decode(char **out, size_t *out_len, const char *in,
     (*out)[*out_len] = '\0';
     return 0;
 }
+
+void util_escape(char *out, size_t out_len, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i, k = 0;
+
+    if (!out_len)
+        return;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[4];
+        size_t m = 0;
+
+        if (c == '\\' || c < 0x20 || c > 0x7e) {
+            esc[m++] = '\\';
+            if (c == '\n' || c == '\\') {
+                esc[m++] = c == '\n' ? 'n' : '\\';
+            } else {
+                esc[m++] = 'x';
+                esc[m++] = hex[c >> 4];
+                esc[m++] = hex[c & 15];
+            }
+        } else {
+            esc[m++] = (char)c;
+        }
+        if (k + m >= out_len)
+            break;
+        memcpy(out + k, esc, m);
+        k += m;
+    }
+    out[k] = '\0';
+}

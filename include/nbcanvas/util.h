@@ -49,6 +49,12 @@ void util_sha256_hex(char out[65], const void *data, size_t len);
 int util_base64_decode(char **out, size_t *out_len, const char *in,
                        size_t len, bool skip_line_breaks);
 
+/* Writes n bytes of s into out as one line of printable ASCII: newline as
+ * \n, a backslash as \\, every other byte outside 0x20..0x7e as \xNN
+ * (so no terminal escape or forged log line gets through). Cut to fit
+ * out_len, always NUL-terminated. */
+void util_escape(char *out, size_t out_len, const char *s, size_t n);
+
 #include "nbcanvas/banned.h"
 
 #endif

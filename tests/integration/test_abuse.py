@@ -205,6 +205,33 @@ def test_endless_output_in_a_notebook(svc):
     assert_still_serving(svc)
 
 
+def test_whole_notebook_deadline(svc):
+    # timeout_s is a wall deadline for the whole notebook, however many
+    # cells share it: the answer names the cell that was running and
+    # carries the outputs so far. (Each of these cells is quick; together
+    # they take far longer than the deadline.)
+    t0 = time.time()
+    r = svc.render({"cells": ["x = %d" % i for i in range(3000)], "timeout_s": 5,
+                    "cache": False})
+    elapsed = time.time() - t0
+    err = check_error(r, 422, "timeout")
+    assert isinstance(err["cell"], int) and 0 < err["cell"] < 2999, err["cell"]
+    assert len(err["cells"]) >= err["cell"], len(err["cells"])
+    assert elapsed < 5 + 15 * SLOW, elapsed
+
+
+def test_raw_output_flood(svc):
+    # Output that bypasses the kernel goes to the driver's stderr raw:
+    # output_limit within seconds, not the deadline or the memory cap.
+    for code in ("import os\nos.system('yes')", "import os\nos.system('yes >&2')"):
+        t0 = time.time()
+        r = svc.render({"cells": [code], "timeout_s": 120, "cache": False})
+        err = check_error(r, 422, "output_limit")
+        assert "raw stdout" in err["message"], err
+        assert time.time() - t0 < 30 * SLOW, time.time() - t0
+    assert_still_serving(svc)
+
+
 def test_kill_the_parent(svc):
     res = run(svc, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('after')", timeout_s=10)
     assert res["status"] in ("runtime_error", "ok", "timeout"), res
