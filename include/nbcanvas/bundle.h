@@ -7,6 +7,7 @@
  * notebook wrote>.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "nbcanvas/err.h"
@@ -17,6 +18,12 @@ struct bundle_part {
     const char *data; /* borrowed until bundle_zip returns */
     size_t len;
 };
+
+/* A copy of name (caller frees) that every unzip tool keeps inside its
+ * folder and can write on any system: backslashes, control characters
+ * (C0, DEL, C1) and bytes that are not UTF-8 become '_'. *changed says
+ * whether anything was replaced. */
+char *bundle_safe_name(const char *name, bool *changed);
 
 /* Writes a new zip of parts into *out (caller frees) and its size into
  * *out_len. */

@@ -276,6 +276,31 @@ def test_symlinked_artifacts_are_not_followed(svc):
     assert not any("link" in n for n in names), names
 
 
+def test_artifact_names_are_made_safe(svc):
+    # File names a Windows extractor would turn into paths outside its
+    # folder, or that a zip cannot hold, are renamed (and said so); a
+    # renamed one that clashes is dropped; the render still succeeds.
+    r = svc.render({"format": "zip", "cache": False, "cells": [
+        "for name in ('..\\\\evil.bat', 'a\\x01b.txt', 'x\\x01.txt', 'x\\x02.txt',\n"
+        "             '\\x1b[31mred.txt', 'ok.txt'):\n"
+        "    open(name, 'w').write('data')"]})
+    assert r.status == 200, r
+    import io
+    import zipfile
+    z = zipfile.ZipFile(io.BytesIO(r.body))
+    names = [n for n in z.namelist() if n.startswith("artifacts/")]
+    for n in names:
+        assert "\\" not in n and not any(ord(c) < 32 or ord(c) == 127 for c in n), names
+    assert "artifacts/ok.txt" in names and "artifacts/.._evil.bat" in names, names
+    assert "artifacts/a_b.txt" in names and "artifacts/x_.txt" in names, names
+    result = json.loads(z.read("result.json"))
+    renamed = {e["to"]: e["from"] for e in result["artifacts_renamed"]}
+    assert renamed["artifacts/a_b.txt"] == "artifacts/a\\x01b.txt", renamed
+    assert renamed["artifacts/.._evil.bat"] == "artifacts/..\\\\evil.bat", renamed
+    assert len(result["artifacts_dropped"]) == 1, result
+    assert result["artifacts_dropped"][0] in ("artifacts/x\\x01.txt", "artifacts/x\\x02.txt")
+
+
 FORGE_RESULTS = r"""
 import io, json, os, tarfile
 def member(tar, name, data):
