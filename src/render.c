@@ -193,6 +193,9 @@ static int run_driver(struct render_job *job, const atomic_bool *cancel)
             return err_set(&job->err, ERR_MEMORY,
                            "the sandbox ran out of memory (%lld MiB)",
                            cfg->render_limits.memory_bytes >> 20);
+        /* Removed from outside: not the user's code's doing. */
+        if (sandbox_lost(&job->sb))
+            return sandbox_lost_error(&job->err);
         if (cell < 0)
             return err_set(&job->err, ERR_INTERNAL,
                            "the sandbox stopped before the notebook "

@@ -130,6 +130,12 @@ static int run_step(struct run_job *job, const char *script, long timeout_s,
     rc = sandbox_exec(&job->sb, cmd, &cb,
                       util_now_ms() + timeout_s * 1000LL, exit_code, err);
     json_decref(cmd);
+    /* A step that ended with no exit code, or killed, because its
+     * container was removed from outside is not the program's failure. */
+    if (((rc < 0 && rc != ERR_TIMEOUT && rc != ERR_CANCELLED) ||
+         (*exit_code == 137 && !sandbox_oom_killed(&job->sb))) &&
+        sandbox_lost(&job->sb))
+        rc = sandbox_lost_error(err);
     return rc;
 }
 

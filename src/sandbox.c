@@ -262,6 +262,46 @@ static json_t *container_state(struct sandbox *sb)
     return state;
 }
 
+/* The container's State.Status ("running", "exited", "removing", ...), or
+ * "gone" when the engine no longer knows it. */
+static void container_status(struct sandbox *sb, char *out, size_t out_len)
+{
+    char path[128];
+    json_t *info = NULL;
+    const char *status;
+    int rc;
+
+    snprintf(path, sizeof(path), "/containers/%s/json", sb->id);
+    rc = docker_call_json(sb->docker, "GET", path, NULL, &info, 0, NULL);
+    status = json_string_value(
+        json_object_get(json_object_get(info, "State"), "Status"));
+    snprintf(out, out_len, "%s",
+             rc == ERR_NOT_FOUND ? "gone" : status ? status : "unknown");
+    json_decref(info);
+}
+
+bool sandbox_lost(struct sandbox *sb)
+{
+    long long until = util_now_ms() + SANDBOX_LOST_WAIT_MS;
+    char status[32];
+
+    for (;;) {
+        container_status(sb, status, sizeof(status));
+        if (strcmp(status, "running") != 0 || util_now_ms() >= until)
+            break;
+        nanosleep(&(struct timespec){0, 50 * 1000000L}, NULL);
+    }
+    return strcmp(status, "gone") == 0 || strcmp(status, "removing") == 0 ||
+           strcmp(status, "dead") == 0;
+}
+
+int sandbox_lost_error(struct err *err)
+{
+    return err_set(err, ERR_ENGINE,
+                   "the sandbox was stopped or removed from outside while "
+                   "the job ran; retry");
+}
+
 bool sandbox_is_running(struct sandbox *sb)
 {
     json_t *state = container_state(sb);

@@ -22,6 +22,7 @@
 #define SANDBOX_WORKDIR "/home/sandbox"
 #define SANDBOX_UID 1000
 #define SANDBOX_LABEL "org.nbcanvas.managed"
+#define SANDBOX_LOST_WAIT_MS 1000
 
 struct sandbox {
     struct docker *docker; /* borrowed */
@@ -71,6 +72,13 @@ int sandbox_exec(struct sandbox *sb, json_t *cmd,
                  int *exit_code, struct err *err);
 /* True when the container's main process is running. */
 bool sandbox_is_running(struct sandbox *sb);
+/* True when the container was removed from outside while we used it: it
+ * is gone, or being removed. A forced removal kills the processes a moment
+ * before the container stops reading as running, so a container that
+ * still does is asked again for up to SANDBOX_LOST_WAIT_MS. */
+bool sandbox_lost(struct sandbox *sb);
+/* The error for a job whose sandbox was lost: ERR_ENGINE (retryable). */
+int sandbox_lost_error(struct err *err);
 /* True when the engine recorded an out-of-memory kill in the container. */
 bool sandbox_oom_killed(struct sandbox *sb);
 /* Kills and removes the container and its volume; safe to call twice and

@@ -139,6 +139,32 @@ def test_reaper_removes_expired_containers(svc):
         assert s.stop() == 0
 
 
+def test_container_removed_by_someone_else_mid_job(svc):
+    # An operator (or another tool) force-removes a job's container while
+    # it runs: the request is answered at once with a retryable 503 that
+    # says so, not blamed on the user's code, and the service goes on.
+    cases = (("render", lambda: svc.render({"cells": ["import time\ntime.sleep(30)"],
+                                            "cache": False})),
+             ("run", lambda: svc.run({"language": "python3",
+                                      "code": "import time\ntime.sleep(30)", "timeout_s": 40})))
+    for name, call in cases:
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=call()))
+        t.start()
+        wait_until(lambda: any(c["State"] == "running" for c in jobs_of(svc)), 30,
+                   "the %s's container" % name)
+        time.sleep(1)
+        t0 = time.time()
+        for c in jobs_of(svc):
+            engine("DELETE", "/containers/%s?force=1&v=1" % c["Id"])
+        t.join(60)
+        assert time.time() - t0 < 15, (name, time.time() - t0)
+        err = check_error(result["r"], 503, "engine_unavailable")
+        assert "removed" in err["message"], err
+        assert result["r"].header("retry-after"), result["r"].headers
+    assert svc.render({"cells": ["print(1)"], "cache": False}).status == 200
+
+
 def test_sigterm_finishes_in_flight_jobs(svc):
     s = Service(BINARY, {"pool_size": 0}).start()
     result = {}

@@ -129,6 +129,46 @@ def test_body_too_large_413_chunked(svc):
     assert b'"payload_too_large"' in reply
 
 
+def raw_exchange(port, request):
+    """Sends raw bytes, returns the status line's code (0 if none came)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        sock.sendall(request)
+        reply = sock.recv(4096)
+    except OSError:
+        reply = b""
+    finally:
+        sock.close()
+    parts = reply.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def test_oversized_headers_are_refused(svc):
+    # A connection's memory is capped (MHD's pool, 64 KiB): one huge
+    # header or thousands of small ones are refused with 431, and the
+    # service goes on serving.
+    huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (100 << 10) + b"\r\n\r\n"
+    assert raw_exchange(svc.port, huge) == 431
+    many = (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" +
+            b"".join(b"X-H%d: v\r\n" % i for i in range(10000)) + b"\r\n")
+    assert raw_exchange(svc.port, many) == 431
+    assert svc.get("/healthz").status == 200
+
+
+def test_idempotency_key_is_not_interpreted(svc):
+    # nbcanvas has no Idempotency-Key (docs/API.md): the header is
+    # ignored, and what gives a retry the same answer without running
+    # again is the result cache (and single flight for one in progress).
+    body = {"cells": ["import random\nprint(random.random())"], "format": "json"}
+    first = svc.render(body, headers={"Idempotency-Key": "k1"})
+    again = svc.render(body, headers={"Idempotency-Key": "k1"})
+    other = svc.render(dict(body, cells=["print(2)"]), headers={"Idempotency-Key": "k1"})
+    assert first.status == again.status == other.status == 200
+    assert first.header("x-nbcanvas-cache") == "miss"
+    assert again.header("x-nbcanvas-cache") == "hit" and again.body == first.body
+    assert other.json()["cells"][0]["outputs"][0]["text"] == "2\n"
+
+
 def test_metrics(svc):
     svc.get("/healthz")
     r = svc.get("/metrics")
