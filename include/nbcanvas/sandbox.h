@@ -20,7 +20,10 @@
 #include "nbcanvas/err.h"
 
 #define SANDBOX_WORKDIR "/home/sandbox"
-#define SANDBOX_UID 1000
+/* The sandbox user: a uid (and gid) that is no account on the host, where
+ * 1000 is usually a real person's, and has no entry in the images either
+ * (HOME and USER come from the environment). docs/SECURITY.md. */
+#define SANDBOX_UID 100000
 #define SANDBOX_LABEL "org.nbcanvas.managed"
 #define SANDBOX_LOST_WAIT_MS 1000
 

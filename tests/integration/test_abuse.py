@@ -229,7 +229,7 @@ def test_no_secrets_or_host_files(svc):
     assert set(env) <= {"HOME", "LANG", "PATH", "HOSTNAME", "PWD",
                         "PYTHONDONTWRITEBYTECODE"}, env
     assert "sleep" in out[1], out
-    assert out[2] == "1000 1000", out
+    assert out[2] == "100000 100000", out
     assert out[3] == "False False", out
     assert not any(line.startswith("read ") for line in out), out
     assert out[-1] == "0000000000000000", out  # no capabilities
@@ -263,6 +263,46 @@ def test_seccomp_and_no_new_privileges(svc):
     assert r.json()["cells"][0]["outputs"][0]["text"].split() == want, r.json()
     res = run(svc, STATUS_FIELDS)
     assert res["stdout"].split() == want, res
+
+
+def test_sandbox_user_is_no_host_account(svc):
+    # uid 1000 is a real person's account on many hosts (on this kind of
+    # machine too): sandboxes run as 100000, which none has. Checked from
+    # the host side on the live processes of a running snippet (under
+    # gVisor the host sees only gVisor's own processes: inside only).
+    import pwd
+    import threading
+    from harness import engine
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        r=run(svc, "import os, time\nprint(os.getuid(), os.getgid())\ntime.sleep(4)",
+              timeout_s=20)))
+    t.start()
+    try:
+        if RUNTIME != "runsc":
+            deadline = time.time() + 30
+            running = []
+            while not running and time.time() < deadline:
+                running = [c for c in containers(svc.listen) if c["State"] == "running"
+                           and c["Labels"].get("org.nbcanvas.job") != "pool"]
+                time.sleep(0.2)
+            assert running, "no running job container"
+            status, top = engine("GET", "/containers/%s/top" % running[0]["Id"])
+            assert status == 200, top
+            pids = [int(p[top["Titles"].index("PID")]) for p in top["Processes"]]
+            assert pids, top
+            for pid in pids:
+                with open("/proc/%d/status" % pid) as f:
+                    uids = [l.split()[1:] for l in f if l.startswith(("Uid:", "Gid:"))]
+                assert all(v == "100000" for ids in uids for v in ids), (pid, uids)
+    finally:
+        t.join(60)
+    assert result["r"]["stdout"] == "100000 100000\n", result["r"]
+    try:
+        pwd.getpwuid(100000)
+        raise AssertionError("uid 100000 is an account on this host")
+    except KeyError:
+        pass
 
 
 def test_privilege_escalation_fails(svc):
