@@ -12,10 +12,10 @@ build=$top/build-fuzz
 
 CC=clang cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DFUZZ=ON \
     -DSANITIZE=address,undefined >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fuzz_request fuzz_demux fuzz_tar
+cmake --build "$build" -j"$(nproc)" --target fuzz_request fuzz_demux fuzz_tar fuzz_results
 
 status=0
-for target in request demux tar; do
+for target in request demux tar results; do
     work=$(mktemp -d)
     echo "== fuzz_$target for ${seconds}s"
     if ! "$build/tests/fuzz/fuzz_$target" -max_total_time="$seconds" \
