@@ -273,10 +273,12 @@ def test_sandbox_user_is_no_host_account(svc):
     import pwd
     import threading
     from harness import engine
-    result = {}
-    t = threading.Thread(target=lambda: result.update(
-        r=run(svc, "import os, time\nprint(os.getuid(), os.getgid())\ntime.sleep(4)",
-              timeout_s=20)))
+    import uuid
+    result, rid = {}, str(uuid.uuid4())
+    t = threading.Thread(target=lambda: result.update(r=svc.run(
+        {"language": "python3", "timeout_s": 20,
+         "code": "import os, time\nprint(os.getuid(), os.getgid())\ntime.sleep(4)"},
+        headers={"X-Request-Id": rid}).json()))
     t.start()
     try:
         if RUNTIME != "runsc":
@@ -284,7 +286,7 @@ def test_sandbox_user_is_no_host_account(svc):
             running = []
             while not running and time.time() < deadline:
                 running = [c for c in containers(svc.listen) if c["State"] == "running"
-                           and c["Labels"].get("org.nbcanvas.job") != "pool"]
+                           and c["Labels"].get("org.nbcanvas.job") == rid]
                 time.sleep(0.2)
             assert running, "no running job container"
             status, top = engine("GET", "/containers/%s/top" % running[0]["Id"])
