@@ -265,20 +265,30 @@ struct stream_state {
     int stop; /* non-zero: a callback asked to end the stream */
 };
 
+/* Takes the status from the status line itself: output that arrives in
+ * the same read as the headers reaches stream_write before the loop could
+ * ask curl for the status, and must not be mistaken for an error body. */
 static size_t stream_header(char *data, size_t size, size_t n, void *ctx)
 {
     struct stream_state *s = ctx;
+    size_t len = size * n;
+    const char *sp;
 
-    if (size * n <= 2 && (data[0] == '\r' || data[0] == '\n'))
+    if (len <= 2 && (data[0] == '\r' || data[0] == '\n'))
         s->headers_done = true;
-    return size * n;
+    else if (len > 5 && memcmp(data, "HTTP/", 5) == 0 &&
+             (sp = memchr(data, ' ', len)) && sp + 4 <= data + len) {
+        s->status = strtol(sp + 1, NULL, 10); /* after a 1xx, the next */
+        s->headers_done = false;
+    }
+    return len;
 }
 
 static size_t stream_write(char *data, size_t size, size_t n, void *ctx)
 {
     struct stream_state *s = ctx;
 
-    if (s->status >= 400 || s->status == 0) {
+    if (s->status >= 400 || s->status < 200) {
         buf_append(&s->error_body, data, size * n);
         return size * n;
     }
@@ -299,7 +309,8 @@ static int stream_loop(CURLM *m, CURL *c, struct stream_state *s,
         curl_multi_perform(m, &running);
         if (!s->status)
             curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &s->status);
-        if (!opened && s->headers_done && s->status && s->status < 400) {
+        if (!opened && s->headers_done && s->status >= 200 &&
+            s->status < 400) {
             opened = true;
             if (s->cb->on_open)
                 s->stop = s->cb->on_open(s->cb->ctx);

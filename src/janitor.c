@@ -51,6 +51,8 @@ struct janitor *janitor_new(void)
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->wake, NULL);
     if (pthread_create(&j->thread, NULL, work, j) != 0) {
+        pthread_mutex_destroy(&j->lock);
+        pthread_cond_destroy(&j->wake);
         free(j);
         return NULL;
     }

@@ -72,7 +72,8 @@ int jobs_acquire(struct jobs *j, const atomic_bool *cancel, struct err *err)
 void jobs_release(struct jobs *j)
 {
     pthread_mutex_lock(&j->lock);
-    j->running--;
+    if (j->running > 0)
+        j->running--;
     pthread_cond_signal(&j->freed);
     pthread_mutex_unlock(&j->lock);
 }

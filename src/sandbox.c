@@ -100,7 +100,8 @@ json_t *sandbox_create_body(const struct sandbox_spec *spec)
         SANDBOX_WORKDIR, "NetworkDisabled", 1, "AttachStdout", 1,
         "AttachStderr", 1, "AttachStdin", 1, "OpenStdin", 1, "Tty", 0,
         "Labels", SANDBOX_LABEL,
-        "1", "org.nbcanvas.owner", spec->owner, "org.nbcanvas.job",
+        "1", "org.nbcanvas.owner", spec->owner ? spec->owner : "",
+        "org.nbcanvas.job",
         spec->job_id ? spec->job_id : "", "org.nbcanvas.deadline", deadline);
     json_object_set_new(body, "Env",
                         spec->env ? json_incref(spec->env) : json_array());
@@ -403,7 +404,7 @@ int sandbox_reap(struct docker *d, enum sandbox_reap_mode mode,
 
         if (!id)
             continue;
-        if (mode == REAP_OWNED && (!who || strcmp(who, owner) != 0))
+        if (mode == REAP_OWNED && (!who || !owner || strcmp(who, owner) != 0))
             continue;
         if (mode == REAP_EXPIRED && deadline &&
             strtoll(deadline, NULL, 10) > now)

@@ -37,6 +37,13 @@
  * without hang, the container exits (State.Running false) and the stream
  * closes. Exec output starts at once.
  *
+ * Like the engine, it answers 409 to removing a running container without
+ * force=1 and to an exec in a container that is not running, 304 to
+ * starting one that runs, 404 to any unknown id. Not modelled: chunked
+ * request bodies, names as ids, list filters other than "label", and
+ * everything the client does not call (wait, kill, logs, archive...:
+ * 404 "page not found").
+ *
  * Threads. All functions are thread-safe; a script callback runs on one of
  * the fake's connection threads.
  *
@@ -131,7 +138,8 @@ int fake_engine_add_container(struct fake_engine *f, json_t *body,
                               bool running, char id_out[65]);
 /* What GET /containers/<id>/json reports as State.OOMKilled. */
 void fake_engine_set_oom(struct fake_engine *f, const char *id, bool oom);
-/* Sets State.Running (false also ends nothing that is streaming). */
+/* Sets State.Running, as if the container had been started or had exited
+ * (a stream already open stays open; removing the container ends it). */
 void fake_engine_set_running(struct fake_engine *f, const char *id,
                              bool running);
 /* Makes an image unknown (404 on inspect and create) or known again.
