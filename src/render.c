@@ -229,7 +229,7 @@ static int execute(struct render_job *job, const atomic_bool *cancel)
     if (job->warm && !sandbox_is_running(&job->sb)) {
         /* It died while idle (the engine attaches to a stopped container
          * and waits for ever); the pool's own check may not have run yet. */
-        janitor_dispose(job->svc->janitor, &job->sb);
+        janitor_dispose(job->svc->janitor, &job->sb, NULL);
         job->warm = false;
     }
     job->t_sandbox = util_now_ms();
@@ -577,8 +577,7 @@ int render_run(struct render_result *out, struct service *svc,
         rc = status_error(&job, &out->details);
     else if (job.details)
         out->details = json_incref(job.details);
-    janitor_dispose(svc->janitor, &job.sb);
-    jobs_release(svc->jobs);
+    janitor_dispose(svc->janitor, &job.sb, svc->jobs); /* releases the slot */
     job.t_done = util_now_ms();
     if (rc == 0)
         rc = build_answer(&job, out);

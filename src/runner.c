@@ -246,9 +246,8 @@ int runner_run(json_t **out, struct service *svc,
         if (rc == 0)
             rc = compile_and_run(&job, cancel, &status, &exit_code, &run_ms,
                                  err);
-        janitor_dispose(svc->janitor, &job.sb);
+        janitor_dispose(svc->janitor, &job.sb, svc->jobs); /* the slot too */
     }
-    jobs_release(svc->jobs);
     if (rc == 0)
         *out = result(&job, request_id, status, exit_code, run_ms);
 done:

@@ -237,6 +237,31 @@ def _held_connections(port, n):
     raise AssertionError("the server kept refusing connections under the cap")
 
 
+def test_burst_of_timeouts_stays_within_max_jobs(svc):
+    # A job's slot is free only once its container is gone: a burst of
+    # infinite loops that all time out never has more containers running
+    # jobs at once than max_jobs, however long their removal takes.
+    s = Service(BINARY, {"pool_size": 0, "max_jobs": 2, "max_queue": 16}).start()
+    try:
+        results, threads, peak = [], [], 0
+        for _ in range(8):
+            t = threading.Thread(target=lambda: results.append(s.run(
+                {"language": "python3", "code": "while True: pass", "timeout_s": 1})))
+            t.start()
+            threads.append(t)
+        while any(t.is_alive() for t in threads):
+            alive = [c for c in containers(s.listen) if c["State"] in ("running", "removing")]
+            peak = max(peak, len(alive))
+            time.sleep(0.02)
+        for t in threads:
+            t.join()
+        assert [r.status for r in results] == [200] * 8, results
+        assert all(r.json()["status"] == "timeout" for r in results), results
+        assert peak <= 2, peak
+    finally:
+        assert s.stop() == 0
+
+
 def test_per_ip_connection_cap(svc):
     s = Service(BINARY, {"pool_size": 0, "max_connections_per_ip": 4}).start()
     socks = []

@@ -64,7 +64,7 @@ TEST(janitor__dispose_removes_with_force_and_volume)
     CHECK(j != NULL);
     running_sandbox(&f, d, &sb);
     snprintf(id, sizeof(id), "%s", sb.id);
-    janitor_dispose(j, &sb);
+    janitor_dispose(j, &sb, NULL);
     CHECK(sb.id[0] == '\0'); /* the janitor owns it now */
     CHECK(fake_engine_wait(&f, "DELETE", "/containers/", 1, PATIENCE_MS) ==
           1);
@@ -97,10 +97,11 @@ TEST(janitor__pending_counts_queued_and_in_progress)
     fake_engine_hold(&f, "DELETE", "/containers/", true);
     for (i = 0; i < 3; i++) {
         running_sandbox(&f, d, &sb[i]);
-        janitor_dispose(j, &sb[i]);
+        janitor_dispose(j, &sb[i], NULL);
     }
-    /* one removal is in flight (held by the fake), two are queued */
-    CHECK(held_becomes(&f, 1));
+    /* all three in flight at once (held by the fake): removals run in
+     * parallel, so a burst is not removed one at a time */
+    CHECK(held_becomes(&f, 3));
     CHECK(janitor_pending(j) == 3);
     CHECK(fake_engine_containers(&f) == 3);
     fake_engine_hold(&f, NULL, NULL, false);
@@ -142,10 +143,10 @@ TEST(janitor__free_removes_everything_still_queued)
     fake_engine_hold(&f, "DELETE", "/containers/", true);
     for (i = 0; i < 5; i++) {
         running_sandbox(&f, d, &sb);
-        janitor_dispose(j, &sb);
+        janitor_dispose(j, &sb, NULL);
     }
-    CHECK(held_becomes(&f, 1));
-    CHECK(janitor_pending(j) == 5); /* four still queued when free starts */
+    CHECK(held_becomes(&f, 4)); /* every thread busy */
+    CHECK(janitor_pending(j) == 5); /* one still queued when free starts */
     pthread_create(&t, NULL, release_hold, &later);
     janitor_free(j);
     CHECK(fake_engine_containers(&f) == 0);
@@ -166,9 +167,9 @@ TEST(janitor__empty_id_does_nothing)
     d = fake_engine_docker(&f);
     j = janitor_new();
     sb.docker = d;
-    janitor_dispose(j, &sb);
+    janitor_dispose(j, &sb, NULL);
     CHECK(janitor_pending(j) == 0);
-    janitor_dispose(NULL, &sb);
+    janitor_dispose(NULL, &sb, NULL);
     janitor_free(j); /* drains: anything queued would be removed by now */
     CHECK(fake_engine_nrequests(&f) == 0);
     docker_free(d);
@@ -186,7 +187,7 @@ TEST(janitor__without_janitor_removes_in_the_callers_thread)
     d = fake_engine_docker(&f);
     running_sandbox(&f, d, &sb);
     snprintf(id, sizeof(id), "%s", sb.id);
-    janitor_dispose(NULL, &sb);
+    janitor_dispose(NULL, &sb, NULL);
     /* done by the time it returns: nothing else could have done it */
     CHECK(sb.id[0] == '\0');
     CHECK(!fake_engine_has_container(&f, id));
@@ -201,7 +202,7 @@ TEST(janitor__failed_removal_does_not_stop_the_queue)
     struct docker *d;
     struct janitor *j;
     struct sandbox a, b;
-    char ida[80];
+    char ida[80], idb[80];
 
     fake_engine_start(&f);
     d = fake_engine_docker(&f);
@@ -209,15 +210,56 @@ TEST(janitor__failed_removal_does_not_stop_the_queue)
     running_sandbox(&f, d, &a);
     running_sandbox(&f, d, &b);
     snprintf(ida, sizeof(ida), "%s", a.id);
+    snprintf(idb, sizeof(idb), "%s", b.id);
     fake_engine_fail(&f, "DELETE", "/containers/", 1, 500, "engine hiccup");
-    janitor_dispose(j, &a);
-    janitor_dispose(j, &b);
+    janitor_dispose(j, &a, NULL);
+    janitor_dispose(j, &b, NULL);
     CHECK(pending_becomes(j, 0));
     CHECK(fake_engine_count(&f, "DELETE", "/containers/") == 2);
-    /* the first removal failed and is left to the reaper; the second ran */
+    /* one removal failed and is left to the reaper; the other ran (they
+     * run in parallel: either may be the one that failed) */
     CHECK(fake_engine_containers(&f) == 1);
-    CHECK(fake_engine_has_container(&f, ida));
+    CHECK(fake_engine_has_container(&f, ida) !=
+          fake_engine_has_container(&f, idb));
     janitor_free(j);
+    docker_free(d);
+    fake_engine_stop(&f);
+}
+
+TEST(janitor__slot_is_free_only_once_the_container_is_gone)
+{
+    struct fake_engine f = {0};
+    struct jobs *slots = jobs_new(1, 0);
+    struct err err = ERR_INIT;
+    struct docker *d;
+    struct janitor *j;
+    struct sandbox sb;
+    long running = -1, waiting = -1;
+
+    fake_engine_start(&f);
+    d = fake_engine_docker(&f);
+    j = janitor_new();
+    CHECK(jobs_acquire(slots, NULL, &err) == 0);
+    running_sandbox(&f, d, &sb);
+    fake_engine_hold(&f, "DELETE", "/containers/", true);
+    janitor_dispose(j, &sb, slots);
+    CHECK(held_becomes(&f, 1));
+    /* the container is still there (being removed): its slot is taken */
+    jobs_counts(slots, &running, &waiting);
+    CHECK(running == 1);
+    CHECK(jobs_acquire(slots, NULL, &err) == ERR_BUSY);
+    fake_engine_hold(&f, NULL, NULL, false);
+    CHECK(pending_becomes(j, 0));
+    jobs_counts(slots, &running, &waiting);
+    CHECK(running == 0);
+    /* a sandbox never created gives its slot back at once */
+    CHECK(jobs_acquire(slots, NULL, &err) == 0);
+    memset(&sb, 0, sizeof(sb));
+    janitor_dispose(j, &sb, slots);
+    jobs_counts(slots, &running, &waiting);
+    CHECK(running == 0);
+    janitor_free(j);
+    jobs_free(slots);
     docker_free(d);
     fake_engine_stop(&f);
 }
