@@ -8,7 +8,7 @@ packages=(
     libcurl4-openssl-dev libjansson-dev libzip-dev libmicrohttpd-dev
     uuid-dev libarchive-dev libssl-dev
     docker.io runsc mmdebstrap uidmap
-    curl python3 ca-certificates
+    curl python3 ca-certificates faketime
 )
 
 missing=()

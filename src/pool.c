@@ -43,6 +43,7 @@ struct pool {
     struct docker *docker;
     const struct config *cfg;
     char owner[128];
+    struct sandbox_set *live;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_t thread;
@@ -66,6 +67,7 @@ static int create_sandbox(struct pool *p, struct sandbox *sb, bool preload,
                                 p->cfg->runtime,
                                 job_id,
                                 p->owner,
+                                p->live,
                                 deadline_s};
     int rc = sandbox_create(sb, p->docker, &spec, err);
 
@@ -218,13 +220,15 @@ static void *refill(void *arg)
 }
 
 struct pool *pool_new(struct docker *d, const struct config *cfg,
-                      const char *owner, long size)
+                      const char *owner, struct sandbox_set *live,
+                      long size)
 {
     struct pool *p = xcalloc(1, sizeof(*p));
 
     p->docker = d;
     p->cfg = cfg;
     snprintf(p->owner, sizeof(p->owner), "%s", owner);
+    p->live = live;
     p->stats.size = size;
     p->idle = xcalloc((size_t)size + 1, sizeof(*p->idle));
     pthread_mutex_init(&p->lock, NULL);

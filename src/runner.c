@@ -236,7 +236,7 @@ int runner_run(json_t **out, struct service *svc,
     {
         struct sandbox_spec spec = {
             job.lang->image, cmd, env, &cfg->run_limits, cfg->runtime,
-            request_id, svc->owner,
+            request_id, svc->owner, svc->live,
             (long long)time(NULL) + cfg->compile_timeout_s + req->timeout_s +
                 60};
 

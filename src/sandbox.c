@@ -14,6 +14,7 @@
 #include "nbcanvas/sandbox.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,83 @@
 
 #include "nbcanvas/demux.h"
 #include "nbcanvas/util.h"
+
+struct sandbox_set {
+    pthread_mutex_t lock;
+    char (*ids)[80];
+    long n, alloc;
+};
+
+struct sandbox_set *sandbox_set_new(void)
+{
+    struct sandbox_set *set = xcalloc(1, sizeof(*set));
+
+    pthread_mutex_init(&set->lock, NULL);
+    return set;
+}
+
+void sandbox_set_free(struct sandbox_set *set)
+{
+    if (!set)
+        return;
+    pthread_mutex_destroy(&set->lock);
+    free(set->ids);
+    free(set);
+}
+
+long sandbox_set_count(struct sandbox_set *set)
+{
+    long n;
+
+    pthread_mutex_lock(&set->lock);
+    n = set->n;
+    pthread_mutex_unlock(&set->lock);
+    return n;
+}
+
+static void set_add(struct sandbox_set *set, const char *id)
+{
+    if (!set)
+        return;
+    pthread_mutex_lock(&set->lock);
+    if (set->n == set->alloc) {
+        set->alloc = set->alloc ? set->alloc * 2 : 16;
+        set->ids = xrealloc(set->ids, (size_t)set->alloc * sizeof(*set->ids));
+    }
+    snprintf(set->ids[set->n++], sizeof(set->ids[0]), "%s", id);
+    pthread_mutex_unlock(&set->lock);
+}
+
+static void set_remove(struct sandbox_set *set, const char *id)
+{
+    long i;
+
+    if (!set)
+        return;
+    pthread_mutex_lock(&set->lock);
+    for (i = 0; i < set->n; i++) {
+        if (strcmp(set->ids[i], id) == 0) {
+            set->n--;
+            memcpy(set->ids[i], set->ids[set->n], sizeof(set->ids[0]));
+            break;
+        }
+    }
+    pthread_mutex_unlock(&set->lock);
+}
+
+static bool set_has(struct sandbox_set *set, const char *id)
+{
+    bool found = false;
+    long i;
+
+    if (!set)
+        return false;
+    pthread_mutex_lock(&set->lock);
+    for (i = 0; i < set->n && !found; i++)
+        found = strcmp(set->ids[i], id) == 0;
+    pthread_mutex_unlock(&set->lock);
+    return found;
+}
 
 static json_t *ulimit(const char *name, long long value)
 {
@@ -152,6 +230,7 @@ int sandbox_create(struct sandbox *sb, struct docker *d,
 
     memset(sb, 0, sizeof(*sb));
     sb->docker = d;
+    sb->live = spec->live;
     rc = docker_call_json(d, "POST", "/containers/create", body, &resp, 0,
                           err);
     if (rc == ERR_NOT_FOUND) {
@@ -166,6 +245,7 @@ int sandbox_create(struct sandbox *sb, struct docker *d,
         goto done;
     }
     snprintf(sb->id, sizeof(sb->id), "%s", id);
+    set_add(sb->live, sb->id);
 done:
     json_decref(body);
     json_decref(resp);
@@ -377,11 +457,13 @@ void sandbox_destroy(struct sandbox *sb)
     if (!sb->id[0])
         return;
     remove_container(sb->docker, sb->id);
+    set_remove(sb->live, sb->id);
     sb->id[0] = '\0';
 }
 
 int sandbox_reap(struct docker *d, enum sandbox_reap_mode mode,
-                 const char *owner, struct err *err)
+                 const char *owner, struct sandbox_set *live,
+                 struct err *err)
 {
     json_t *list = NULL, *c;
     size_t i;
@@ -402,7 +484,7 @@ int sandbox_reap(struct docker *d, enum sandbox_reap_mode mode,
             json_object_get(labels, "org.nbcanvas.owner"));
         const char *id = json_string_value(json_object_get(c, "Id"));
 
-        if (!id)
+        if (!id || set_has(live, id))
             continue;
         if (mode == REAP_OWNED && (!who || !owner || strcmp(who, owner) != 0))
             continue;

@@ -37,6 +37,7 @@ void service_close(struct service *svc)
     jobs_free(svc->jobs);
     languages_free(svc->languages);
     metrics_free(svc->metrics);
+    sandbox_set_free(svc->live);
     memset(svc, 0, sizeof(*svc));
 }
 
@@ -73,6 +74,7 @@ int service_open(struct service *svc, const struct service_options *opts,
         snprintf(svc->owner, sizeof(svc->owner), "cli-%ld", (long)getpid());
     else
         snprintf(svc->owner, sizeof(svc->owner), "%s", svc->cfg.listen);
+    svc->live = sandbox_set_new();
     dopts.host = svc->cfg.docker_host;
     dopts.call_timeout_ms = svc->cfg.docker_timeout_ms;
     rc = docker_new(&svc->docker, &dopts, err);
@@ -87,7 +89,8 @@ int service_open(struct service *svc, const struct service_options *opts,
     /* A service's pool starts filling only after the sweep of what its
      * previous run left (service_serve): the sweep goes by owner. */
     if (opts->one_shot)
-        svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner, 0);
+        svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner, svc->live,
+                             0);
     if (!opts->one_shot && svc->cfg.cache_bytes > 0) {
         svc->cache = cache_new(svc->cfg.cache_bytes);
         svc->cache_keys = cache_keys_new(svc->docker, svc->cfg.notebook_image);
@@ -109,7 +112,7 @@ static void sweep_leftovers(struct service *svc)
         fprintf(stderr, "nbcanvas: engine not ready: %s\n", err.msg);
         return;
     }
-    n = sandbox_reap(svc->docker, REAP_OWNED, svc->owner, &err);
+    n = sandbox_reap(svc->docker, REAP_OWNED, svc->owner, svc->live, &err);
     if (n > 0)
         fprintf(stderr,
                 "nbcanvas: removed %d container(s) left by a previous run\n",
@@ -131,7 +134,7 @@ int service_serve(struct service *svc)
     signal(SIGPIPE, SIG_IGN);
 
     sweep_leftovers(svc);
-    svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner,
+    svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner, svc->live,
                          svc->cfg.pool_size);
     rc = http_start(&srv, svc, &err);
     if (rc < 0) {
@@ -146,7 +149,10 @@ int service_serve(struct service *svc)
         sig = sigtimedwait(&stop, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
             break;
-        rc = sandbox_reap(svc->docker, REAP_EXPIRED, svc->owner, &err);
+        /* never what we hold: a wall clock that jumped makes every
+         * deadline label read as past */
+        rc = sandbox_reap(svc->docker, REAP_EXPIRED, svc->owner, svc->live,
+                          &err);
         if (rc > 0)
             metrics_count(svc->metrics, "reaped", rc);
         malloc_trim(0); /* hand freed answers back to the system */
@@ -158,6 +164,6 @@ int service_serve(struct service *svc)
     svc->pool = NULL;
     janitor_free(svc->janitor); /* removes what is still queued */
     svc->janitor = NULL;
-    sandbox_reap(svc->docker, REAP_OWNED, svc->owner, &err);
+    sandbox_reap(svc->docker, REAP_OWNED, svc->owner, NULL, &err);
     return 0;
 }

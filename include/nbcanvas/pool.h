@@ -28,10 +28,12 @@ struct pool_stats {
 };
 
 /* Starts a pool of size sandboxes made on d from cfg's notebook image and
- * limits (both borrowed; they must outlive the pool), labelled as owner's.
- * A size of 0 gives a pool that is always empty (one-shot commands). */
+ * limits, labelled as owner's and kept in live (all borrowed; they must
+ * outlive the pool; live may be NULL). A size of 0 gives a pool that is
+ * always empty (one-shot commands). */
 struct pool *pool_new(struct docker *d, const struct config *cfg,
-                      const char *owner, long size);
+                      const char *owner, struct sandbox_set *live,
+                      long size);
 /* Stops refilling and removes every idle container. */
 void pool_free(struct pool *p);
 

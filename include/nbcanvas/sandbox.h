@@ -27,8 +27,11 @@
 #define SANDBOX_LABEL "org.nbcanvas.managed"
 #define SANDBOX_LOST_WAIT_MS 1000
 
+struct sandbox_set;
+
 struct sandbox {
-    struct docker *docker; /* borrowed */
+    struct docker *docker;    /* borrowed */
+    struct sandbox_set *live; /* borrowed, may be NULL: see below */
     char id[80];
     bool started;
 };
@@ -44,8 +47,20 @@ struct sandbox_spec {
      * restarted service finds what its previous run left), "cli-<pid>" for
      * one-shot commands. */
     const char *owner;
+    /* The set of containers its owner holds right now (borrowed, may be
+     * NULL): the container is in it from its creation to its removal. */
+    struct sandbox_set *live;
     long long deadline_s; /* wall-clock epoch after which reapers remove it */
 };
+
+/* The containers a process holds right now — in use, warm in the pool,
+ * or queued for removal — by id. The reaper never removes one of them,
+ * whatever its deadline label says: a wall clock that jumps forward makes
+ * every label read as past. Thread-safe. */
+struct sandbox_set *sandbox_set_new(void);
+void sandbox_set_free(struct sandbox_set *set);
+/* How many containers the set holds. */
+long sandbox_set_count(struct sandbox_set *set);
 
 /* The JSON body of POST /containers/create for spec (new reference);
  * separate so tests can check every hardening field. */
@@ -93,9 +108,10 @@ enum sandbox_reap_mode {
     REAP_EXPIRED /* any nbcanvas container past its deadline label */
 };
 
-/* Removes nbcanvas's containers chosen by mode. Returns how many were
- * removed, or a negative ERR_* code. */
+/* Removes nbcanvas's containers chosen by mode, never one in live (may be
+ * NULL). Returns how many were removed, or a negative ERR_* code. */
 int sandbox_reap(struct docker *d, enum sandbox_reap_mode mode,
-                 const char *owner, struct err *err);
+                 const char *owner, struct sandbox_set *live,
+                 struct err *err);
 
 #endif

@@ -24,10 +24,12 @@ struct janitor;
 struct languages;
 struct metrics;
 struct pool;
+struct sandbox_set;
 
 struct service {
     struct config cfg;
     char owner[128]; /* the label of our containers (sandbox_spec.owner) */
+    struct sandbox_set *live; /* the containers we hold (sandbox.h) */
     struct docker *docker;
     struct jobs *jobs;
     struct languages *languages;

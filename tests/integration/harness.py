@@ -85,8 +85,9 @@ class Response:
 class Service:
     """An nbcanvas serve process for one test file."""
 
-    def __init__(self, binary, config=None):
+    def __init__(self, binary, config=None, env=None):
         self.binary = binary
+        self.env = dict(os.environ, **(env or {}))
         self.port = free_port()
         self.listen = "127.0.0.1:%d" % self.port
         self.config = dict(config or {})
@@ -101,7 +102,7 @@ class Service:
         self.config_path = cfg.name
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--listen", self.listen, "--config", cfg.name],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.time() + 20
         while time.time() < deadline:
             try:

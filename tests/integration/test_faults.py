@@ -165,6 +165,51 @@ def test_container_removed_by_someone_else_mid_job(svc):
     assert svc.render({"cells": ["print(1)"], "cache": False}).status == 200
 
 
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
+def test_wall_clock_jump_reaps_nothing_live(svc):
+    # The wall clock jumps two days forward (NTP, a VM resumed): every
+    # deadline label now reads as past, but the reaper must not remove a
+    # container this service is using or keeping warm. libfaketime moves
+    # only the service's wall clock (its monotonic clock is left alone,
+    # as on a real jump); the engine's clock does not move.
+    offset = tempfile.NamedTemporaryFile("w", suffix=".faketime", delete=False)
+    offset.write("+0")
+    offset.close()
+    s = Service(BINARY, {"pool_size": 1, "reaper_interval_s": 1}, env={
+        "LD_PRELOAD": FAKETIME_LIB, "FAKETIME_TIMESTAMP_FILE": offset.name,
+        "FAKETIME_NO_CACHE": "1", "DONT_FAKE_MONOTONIC": "1",
+        "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"})
+    s.start()
+    try:
+        def pool():
+            return [c["Id"] for c in containers(s.listen) if c["Labels"].get("org.nbcanvas.job") == "pool"
+                    and c["State"] == "running"]
+        wait_until(lambda: s.get("/metrics").body.decode().count("nbcanvas_pool_idle 1"), 60,
+                   "the pool to fill")
+        warm = pool()
+        assert len(warm) == 1, warm
+        result = {}
+        t = threading.Thread(target=lambda: result.update(r=s.render(
+            {"format": "json", "cache": False,
+             "cells": ["import time\ntime.sleep(6)\nprint('survived')"]},
+            headers={"X-Nbcanvas-Route": "cold"})))
+        t.start()
+        wait_until(lambda: jobs_of(s), 30, "the job's container")
+        with open(offset.name, "w") as f:
+            f.write("+2d")
+        time.sleep(3)  # three reaper ticks on the jumped clock
+        t.join(60)
+        r = result["r"]
+        assert r.status == 200, r
+        assert r.json()["cells"][0]["outputs"][0]["text"] == "survived\n", r.json()
+        assert pool() == warm, (pool(), warm)
+    finally:
+        assert s.stop() == 0
+        os.unlink(offset.name)
+
+
 def test_sigterm_finishes_in_flight_jobs(svc):
     s = Service(BINARY, {"pool_size": 0}).start()
     result = {}

@@ -402,13 +402,13 @@ TEST(sandbox_engine__reap_owned_takes_only_this_owner)
     labelled(&f, "svc-b", later, true, theirs);
     labelled(&f, "svc-a", later, true, mine2);
     labelled(&f, "svc-a", later, false, unmanaged);
-    CHECK(sandbox_reap(d, REAP_OWNED, "svc-a", &err) == 2);
+    CHECK(sandbox_reap(d, REAP_OWNED, "svc-a", NULL, &err) == 2);
     CHECK(!fake_engine_has_container(&f, mine1));
     CHECK(!fake_engine_has_container(&f, mine2));
     CHECK(fake_engine_has_container(&f, theirs));
     CHECK(fake_engine_has_container(&f, unmanaged));
     CHECK(fake_engine_count(&f, "DELETE", "/containers/") == 2);
-    CHECK(sandbox_reap(d, REAP_OWNED, "svc-a", &err) == 0);
+    CHECK(sandbox_reap(d, REAP_OWNED, "svc-a", NULL, &err) == 0);
     docker_free(d);
     fake_engine_stop(&f);
 }
@@ -427,11 +427,45 @@ TEST(sandbox_engine__reap_expired_takes_only_those_past_deadline)
     labelled(&f, "svc-b", now - 1, true, old2); /* any owner */
     labelled(&f, "svc-a", now + 3600, true, fresh);
     labelled(&f, "svc-a", now - 60, false, unmanaged);
-    CHECK(sandbox_reap(d, REAP_EXPIRED, "svc-a", &err) == 2);
+    CHECK(sandbox_reap(d, REAP_EXPIRED, "svc-a", NULL, &err) == 2);
     CHECK(!fake_engine_has_container(&f, old1));
     CHECK(!fake_engine_has_container(&f, old2));
     CHECK(fake_engine_has_container(&f, fresh));
     CHECK(fake_engine_has_container(&f, unmanaged));
+    docker_free(d);
+    fake_engine_stop(&f);
+}
+
+TEST(sandbox_engine__reap_never_takes_a_container_in_use)
+{
+    /* After the wall clock jumps forward every deadline reads as past:
+     * what the service holds (its live set) stays, what it does not goes. */
+    struct fake_engine f = {0};
+    json_t *cmd = json_pack("[s]", "sleep");
+    struct sandbox_set *live = sandbox_set_new();
+    struct sandbox_spec spec = spec_for(cmd, "svc-a", 1); /* 1970: past */
+    long long now = (long long)time(NULL);
+    char stray[65];
+    struct err err = ERR_INIT;
+    struct sandbox held;
+    struct docker *d;
+
+    spec.live = live;
+    fake_engine_start(&f);
+    d = fake_engine_docker(&f);
+    CHECK(sandbox_create(&held, d, &spec, NULL) == 0);
+    CHECK(sandbox_set_count(live) == 1);
+    labelled(&f, "svc-a", now - 60, true, stray);
+    CHECK(sandbox_reap(d, REAP_EXPIRED, "svc-a", live, &err) == 1);
+    CHECK(fake_engine_has_container(&f, held.id));
+    CHECK(!fake_engine_has_container(&f, stray));
+    CHECK(sandbox_reap(d, REAP_OWNED, "svc-a", live, &err) == 0);
+    CHECK(fake_engine_has_container(&f, held.id));
+    sandbox_destroy(&held); /* leaves the set with its container */
+    CHECK(sandbox_set_count(live) == 0);
+    CHECK(fake_engine_containers(&f) == 0);
+    sandbox_set_free(live);
+    json_decref(cmd);
     docker_free(d);
     fake_engine_stop(&f);
 }
@@ -445,10 +479,10 @@ TEST(sandbox_engine__reap_reports_an_engine_failure)
     fake_engine_start(&f);
     d = fake_engine_docker(&f);
     fake_engine_fail(&f, "GET", "/containers/json", 1, 500, "list failed");
-    CHECK(sandbox_reap(d, REAP_EXPIRED, "svc-a", &err) < 0);
+    CHECK(sandbox_reap(d, REAP_EXPIRED, "svc-a", NULL, &err) < 0);
     CHECK(strstr(err.msg, "list failed") != NULL);
     fake_engine_set_down(&f, true);
-    CHECK(sandbox_reap(d, REAP_OWNED, "svc-a", &err) == ERR_ENGINE);
+    CHECK(sandbox_reap(d, REAP_OWNED, "svc-a", NULL, &err) == ERR_ENGINE);
     docker_free(d);
     fake_engine_stop(&f);
 }
