@@ -109,7 +109,8 @@ char *ansi_clean(const char *text, size_t n, size_t *out_len)
             i = skip_sequence(s, n, i + 2, s[i + 1]);
             continue;
         }
-        if (s[i] == 0xc2 && i + 1 < n && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f) {
+        if (s[i] == 0xc2 && i + 1 < n && s[i + 1] >= 0x80 &&
+            s[i + 1] <= 0x9f) {
             unsigned char c1 = s[i + 1];
 
             i += 2;

@@ -144,9 +144,8 @@ static struct flight **find_flight(struct cache *c,
 }
 
 enum cache_lookup cache_get_or_claim(struct cache *c,
-                                     const unsigned char key[32],
-                                     char **body, size_t *len,
-                                     const char **content_type,
+                                     const unsigned char key[32], char **body,
+                                     size_t *len, const char **content_type,
                                      const atomic_bool *cancel,
                                      long long wait_ms)
 {

@@ -47,8 +47,8 @@ static void current_image_id(struct cache_keys *k, char out[128])
     pthread_mutex_lock(&k->lock);
     stale = !k->checked_ms || now - k->checked_ms > CACHE_KEY_IMAGE_TTL_MS;
     pthread_mutex_unlock(&k->lock);
-    if (stale && sandbox_image_id(k->docker, k->image, id, sizeof(id), NULL) ==
-                     0) {
+    if (stale &&
+        sandbox_image_id(k->docker, k->image, id, sizeof(id), NULL) == 0) {
         pthread_mutex_lock(&k->lock);
         snprintf(k->image_id, sizeof(k->image_id), "%s", id);
         k->checked_ms = now;

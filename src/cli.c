@@ -278,8 +278,7 @@ int cli_run(int argc, char **argv)
                         : svc.cfg.run_timeout_s;
     req.code = read_file(argv[optind], &req.code_len,
                          (size_t)svc.cfg.max_run_body_bytes);
-    req.stdin_data = in ? read_file(in, &req.stdin_len, 1 << 20)
-                        : xstrdup("");
+    req.stdin_data = in ? read_file(in, &req.stdin_len, 1 << 20) : xstrdup("");
     if (!req.code || !req.stdin_data) {
         print_error(ERR_INVALID, "cannot read the code or stdin file", NULL);
         rc = 125;

@@ -23,12 +23,15 @@ struct key {
     double min, max;
 };
 
+/* One line each reads best. */
+/* clang-format off */
 #define STR(n, f) {n, KEY_STR, offsetof(struct config, f), \
                    sizeof(((struct config *)0)->f), 0, 0}
 #define LONG(n, f, lo, hi) {n, KEY_LONG, offsetof(struct config, f), 0, lo, hi}
 #define LLONG(n, f, lo, hi) \
     {n, KEY_LLONG, offsetof(struct config, f), 0, lo, hi}
 #define DBL(n, f, lo, hi) {n, KEY_DOUBLE, offsetof(struct config, f), 0, lo, hi}
+/* clang-format on */
 #define MiB (1024.0 * 1024.0)
 #define GiB (1024.0 * MiB)
 
@@ -174,8 +177,8 @@ int config_load(struct config *cfg, const char *path, struct err *err)
             if (strcmp(keys[i].name, name) == 0)
                 break;
         if (i == sizeof(keys) / sizeof(keys[0])) {
-            rc = err_set(err, ERR_INVALID, "config %s: unknown key '%s'",
-                         path, name);
+            rc = err_set(err, ERR_INVALID, "config %s: unknown key '%s'", path,
+                         name);
             goto done;
         }
         rc = set_key(cfg, &keys[i], v, err);

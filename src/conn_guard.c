@@ -39,8 +39,8 @@ static void drop_expired(struct conn_guard *g, int64_t now)
     struct list_node *n;
 
     list_for_each(n, &g->entries) {
-        struct conn_guard_entry *e =
-            list_entry(n, struct conn_guard_entry, link);
+        struct conn_guard_entry *e = list_entry(n, struct conn_guard_entry,
+                                                link);
 
         if (e->deadline_ms && now >= e->deadline_ms) {
             shutdown(e->fd, SHUT_RDWR);
@@ -93,8 +93,8 @@ void conn_guard_free(struct conn_guard *g)
     pthread_mutex_unlock(&g->lock);
     pthread_join(g->thread, NULL);
     while (!list_is_empty(&g->entries))
-        conn_guard_remove(g, list_entry(g->entries.next,
-                                        struct conn_guard_entry, link));
+        conn_guard_remove(
+            g, list_entry(g->entries.next, struct conn_guard_entry, link));
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->wake);
     free(g);

@@ -95,8 +95,8 @@ static size_t write_to_buf(char *data, size_t size, size_t n, void *ctx)
     return size * n;
 }
 
-static CURL *new_handle(struct docker *d, const char *method,
-                        const char *path, long timeout_ms)
+static CURL *new_handle(struct docker *d, const char *method, const char *path,
+                        long timeout_ms)
 {
     CURL *c = curl_easy_init();
     char *url;
@@ -127,14 +127,14 @@ static int curl_failure(struct docker *d, CURLcode cc, const char *method,
         return err_set(err, ERR_OUTPUT, "engine reply to %s %s over the cap",
                        method, path);
     return err_set(err, ERR_ENGINE, "docker engine at %s: %s %s: %s",
-                   d->socket_path ? d->socket_path : d->base_url, method,
-                   path, curl_easy_strerror(cc));
+                   d->socket_path ? d->socket_path : d->base_url, method, path,
+                   curl_easy_strerror(cc));
 }
 
 int docker_request(struct docker *d, const char *method, const char *path,
-                   const void *body, size_t body_len,
-                   const char *content_type, struct buf *resp, long *status,
-                   long timeout_ms, struct err *err)
+                   const void *body, size_t body_len, const char *content_type,
+                   struct buf *resp, long *status, long timeout_ms,
+                   struct err *err)
 {
     struct curl_slist *headers = NULL;
     char ctype[128];
@@ -142,8 +142,8 @@ int docker_request(struct docker *d, const char *method, const char *path,
     CURLcode cc;
     int rc = 0;
 
-    c = new_handle(d, method, path, timeout_ms ? timeout_ms
-                                               : d->call_timeout_ms);
+    c = new_handle(d, method, path,
+                   timeout_ms ? timeout_ms : d->call_timeout_ms);
     if (!c)
         return err_set(err, ERR_INTERNAL, "curl_easy_init");
     snprintf(ctype, sizeof(ctype), "Content-Type: %s",
@@ -153,8 +153,7 @@ int docker_request(struct docker *d, const char *method, const char *path,
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     if (body) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-                         (curl_off_t)body_len);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     }
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_to_buf);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
@@ -172,8 +171,7 @@ done:
 
 /* Turns an engine error reply into an err, keeping its own message. */
 static int status_error(long status, const struct buf *resp,
-                        const char *method, const char *path,
-                        struct err *err)
+                        const char *method, const char *path, struct err *err)
 {
     json_t *j = json_loadb(resp->data, resp->len, 0, NULL);
     const char *msg = NULL;
@@ -247,8 +245,8 @@ int docker_negotiate(struct docker *d, struct err *err)
         goto done;
     }
     if (version_newer(major, minor))
-        snprintf(d->version, sizeof(d->version), "%d.%d",
-                 DOCKER_API_MAX_MAJOR, DOCKER_API_MAX_MINOR);
+        snprintf(d->version, sizeof(d->version), "%d.%d", DOCKER_API_MAX_MAJOR,
+                 DOCKER_API_MAX_MINOR);
     else
         snprintf(d->version, sizeof(d->version), "%d.%d", major, minor);
 done:
@@ -323,10 +321,10 @@ static int stream_loop(CURLM *m, CURL *c, struct stream_state *s,
         if (now >= deadline_ms)
             return err_set(err, ERR_TIMEOUT, "deadline passed");
         if (running)
-            curl_multi_poll(m, NULL, 0,
-                            (int)(deadline_ms - now < 100 ? deadline_ms - now
-                                                          : 100),
-                            NULL);
+            curl_multi_poll(
+                m, NULL, 0,
+                (int)(deadline_ms - now < 100 ? deadline_ms - now : 100),
+                NULL);
     }
     return 0;
 }
@@ -484,8 +482,7 @@ static int duplex_handshake(struct duplex *x, struct docker *d,
         rc = err_set(x->err, ERR_ENGINE, "engine: attach: bad status line");
     if (rc == 0 && status != 101 && status != 200)
         rc = err_set(x->err, status == 404 ? ERR_NOT_FOUND : ERR_INTERNAL,
-                     "engine: attach: HTTP %d: %.200s", status,
-                     end + 4);
+                     "engine: attach: HTTP %d: %.200s", status, end + 4);
     if (rc == 0 && head.data + head.len > end + 4)
         rc = x->cb->on_data(x->cb->ctx, end + 4,
                             (size_t)(head.data + head.len - (end + 4)));
@@ -494,9 +491,8 @@ static int duplex_handshake(struct duplex *x, struct docker *d,
     return rc;
 }
 
-int docker_stream_duplex(struct docker *d, const char *path,
-                         const char *input, size_t input_len,
-                         const struct docker_stream_cb *cb,
+int docker_stream_duplex(struct docker *d, const char *path, const char *input,
+                         size_t input_len, const struct docker_stream_cb *cb,
                          long long deadline_ms, struct err *err)
 {
     struct duplex x = {NULL, CURL_SOCKET_BAD, NULL, 0, cb, err};

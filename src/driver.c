@@ -29,22 +29,21 @@ json_t *driver_environment(const char *kernel, bool preload)
     json_t *env = json_array();
 
     json_array_append_new(env, json_sprintf("NBCANVAS_KERNEL=%s", kernel));
-    json_array_append_new(env, json_sprintf("NBCANVAS_PRELOAD=%d",
-                                            preload ? 1 : 0));
+    json_array_append_new(
+        env, json_sprintf("NBCANVAS_PRELOAD=%d", preload ? 1 : 0));
     return env;
 }
 
 static json_t *job_json(const struct driver_job *j)
 {
-    return json_pack("{s:s, s:I, s:b, s:b, s:s, s:I, s:b, s:b, s:I, s:I}",
-                     "kernel", j->kernel, "timeout_s", (json_int_t)j->timeout_s,
-                     "allow_errors", j->allow_errors, "include_input",
-                     j->include_input, "template", j->template_name,
-                     "max_html_bytes", (json_int_t)j->max_html_bytes,
-                     "sanitize_html", 0, "artifacts", j->artifacts,
-                     "max_artifact_bytes", (json_int_t)j->max_artifact_bytes,
-                     "max_result_bytes",
-                     (json_int_t)(j->max_result_bytes - RESULTS_HEADROOM));
+    return json_pack(
+        "{s:s, s:I, s:b, s:b, s:s, s:I, s:b, s:b, s:I, s:I}", "kernel",
+        j->kernel, "timeout_s", (json_int_t)j->timeout_s, "allow_errors",
+        j->allow_errors, "include_input", j->include_input, "template",
+        j->template_name, "max_html_bytes", (json_int_t)j->max_html_bytes,
+        "sanitize_html", 0, "artifacts", j->artifacts, "max_artifact_bytes",
+        (json_int_t)j->max_artifact_bytes, "max_result_bytes",
+        (json_int_t)(j->max_result_bytes - RESULTS_HEADROOM));
 }
 
 int driver_write_job(struct buf *out, const struct driver_job *job,
@@ -179,7 +178,8 @@ int driver_parse_status(struct driver_status *out, json_t *status,
     if (message)
         out->message = json_string_value(message);
     if (timing && !json_is_object(timing))
-        return err_set(err, ERR_INTERNAL, "driver: timing_ms is not an object");
+        return err_set(err, ERR_INTERNAL,
+                       "driver: timing_ms is not an object");
     out->timing_ms = timing;
     return 0;
 }

@@ -17,7 +17,8 @@ static char *title_of(json_t *req, const char *name)
     size_t i;
 
     json_array_foreach(json_object_get(req, "cells"), i, cell) {
-        const char *type = json_string_value(json_object_get(cell, "cell_type"));
+        const char *type = json_string_value(
+            json_object_get(cell, "cell_type"));
         const char *src = json_string_value(json_object_get(cell, "source"));
 
         if (type && src && strcmp(type, "markdown") == 0) {
@@ -30,10 +31,9 @@ static char *title_of(json_t *req, const char *name)
 
 static int by_name(const void *a, const void *b)
 {
-    return strcmp(json_string_value(json_object_get(*(json_t *const *)a,
-                                                    "name")),
-                  json_string_value(json_object_get(*(json_t *const *)b,
-                                                    "name")));
+    return strcmp(
+        json_string_value(json_object_get(*(json_t *const *)a, "name")),
+        json_string_value(json_object_get(*(json_t *const *)b, "name")));
 }
 
 json_t *examples_load(const char *dir)
@@ -55,7 +55,8 @@ json_t *examples_load(const char *dir)
         path = xasprintf("%s/%s", dir, e->d_name);
         req = json_load_file(path, 0, NULL);
         free(path);
-        if (!json_is_object(req) || !json_is_array(json_object_get(req, "cells"))) {
+        if (!json_is_object(req) ||
+            !json_is_array(json_object_get(req, "cells"))) {
             json_decref(req);
             continue;
         }

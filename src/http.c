@@ -93,9 +93,9 @@ struct answer {
     bool no_framing;         /* X-Frame-Options: DENY */
     const char *disposition; /* Content-Disposition */
     const char *retry_after;
-    const char *allow;       /* for 405 */
-    const char *cache;       /* X-Nbcanvas-Cache */
-    const char *sandbox;     /* X-Nbcanvas-Sandbox */
+    const char *allow;   /* for 405 */
+    const char *cache;   /* X-Nbcanvas-Cache */
+    const char *sandbox; /* X-Nbcanvas-Sandbox */
 };
 
 static void add_header(struct MHD_Response *r, const char *name,
@@ -203,8 +203,8 @@ static void *watch_hangup(void *arg)
 
 static void watch_start(struct hangup_watch *w, struct MHD_Connection *c)
 {
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(
+        c, MHD_CONNECTION_INFO_CONNECTION_FD);
 
     w->cancel = false;
     w->fd = info ? info->connect_fd : -1;
@@ -390,8 +390,8 @@ static void write_pool_cache_metrics(struct service *svc, struct buf *out)
                "nbcanvas_pool_replaced_total %ld\n"
                "# TYPE nbcanvas_pool_refill_seconds gauge\n"
                "nbcanvas_pool_refill_seconds %g\n",
-               p.size, p.idle, p.starting, p.handed_out, p.misses,
-               p.replaced, (double)p.last_refill_ms / 1000);
+               p.size, p.idle, p.starting, p.handed_out, p.misses, p.replaced,
+               (double)p.last_refill_ms / 1000);
     buf_printf(out,
                "# TYPE nbcanvas_cache_entries gauge\n"
                "nbcanvas_cache_entries %ld\n"
@@ -423,8 +423,8 @@ extern const size_t web_index_html_len;
  * sandboxed iframe (srcdoc inherits this policy), nothing else. */
 #define PAGE_CSP                                                              \
     "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; "   \
-    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "         \
-    "font-src 'self' data:; connect-src 'self'; frame-src 'self' blob: "    \
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "          \
+    "font-src 'self' data:; connect-src 'self'; frame-src 'self' blob: "      \
     "data:; object-src 'none'; base-uri 'none'; form-action 'none'"
 
 static int handle_page(struct http_server *s, struct MHD_Connection *c,
@@ -513,8 +513,8 @@ static void on_connection(void *cls, struct MHD_Connection *c,
         const union MHD_ConnectionInfo *info = MHD_get_connection_info(
             c, MHD_CONNECTION_INFO_CONNECTION_FD);
 
-        *socket_context =
-            info ? conn_guard_add(s->guard, info->connect_fd) : NULL;
+        *socket_context = info ? conn_guard_add(s->guard, info->connect_fd)
+                               : NULL;
     } else {
         conn_guard_remove(s->guard, *socket_context);
         *socket_context = NULL;
@@ -523,8 +523,8 @@ static void on_connection(void *cls, struct MHD_Connection *c,
 
 static struct conn_guard_entry *guard_entry(struct MHD_Connection *c)
 {
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(
+        c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
     return info ? info->socket_context : NULL;
 }
@@ -564,9 +564,8 @@ static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
         return send_error(c, x, ERR_NOT_FOUND, "no such path", NULL) == 0
                    ? MHD_YES
                    : MHD_NO;
-    if (r->has_body &&
-        !is_json_type(MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                  "Content-Type")))
+    if (r->has_body && !is_json_type(MHD_lookup_connection_value(
+                           c, MHD_HEADER_KIND, "Content-Type")))
         return send_error(c, x, ERR_MEDIA_TYPE,
                           "the body must be application/json", NULL) == 0
                    ? MHD_YES
@@ -656,8 +655,8 @@ static int parse_listen(struct sockaddr_in *sa, const char *listen,
     long port;
 
     if (!colon || (size_t)(colon - listen) >= sizeof(host))
-        return err_set(err, ERR_INVALID, "listen address '%s' is not ADDR:PORT",
-                       listen);
+        return err_set(err, ERR_INVALID,
+                       "listen address '%s' is not ADDR:PORT", listen);
     snprintf(host, sizeof(host), "%.*s", (int)(colon - listen), listen);
     port = strtol(colon + 1, NULL, 10);
     memset(sa, 0, sizeof(*sa));
@@ -672,8 +671,7 @@ static int parse_listen(struct sockaddr_in *sa, const char *listen,
     return 0;
 }
 
-int http_start(struct http_server **out, struct service *svc,
-               struct err *err)
+int http_start(struct http_server **out, struct service *svc, struct err *err)
 {
     struct http_server *s = xcalloc(1, sizeof(*s));
     const struct config *cfg = &svc->cfg;
@@ -700,8 +698,9 @@ int http_start(struct http_server **out, struct service *svc,
         (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        (unsigned)cfg->connection_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
     if (!s->daemon) {
         conn_guard_free(s->guard);

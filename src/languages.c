@@ -30,8 +30,8 @@ static bool word_ok(const char *s, size_t max)
     return true;
 }
 
-static int field(char **out, json_t *entry, const char *lang,
-                 const char *key, bool required, struct err *err)
+static int field(char **out, json_t *entry, const char *lang, const char *key,
+                 bool required, struct err *err)
 {
     json_t *v = json_object_get(entry, key);
 

@@ -19,7 +19,7 @@
 #define MAX_SERIES 128
 #define MAX_EVENTS 16
 
-static const double buckets_ms[] = {10, 50, 100, 250, 500, 1000,
+static const double buckets_ms[] = {10,   50,   100,   250,   500,  1000,
                                     2500, 5000, 10000, 30000, 60000};
 #define NBUCKETS (sizeof(buckets_ms) / sizeof(buckets_ms[0]))
 

@@ -29,11 +29,10 @@ json_t *notebook_kernels_json(void)
     size_t i;
 
     for (i = 0; i < sizeof(kernels) / sizeof(kernels[0]); i++)
-        json_array_append_new(list,
-                              json_pack("{s:s, s:s, s:s}", "name",
-                                        kernels[i].name, "language",
-                                        kernels[i].language, "display_name",
-                                        kernels[i].display_name));
+        json_array_append_new(
+            list, json_pack("{s:s, s:s, s:s}", "name", kernels[i].name,
+                            "language", kernels[i].language, "display_name",
+                            kernels[i].display_name));
     return list;
 }
 
@@ -47,8 +46,8 @@ static void set_kernel_metadata(json_t *nb, const struct kernel_info *k)
     }
     json_object_set_new(meta, "kernelspec",
                         json_pack("{s:s, s:s, s:s}", "name", k->name,
-                                  "display_name", k->display_name,
-                                  "language", k->language));
+                                  "display_name", k->display_name, "language",
+                                  k->language));
     json_object_set_new(meta, "language_info",
                         json_pack("{s:s}", "name", k->language));
 }
@@ -85,9 +84,9 @@ static json_t *new_cell(const char *type, json_t *source, json_t *metadata)
     json_t *cell;
 
     util_uuid(id);
-    cell = json_pack("{s:s, s:s, s:o, s:o}", "id", id, "cell_type", type,
-                     "metadata", metadata ? json_copy(metadata) : json_object(),
-                     "source", source);
+    cell = json_pack(
+        "{s:s, s:s, s:o, s:o}", "id", id, "cell_type", type, "metadata",
+        metadata ? json_copy(metadata) : json_object(), "source", source);
     if (strcmp(type, "code") == 0) {
         json_object_set_new(cell, "execution_count", json_null());
         json_object_set_new(cell, "outputs", json_array());

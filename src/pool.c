@@ -202,7 +202,8 @@ static void *refill(void *arg)
         pthread_mutex_lock(&p->lock);
         p->stats.starting--;
         if (rc == 0) {
-            p->idle[p->stats.idle++] = (struct idle_sandbox){sb, util_now_ms()};
+            p->idle[p->stats.idle++] = (struct idle_sandbox){sb,
+                                                             util_now_ms()};
             p->stats.last_refill_ms = util_now_ms() - t0;
         }
         pthread_mutex_unlock(&p->lock);
@@ -211,8 +212,8 @@ static void *refill(void *arg)
             continue;
         }
         if (!p->stopping)
-            fprintf(stderr, "nbcanvas: pool: %s (retry in %ld ms)\n",
-                    err.msg, delay_ms);
+            fprintf(stderr, "nbcanvas: pool: %s (retry in %ld ms)\n", err.msg,
+                    delay_ms);
         wait_a_while(p, delay_ms);
         delay_ms = delay_ms * 2 > 30000 ? 30000 : delay_ms * 2;
     }
@@ -220,8 +221,7 @@ static void *refill(void *arg)
 }
 
 struct pool *pool_new(struct docker *d, const struct config *cfg,
-                      const char *owner, struct sandbox_set *live,
-                      long size)
+                      const char *owner, struct sandbox_set *live, long size)
 {
     struct pool *p = xcalloc(1, sizeof(*p));
 

@@ -51,16 +51,16 @@ struct render_job {
     bool uploaded; /* the job reached the sandbox */
     struct buf upload;
     char nonce[DRIVER_NONCE_LEN + 1]; /* tells the driver's results line */
-    struct buf out, errout; /* the driver's stdout and stderr */
+    struct buf out, errout;           /* the driver's stdout and stderr */
     struct demux demux;
     struct err err;
     size_t results_at, results_len; /* the result tar inside `out` */
-    struct tar_files results;   /* out/ files */
-    json_t *status;             /* status.json */
-    json_t *executed;           /* notebook.ipynb */
-    json_t *details;            /* error details found before the results */
-    long long t_start, t_queued, t_sandbox, t_uploaded, t_finished,
-        t_fetched, t_done;
+    struct tar_files results;       /* out/ files */
+    json_t *status;                 /* status.json */
+    json_t *executed;               /* notebook.ipynb */
+    json_t *details; /* error details found before the results */
+    long long t_start, t_queued, t_sandbox, t_uploaded, t_finished, t_fetched,
+        t_done;
 };
 
 /* The job as the driver reads it from stdin (driver.h). */
@@ -115,8 +115,7 @@ static int on_data(void *ctx, const char *data, size_t len)
                        "stdout and stderr (outside the cells' outputs)",
                        job->errout.cap);
     return driver_find_results(job->out.data, job->out.len, job->nonce,
-                               &job->results_at, &job->results_len,
-                               &job->err);
+                               &job->results_at, &job->results_len, &job->err);
 }
 
 /* The last line the sandbox wrote on stderr, escaped (it is the
@@ -171,16 +170,15 @@ static int run_driver(struct render_job *job, const atomic_bool *cancel)
     buf_reset(&job->out);
     buf_reset(&job->errout);
     demux_init(&job->demux, &job->out, &job->errout);
-    rc = sandbox_attach_stdin(&job->sb, job->upload.data, job->upload.len,
-                              &cb, deadline, &job->err);
+    rc = sandbox_attach_stdin(&job->sb, job->upload.data, job->upload.len, &cb,
+                              deadline, &job->err);
     if (rc == 1)
         return 0;
     if (rc == ERR_TIMEOUT) {
         long cell = driver_last_cell(job->errout.data, job->errout.len);
 
-        job->details = json_pack("{s:o}", "cell", cell < 0
-                                                      ? json_null()
-                                                      : json_integer(cell));
+        job->details = json_pack("{s:o}", "cell",
+                                 cell < 0 ? json_null() : json_integer(cell));
         return err_set(&job->err, ERR_TIMEOUT,
                        "the notebook ran past its %ld s deadline",
                        job->req->timeout_s);
@@ -431,8 +429,8 @@ static size_t add_artifacts(struct render_job *job, struct bundle_part *parts,
             continue;
         }
         if (changed)
-            json_array_append_new(renamed, json_pack("{s:s, s:s}", "from",
-                                                     shown, "to", name));
+            json_array_append_new(
+                renamed, json_pack("{s:s, s:s}", "from", shown, "to", name));
         tarball_files_add(names, name, NULL, 0);
         parts[n++] = (struct bundle_part){name, a->data, a->len};
     }
@@ -447,10 +445,10 @@ static size_t add_artifacts(struct render_job *job, struct bundle_part *parts,
 
 static int build_zip(struct render_job *job, struct render_result *out)
 {
-    const struct tar_entry *html =
-        tarball_find(&job->results, DRIVER_RESULT_PAGE);
-    const struct tar_entry *nb =
-        tarball_find(&job->results, DRIVER_RESULT_NOTEBOOK);
+    const struct tar_entry *html = tarball_find(&job->results,
+                                                DRIVER_RESULT_PAGE);
+    const struct tar_entry *nb = tarball_find(&job->results,
+                                              DRIVER_RESULT_NOTEBOOK);
     struct tar_files images = TAR_FILES_INIT, names = TAR_FILES_INIT;
     struct bundle_part *parts;
     json_t *notes = json_object();

@@ -134,8 +134,8 @@ static int parse_timeout(long *out, json_t *v, long max, struct err *err)
         return err_set(err, ERR_INVALID, "timeout_s must be a number");
     d = json_number_value(v);
     if (!(d >= 1 && d <= (double)max))
-        return err_set(err, ERR_INVALID,
-                       "timeout_s must be between 1 and %ld", max);
+        return err_set(err, ERR_INVALID, "timeout_s must be between 1 and %ld",
+                       max);
     *out = (long)d;
     return 0;
 }
@@ -152,8 +152,7 @@ static int parse_bool(bool *out, json_t *v, const char *name, struct err *err)
 
 /* Picks the value of an optional string field from a fixed list. */
 static int parse_choice(int *out, json_t *v, const char *name,
-                        const char *const *choices, size_t n,
-                        struct err *err)
+                        const char *const *choices, size_t n, struct err *err)
 {
     size_t i;
 
@@ -229,8 +228,8 @@ static int parse_render_fields(struct render_request *r, json_t *root,
     rc = parse_choice(&format, json_object_get(root, "format"), "format",
                       format_names, 4, err);
     if (rc == 0)
-        rc = parse_choice(&tmpl, json_object_get(root, "template"),
-                          "template", templates, 3, err);
+        rc = parse_choice(&tmpl, json_object_get(root, "template"), "template",
+                          templates, 3, err);
     if (rc == 0)
         rc = parse_bool(&r->include_input,
                         json_object_get(root, "include_input"),
@@ -259,12 +258,11 @@ static int parse_render_fields(struct render_request *r, json_t *root,
 }
 
 int request_parse_render(struct render_request *r, const char *body,
-                         size_t len, const struct config *cfg,
-                         struct err *err)
+                         size_t len, const struct config *cfg, struct err *err)
 {
     static const char *const fields[] = {
-        "cells",        "notebook",  "kernel", "format", "include_input",
-        "template",     "timeout_s", "files",  "cache",  "allow_errors"};
+        "cells",    "notebook",  "kernel", "format", "include_input",
+        "template", "timeout_s", "files",  "cache",  "allow_errors"};
     json_t *root = NULL;
     int rc;
 

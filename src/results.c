@@ -135,10 +135,10 @@ static void output_images(struct tar_files *files, json_t *data, size_t cell,
             bytes = xstrndup(json_string_value(text), len);
             json_decref(text);
         }
-        tarball_files_add(files,
-                 xasprintf("cell%zu_output%zu.%s", cell, index,
-                           image_types[t].ext),
-                 bytes, len);
+        tarball_files_add(
+            files,
+            xasprintf("cell%zu_output%zu.%s", cell, index, image_types[t].ext),
+            bytes, len);
         return; /* one file per output: the first image type found */
     }
 }
@@ -169,19 +169,17 @@ json_t *results_cell_error(json_t *status)
         tb = json_array();
     }
     ansi_clean_json_text(tb);
-    return json_pack("{s:O, s:o, s:o, s:o}", "cell",
-                     json_object_get(status, "cell")
-                         ? json_object_get(status, "cell")
-                         : json_null(),
-                     "ename",
-                     json_is_string(ename)
-                         ? ansi_clean_json(json_string_value(ename),
-                                           json_string_length(ename))
-                         : json_string(""),
-                     "evalue",
-                     json_is_string(evalue)
-                         ? ansi_clean_json(json_string_value(evalue),
-                                           json_string_length(evalue))
-                         : json_string(""),
-                     "traceback", tb);
+    return json_pack(
+        "{s:O, s:o, s:o, s:o}", "cell",
+        json_object_get(status, "cell") ? json_object_get(status, "cell")
+                                        : json_null(),
+        "ename",
+        json_is_string(ename) ? ansi_clean_json(json_string_value(ename),
+                                                json_string_length(ename))
+                              : json_string(""),
+        "evalue",
+        json_is_string(evalue) ? ansi_clean_json(json_string_value(evalue),
+                                                 json_string_length(evalue))
+                               : json_string(""),
+        "traceback", tb);
 }

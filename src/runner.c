@@ -50,8 +50,7 @@ static int on_data(void *ctx, const char *data, size_t len)
 
 /* The job as a tar: the request's files, code.<ext>, and the program's
  * stdin in the reserved folder. */
-static int build_job_tar(struct run_job *job, struct buf *tar,
-                         struct err *err)
+static int build_job_tar(struct run_job *job, struct buf *tar, struct err *err)
 {
     char *code_name = xasprintf("code.%s", job->lang->extension);
     struct tar_entry own[] = {
@@ -120,15 +119,14 @@ static int deliver(struct run_job *job, const struct buf *tar,
 /* Runs one shell command by exec; stores its exit code. Returns 0,
  * STOP_OUTPUT, ERR_TIMEOUT, or another error. */
 static int run_step(struct run_job *job, const char *script, long timeout_s,
-                    const atomic_bool *cancel, int *exit_code,
-                    struct err *err)
+                    const atomic_bool *cancel, int *exit_code, struct err *err)
 {
     json_t *cmd = json_pack("[s, s, s]", "sh", "-c", script);
     struct docker_stream_cb cb = {NULL, on_data, job, cancel};
     int rc;
 
-    rc = sandbox_exec(&job->sb, cmd, &cb,
-                      util_now_ms() + timeout_s * 1000LL, exit_code, err);
+    rc = sandbox_exec(&job->sb, cmd, &cb, util_now_ms() + timeout_s * 1000LL,
+                      exit_code, err);
     json_decref(cmd);
     /* A step that ended with no exit code, or killed, because its
      * container was removed from outside is not the program's failure. */
@@ -146,7 +144,8 @@ static const char *classify(struct run_job *job, int rc, int exit_code,
         return "output_limit";
     /* An OOM kill can look like a timeout: under gVisor it takes the whole
      * sandbox with it and the exec's stream never ends by itself. */
-    if ((exit_code == 137 || rc == ERR_TIMEOUT) && sandbox_oom_killed(&job->sb))
+    if ((exit_code == 137 || rc == ERR_TIMEOUT) &&
+        sandbox_oom_killed(&job->sb))
         return "memory_limit";
     if (rc == ERR_TIMEOUT)
         return "timeout";
@@ -160,13 +159,11 @@ static json_t *result(struct run_job *job, const char *id, const char *status,
 {
     return json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:b, s:b, s:I}", "id", id,
                      "language", job->lang->name, "status", status,
-                     "exit_code", exit_code,
-                     "stdout", ansi_clean_json(job->out.data, job->out.len),
-                     "stderr",
+                     "exit_code", exit_code, "stdout",
+                     ansi_clean_json(job->out.data, job->out.len), "stderr",
                      ansi_clean_json(job->errout.data, job->errout.len),
-                     "stdout_truncated", job->out.overflow,
-                     "stderr_truncated", job->errout.overflow, "duration_ms",
-                     (json_int_t)ms);
+                     "stdout_truncated", job->out.overflow, "stderr_truncated",
+                     job->errout.overflow, "duration_ms", (json_int_t)ms);
 }
 
 /* Compiles (if the language needs it) and runs; fills *status and
@@ -234,11 +231,17 @@ int runner_run(json_t **out, struct service *svc,
     if (rc < 0)
         goto done;
     {
-        struct sandbox_spec spec = {
-            job.lang->image, cmd, env, &cfg->run_limits, cfg->runtime,
-            request_id, svc->owner, svc->live,
-            (long long)time(NULL) + cfg->compile_timeout_s + req->timeout_s +
-                60};
+        struct sandbox_spec spec = {job.lang->image,
+                                    cmd,
+                                    env,
+                                    &cfg->run_limits,
+                                    cfg->runtime,
+                                    request_id,
+                                    svc->owner,
+                                    svc->live,
+                                    (long long)time(NULL) +
+                                        cfg->compile_timeout_s +
+                                        req->timeout_s + 60};
 
         rc = sandbox_create(&job.sb, svc->docker, &spec, err);
         if (rc == 0)

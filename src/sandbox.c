@@ -141,8 +141,8 @@ static json_t *host_config(const struct sandbox_spec *spec)
     char tmp_opts[128], work_opts[160];
     json_t *hc;
 
-    snprintf(tmp_opts, sizeof(tmp_opts),
-             "rw,nosuid,nodev,noexec,size=%lld", l->tmp_bytes);
+    snprintf(tmp_opts, sizeof(tmp_opts), "rw,nosuid,nodev,noexec,size=%lld",
+             l->tmp_bytes);
     workdir_options(work_opts, sizeof(work_opts), spec);
     hc = json_pack(
         "{s:s, s:I, s:I, s:I, s:I, s:b, s:{s:s, s:s}, s:I, s:s,"
@@ -155,10 +155,10 @@ static json_t *host_config(const struct sandbox_spec *spec)
         "CapDrop", "ALL", "SecurityOpt", "no-new-privileges:true", "Init", 1,
         "Privileged", 0, "LogConfig", "Type", "none", "RestartPolicy", "Name",
         "no", "OomKillDisable", 0);
-    json_object_set_new(
-        hc, "Ulimits",
-        json_pack("[o, o, o]", ulimit("nofile", l->nofile),
-                  ulimit("fsize", l->fsize_bytes), ulimit("core", 0)));
+    json_object_set_new(hc, "Ulimits",
+                        json_pack("[o, o, o]", ulimit("nofile", l->nofile),
+                                  ulimit("fsize", l->fsize_bytes),
+                                  ulimit("core", 0)));
     if (spec->runtime && spec->runtime[0])
         json_object_set_new(hc, "Runtime", json_string(spec->runtime));
     return hc;
@@ -171,16 +171,15 @@ json_t *sandbox_create_body(const struct sandbox_spec *spec)
 
     snprintf(deadline, sizeof(deadline), "%lld", spec->deadline_s);
     snprintf(user, sizeof(user), "%d:%d", SANDBOX_UID, SANDBOX_UID);
-    body = json_pack(
-        "{s:s, s:O, s:s, s:s, s:b, s:b, s:b, s:b, s:b, s:b,"
-        " s:{s:s, s:s, s:s, s:s}}",
-        "Image", spec->image, "Cmd", spec->cmd, "User", user, "WorkingDir",
-        SANDBOX_WORKDIR, "NetworkDisabled", 1, "AttachStdout", 1,
-        "AttachStderr", 1, "AttachStdin", 1, "OpenStdin", 1, "Tty", 0,
-        "Labels", SANDBOX_LABEL,
-        "1", "org.nbcanvas.owner", spec->owner ? spec->owner : "",
-        "org.nbcanvas.job",
-        spec->job_id ? spec->job_id : "", "org.nbcanvas.deadline", deadline);
+    body = json_pack("{s:s, s:O, s:s, s:s, s:b, s:b, s:b, s:b, s:b, s:b,"
+                     " s:{s:s, s:s, s:s, s:s}}",
+                     "Image", spec->image, "Cmd", spec->cmd, "User", user,
+                     "WorkingDir", SANDBOX_WORKDIR, "NetworkDisabled", 1,
+                     "AttachStdout", 1, "AttachStderr", 1, "AttachStdin", 1,
+                     "OpenStdin", 1, "Tty", 0, "Labels", SANDBOX_LABEL, "1",
+                     "org.nbcanvas.owner", spec->owner ? spec->owner : "",
+                     "org.nbcanvas.job", spec->job_id ? spec->job_id : "",
+                     "org.nbcanvas.deadline", deadline);
     json_object_set_new(body, "Env",
                         spec->env ? json_incref(spec->env) : json_array());
     json_object_set_new(body, "HostConfig", host_config(spec));
@@ -271,8 +270,7 @@ int sandbox_attach(struct sandbox *sb, const struct docker_stream_cb *cb,
 
     snprintf(path, sizeof(path),
              "/containers/%s/attach?stream=1&stdout=1&stderr=1", sb->id);
-    return docker_stream(sb->docker, "POST", path, NULL, cb, deadline_ms,
-                         err);
+    return docker_stream(sb->docker, "POST", path, NULL, cb, deadline_ms, err);
 }
 
 int sandbox_attach_stdin(struct sandbox *sb, const char *input, size_t len,
@@ -284,8 +282,8 @@ int sandbox_attach_stdin(struct sandbox *sb, const char *input, size_t len,
     snprintf(path, sizeof(path),
              "/containers/%s/attach?stream=1&stdin=1&stdout=1&stderr=1",
              sb->id);
-    return docker_stream_duplex(sb->docker, path, input, len, cb,
-                                deadline_ms, err);
+    return docker_stream_duplex(sb->docker, path, input, len, cb, deadline_ms,
+                                err);
 }
 
 int sandbox_exec(struct sandbox *sb, json_t *cmd,
@@ -300,8 +298,8 @@ int sandbox_exec(struct sandbox *sb, json_t *cmd,
     *exit_code = -1;
     snprintf(user, sizeof(user), "%d:%d", SANDBOX_UID, SANDBOX_UID);
     body = json_pack("{s:b, s:b, s:O, s:s, s:s}", "AttachStdout", 1,
-                     "AttachStderr", 1, "Cmd", cmd, "User", user,
-                     "WorkingDir", SANDBOX_WORKDIR);
+                     "AttachStderr", 1, "Cmd", cmd, "User", user, "WorkingDir",
+                     SANDBOX_WORKDIR);
     snprintf(path, sizeof(path), "/containers/%s/exec", sb->id);
     rc = docker_call_json(sb->docker, "POST", path, body, &resp, 0, err);
     json_decref(body);
@@ -322,8 +320,8 @@ int sandbox_exec(struct sandbox *sb, json_t *cmd,
         snprintf(path, sizeof(path), "/exec/%s/json", exec_id);
         rc = docker_call_json(sb->docker, "GET", path, NULL, &info, 0, err);
         if (rc == 0 && !json_is_true(json_object_get(info, "Running")))
-            *exit_code =
-                (int)json_integer_value(json_object_get(info, "ExitCode"));
+            *exit_code = (int)json_integer_value(
+                json_object_get(info, "ExitCode"));
         json_decref(info);
     }
     json_decref(resp);
@@ -357,7 +355,9 @@ static void container_status(struct sandbox *sb, char *out, size_t out_len)
     status = json_string_value(
         json_object_get(json_object_get(info, "State"), "Status"));
     snprintf(out, out_len, "%s",
-             rc == ERR_NOT_FOUND ? "gone" : status ? status : "unknown");
+             rc == ERR_NOT_FOUND ? "gone"
+             : status            ? status
+                                 : "unknown");
     json_decref(info);
 }
 
@@ -447,8 +447,7 @@ static int remove_container(struct docker *d, const char *id)
     if (rc == ERR_NOT_FOUND || (rc < 0 && strstr(err.msg, "in progress")))
         rc = 0;
     if (rc < 0)
-        fprintf(stderr, "nbcanvas: remove container %.12s: %s\n", id,
-                err.msg);
+        fprintf(stderr, "nbcanvas: remove container %.12s: %s\n", id, err.msg);
     return rc;
 }
 
@@ -462,8 +461,7 @@ void sandbox_destroy(struct sandbox *sb)
 }
 
 int sandbox_reap(struct docker *d, enum sandbox_reap_mode mode,
-                 const char *owner, struct sandbox_set *live,
-                 struct err *err)
+                 const char *owner, struct sandbox_set *live, struct err *err)
 {
     json_t *list = NULL, *c;
     size_t i;

@@ -89,8 +89,7 @@ int service_open(struct service *svc, const struct service_options *opts,
     /* A service's pool starts filling only after the sweep of what its
      * previous run left (service_serve): the sweep goes by owner. */
     if (opts->one_shot)
-        svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner, svc->live,
-                             0);
+        svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner, svc->live, 0);
     if (!opts->one_shot && svc->cfg.cache_bytes > 0) {
         svc->cache = cache_new(svc->cfg.cache_bytes);
         svc->cache_keys = cache_keys_new(svc->docker, svc->cfg.notebook_image);

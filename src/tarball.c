@@ -121,8 +121,8 @@ static bool name_is_safe(const char *name)
     return true;
 }
 
-static int read_entry_data(struct archive *a, struct tar_entry *e,
-                           size_t size, struct err *err)
+static int read_entry_data(struct archive *a, struct tar_entry *e, size_t size,
+                           struct err *err)
 {
     la_ssize_t got;
 

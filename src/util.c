@@ -146,8 +146,8 @@ void util_sha256_hex(char out[65], const void *data, size_t len)
     out[64] = '\0';
 }
 
-int util_base64_decode(char **out, size_t *out_len, const char *in,
-                       size_t len, bool skip_line_breaks)
+int util_base64_decode(char **out, size_t *out_len, const char *in, size_t len,
+                       bool skip_line_breaks)
 {
     char *clean = xmalloc(len + 1);
     size_t i, k = 0, pad = 0;

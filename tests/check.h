@@ -39,32 +39,32 @@ static inline void check_register(const char *name, void (*fn)(void))
     check_ntests++;
 }
 
-#define TEST(name)                                                        \
-    static void test_##name(void);                                        \
-    __attribute__((constructor)) static void check_register_##name(void)  \
-    {                                                                     \
-        check_register(#name, test_##name);                               \
-    }                                                                     \
+#define TEST(name)                                                            \
+    static void test_##name(void);                                            \
+    __attribute__((constructor)) static void check_register_##name(void)      \
+    {                                                                         \
+        check_register(#name, test_##name);                                   \
+    }                                                                         \
     static void test_##name(void)
 
-#define CHECK(cond)                                                       \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__,        \
-                    __LINE__, #cond);                                     \
-            check_failures++;                                             \
-        }                                                                 \
+#define CHECK(cond)                                                           \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__,  \
+                    #cond);                                                   \
+            check_failures++;                                                 \
+        }                                                                     \
     } while (0)
 
-#define CHECK_STREQ(a, b)                                                 \
-    do {                                                                  \
-        const char *check_a_ = (a), *check_b_ = (b);                      \
-        if (!check_a_ || !check_b_ || strcmp(check_a_, check_b_) != 0) {  \
-            fprintf(stderr, "%s:%d: \"%s\" != \"%s\"\n", __FILE__,        \
-                    __LINE__, check_a_ ? check_a_ : "(null)",             \
-                    check_b_ ? check_b_ : "(null)");                      \
-            check_failures++;                                             \
-        }                                                                 \
+#define CHECK_STREQ(a, b)                                                     \
+    do {                                                                      \
+        const char *check_a_ = (a), *check_b_ = (b);                          \
+        if (!check_a_ || !check_b_ || strcmp(check_a_, check_b_) != 0) {      \
+            fprintf(stderr, "%s:%d: \"%s\" != \"%s\"\n", __FILE__, __LINE__,  \
+                    check_a_ ? check_a_ : "(null)",                           \
+                    check_b_ ? check_b_ : "(null)");                          \
+            check_failures++;                                                 \
+        }                                                                     \
     } while (0)
 
 int main(int argc, char **argv)

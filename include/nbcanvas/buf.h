@@ -22,7 +22,10 @@ struct buf {
 /* The shared empty string an unallocated buffer points at; never written. */
 extern char buf_empty[1];
 
-#define BUF_INIT(max) {buf_empty, 0, 0, (max), false}
+#define BUF_INIT(max)                                                         \
+    {                                                                         \
+        buf_empty, 0, 0, (max), false                                         \
+    }
 
 /* Sets up an empty buffer that may hold at most cap bytes. */
 void buf_init(struct buf *b, size_t cap);

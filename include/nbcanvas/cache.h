@@ -47,9 +47,8 @@ enum cache_lookup {
  * shared; if it failed (failures are not kept), this request claims the
  * key and runs. */
 enum cache_lookup cache_get_or_claim(struct cache *c,
-                                     const unsigned char key[32],
-                                     char **body, size_t *len,
-                                     const char **content_type,
+                                     const unsigned char key[32], char **body,
+                                     size_t *len, const char **content_type,
                                      const atomic_bool *cancel,
                                      long long wait_ms);
 /* Ends a CACHE_CLAIMED run (after cache_put, or after a failure). */

@@ -24,7 +24,10 @@ struct docker_opts {
     long call_timeout_ms;    /* default for control calls */
 };
 
-#define DOCKER_OPTS_INIT {"unix:///var/run/docker.sock", 2000, 15000}
+#define DOCKER_OPTS_INIT                                                      \
+    {                                                                         \
+        "unix:///var/run/docker.sock", 2000, 15000                            \
+    }
 
 /* Returns a new client in *out (caller frees with docker_free). Does not
  * contact the engine; see docker_negotiate. */
@@ -45,9 +48,9 @@ const char *docker_api_version(const struct docker *d);
  * is not a failure here (callers decide), see docker_check.
  */
 int docker_request(struct docker *d, const char *method, const char *path,
-                   const void *body, size_t body_len,
-                   const char *content_type, struct buf *resp, long *status,
-                   long timeout_ms, struct err *err);
+                   const void *body, size_t body_len, const char *content_type,
+                   struct buf *resp, long *status, long timeout_ms,
+                   struct err *err);
 
 /* Sends json (borrowed) and parses a JSON reply into *out (new reference,
  * may be NULL for empty replies). Any status >= 400 becomes an error:
@@ -78,9 +81,8 @@ int docker_stream(struct docker *d, const char *method, const char *path,
  * can also be sent: after on_open, input (input_len bytes, borrowed) is
  * written to the container's stdin while its output is read. For attach
  * with stdin=1. */
-int docker_stream_duplex(struct docker *d, const char *path,
-                         const char *input, size_t input_len,
-                         const struct docker_stream_cb *cb,
+int docker_stream_duplex(struct docker *d, const char *path, const char *input,
+                         size_t input_len, const struct docker_stream_cb *cb,
                          long long deadline_ms, struct err *err);
 
 #endif

@@ -15,8 +15,7 @@
 struct http_server;
 
 /* Starts serving svc (borrowed, must outlive the server) on cfg.listen. */
-int http_start(struct http_server **out, struct service *svc,
-               struct err *err);
+int http_start(struct http_server **out, struct service *svc, struct err *err);
 /* Stops accepting, waits up to drain_s for in-flight requests to finish,
  * then closes what is left and frees the server. */
 void http_stop(struct http_server *srv, long drain_s);

@@ -24,8 +24,7 @@ void janitor_free(struct janitor *j);
  * it: a slot is free only once its container is gone). With j NULL, or a
  * sandbox that was never created, both happen now, in the caller's
  * thread. */
-void janitor_dispose(struct janitor *j, struct sandbox *sb,
-                     struct jobs *slot);
+void janitor_dispose(struct janitor *j, struct sandbox *sb, struct jobs *slot);
 
 /* Containers queued but not yet removed. */
 long janitor_pending(struct janitor *j);

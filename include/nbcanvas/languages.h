@@ -26,8 +26,7 @@ struct languages;
 
 /* Loads the file at path into a new table (caller frees). Fails with
  * ERR_INVALID naming the entry and field that is wrong. */
-int languages_load(struct languages **out, const char *path,
-                   struct err *err);
+int languages_load(struct languages **out, const char *path, struct err *err);
 void languages_free(struct languages *l);
 
 /* The language called name, or NULL (borrowed). */

@@ -44,10 +44,10 @@ static inline void list_remove(struct list_node *node)
 }
 
 /* The struct of type whose member is node. */
-#define list_entry(node, type, member)                                     \
+#define list_entry(node, type, member)                                        \
     ((type *)(void *)((char *)(node)-offsetof(type, member)))
 
-#define list_for_each(pos, head)                                           \
+#define list_for_each(pos, head)                                              \
     for ((pos) = (head)->next; (pos) != (head); (pos) = (pos)->next)
 
 #endif

@@ -18,12 +18,12 @@
 struct pool;
 
 struct pool_stats {
-    long size;        /* target */
-    long idle;        /* ready now */
-    long starting;    /* being started */
-    long handed_out;  /* requests served warm */
-    long misses;      /* requests that found the pool empty */
-    long replaced;    /* containers dropped for age or death */
+    long size;       /* target */
+    long idle;       /* ready now */
+    long starting;   /* being started */
+    long handed_out; /* requests served warm */
+    long misses;     /* requests that found the pool empty */
+    long replaced;   /* containers dropped for age or death */
     long last_refill_ms;
 };
 
@@ -32,8 +32,7 @@ struct pool_stats {
  * outlive the pool; live may be NULL). A size of 0 gives a pool that is
  * always empty (one-shot commands). */
 struct pool *pool_new(struct docker *d, const struct config *cfg,
-                      const char *owner, struct sandbox_set *live,
-                      long size);
+                      const char *owner, struct sandbox_set *live, long size);
 /* Stops refilling and removes every idle container. */
 void pool_free(struct pool *p);
 

@@ -17,8 +17,8 @@
 #include "nbcanvas/service.h"
 
 struct render_result {
-    int code;        /* 0, or the ERR_* of the failure */
-    char *body;      /* owned: the answer on success */
+    int code;   /* 0, or the ERR_* of the failure */
+    char *body; /* owned: the answer on success */
     size_t body_len;
     const char *content_type;
     json_t *details; /* owned: extra fields of the error object, or NULL */

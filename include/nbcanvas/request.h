@@ -63,5 +63,4 @@ void request_run_release(struct run_request *r);
  * empty, "." or ".." component, and not under the reserved ".nbcanvas". */
 bool request_file_name_ok(const char *name, size_t len);
 
-
 #endif

@@ -41,8 +41,8 @@ struct sandbox_spec {
     json_t *cmd; /* borrowed JSON array of strings */
     json_t *env; /* borrowed JSON array of "K=V" strings, may be NULL */
     const struct sandbox_limits *limits;
-    const char *runtime;  /* "" for the engine's default */
-    const char *job_id;   /* the request id, for the label */
+    const char *runtime; /* "" for the engine's default */
+    const char *job_id;  /* the request id, for the label */
     /* Who made it, for the label: the listen address for a service (so a
      * restarted service finds what its previous run left), "cli-<pid>" for
      * one-shot commands. */
@@ -111,7 +111,6 @@ enum sandbox_reap_mode {
 /* Removes nbcanvas's containers chosen by mode, never one in live (may be
  * NULL). Returns how many were removed, or a negative ERR_* code. */
 int sandbox_reap(struct docker *d, enum sandbox_reap_mode mode,
-                 const char *owner, struct sandbox_set *live,
-                 struct err *err);
+                 const char *owner, struct sandbox_set *live, struct err *err);
 
 #endif

@@ -34,11 +34,11 @@ struct service {
     struct jobs *jobs;
     struct languages *languages;
     struct metrics *metrics;
-    struct pool *pool; /* size 0 for one-shot commands; from service_serve */
-    struct cache *cache;          /* NULL: no result cache */
+    struct pool *pool;   /* size 0 for one-shot commands; from service_serve */
+    struct cache *cache; /* NULL: no result cache */
     struct cache_keys *cache_keys; /* with cache */
-    struct janitor *janitor;      /* NULL: sandboxes are removed in-line */
-    json_t *examples;             /* for GET /v1/examples */
+    struct janitor *janitor;       /* NULL: sandboxes are removed in-line */
+    json_t *examples;              /* for GET /v1/examples */
 };
 
 struct service_options {

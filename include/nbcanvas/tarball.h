@@ -28,7 +28,10 @@ struct tar_files {
     size_t skipped; /* entries that were not plain regular files */
 };
 
-#define TAR_FILES_INIT {NULL, 0, 0}
+#define TAR_FILES_INIT                                                        \
+    {                                                                         \
+        NULL, 0, 0                                                            \
+    }
 
 /* Appends a tar of entries (borrowed) to out, owned by uid:gid, mode 0644,
  * with a directory entry for every parent folder. */

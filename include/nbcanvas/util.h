@@ -46,8 +46,8 @@ void util_sha256_hex(char out[65], const void *data, size_t len);
 /* Decodes strict base64 (RFC 4648, padding required); with
  * skip_line_breaks, newlines and spaces are dropped first (nbformat wraps
  * its images). *out is a new NUL-terminated buffer. Returns 0 or -1. */
-int util_base64_decode(char **out, size_t *out_len, const char *in,
-                       size_t len, bool skip_line_breaks);
+int util_base64_decode(char **out, size_t *out_len, const char *in, size_t len,
+                       bool skip_line_breaks);
 
 /* Writes n bytes of s into out as one line of printable ASCII: newline as
  * \n, a backslash as \\, every other byte outside 0x20..0x7e as \xNN

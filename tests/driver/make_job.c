@@ -104,7 +104,7 @@ int main(int argc, char **argv)
     json_decref(cases);
     buf_release(&job);
     if (rc < 0)
-        fprintf(stderr, "driver_make_job: %s\n", err.msg[0] ? err.msg
-                                                            : "write failed");
+        fprintf(stderr, "driver_make_job: %s\n",
+                err.msg[0] ? err.msg : "write failed");
     return rc < 0 ? 1 : 0;
 }

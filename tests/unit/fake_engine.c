@@ -45,10 +45,10 @@
 #include "nbcanvas/docker.h"
 #include "nbcanvas/util.h"
 
-#define HEAD_CAP (64 << 10)     /* request line and headers */
-#define BODY_CAP (64 << 20)     /* a request body or a stream's input */
-#define POLL_SLICE_MS 50        /* how often waits look at the flags */
-#define OUTPUT_PAUSE_MS 20      /* between a stream's headers and output */
+#define HEAD_CAP (64 << 10) /* request line and headers */
+#define BODY_CAP (64 << 20) /* a request body or a stream's input */
+#define POLL_SLICE_MS 50    /* how often waits look at the flags */
+#define OUTPUT_PAUSE_MS 20  /* between a stream's headers and output */
 
 /* ---- bytes ------------------------------------------------------------ */
 
@@ -212,8 +212,7 @@ static struct container *container_find(struct fake_engine_state *st,
     size_t n = strlen(id);
 
     for (c = st->containers; c; c = c->next)
-        if (strcmp(c->id, id) == 0 ||
-            (n >= 12 && strncmp(c->id, id, n) == 0))
+        if (strcmp(c->id, id) == 0 || (n >= 12 && strncmp(c->id, id, n) == 0))
             return c;
     return NULL;
 }
@@ -376,7 +375,8 @@ static void log_add_input(struct fake_engine_state *st, size_t idx,
     pthread_mutex_unlock(&st->lock);
 }
 
-static void request_copy(struct fake_request *out, const struct fake_request *e)
+static void request_copy(struct fake_request *out,
+                         const struct fake_request *e)
 {
     *out = *e;
     out->method = xstrdup(e->method);
@@ -475,8 +475,8 @@ static void split_version(struct http_req *r, const char *target, size_t n)
 
     r->version[0] = '\0';
     if (n > 2 && target[0] == '/' && target[1] == 'v') {
-        while (i < n && (target[i] == '.' || (target[i] >= '0' &&
-                                               target[i] <= '9')))
+        while (i < n &&
+               (target[i] == '.' || (target[i] >= '0' && target[i] <= '9')))
             i++;
         if (i > 2 && i < n && target[i] == '/' && i - 2 < sizeof(r->version)) {
             snprintf(r->version, sizeof(r->version), "%.*s", (int)(i - 2),
@@ -560,8 +560,8 @@ static int read_request(struct conn *c, struct http_req *r)
     long body_len;
 
     memset(r, 0, sizeof(*r));
-    while (!(end = memmem(c->in.data ? c->in.data : "", c->in.len,
-                          "\r\n\r\n", 4)))
+    while (!(
+        end = memmem(c->in.data ? c->in.data : "", c->in.len, "\r\n\r\n", 4)))
         if (c->in.len > HEAD_CAP || conn_fill(c, &c->in, POLL_SLICE_MS) < 0)
             return -1;
     head_len = (size_t)(end + 4 - c->in.data);
@@ -663,16 +663,26 @@ struct reply {
 static const char *reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "UPGRADED";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 409: return "Conflict";
-    default: return status >= 500 ? "Internal Server Error" : "Status";
+    case 100:
+        return "Continue";
+    case 101:
+        return "UPGRADED";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 409:
+        return "Conflict";
+    default:
+        return status >= 500 ? "Internal Server Error" : "Status";
     }
 }
 
@@ -717,8 +727,8 @@ static int send_reply(struct conn *c, const struct reply *rep, bool close)
                      "Content-Length: %zu\r\n%s\r\n",
                      rep->status, reason(rep->status), c->st->api_version,
                      rep->type ? "Content-Type: " : "",
-                     rep->type ? rep->type : "", rep->type ? "\r\n" : "",
-                     len, close ? "Connection: close\r\n" : "");
+                     rep->type ? rep->type : "", rep->type ? "\r\n" : "", len,
+                     close ? "Connection: close\r\n" : "");
     rc = send_all(c->fd, head, strlen(head));
     if (rc == 0 && len)
         rc = send_all(c->fd, rep->body, len);
@@ -739,8 +749,8 @@ static void on_version(struct fake_engine_state *st, struct reply *rep)
 static void on_create(struct fake_engine_state *st, const struct http_req *r,
                       struct reply *rep)
 {
-    json_t *body = json_loadb(r->body.data ? r->body.data : "", r->body.len,
-                              0, NULL);
+    json_t *body = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0,
+                              NULL);
     const char *image = json_string_value(json_object_get(body, "Image"));
     struct container *c;
 
@@ -837,11 +847,11 @@ static void on_list(struct fake_engine_state *st, const struct http_req *r,
             !labels_match(c, json_object_get(f, "label")))
             continue;
         json_array_append_new(
-            out, json_pack("{s:s, s:[s], s:O?, s:O?, s:s}", "Id", c->id,
-                           "Names", c->name, "Image",
-                           json_object_get(c->body, "Image"), "Labels",
-                           json_object_get(c->body, "Labels"), "State",
-                           container_status(c)));
+            out,
+            json_pack("{s:s, s:[s], s:O?, s:O?, s:s}", "Id", c->id, "Names",
+                      c->name, "Image", json_object_get(c->body, "Image"),
+                      "Labels", json_object_get(c->body, "Labels"), "State",
+                      container_status(c)));
     }
     pthread_mutex_unlock(&st->lock);
     reply_json(rep, 200, out);
@@ -910,8 +920,8 @@ static void on_exec_create(struct fake_engine_state *st,
                            const struct http_req *r, const char *id,
                            struct reply *rep)
 {
-    json_t *body = json_loadb(r->body.data ? r->body.data : "", r->body.len,
-                              0, NULL);
+    json_t *body = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0,
+                              NULL);
     struct container *c;
     struct exec *e;
 
@@ -995,8 +1005,7 @@ static void route_plain(struct fake_engine_state *st, const struct http_req *r,
     } else if (route_is(r, "GET", "/containers/*/json", id, sizeof(id),
                         false)) {
         on_inspect(st, id, rep);
-    } else if (route_is(r, "DELETE", "/containers/*", id, sizeof(id),
-                        false)) {
+    } else if (route_is(r, "DELETE", "/containers/*", id, sizeof(id), false)) {
         on_delete(st, r, id, rep);
     } else if (route_is(r, "POST", "/containers/*/exec", id, sizeof(id),
                         false)) {
@@ -1043,9 +1052,9 @@ static bool wait_hold(struct fake_engine_state *st, const struct http_req *r)
     bool counted = false;
 
     pthread_mutex_lock(&st->lock);
-    while (st->holding && !closing(st) &&
-           rule_matches(st->hold.method, st->hold.prefix, r->method,
-                        r->path)) {
+    while (
+        st->holding && !closing(st) &&
+        rule_matches(st->hold.method, st->hold.prefix, r->method, r->path)) {
         struct timespec ts = util_monotonic_in(POLL_SLICE_MS);
 
         if (!counted) {
@@ -1072,10 +1081,14 @@ struct fake_output {
 void fake_output_write(struct fake_output *out, int stream, const void *data,
                        size_t len)
 {
-    unsigned char h[8] = {(unsigned char)stream, 0, 0, 0,
+    unsigned char h[8] = {(unsigned char)stream,
+                          0,
+                          0,
+                          0,
                           (unsigned char)(len >> 24),
                           (unsigned char)(len >> 16),
-                          (unsigned char)(len >> 8), (unsigned char)len};
+                          (unsigned char)(len >> 8),
+                          (unsigned char)len};
 
     if (len == 0)
         return;
@@ -1116,8 +1129,7 @@ static bool stream_setup(struct stream *s, const char *id, struct reply *rep)
         if (!e)
             reply_error(rep, 404, "No such exec instance: %s", id);
         else if (!c || !c->running)
-            reply_error(rep, 409, "Container %s is not running",
-                        e->container);
+            reply_error(rep, 409, "Container %s is not running", e->container);
     } else if (!(c = container_find(st, id))) {
         reply_error(rep, 404, "No such container: %s", id);
     }
@@ -1189,8 +1201,8 @@ static void build_output(struct stream *s, struct fake_output *out)
                           sc->chunks[i].len);
     if (sc->fn) {
         struct fake_stream_info info = {
-            s->container, s->kind == FAKE_EXEC ? s->exec : NULL,
-            s->exec_body, s->input.data ? s->input.data : "", s->input.len};
+            s->container, s->kind == FAKE_EXEC ? s->exec : NULL, s->exec_body,
+            s->input.data ? s->input.data : "", s->input.len};
 
         sc->fn(sc->ctx, &info, out);
     }
@@ -1233,12 +1245,12 @@ static void stream_hang(struct stream *s)
 
 static void stream_run(struct stream *s, const struct http_req *r)
 {
-    const char *head = r->upgrade
-        ? "HTTP/1.1 101 UPGRADED\r\n"
-          "Content-Type: application/vnd.docker.raw-stream\r\n"
-          "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
-        : "HTTP/1.1 200 OK\r\n"
-          "Content-Type: application/vnd.docker.raw-stream\r\n\r\n";
+    const char *head =
+        r->upgrade ? "HTTP/1.1 101 UPGRADED\r\n"
+                     "Content-Type: application/vnd.docker.raw-stream\r\n"
+                     "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+                   : "HTTP/1.1 200 OK\r\n"
+                     "Content-Type: application/vnd.docker.raw-stream\r\n\r\n";
     struct fake_output out = {{0}, false, 0};
     bool head_sent = false;
     int fd = s->c->fd;
@@ -1249,8 +1261,8 @@ static void stream_run(struct stream *s, const struct http_req *r)
         log_add_input(s->c->st, s->log_idx, s->c->in.data, s->c->in.len);
         bytes_drop(&s->c->in, s->c->in.len);
     }
-    if (!s->script->coalesce ||
-        (s->kind == FAKE_ATTACH && container_runs(s->c->st, s->container) < 1)) {
+    if (!s->script->coalesce || (s->kind == FAKE_ATTACH &&
+                                 container_runs(s->c->st, s->container) < 1)) {
         if (send_all(fd, head, strlen(head)) < 0)
             return;
         head_sent = true;
@@ -1272,13 +1284,13 @@ static void stream_run(struct stream *s, const struct http_req *r)
         bytes_free(&out.frames);
         out.frames = all;
     }
-    if (send_all(fd, out.frames.data ? out.frames.data : "",
-                 out.frames.len) == 0) {
+    if (send_all(fd, out.frames.data ? out.frames.data : "", out.frames.len) ==
+        0) {
         if (s->script->hang)
             stream_hang(s);
         else
-            stream_finish(s, out.has_exit ? out.exit_code
-                                          : s->script->exit_code);
+            stream_finish(s,
+                          out.has_exit ? out.exit_code : s->script->exit_code);
     }
     bytes_free(&out.frames);
 }
@@ -1475,8 +1487,9 @@ static int listen_on(struct fake_engine_state *st)
     static atomic_uint serial;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
-    snprintf(st->path, sizeof(st->path), "/tmp/nbcanvas-fake-engine-%d-%u.sock",
-             (int)getpid(), atomic_fetch_add(&serial, 1));
+    snprintf(st->path, sizeof(st->path),
+             "/tmp/nbcanvas-fake-engine-%d-%u.sock", (int)getpid(),
+             atomic_fetch_add(&serial, 1));
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", st->path);
     snprintf(st->host, sizeof(st->host), "unix://%s", st->path);
     unlink(st->path);
@@ -1602,8 +1615,7 @@ bool fake_engine_find(struct fake_engine *f, const char *method,
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&st->lock);
     for (i = 0; i < st->nlog; i++) {
-        if (!rule_matches(method, prefix, st->log[i].method,
-                          st->log[i].path))
+        if (!rule_matches(method, prefix, st->log[i].method, st->log[i].path))
             continue;
         if (n-- == 0) {
             request_copy(out, &st->log[i]);

@@ -87,15 +87,15 @@ struct docker *fake_engine_docker(const struct fake_engine *f);
 /* ---- the request log ---------------------------------------------- */
 
 struct fake_request {
-    char *method;     /* "POST" */
-    char *path;       /* without the version prefix, with the query */
-    char *version;    /* "1.41", "" when the path had no prefix */
-    char *body;       /* NUL-terminated; "" when there was none */
+    char *method;  /* "POST" */
+    char *path;    /* without the version prefix, with the query */
+    char *version; /* "1.41", "" when the path had no prefix */
+    char *body;    /* NUL-terminated; "" when there was none */
     size_t body_len;
-    char *input;      /* bytes the client wrote on a stream (stdin) */
+    char *input; /* bytes the client wrote on a stream (stdin) */
     size_t input_len;
-    bool upgrade;     /* the request asked for "Upgrade: tcp" */
-    int status;       /* the status the fake answered with */
+    bool upgrade; /* the request asked for "Upgrade: tcp" */
+    int status;   /* the status the fake answered with */
 };
 
 /* A request is logged when it is answered, after its effect on the state
@@ -150,18 +150,18 @@ void fake_engine_image_missing(struct fake_engine *f, const char *name,
 /* ---- scripted streams ---------------------------------------------- */
 
 struct fake_chunk {
-    int stream;       /* 1 stdout, 2 stderr */
+    int stream; /* 1 stdout, 2 stderr */
     const char *data;
-    size_t len;       /* 0: strlen(data) */
+    size_t len; /* 0: strlen(data) */
 };
 
 /* What the callback learns about the stream it answers (all borrowed, for
  * the call only). */
 struct fake_stream_info {
     const char *container_id;
-    const char *exec_id;   /* NULL for an attach */
-    json_t *exec_body;     /* the exec's create body; NULL for an attach */
-    const char *input;     /* stdin received so far */
+    const char *exec_id; /* NULL for an attach */
+    json_t *exec_body;   /* the exec's create body; NULL for an attach */
+    const char *input;   /* stdin received so far */
     size_t input_len;
 };
 

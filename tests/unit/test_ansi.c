@@ -37,17 +37,22 @@ TEST(ansi__osc_title_and_hyperlink)
 
 TEST(ansi__c1_csi_and_charset)
 {
-    const char s[] = "\xc2\x9b" "31mred\x1b(Bok\x1b=";
+    const char s[] = "\xc2\x9b"
+                     "31mred\x1b(Bok\x1b=";
 
     expect(s, sizeof(s) - 1, "redok");
 }
 
 TEST(ansi__invalid_utf8_and_nul)
 {
-    const char s[] = "a\xff" "b\0c\xe2\x82";
+    const char s[] = "a\xff"
+                     "b\0c\xe2\x82";
 
-    expect(s, sizeof(s) - 1, "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd"
-                             "\xef\xbf\xbd");
+    expect(s, sizeof(s) - 1,
+           "a\xef\xbf\xbd"
+           "b\xef\xbf\xbd"
+           "c\xef\xbf\xbd"
+           "\xef\xbf\xbd");
 }
 
 TEST(ansi__keeps_unicode_text)

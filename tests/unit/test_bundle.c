@@ -18,7 +18,9 @@ TEST(bundle__safe_names)
     check_safe("artifacts/caf\xc3\xa9 \xe2\x82\xac.txt",
                "artifacts/caf\xc3\xa9 \xe2\x82\xac.txt", false);
     check_safe("artifacts/..\\evil.bat", "artifacts/.._evil.bat", true);
-    check_safe("artifacts/a\x01" "b\x7f.txt", "artifacts/a_b_.txt", true);
+    check_safe("artifacts/a\x01"
+               "b\x7f.txt",
+               "artifacts/a_b_.txt", true);
     check_safe("artifacts/\x1b[31mred", "artifacts/_[31mred", true);
     /* not UTF-8: a lone continuation byte, an overlong slash, a C1 code */
     check_safe("artifacts/\x80x", "artifacts/_x", true);

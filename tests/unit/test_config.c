@@ -55,7 +55,8 @@ TEST(config__shipped_languages_load)
     CHECK(languages_count(l) >= 6);
     c = languages_find(l, "c");
     CHECK(c && c->compile && strcmp(c->extension, "c") == 0);
-    CHECK(languages_find(l, "python3") && !languages_find(l, "python3")->compile);
+    CHECK(languages_find(l, "python3") &&
+          !languages_find(l, "python3")->compile);
     languages_free(l);
 }
 

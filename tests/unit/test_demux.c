@@ -68,8 +68,8 @@ TEST(demux__huge_frame_is_capped)
 {
     struct buf o = BUF_INIT(4), e = BUF_INIT(4);
     struct demux d;
-    const char hdr[8] = {1, 0, 0, 0, (char)0xff, (char)0xff, (char)0xff,
-                         (char)0xff};
+    const char hdr[8] = {1,          0,          0,          0,
+                         (char)0xff, (char)0xff, (char)0xff, (char)0xff};
 
     demux_init(&d, &o, &e);
     CHECK(demux_feed(&d, hdr, sizeof(hdr)) == 0);

@@ -33,7 +33,8 @@ static void read_request(int c, char *line, size_t cap)
     char *end, *cl;
     size_t body = 0;
 
-    while (n < sizeof(req) - 1 && (got = read(c, req + n, sizeof(req) - 1 - n)) > 0) {
+    while (n < sizeof(req) - 1 &&
+           (got = read(c, req + n, sizeof(req) - 1 - n)) > 0) {
         n += (size_t)got;
         req[n] = '\0';
         end = strstr(req, "\r\n\r\n");
@@ -106,17 +107,17 @@ static struct docker *client(struct fake *f, long timeout_ms)
     return d;
 }
 
-#define JSON_REPLY(status, body)                                          \
-    "HTTP/1.1 " status "\r\nContent-Type: application/json\r\n"          \
+#define JSON_REPLY(status, body)                                              \
+    "HTTP/1.1 " status "\r\nContent-Type: application/json\r\n"               \
     "Connection: close\r\n\r\n" body
 
 TEST(docker__negotiate_caps_version)
 {
-    struct fake f = {.nreplies = 2,
-                     .replies = {JSON_REPLY("200 OK", "OK"),
-                                 JSON_REPLY("200 OK",
-                                            "{\"ApiVersion\":\"1.50\","
-                                            "\"MinAPIVersion\":\"1.24\"}")}};
+    struct fake f = {
+        .nreplies = 2,
+        .replies = {JSON_REPLY("200 OK", "OK"),
+                    JSON_REPLY("200 OK", "{\"ApiVersion\":\"1.50\","
+                                         "\"MinAPIVersion\":\"1.24\"}")}};
     struct docker *d;
 
     fake_start(&f);
@@ -131,10 +132,10 @@ TEST(docker__negotiate_caps_version)
 
 TEST(docker__older_engine_version_kept)
 {
-    struct fake f = {.nreplies = 2,
-                     .replies = {JSON_REPLY("200 OK", "OK"),
-                                 JSON_REPLY("200 OK",
-                                            "{\"ApiVersion\":\"1.41\"}")}};
+    struct fake f = {
+        .nreplies = 2,
+        .replies = {JSON_REPLY("200 OK", "OK"),
+                    JSON_REPLY("200 OK", "{\"ApiVersion\":\"1.41\"}")}};
     struct docker *d;
 
     fake_start(&f);

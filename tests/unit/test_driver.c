@@ -223,7 +223,8 @@ TEST(driver__done_line_without_the_nonce_is_ignored)
 
 TEST(driver__progress_lines_only_at_line_starts)
 {
-    const char *s = "nbcanvas:cell 0\nnoise nbcanvas:cell 7\nnbcanvas:cell 2\n";
+    const char
+        *s = "nbcanvas:cell 0\nnoise nbcanvas:cell 7\nnbcanvas:cell 2\n";
 
     CHECK(driver_last_cell(s, strlen(s)) == 2);
     CHECK(driver_last_cell("", 0) == -1);
@@ -254,8 +255,8 @@ TEST(driver__status_that_breaks_the_contract_is_refused)
 
 TEST(driver__job_stream_is_header_and_tar)
 {
-    struct driver_job spec = {"python3", 7, true, false, "lab", 1000, true,
-                              2000, 5 << 20};
+    struct driver_job spec = {"python3", 7,    true, false,  "lab",
+                              1000,      true, 2000, 5 << 20};
     struct tar_files files = TAR_FILES_INIT, got = TAR_FILES_INIT;
     struct buf job = BUF_INIT((size_t)-1);
     json_t *nb = json_pack("{s:i}", "nbformat", 4), *j = NULL;
@@ -267,8 +268,7 @@ TEST(driver__job_stream_is_header_and_tar)
 
     tarball_files_add(&files, xstrdup("data.csv"), xstrdup("1,2"), 3);
     CHECK(driver_write_job(&job, &spec, nb, &files, nonce, NULL) == 0);
-    CHECK(sscanf(job.data, "nbcanvas:job %lu %36s\n%n", &n, seen, &used) ==
-          2);
+    CHECK(sscanf(job.data, "nbcanvas:job %lu %36s\n%n", &n, seen, &used) == 2);
     CHECK(strlen(nonce) == DRIVER_NONCE_LEN);
     CHECK_STREQ(seen, nonce);
     CHECK(used > 0 && job.len == (size_t)used + n);

@@ -45,8 +45,8 @@ TEST(fake_engine__container_lifecycle)
 {
     struct fake_engine f = {0};
     struct docker *d;
-    json_t *body = json_pack("{s:s, s:{s:s}}", "Image", "img:1", "Labels",
-                             "k", "v"),
+    json_t *body = json_pack("{s:s, s:{s:s}}", "Image", "img:1", "Labels", "k",
+                             "v"),
            *out = NULL;
     struct fake_request r;
     struct err err = ERR_INIT;
@@ -66,22 +66,22 @@ TEST(fake_engine__container_lifecycle)
 
     snprintf(path, sizeof(path), "/containers/%s/json", id);
     CHECK(docker_call_json(d, "GET", path, NULL, &out, 0, &err) == 0);
-    CHECK(json_is_false(json_object_get(json_object_get(out, "State"),
-                                        "Running")));
+    CHECK(json_is_false(
+        json_object_get(json_object_get(out, "State"), "Running")));
     json_decref(out);
     snprintf(path, sizeof(path), "/containers/%s/start", id);
     CHECK(docker_call_json(d, "POST", path, NULL, NULL, 0, &err) == 0);
     fake_engine_set_oom(&f, id, true);
     snprintf(path, sizeof(path), "/containers/%s/json", id);
     CHECK(docker_call_json(d, "GET", path, NULL, &out, 0, &err) == 0);
-    CHECK(json_is_true(json_object_get(json_object_get(out, "State"),
-                                       "Running")));
-    CHECK(json_is_true(json_object_get(json_object_get(out, "State"),
-                                       "OOMKilled")));
-    CHECK_STREQ(json_string_value(json_object_get(
-                    json_object_get(json_object_get(out, "Config"), "Labels"),
-                    "k")),
-                "v");
+    CHECK(json_is_true(
+        json_object_get(json_object_get(out, "State"), "Running")));
+    CHECK(json_is_true(
+        json_object_get(json_object_get(out, "State"), "OOMKilled")));
+    CHECK_STREQ(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(out, "Config"), "Labels"), "k")),
+        "v");
     json_decref(out);
 
     /* the engine refuses to remove a running container without force */
@@ -119,9 +119,9 @@ TEST(fake_engine__list_filters_by_label)
                            "%5B%22m%3D1%22%5D%7D",
                            NULL, &list, 0, NULL) == 0);
     CHECK(json_array_size(list) == 1);
-    CHECK_STREQ(json_string_value(json_object_get(json_array_get(list, 0),
-                                                  "Id")),
-                ida);
+    CHECK_STREQ(
+        json_string_value(json_object_get(json_array_get(list, 0), "Id")),
+        ida);
     json_decref(list);
     /* without all=1 only running containers are listed */
     CHECK(docker_call_json(d, "GET", "/containers/json", NULL, &list, 0,
@@ -155,8 +155,8 @@ TEST(fake_engine__faults_and_images)
                            &err) == ERR_INTERNAL);
     CHECK(docker_call_json(d, "GET", "/images/a/b:1/json", NULL, &out, 0,
                            &err) == 0);
-    CHECK(strncmp(json_string_value(json_object_get(out, "Id")), "sha256:",
-                  7) == 0);
+    CHECK(strncmp(json_string_value(json_object_get(out, "Id")),
+                  "sha256:", 7) == 0);
     json_decref(out);
     fake_engine_image_missing(&f, "a/b:1", true);
     CHECK(docker_call_json(d, "GET", "/images/a/b:1/json", NULL, &out, 0,
@@ -291,8 +291,11 @@ TEST(fake_engine__attach_with_stdin)
 {
     struct fake_engine f = {0};
     static const struct fake_chunk chunks[] = {{2, "warming\n", 0}};
-    struct fake_script s = {.chunks = chunks, .nchunks = 1, .fn = echo_len,
-                            .after_input = 5, .exit_code = 3};
+    struct fake_script s = {.chunks = chunks,
+                            .nchunks = 1,
+                            .fn = echo_len,
+                            .after_input = 5,
+                            .exit_code = 3};
     json_t *body = json_pack("{s:s}", "Image", "i");
     struct opener o;
     struct docker_stream_cb cb = {open_start, opener_data, &o, NULL};
@@ -319,8 +322,8 @@ TEST(fake_engine__attach_with_stdin)
     /* the stream closed: the container exited with the script's code */
     snprintf(path, sizeof(path), "/containers/%s/json", id);
     CHECK(docker_call_json(o.d, "GET", path, NULL, &info, 0, NULL) == 0);
-    CHECK(json_is_false(json_object_get(json_object_get(info, "State"),
-                                        "Running")));
+    CHECK(json_is_false(
+        json_object_get(json_object_get(info, "State"), "Running")));
     CHECK(json_integer_value(json_object_get(json_object_get(info, "State"),
                                              "ExitCode")) == 3);
     json_decref(info);
@@ -398,8 +401,7 @@ TEST(fake_engine__attach_hang_until_client_leaves)
         pthread_create(&t, NULL, attach_long, &a);
         CHECK(fake_engine_wait(&f, "POST", del, 3, 5000) == 3);
         snprintf(del, sizeof(del), "/containers/%s?force=1", id);
-        CHECK(docker_call_json(o.d, "DELETE", del, NULL, NULL, 0, NULL) ==
-              0);
+        CHECK(docker_call_json(o.d, "DELETE", del, NULL, NULL, 0, NULL) == 0);
         pthread_join(t, NULL);
         CHECK(a.rc == 0);
         CHECK(a.ms < 4000);

@@ -66,8 +66,7 @@ TEST(janitor__dispose_removes_with_force_and_volume)
     snprintf(id, sizeof(id), "%s", sb.id);
     janitor_dispose(j, &sb, NULL);
     CHECK(sb.id[0] == '\0'); /* the janitor owns it now */
-    CHECK(fake_engine_wait(&f, "DELETE", "/containers/", 1, PATIENCE_MS) ==
-          1);
+    CHECK(fake_engine_wait(&f, "DELETE", "/containers/", 1, PATIENCE_MS) == 1);
     CHECK(fake_engine_find(&f, "DELETE", "/containers/", 0, &r));
     snprintf(want, sizeof(want), "/containers/%s?force=1&v=1", id);
     CHECK_STREQ(r.path, want);
@@ -145,7 +144,7 @@ TEST(janitor__free_removes_everything_still_queued)
         running_sandbox(&f, d, &sb);
         janitor_dispose(j, &sb, NULL);
     }
-    CHECK(held_becomes(&f, 4)); /* every thread busy */
+    CHECK(held_becomes(&f, 4));     /* every thread busy */
     CHECK(janitor_pending(j) == 5); /* one still queued when free starts */
     pthread_create(&t, NULL, release_hold, &later);
     janitor_free(j);

@@ -209,8 +209,8 @@ TEST(jobs__full_queue_is_busy_at_once)
     CHECK(rc == ERR_BUSY);
     CHECK(err.code == ERR_BUSY);
     CHECK(strstr(err.msg, "busy") != NULL);
-    CHECK(took < 2000); /* answered, not queued */
-    CHECK(counts_become(j, 1, 2));    /* and it took no place */
+    CHECK(took < 2000);            /* answered, not queued */
+    CHECK(counts_become(j, 1, 2)); /* and it took no place */
     /* the two waiters get the slot one after the other */
     jobs_release(j);
     CHECK(counts_become(j, 1, 1));

@@ -14,11 +14,11 @@ TEST(notebook__from_cells)
                               NULL) == 0);
     CHECK(json_integer_value(json_object_get(nb, "nbformat")) == 4);
     CHECK(json_integer_value(json_object_get(nb, "nbformat_minor")) == 5);
-    CHECK_STREQ(json_string_value(json_object_get(
-                    json_object_get(json_object_get(nb, "metadata"),
-                                    "kernelspec"),
-                    "name")),
-                "python3");
+    CHECK_STREQ(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(nb, "metadata"), "kernelspec"),
+            "name")),
+        "python3");
     CHECK(json_array_size(json_object_get(nb, "cells")) == 3);
     c0 = json_array_get(json_object_get(nb, "cells"), 0);
     c1 = json_array_get(json_object_get(nb, "cells"), 1);
@@ -46,17 +46,17 @@ TEST(notebook__upload_forces_kernel)
 
     CHECK(notebook_from_upload(&nb, up, notebook_kernel_find("python3"),
                                NULL) == 0);
-    CHECK_STREQ(json_string_value(json_object_get(
-                    json_object_get(json_object_get(nb, "metadata"),
-                                    "kernelspec"),
-                    "name")),
-                "python3");
+    CHECK_STREQ(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(nb, "metadata"), "kernelspec"),
+            "name")),
+        "python3");
     /* the caller's copy is untouched */
-    CHECK_STREQ(json_string_value(json_object_get(
-                    json_object_get(json_object_get(up, "metadata"),
-                                    "kernelspec"),
-                    "name")),
-                "evil");
+    CHECK_STREQ(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(up, "metadata"), "kernelspec"),
+            "name")),
+        "evil");
     json_decref(nb);
     json_decref(up);
 }
@@ -66,9 +66,9 @@ TEST(notebook__kernels)
     json_t *k = notebook_kernels_json();
 
     CHECK(json_array_size(k) >= 1);
-    CHECK_STREQ(json_string_value(
-                    json_object_get(json_array_get(k, 0), "language")),
-                "python");
+    CHECK_STREQ(
+        json_string_value(json_object_get(json_array_get(k, 0), "language")),
+        "python");
     CHECK(notebook_kernel_find("nope") == NULL);
     json_decref(k);
 }

@@ -113,10 +113,9 @@ TEST(request__deep_nesting_rejected)
 
 TEST(request__file_names)
 {
-    static const char *const bad[] = {"",      "/abs",   "../x", "a/../../b",
-                                      ".",     "a/./b",  "a//b", "a\\b",
-                                      "dir/",  ".nbcanvas/job.json",
-                                      ".nbcanvas"};
+    static const char *const bad[] = {
+        "",     "/abs", "../x", "a/../../b",          ".",        "a/./b",
+        "a//b", "a\\b", "dir/", ".nbcanvas/job.json", ".nbcanvas"};
     static const char *const good[] = {"sales.csv", "data/db.sqlite",
                                        ".hidden", "a..b", "...x"};
     char long_name[300];

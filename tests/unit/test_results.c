@@ -25,13 +25,13 @@ TEST(results__cells_json)
     c = json_array_get(cells, 0);
     CHECK(json_integer_value(json_object_get(c, "index")) == 1);
     outs = json_object_get(c, "outputs");
-    CHECK_STREQ(json_string_value(json_object_get(json_array_get(outs, 0),
-                                                  "text")),
-                "red\nb");
-    CHECK_STREQ(json_string_value(json_object_get(
-                    json_object_get(json_array_get(outs, 1), "data"),
-                    "text/plain")),
-                "<Figure>");
+    CHECK_STREQ(
+        json_string_value(json_object_get(json_array_get(outs, 0), "text")),
+        "red\nb");
+    CHECK_STREQ(
+        json_string_value(json_object_get(
+            json_object_get(json_array_get(outs, 1), "data"), "text/plain")),
+        "<Figure>");
     json_decref(cells);
     json_decref(nb);
 }
@@ -53,17 +53,18 @@ TEST(results__images_as_files)
 
 TEST(results__cell_error)
 {
-    json_t *st = json_loads("{\"status\": \"cell_error\", \"cell\": 3, "
-                            "\"ename\": \"ValueError\", \"evalue\": \"bad\","
-                            " \"traceback\": [\"\\u001b[0;31mline\\u001b[0m\"]}",
-                            0, NULL);
+    json_t *st = json_loads(
+        "{\"status\": \"cell_error\", \"cell\": 3, "
+        "\"ename\": \"ValueError\", \"evalue\": \"bad\","
+        " \"traceback\": [\"\\u001b[0;31mline\\u001b[0m\"]}",
+        0, NULL);
     json_t *d = results_cell_error(st);
 
     CHECK(json_integer_value(json_object_get(d, "cell")) == 3);
     CHECK_STREQ(json_string_value(json_object_get(d, "ename")), "ValueError");
-    CHECK_STREQ(json_string_value(
-                    json_array_get(json_object_get(d, "traceback"), 0)),
-                "line");
+    CHECK_STREQ(
+        json_string_value(json_array_get(json_object_get(d, "traceback"), 0)),
+        "line");
     json_decref(d);
     json_decref(st);
 }

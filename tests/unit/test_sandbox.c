@@ -5,11 +5,11 @@
 
 TEST(sandbox__hardened_create_body)
 {
-    struct sandbox_limits l = {512LL << 20, 1.5, 128, 128LL << 20,
-                               64LL << 20, 256, 32LL << 20};
+    struct sandbox_limits l = {512LL << 20, 1.5, 128,       128LL << 20,
+                               64LL << 20,  256, 32LL << 20};
     json_t *cmd = json_pack("[s]", "true");
-    struct sandbox_spec spec = {"img:1", cmd,      NULL,    &l,
-                               "runsc", "job-1", "svc-a", NULL,    99};
+    struct sandbox_spec spec = {"img:1", cmd,     NULL, &l, "runsc",
+                                "job-1", "svc-a", NULL, 99};
     json_t *b = sandbox_create_body(&spec);
     json_t *ul = HC(b, "Ulimits");
     const char *o;
@@ -37,9 +37,9 @@ TEST(sandbox__hardened_create_body)
     CHECK(strstr(json_string_value(json_object_get(HC(b, "Tmpfs"), "/tmp")),
                  "size=67108864") != NULL);
     CHECK(json_array_size(ul) == 3);
-    CHECK_STREQ(json_string_value(json_object_get(json_array_get(ul, 2),
-                                                  "Name")),
-                "core");
+    CHECK_STREQ(
+        json_string_value(json_object_get(json_array_get(ul, 2), "Name")),
+        "core");
     CHECK(json_integer_value(json_object_get(json_array_get(ul, 2), "Hard")) ==
           0);
     CHECK(HC(b, "Binds") == NULL);
@@ -48,15 +48,15 @@ TEST(sandbox__hardened_create_body)
     CHECK(o && strstr(o, "size=134217728") && strstr(o, "nosuid"));
     /* gVisor ignores uid= on tmpfs: there it is sticky and shared */
     CHECK(strstr(o, "mode=1777") != NULL);
-    CHECK_STREQ(json_string_value(json_object_get(
-                    json_object_get(b, "Labels"), SANDBOX_LABEL)),
+    CHECK_STREQ(json_string_value(json_object_get(json_object_get(b, "Labels"),
+                                                  SANDBOX_LABEL)),
                 "1");
-    CHECK_STREQ(json_string_value(json_object_get(
-                    json_object_get(b, "Labels"), "org.nbcanvas.deadline")),
+    CHECK_STREQ(json_string_value(json_object_get(json_object_get(b, "Labels"),
+                                                  "org.nbcanvas.deadline")),
                 "99");
     /* the owner comes from the spec, not from process-wide state */
-    CHECK_STREQ(json_string_value(json_object_get(
-                    json_object_get(b, "Labels"), "org.nbcanvas.owner")),
+    CHECK_STREQ(json_string_value(json_object_get(json_object_get(b, "Labels"),
+                                                  "org.nbcanvas.owner")),
                 "svc-a");
     json_decref(b);
     json_decref(cmd);
@@ -67,7 +67,8 @@ TEST(sandbox__default_runtime_omitted)
     const char *o;
     struct sandbox_limits l = {1 << 28, 1, 64, 1 << 26, 1 << 26, 256, 1 << 24};
     json_t *cmd = json_pack("[s]", "true");
-    struct sandbox_spec spec = {"img", cmd, NULL, &l, "", NULL, "svc-b", NULL, 0};
+    struct sandbox_spec spec = {"img", cmd,     NULL, &l, "",
+                                NULL,  "svc-b", NULL, 0};
     json_t *b = sandbox_create_body(&spec);
 
     CHECK(HC(b, "Runtime") == NULL);

@@ -51,7 +51,7 @@ static const char *sandbox_user(void)
 }
 
 #define HC(body, key) json_object_get(json_object_get(body, "HostConfig"), key)
-#define LABEL(body, key)                                                   \
+#define LABEL(body, key)                                                      \
     json_string_value(json_object_get(json_object_get(body, "Labels"), key))
 
 TEST(sandbox_engine__create_sends_the_hardened_body)
@@ -184,8 +184,8 @@ TEST(sandbox_engine__attach_stdin_starts_and_delivers)
     struct fake_engine f = {0};
     json_t *cmd = json_pack("[s]", "driver");
     struct sandbox_spec spec = spec_for(cmd, "svc-test", 1);
-    struct fake_script script = {.fn = answer_upload, .after_input = 7,
-                                 .hang = true};
+    struct fake_script script = {
+        .fn = answer_upload, .after_input = 7, .hang = true};
     struct docker_stream_cb cb;
     struct fake_request r;
     struct sandbox sb;
@@ -231,8 +231,8 @@ TEST(sandbox_engine__exec_reports_output_and_exit_code)
     struct sandbox_spec spec = spec_for(cmd, "svc-test", 1);
     static const struct fake_chunk chunks[] = {{1, "ran\n", 0},
                                                {2, "oops\n", 0}};
-    struct fake_script script = {.chunks = chunks, .nchunks = 2,
-                                 .exit_code = 3};
+    struct fake_script script = {
+        .chunks = chunks, .nchunks = 2, .exit_code = 3};
     struct docker_stream_cb cb;
     struct fake_request r;
     struct sandbox sb;
@@ -248,8 +248,7 @@ TEST(sandbox_engine__exec_reports_output_and_exit_code)
     fake_engine_script(&f, FAKE_EXEC, NULL, &script);
     job_init(&job, &sb);
     cb = (struct docker_stream_cb){NULL, job_data, &job, NULL};
-    CHECK(sandbox_exec(&sb, run, &cb, util_now_ms() + 5000, &code, NULL) ==
-          0);
+    CHECK(sandbox_exec(&sb, run, &cb, util_now_ms() + 5000, &code, NULL) == 0);
     CHECK_STREQ(job.out.data, "ran\n");
     CHECK_STREQ(job.err.data, "oops\n");
     CHECK(code == 3);
@@ -281,8 +280,8 @@ TEST(sandbox_engine__output_in_the_same_read_as_the_headers_is_kept)
     struct sandbox_spec spec = spec_for(cmd, "svc-test", 1);
     static const struct fake_chunk chunks[] = {{1, "first\n", 0},
                                                {2, "second\n", 0}};
-    struct fake_script script = {.chunks = chunks, .nchunks = 2,
-                                 .exit_code = 0, .coalesce = true};
+    struct fake_script script = {
+        .chunks = chunks, .nchunks = 2, .exit_code = 0, .coalesce = true};
     struct docker_stream_cb cb;
     struct sandbox sb;
     struct job job;
@@ -296,8 +295,7 @@ TEST(sandbox_engine__output_in_the_same_read_as_the_headers_is_kept)
     fake_engine_script(&f, FAKE_EXEC, NULL, &script);
     job_init(&job, &sb);
     cb = (struct docker_stream_cb){NULL, job_data, &job, NULL};
-    CHECK(sandbox_exec(&sb, run, &cb, util_now_ms() + 5000, &code, NULL) ==
-          0);
+    CHECK(sandbox_exec(&sb, run, &cb, util_now_ms() + 5000, &code, NULL) == 0);
     CHECK_STREQ(job.out.data, "first\n");
     CHECK_STREQ(job.err.data, "second\n");
     CHECK(code == 0);

@@ -14,8 +14,7 @@ TEST(tarball__round_trip)
     const struct tar_entry *b;
 
     CHECK(tarball_write(&tar, in, 2, 1000, 1000, NULL) == 0);
-    CHECK(tarball_read(&out, tar.data, tar.len, NULL, 10, 1 << 20, NULL) ==
-          0);
+    CHECK(tarball_read(&out, tar.data, tar.len, NULL, 10, 1 << 20, NULL) == 0);
     CHECK(out.n == 2);
     b = tarball_find(&out, "data/sub/b.csv");
     CHECK(b && b->len == 4 && memcmp(b->data, "x,y\n", 4) == 0);
@@ -24,8 +23,7 @@ TEST(tarball__round_trip)
     buf_release(&tar);
 }
 
-static la_ssize_t to_buf(struct archive *a, void *ctx, const void *d,
-                         size_t n)
+static la_ssize_t to_buf(struct archive *a, void *ctx, const void *d, size_t n)
 {
     (void)a;
     buf_append(ctx, d, n);
