@@ -23,6 +23,9 @@ def test_every_answer_has_request_id_and_timing(svc):
     for r in answers:
         assert len(r.header("x-request-id") or "") == 36, (r, r.headers)
         assert "total;dur=" in (r.header("server-timing") or ""), (r, r.headers)
+        # one response builder: errors carry the same safety headers
+        assert r.header("x-content-type-options") == "nosniff", (r, r.headers)
+        assert r.header("cache-control") == "no-store", (r, r.headers)
     # a failed render says where its time went, like a successful one
     r = svc.render({"cells": ["1/0"], "cache": False})
     assert r.status == 422, r
