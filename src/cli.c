@@ -6,6 +6,7 @@
 #include "nbcanvas/cli.h"
 
 #include <getopt.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "nbcanvas/render.h"
 #include "nbcanvas/runner.h"
 #include "nbcanvas/service.h"
+#include "nbcanvas/tenants.h"
 #include "nbcanvas/util.h"
 
 void cli_usage(void)
@@ -29,6 +31,9 @@ void cli_usage(void)
           "          [--config FILE]\n"
           "          run one snippet, print its stdout and stderr,\n"
           "          exit with its exit code\n"
+          "  key     new TENANT\n"
+          "          make an API key: prints it once, and the entry to add\n"
+          "          to the api_keys_file\n"
           "\n"
           "The config file is --config, else $NBCANVAS_CONFIG, else the\n"
           "built-in defaults (docs/CONFIG.md). `nbcanvas COMMAND --help`\n"
@@ -53,27 +58,6 @@ static bool wants_help(int argc, char **argv)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return true;
     return false;
-}
-
-static char *read_file(const char *path, size_t *len, size_t cap)
-{
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    struct buf b = BUF_INIT(cap);
-    char chunk[65536];
-    size_t n;
-
-    if (!f)
-        return NULL;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        if (buf_append(&b, chunk, n) < 0)
-            break;
-    if (f != stdin)
-        fclose(f);
-    if (b.overflow) {
-        buf_release(&b);
-        return NULL;
-    }
-    return buf_detach(&b, len);
 }
 
 static void print_error(int code, const char *message, json_t *details)
@@ -174,7 +158,7 @@ int cli_render(int argc, char **argv)
         print_error(err.code, err.msg, NULL);
         return 1;
     }
-    body = read_file(argv[optind], &len, (size_t)svc.cfg.max_body_bytes);
+    body = util_read_file(argv[optind], &len, (size_t)svc.cfg.max_body_bytes);
     if (!body) {
         print_error(ERR_INVALID, "cannot read the request file (or too big)",
                     NULL);
@@ -276,9 +260,10 @@ int cli_run(int argc, char **argv)
     req.timeout_s = timeout > 0 && timeout <= svc.cfg.run_max_timeout_s
                         ? timeout
                         : svc.cfg.run_timeout_s;
-    req.code = read_file(argv[optind], &req.code_len,
-                         (size_t)svc.cfg.max_run_body_bytes);
-    req.stdin_data = in ? read_file(in, &req.stdin_len, 1 << 20) : xstrdup("");
+    req.code = util_read_file(argv[optind], &req.code_len,
+                              (size_t)svc.cfg.max_run_body_bytes);
+    req.stdin_data = in ? util_read_file(in, &req.stdin_len, 1 << 20)
+                        : xstrdup("");
     if (!req.code || !req.stdin_data) {
         print_error(ERR_INVALID, "cannot read the code or stdin file", NULL);
         rc = 125;
@@ -288,4 +273,26 @@ int cli_run(int argc, char **argv)
     request_run_release(&req);
     service_close(&svc);
     return rc;
+}
+
+int cli_key(int argc, char **argv)
+{
+    char key[TENANT_KEY_LEN + 1], digest[65];
+    json_t *entry;
+
+    if (wants_help(argc, argv) || argc != 3 || strcmp(argv[1], "new") != 0) {
+        puts("usage: nbcanvas key new TENANT\n"
+             "Prints a fresh random API key for TENANT (once: only its\n"
+             "SHA-256 is kept) and the JSON entry to add to the list in\n"
+             "the api_keys_file; then send the service SIGHUP.");
+        return argc == 2 && wants_help(argc, argv) ? 0 : 2;
+    }
+    tenants_new_key(key, digest);
+    entry = json_pack("{s:s, s:s}", "tenant", argv[2], "key_sha256", digest);
+    printf("key: %s\nentry: ", key);
+    json_dumpf(entry, stdout, JSON_COMPACT);
+    putchar('\n');
+    json_decref(entry);
+    OPENSSL_cleanse(key, sizeof(key));
+    return 0;
 }

@@ -13,7 +13,14 @@
 
 #include "nbcanvas/util.h"
 
-enum key_type { KEY_STR, KEY_LONG, KEY_LLONG, KEY_DOUBLE };
+enum key_type {
+    KEY_STR,
+    KEY_LONG,
+    KEY_LLONG,
+    KEY_DOUBLE,
+    KEY_BOOL,
+    KEY_NAMES /* a JSON list of strings, kept one per line */
+};
 
 struct key {
     const char *name;
@@ -31,6 +38,9 @@ struct key {
 #define LLONG(n, f, lo, hi) \
     {n, KEY_LLONG, offsetof(struct config, f), 0, lo, hi}
 #define DBL(n, f, lo, hi) {n, KEY_DOUBLE, offsetof(struct config, f), 0, lo, hi}
+#define BOOL(n, f) {n, KEY_BOOL, offsetof(struct config, f), 0, 0, 0}
+#define NAMES(n, f) {n, KEY_NAMES, offsetof(struct config, f), \
+                     sizeof(((struct config *)0)->f), 0, 0}
 /* clang-format on */
 #define MiB (1024.0 * 1024.0)
 #define GiB (1024.0 * MiB)
@@ -79,6 +89,11 @@ static const struct key keys[] = {
     LONG("max_jobs", max_jobs, 0, 4096),
     LONG("max_queue", max_queue, 0, 65536),
     LONG("reaper_interval_s", reaper_interval_s, 1, 3600),
+    STR("api_keys_file", api_keys_file),
+    BOOL("allow_unauthenticated", allow_unauthenticated),
+    NAMES("allowed_hosts", allowed_hosts),
+    STR("tls_cert_file", tls_cert_file),
+    STR("tls_key_file", tls_key_file),
 };
 
 void config_defaults(struct config *cfg)
@@ -124,11 +139,47 @@ void config_defaults(struct config *cfg)
     cfg->reaper_interval_s = 30;
 }
 
+/* A list of names into field, one per line (no name may hold one). */
+static int set_names(char *field, const struct key *k, json_t *v,
+                     struct err *err)
+{
+    size_t i, used = 0;
+    json_t *name;
+
+    if (!json_is_array(v))
+        return err_set(err, ERR_INVALID,
+                       "config key '%s' must be a list of strings", k->name);
+    field[0] = '\0';
+    json_array_foreach(v, i, name) {
+        const char *s = json_string_value(name);
+        size_t n = json_string_length(name);
+
+        if (!s || n == 0 || strchr(s, '\n') || strlen(s) != n ||
+            used + n + 2 > k->size)
+            return err_set(err, ERR_INVALID,
+                           "config key '%s' must be a list of names, "
+                           "%zu bytes in all at most",
+                           k->name, k->size - 1);
+        used += (size_t)snprintf(field + used, k->size - used, "%s\n", s);
+    }
+    return 0;
+}
+
 static int set_key(struct config *cfg, const struct key *k, json_t *v,
                    struct err *err)
 {
     char *field = (char *)cfg + k->offset;
     double d;
+
+    if (k->type == KEY_BOOL) {
+        if (!json_is_boolean(v))
+            return err_set(err, ERR_INVALID,
+                           "config key '%s' must be true or false", k->name);
+        *(bool *)(void *)field = json_is_true(v);
+        return 0;
+    }
+    if (k->type == KEY_NAMES)
+        return set_names(field, k, v, err);
 
     if (k->type == KEY_STR) {
         if (!json_is_string(v) || json_string_length(v) >= k->size)

@@ -27,6 +27,9 @@ static const struct {
     {ERR_NOT_FOUND, "not_found", 404},
     {ERR_METHOD, "method_not_allowed", 405},
     {ERR_CANCELLED, "cancelled", 499},
+    {ERR_UNAUTHENTICATED, "unauthenticated", 401},
+    {ERR_HOST, "host_not_allowed", 403},
+    {ERR_RATE_LIMITED, "rate_limited", 429},
 };
 
 int err_set(struct err *err, int code, const char *fmt, ...)

@@ -36,6 +36,7 @@
 #include "nbcanvas/request.h"
 #include "nbcanvas/runner.h"
 #include "nbcanvas/sandbox.h"
+#include "nbcanvas/tenants.h"
 #include "nbcanvas/util.h"
 
 struct http_server {
@@ -45,6 +46,7 @@ struct http_server {
     pthread_mutex_t lock;
     pthread_cond_t idle;
     long active; /* requests between their first call and completion */
+    char *tls_key, *tls_cert; /* PEM, kept while the daemon runs */
 };
 
 /* Per-request state, from the first call of the access handler to the
@@ -56,6 +58,15 @@ struct exchange {
     long long t_start;
     const char *route;
     unsigned status;
+    struct tenant tenant; /* who asked (name "" without keys) */
+    char retry_after[24]; /* for a 429 rate_limited */
+};
+
+/* Who may call a route once the Host is allowed. */
+enum access {
+    OPEN,   /* anyone: the page, health and readiness */
+    TENANT, /* a key, when there are keys */
+    METRICS /* a key whose entry says metrics: true */
 };
 
 struct route {
@@ -64,6 +75,7 @@ struct route {
     int (*handler)(struct http_server *, struct MHD_Connection *,
                    struct exchange *);
     bool has_body;
+    enum access access;
 };
 
 json_t *http_error_json(int code, const char *message, json_t *details)
@@ -96,6 +108,7 @@ struct answer {
     const char *allow;   /* for 405 */
     const char *cache;   /* X-Nbcanvas-Cache */
     const char *sandbox; /* X-Nbcanvas-Sandbox */
+    bool challenge;      /* WWW-Authenticate, for a 401 */
 };
 
 static void add_header(struct MHD_Response *r, const char *name,
@@ -129,6 +142,8 @@ static int respond(struct MHD_Connection *c, struct exchange *x,
     add_header(r, "Allow", a->allow);
     add_header(r, "X-Nbcanvas-Cache", a->cache);
     add_header(r, "X-Nbcanvas-Sandbox", a->sandbox);
+    add_header(r, "WWW-Authenticate",
+               a->challenge ? "Bearer realm=\"nbcanvas\"" : NULL);
     x->status = a->status;
     rc = MHD_queue_response(c, a->status, r) == MHD_YES ? 0 : -1;
     MHD_destroy_response(r);
@@ -161,6 +176,9 @@ static int send_error_full(struct MHD_Connection *c, struct exchange *x,
         a.retry_after = "2";
     else if (code == ERR_ENGINE)
         a.retry_after = "5";
+    else if (code == ERR_RATE_LIMITED)
+        a.retry_after = x->retry_after;
+    a.challenge = code == ERR_UNAUTHENTICATED;
     a.body = json_dumps(j, JSON_COMPACT);
     a.len = strlen(a.body);
     json_decref(j);
@@ -249,6 +267,7 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
     route = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                         "X-Nbcanvas-Route");
     req.force_cold = route && strcasecmp(route, "cold") == 0;
+    req.tenant = x->tenant;
     watch_start(&watch, c);
     render_run(&res, s->svc, &req, x->id, &watch.cancel);
     watch_stop(&watch);
@@ -296,6 +315,7 @@ static int handle_run(struct http_server *s, struct MHD_Connection *c,
         request_run_release(&req);
         return send_error(c, x, rc, err.msg, NULL);
     }
+    req.tenant = x->tenant;
     watch_start(&watch, c);
     rc = runner_run(&result, s->svc, &req, x->id, &watch.cancel, &err);
     watch_stop(&watch);
@@ -452,15 +472,15 @@ static int handle_examples(struct http_server *s, struct MHD_Connection *c,
 }
 
 static const struct route routes[] = {
-    {"GET", "/", handle_page, false},
-    {"GET", "/v1/examples", handle_examples, false},
-    {"GET", "/healthz", handle_healthz, false},
-    {"GET", "/readyz", handle_readyz, false},
-    {"GET", "/metrics", handle_metrics, false},
-    {"GET", "/v1/kernels", handle_kernels, false},
-    {"GET", "/v1/languages", handle_languages, false},
-    {"POST", "/v1/render", handle_render, true},
-    {"POST", "/v1/run", handle_run, true},
+    {"GET", "/", handle_page, false, OPEN},
+    {"GET", "/v1/examples", handle_examples, false, TENANT},
+    {"GET", "/healthz", handle_healthz, false, OPEN},
+    {"GET", "/readyz", handle_readyz, false, OPEN},
+    {"GET", "/metrics", handle_metrics, false, METRICS},
+    {"GET", "/v1/kernels", handle_kernels, false, TENANT},
+    {"GET", "/v1/languages", handle_languages, false, TENANT},
+    {"POST", "/v1/render", handle_render, true, TENANT},
+    {"POST", "/v1/run", handle_run, true, TENANT},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -529,7 +549,75 @@ static struct conn_guard_entry *guard_entry(struct MHD_Connection *c)
     return info ? info->socket_context : NULL;
 }
 
-/* First call for a request: pick the id, check route, type and size. */
+/* True when host (a Host header, perhaps with a port) names this
+ * service as a browser must reach it: localhost, a loopback address, the
+ * listen address, or a name of allowed_hosts. Anything else is how a web
+ * page reaches a local service through DNS rebinding. No Host at all
+ * (HTTP/1.0 tools) is not a browser's request, and is served. */
+static bool host_allowed(const struct config *cfg, const char *host)
+{
+    char name[256], listen_host[64];
+    const char *p, *colon;
+    struct in_addr v4;
+    size_t n;
+
+    if (!host)
+        return true;
+    if (host[0] == '[') { /* [v6]:port */
+        p = strchr(host, ']');
+        if (!p)
+            return false;
+        snprintf(name, sizeof(name), "%.*s", (int)(p - host - 1), host + 1);
+        return strcmp(name, "::1") == 0;
+    }
+    colon = strchr(host, ':');
+    n = colon ? (size_t)(colon - host) : strlen(host);
+    if (n == 0 || n >= sizeof(name))
+        return false;
+    snprintf(name, sizeof(name), "%.*s", (int)n, host);
+    if (strcasecmp(name, "localhost") == 0 || strcmp(name, "::1") == 0)
+        return true;
+    if (inet_pton(AF_INET, name, &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127)
+        return true;
+    colon = strrchr(cfg->listen, ':');
+    snprintf(listen_host, sizeof(listen_host), "%.*s",
+             colon ? (int)(colon - cfg->listen) : 0, cfg->listen);
+    if (strcasecmp(name, listen_host) == 0)
+        return true;
+    for (p = cfg->allowed_hosts; *p; p += n + 1) {
+        n = strcspn(p, "\n");
+        if (n == strlen(name) && strncasecmp(p, name, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The caller's tenant and rate, for a route that needs a key. */
+static int admit(struct http_server *s, struct MHD_Connection *c,
+                 struct exchange *x, const struct route *r, struct err *err)
+{
+    long wait_s = 0;
+    int rc;
+
+    if (r->access == OPEN)
+        return 0;
+    rc = tenants_authenticate(
+        s->svc->tenants,
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
+        &x->tenant, err);
+    if (rc == 0 && r->access == METRICS && tenants_required(s->svc->tenants) &&
+        !x->tenant.metrics)
+        rc = err_set(err, ERR_UNAUTHENTICATED,
+                     "/metrics needs a key whose entry has metrics: true");
+    if (rc == 0)
+        rc = tenants_admit(s->svc->tenants, &x->tenant, &wait_s, err);
+    if (rc == ERR_RATE_LIMITED)
+        snprintf(x->retry_after, sizeof(x->retry_after), "%ld", wait_s);
+    return rc;
+}
+
+/* First call for a request: pick the id, check host, route, key, type and
+ * size. */
 static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
                              const char *url, const char *method,
                              void **con_cls)
@@ -540,6 +628,7 @@ static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
     const char *clen = MHD_lookup_connection_value(
         c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     const struct route *r;
+    struct err err = ERR_INIT;
     char allow[64];
     bool known;
 
@@ -555,6 +644,12 @@ static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
     buf_init(&x->body, (size_t)body_cap(s, url));
     r = find_route(method, url, &known, allow, sizeof(allow));
     x->route = r ? r->path : "other";
+    if (!host_allowed(&s->svc->cfg,
+                      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host")))
+        return send_error(c, x, ERR_HOST,
+                          "this Host is not served (allowed_hosts)", NULL) == 0
+                   ? MHD_YES
+                   : MHD_NO;
     if (!r && known)
         return send_error_full(c, x, ERR_METHOD, "method not allowed", NULL,
                                NULL, allow) == 0
@@ -564,6 +659,9 @@ static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
         return send_error(c, x, ERR_NOT_FOUND, "no such path", NULL) == 0
                    ? MHD_YES
                    : MHD_NO;
+    if (admit(s, c, x, r, &err) < 0)
+        return send_error(c, x, err.code, err.msg, NULL) == 0 ? MHD_YES
+                                                              : MHD_NO;
     if (r->has_body && !is_json_type(MHD_lookup_connection_value(
                            c, MHD_HEADER_KIND, "Content-Type")))
         return send_error(c, x, ERR_MEDIA_TYPE,
@@ -636,8 +734,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     conn_guard_rearm(s->guard, guard_entry(c));
     if (!x)
         return;
-    metrics_request(s->svc->metrics, x->route, x->status ? x->status : 499,
-                    util_now_ms() - x->t_start);
+    metrics_request(s->svc->metrics, x->route, x->tenant.name,
+                    x->status ? x->status : 499, util_now_ms() - x->t_start);
     buf_release(&x->body);
     free(x);
     *con_cls = NULL;
@@ -671,10 +769,43 @@ static int parse_listen(struct sockaddr_in *sa, const char *listen,
     return 0;
 }
 
+/* With tls_cert_file and tls_key_file, the listener speaks HTTPS (MHD's
+ * GnuTLS): fills the options that say so, else leaves just the end. */
+static int load_tls(struct http_server *s, const struct config *cfg,
+                    struct MHD_OptionItem tls[3], struct err *err)
+{
+    size_t len;
+
+    tls[0] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    if (!cfg->tls_cert_file[0] && !cfg->tls_key_file[0])
+        return 0;
+    if (!cfg->tls_cert_file[0] || !cfg->tls_key_file[0])
+        return err_set(err, ERR_INVALID,
+                       "HTTPS needs both tls_cert_file and tls_key_file");
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return err_set(err, ERR_INVALID,
+                       "this libmicrohttpd was built without TLS");
+    s->tls_cert = util_read_file(cfg->tls_cert_file, &len, 1 << 20);
+    s->tls_key = util_read_file(cfg->tls_key_file, &len, 1 << 20);
+    if (!s->tls_cert || !s->tls_key) {
+        free(s->tls_cert);
+        free(s->tls_key);
+        s->tls_cert = s->tls_key = NULL;
+        return err_set(err, ERR_INVALID, "cannot read %s or %s",
+                       cfg->tls_cert_file, cfg->tls_key_file);
+    }
+    tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key};
+    tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
+                                     s->tls_cert};
+    tls[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    return 0;
+}
+
 int http_start(struct http_server **out, struct service *svc, struct err *err)
 {
     struct http_server *s = xcalloc(1, sizeof(*s));
     const struct config *cfg = &svc->cfg;
+    struct MHD_OptionItem tls[3];
     struct sockaddr_in sa;
     int rc;
 
@@ -691,9 +822,15 @@ int http_start(struct http_server **out, struct service *svc, struct err *err)
         free(s);
         return err_set(err, ERR_INTERNAL, "cannot start the connection guard");
     }
+    rc = load_tls(s, cfg, tls, err);
+    if (rc < 0) {
+        conn_guard_free(s->guard);
+        free(s);
+        return rc;
+    }
     s->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-            MHD_USE_ITC | MHD_USE_ERROR_LOG,
+            MHD_USE_ITC | MHD_USE_ERROR_LOG | (s->tls_key ? MHD_USE_TLS : 0),
         0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -701,9 +838,12 @@ int http_start(struct http_server **out, struct service *svc, struct err *err)
         (unsigned)cfg->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_ARRAY, tls,
+        MHD_OPTION_END);
     if (!s->daemon) {
         conn_guard_free(s->guard);
+        free(s->tls_key);
+        free(s->tls_cert);
         free(s);
         return err_set(err, ERR_INTERNAL, "cannot listen on %s", cfg->listen);
     }
@@ -729,6 +869,8 @@ void http_stop(struct http_server *srv, long drain_s)
     pthread_mutex_unlock(&srv->lock);
     MHD_stop_daemon(srv->daemon);
     conn_guard_free(srv->guard);
+    free(srv->tls_key);
+    free(srv->tls_cert);
     pthread_mutex_destroy(&srv->lock);
     pthread_cond_destroy(&srv->idle);
     free(srv);

@@ -17,7 +17,7 @@
 
 struct disposal {
     struct sandbox sb;
-    struct jobs *slot; /* released once sb is gone; may be NULL */
+    struct job_slot slot; /* released once sb is gone */
 };
 
 struct janitor {
@@ -34,8 +34,7 @@ struct janitor {
 static void dispose_now(struct disposal *d)
 {
     sandbox_destroy(&d->sb);
-    if (d->slot)
-        jobs_release(d->slot);
+    jobs_release(&d->slot);
 }
 
 static void *work(void *arg)
@@ -99,9 +98,15 @@ void janitor_free(struct janitor *j)
     free(j);
 }
 
-void janitor_dispose(struct janitor *j, struct sandbox *sb, struct jobs *slot)
+void janitor_dispose(struct janitor *j, struct sandbox *sb,
+                     struct job_slot *slot)
 {
-    struct disposal d = {*sb, slot};
+    struct disposal d = {*sb, JOB_SLOT_INIT};
+
+    if (slot) {
+        d.slot = *slot;
+        slot->jobs = NULL; /* the janitor gives it back */
+    }
 
     sb->id[0] = '\0';
     if (!d.sb.id[0] || !j) {

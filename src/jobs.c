@@ -1,22 +1,45 @@
 /*
- * A counting semaphore with a bounded queue, on a mutex and a condition
- * variable. Waiters wake every 100 ms to notice a cancelled request (the
- * client hung up), so a dead request never holds a place in the queue.
+ * Job slots on a mutex and a condition variable. Waiters are kept in a
+ * list in arrival order; a waiter may take a free slot only when it is the
+ * one chosen: of the tenants waiting, the one with the fewest jobs running
+ * and, among those, the one served longest ago (round robin), and its
+ * oldest waiter. Every change wakes all waiters to look again (a
+ * queue of at most max_waiting), and each wakes every 100 ms anyway to
+ * notice a cancelled request (the client hung up), so a dead request never
+ * holds a place in the queue. Tenants' counts are kept by name, one row
+ * each, for as long as the service runs (tenants are few and bounded by
+ * the keys file).
  */
 #include "nbcanvas/jobs.h"
 
 #include <pthread.h>
-#include <time.h>
-
 #include <stdlib.h>
+#include <time.h>
 
 #include "nbcanvas/util.h"
 
+struct load {
+    char tenant[TENANT_NAME_MAX];
+    long running, waiting;
+    long long last_served; /* the grant number of its last slot; -1: none */
+};
+
+struct waiter {
+    struct load *load;
+    long long seq;
+    struct waiter *next;
+};
+
 struct jobs {
     pthread_mutex_t lock;
-    pthread_cond_t freed;
+    pthread_cond_t changed;
     long running, waiting;
     long max_running, max_waiting;
+    struct load **loads; /* stable pointers: waiters hold them */
+    size_t nloads;
+    struct waiter *waiters; /* oldest first */
+    long long next_seq;
+    long long grants; /* slots handed out so far */
 };
 
 struct jobs *jobs_new(long max_running, long max_waiting)
@@ -24,7 +47,7 @@ struct jobs *jobs_new(long max_running, long max_waiting)
     struct jobs *j = xcalloc(1, sizeof(*j));
 
     pthread_mutex_init(&j->lock, NULL);
-    util_cond_init_monotonic(&j->freed);
+    util_cond_init_monotonic(&j->changed);
     j->max_running = max_running;
     j->max_waiting = max_waiting;
     return j;
@@ -32,18 +55,83 @@ struct jobs *jobs_new(long max_running, long max_waiting)
 
 void jobs_free(struct jobs *j)
 {
+    size_t i;
+
     if (!j)
         return;
+    for (i = 0; i < j->nloads; i++)
+        free(j->loads[i]);
+    free(j->loads);
     pthread_mutex_destroy(&j->lock);
-    pthread_cond_destroy(&j->freed);
+    pthread_cond_destroy(&j->changed);
     free(j);
 }
 
-int jobs_acquire(struct jobs *j, const atomic_bool *cancel, struct err *err)
+/* Under the lock: the row of tenant, added if new. */
+static struct load *load_of(struct jobs *j, const char *tenant)
 {
+    size_t i;
+
+    for (i = 0; i < j->nloads; i++)
+        if (strcmp(j->loads[i]->tenant, tenant) == 0)
+            return j->loads[i];
+    j->loads = xrealloc(j->loads, (j->nloads + 1) * sizeof(*j->loads));
+    j->loads[i] = xcalloc(1, sizeof(**j->loads));
+    snprintf(j->loads[i]->tenant, sizeof(j->loads[i]->tenant), "%s", tenant);
+    j->loads[i]->last_served = -1;
+    j->nloads++;
+    return j->loads[i];
+}
+
+/* Under the lock: the waiter that gets the next free slot. */
+static struct waiter *chosen(struct jobs *j)
+{
+    struct waiter *w, *best = NULL;
+
+    for (w = j->waiters; w; w = w->next) {
+        if (!best || w->load->running < best->load->running ||
+            (w->load->running == best->load->running &&
+             w->load->last_served < best->load->last_served))
+            best = w; /* full ties keep the older: oldest first */
+    }
+    return best;
+}
+
+static void unlink_waiter(struct jobs *j, struct waiter *gone)
+{
+    struct waiter **w;
+
+    for (w = &j->waiters; *w; w = &(*w)->next) {
+        if (*w == gone) {
+            *w = gone->next;
+            return;
+        }
+    }
+}
+
+static void append_waiter(struct jobs *j, struct waiter *w)
+{
+    struct waiter **end = &j->waiters;
+
+    while (*end)
+        end = &(*end)->next;
+    w->next = NULL;
+    *end = w;
+}
+
+int jobs_acquire(struct jobs *j, const struct tenant *who,
+                 const atomic_bool *cancel, struct job_slot *slot,
+                 struct err *err)
+{
+    const char *tenant = who ? who->name : "";
+    long tenant_max = who ? who->max_jobs : 0;
+    struct waiter me;
     int rc = 0;
 
+    slot->jobs = NULL;
+    snprintf(slot->tenant, sizeof(slot->tenant), "%s", tenant);
     pthread_mutex_lock(&j->lock);
+    me.load = load_of(j, tenant);
     if (j->running >= j->max_running && j->waiting >= j->max_waiting) {
         pthread_mutex_unlock(&j->lock);
         return err_set(err, ERR_BUSY,
@@ -51,8 +139,17 @@ int jobs_acquire(struct jobs *j, const atomic_bool *cancel, struct err *err)
                        "retry later",
                        j->max_running, j->waiting);
     }
+    if (tenant_max > 0 && me.load->running + me.load->waiting >= tenant_max) {
+        pthread_mutex_unlock(&j->lock);
+        return err_set(err, ERR_BUSY,
+                       "tenant %s already has its %ld jobs; retry later",
+                       tenant, tenant_max);
+    }
+    me.seq = j->next_seq++;
+    append_waiter(j, &me);
+    me.load->waiting++;
     j->waiting++;
-    while (j->running >= j->max_running) {
+    while (j->running >= j->max_running || chosen(j) != &me) {
         struct timespec ts;
 
         if (cancel && *cancel) {
@@ -60,21 +157,36 @@ int jobs_acquire(struct jobs *j, const atomic_bool *cancel, struct err *err)
             break;
         }
         ts = util_monotonic_in(100);
-        pthread_cond_timedwait(&j->freed, &j->lock, &ts);
+        pthread_cond_timedwait(&j->changed, &j->lock, &ts);
     }
+    unlink_waiter(j, &me);
+    me.load->waiting--;
     j->waiting--;
-    if (rc == 0)
+    if (rc == 0) {
         j->running++;
+        me.load->running++;
+        me.load->last_served = j->grants++;
+        slot->jobs = j;
+    }
+    pthread_cond_broadcast(&j->changed); /* the next waiter may go */
     pthread_mutex_unlock(&j->lock);
     return rc;
 }
 
-void jobs_release(struct jobs *j)
+void jobs_release(const struct job_slot *slot)
 {
+    struct jobs *j = slot->jobs;
+    struct load *load;
+
+    if (!j)
+        return;
     pthread_mutex_lock(&j->lock);
+    load = load_of(j, slot->tenant);
     if (j->running > 0)
         j->running--;
-    pthread_cond_signal(&j->freed);
+    if (load->running > 0)
+        load->running--;
+    pthread_cond_broadcast(&j->changed);
     pthread_mutex_unlock(&j->lock);
 }
 

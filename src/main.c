@@ -27,6 +27,8 @@ int main(int argc, char **argv)
         return cli_render(argc - 1, argv + 1);
     if (strcmp(argv[1], "run") == 0)
         return cli_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "key") == 0)
+        return cli_key(argc - 1, argv + 1);
     fprintf(stderr, "nbcanvas: unknown command '%s'\n\n", argv[1]);
     cli_usage();
     return 2;

@@ -13,10 +13,11 @@
 #include <string.h>
 
 #include "nbcanvas/jobs.h"
+#include "nbcanvas/tenants.h"
 #include "nbcanvas/util.h"
 
 #define MAX_ROUTES 32
-#define MAX_SERIES 128
+#define MAX_SERIES 512
 #define MAX_EVENTS 16
 
 static const double buckets_ms[] = {10,   50,   100,   250,   500,  1000,
@@ -36,6 +37,7 @@ struct route_row {
 
 struct series {
     size_t route; /* index into routes */
+    char tenant[TENANT_NAME_MAX];
     unsigned status;
     long count;
 };
@@ -87,8 +89,8 @@ static size_t route_index(struct metrics *m, const char *route)
     return m->nroutes++;
 }
 
-void metrics_request(struct metrics *m, const char *route, unsigned status,
-                     long long ms)
+void metrics_request(struct metrics *m, const char *route, const char *tenant,
+                     unsigned status, long long ms)
 {
     struct histogram *h;
     size_t r, i;
@@ -97,10 +99,15 @@ void metrics_request(struct metrics *m, const char *route, unsigned status,
     r = route_index(m, route);
     h = &m->routes[r].latency;
     for (i = 0; i < m->nseries; i++)
-        if (m->series[i].route == r && m->series[i].status == status)
+        if (m->series[i].route == r && m->series[i].status == status &&
+            strcmp(m->series[i].tenant, tenant) == 0)
             break;
-    if (i == m->nseries && m->nseries < MAX_SERIES)
-        m->series[m->nseries++] = (struct series){r, status, 0};
+    if (i == m->nseries && m->nseries < MAX_SERIES) {
+        m->series[i] = (struct series){r, "", status, 0};
+        snprintf(m->series[i].tenant, sizeof(m->series[i].tenant), "%s",
+                 tenant);
+        m->nseries++;
+    }
     if (i < m->nseries)
         m->series[i].count++;
     for (i = 0; i < NBUCKETS; i++)
@@ -169,10 +176,10 @@ void metrics_write(struct metrics *m, struct jobs *jobs, struct buf *out)
                   "# TYPE nbcanvas_requests_total counter\n");
     for (i = 0; i < m->nseries; i++)
         buf_printf(out,
-                   "nbcanvas_requests_total{route=\"%s\",status=\"%u\"} "
-                   "%ld\n",
-                   m->routes[m->series[i].route].name, m->series[i].status,
-                   m->series[i].count);
+                   "nbcanvas_requests_total{route=\"%s\",tenant=\"%s\","
+                   "status=\"%u\"} %ld\n",
+                   m->routes[m->series[i].route].name, m->series[i].tenant,
+                   m->series[i].status, m->series[i].count);
     write_histograms(m, out);
     for (i = 0; i < m->nevents; i++)
         buf_printf(out,

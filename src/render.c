@@ -539,6 +539,7 @@ int render_run(struct render_result *out, struct service *svc,
 {
     struct render_job job = {.svc = svc, .req = req, .id = request_id};
     enum cache_lookup lookup = CACHE_MISS;
+    struct job_slot slot = JOB_SLOT_INIT;
     unsigned char key[32];
     int rc;
 
@@ -562,7 +563,7 @@ int render_run(struct render_result *out, struct service *svc,
     buf_init(&job.errout, (size_t)svc->cfg.max_output_bytes);
     demux_init(&job.demux, &job.out, &job.errout);
 
-    rc = jobs_acquire(svc->jobs, cancel, &job.err);
+    rc = jobs_acquire(svc->jobs, &req->tenant, cancel, &slot, &job.err);
     job.t_queued = util_now_ms();
     if (rc < 0)
         goto done;
@@ -575,7 +576,7 @@ int render_run(struct render_result *out, struct service *svc,
         rc = status_error(&job, &out->details);
     else if (job.details)
         out->details = json_incref(job.details);
-    janitor_dispose(svc->janitor, &job.sb, svc->jobs); /* releases the slot */
+    janitor_dispose(svc->janitor, &job.sb, &slot); /* the slot goes too */
     job.t_done = util_now_ms();
     if (rc == 0)
         rc = build_answer(&job, out);

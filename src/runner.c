@@ -208,6 +208,7 @@ int runner_run(json_t **out, struct service *svc,
     struct buf tar = BUF_INIT((size_t)-1);
     json_t *cmd = NULL;
     json_t *env = json_pack("[s, s]", "HOME=/home/sandbox", "LANG=C.UTF-8");
+    struct job_slot slot = JOB_SLOT_INIT;
     const char *status = "ok";
     int exit_code = -1, rc;
     long long run_ms = 0;
@@ -227,7 +228,7 @@ int runner_run(json_t **out, struct service *svc,
     if (rc < 0)
         goto done;
     cmd = unpack_command(tar.len);
-    rc = jobs_acquire(svc->jobs, cancel, err);
+    rc = jobs_acquire(svc->jobs, &req->tenant, cancel, &slot, err);
     if (rc < 0)
         goto done;
     {
@@ -249,7 +250,7 @@ int runner_run(json_t **out, struct service *svc,
         if (rc == 0)
             rc = compile_and_run(&job, cancel, &status, &exit_code, &run_ms,
                                  err);
-        janitor_dispose(svc->janitor, &job.sb, svc->jobs); /* the slot too */
+        janitor_dispose(svc->janitor, &job.sb, &slot); /* the slot too */
     }
     if (rc == 0)
         *out = result(&job, request_id, status, exit_code, run_ms);

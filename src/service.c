@@ -24,6 +24,7 @@
 #include "nbcanvas/metrics.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/sandbox.h"
+#include "nbcanvas/tenants.h"
 #include "nbcanvas/util.h"
 
 void service_close(struct service *svc)
@@ -38,6 +39,7 @@ void service_close(struct service *svc)
     languages_free(svc->languages);
     metrics_free(svc->metrics);
     sandbox_set_free(svc->live);
+    tenants_free(svc->tenants);
     memset(svc, 0, sizeof(*svc));
 }
 
@@ -60,6 +62,28 @@ static int load_config(struct config *cfg, const struct service_options *o,
     return 0;
 }
 
+/* True when the listen address is a loopback one (127.0.0.0/8, localhost). */
+static bool listens_on_loopback(const char *listen)
+{
+    return strncmp(listen, "127.", 4) == 0 ||
+           strncmp(listen, "localhost:", 10) == 0;
+}
+
+/* Without keys anyone who reaches the port may run code: that is only
+ * allowed on loopback, unless the config says so in as many words. */
+static int refuse_open_by_accident(const struct config *cfg, struct err *err)
+{
+    if (cfg->api_keys_file[0] || cfg->allow_unauthenticated ||
+        listens_on_loopback(cfg->listen))
+        return 0;
+    return err_set(err, ERR_INVALID,
+                   "refusing to listen on %s without API keys: set "
+                   "api_keys_file (see `nbcanvas key new`), or "
+                   "allow_unauthenticated: true to serve anyone who can "
+                   "reach it",
+                   cfg->listen);
+}
+
 int service_open(struct service *svc, const struct service_options *opts,
                  struct err *err)
 {
@@ -68,6 +92,8 @@ int service_open(struct service *svc, const struct service_options *opts,
 
     memset(svc, 0, sizeof(*svc));
     rc = load_config(&svc->cfg, opts, err);
+    if (rc == 0 && !opts->one_shot)
+        rc = refuse_open_by_accident(&svc->cfg, err);
     if (rc < 0)
         return rc;
     if (opts->one_shot)
@@ -77,7 +103,9 @@ int service_open(struct service *svc, const struct service_options *opts,
     svc->live = sandbox_set_new();
     dopts.host = svc->cfg.docker_host;
     dopts.call_timeout_ms = svc->cfg.docker_timeout_ms;
-    rc = docker_new(&svc->docker, &dopts, err);
+    rc = tenants_new(&svc->tenants, svc->cfg.api_keys_file, err);
+    if (rc == 0)
+        rc = docker_new(&svc->docker, &dopts, err);
     if (rc == 0)
         rc = languages_load(&svc->languages, svc->cfg.languages_file, err);
     if (rc < 0) {
@@ -129,6 +157,7 @@ int service_serve(struct service *svc)
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL); /* threads inherit the mask */
     signal(SIGPIPE, SIG_IGN);
 
@@ -148,6 +177,17 @@ int service_serve(struct service *svc)
         sig = sigtimedwait(&stop, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
             break;
+        if (sig == SIGHUP) {
+            if (tenants_reload(svc->tenants, &err) < 0)
+                fprintf(stderr,
+                        "nbcanvas: keys not reloaded, the old ones "
+                        "stay: %s\n",
+                        err.msg);
+            else
+                fprintf(stderr, "nbcanvas: keys reloaded (%ld)\n",
+                        tenants_count(svc->tenants));
+            continue;
+        }
         /* never what we hold: a wall clock that jumped makes every
          * deadline label read as past */
         rc = sandbox_reap(svc->docker, REAP_EXPIRED, svc->owner, svc->live,

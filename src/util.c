@@ -6,6 +6,8 @@
  */
 #include "nbcanvas/util.h"
 
+#include "nbcanvas/buf.h"
+
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -210,4 +212,25 @@ void util_escape(char *out, size_t out_len, const char *s, size_t n)
         k += m;
     }
     out[k] = '\0';
+}
+
+char *util_read_file(const char *path, size_t *len, size_t cap)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    struct buf b = BUF_INIT(cap);
+    char chunk[65536];
+    size_t n;
+
+    if (!f)
+        return NULL;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (buf_append(&b, chunk, n) < 0)
+            break;
+    if (f != stdin)
+        fclose(f);
+    if (b.overflow) {
+        buf_release(&b);
+        return NULL;
+    }
+    return buf_detach(&b, len);
 }

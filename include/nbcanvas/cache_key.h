@@ -4,7 +4,8 @@
 /*
  * The result cache's key, in one place: the SHA-256 of everything that
  * decides a render's answer — the cells or notebook as sent, the files'
- * contents, kernel, format, template, options, timeout — and of the id of
+ * contents, kernel, format, template, options, timeout — of the tenant
+ * (one tenant never gets another's answer, or learns of it), and of the id of
  * the notebook image the answer comes from, so that a rebuilt image never
  * answers from the old one's results. The image id is asked of the engine
  * when a key is made and is at most CACHE_KEY_IMAGE_TTL_MS old; if the

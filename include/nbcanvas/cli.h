@@ -11,6 +11,7 @@
 int cli_serve(int argc, char **argv);
 int cli_render(int argc, char **argv);
 int cli_run(int argc, char **argv);
+int cli_key(int argc, char **argv);
 void cli_usage(void);
 
 #endif

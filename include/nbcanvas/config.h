@@ -63,6 +63,13 @@ struct config {
     long max_jobs;  /* 0: from cores and memory */
     long max_queue; /* 0: twice max_jobs */
     long reaper_interval_s;
+
+    /* who may call (docs/SECURITY.md, "A shared service") */
+    char api_keys_file[512];    /* "": no keys, loopback only */
+    bool allow_unauthenticated; /* serve without keys beyond loopback */
+    char allowed_hosts[1024];   /* Host names served, one per line */
+    char tls_cert_file[512];    /* both set: HTTPS */
+    char tls_key_file[512];
 };
 
 /* Fills cfg with the built-in defaults. */

@@ -10,19 +10,22 @@
 
 enum err_code {
     ERR_OK = 0,
-    ERR_INTERNAL = -1,   /* 500 internal: a bug or an unexpected reply */
-    ERR_INVALID = -2,    /* 400 invalid_request */
-    ERR_TOO_LARGE = -3,  /* 413 payload_too_large */
-    ERR_MEDIA_TYPE = -4, /* 415 unsupported_media_type */
-    ERR_CELL = -5,       /* 422 cell_error */
-    ERR_TIMEOUT = -6,    /* 422 timeout */
-    ERR_MEMORY = -7,     /* 422 memory_limit */
-    ERR_OUTPUT = -8,     /* 422 output_limit */
-    ERR_BUSY = -9,       /* 429 busy */
-    ERR_ENGINE = -10,    /* 503 engine_unavailable */
-    ERR_NOT_FOUND = -11, /* 404 not_found (routes; engine objects) */
-    ERR_METHOD = -12,    /* 405 method_not_allowed */
-    ERR_CANCELLED = -13, /* the client went away; nobody to answer */
+    ERR_INTERNAL = -1,         /* 500 internal: a bug or an unexpected reply */
+    ERR_INVALID = -2,          /* 400 invalid_request */
+    ERR_TOO_LARGE = -3,        /* 413 payload_too_large */
+    ERR_MEDIA_TYPE = -4,       /* 415 unsupported_media_type */
+    ERR_CELL = -5,             /* 422 cell_error */
+    ERR_TIMEOUT = -6,          /* 422 timeout */
+    ERR_MEMORY = -7,           /* 422 memory_limit */
+    ERR_OUTPUT = -8,           /* 422 output_limit */
+    ERR_BUSY = -9,             /* 429 busy */
+    ERR_ENGINE = -10,          /* 503 engine_unavailable */
+    ERR_NOT_FOUND = -11,       /* 404 not_found (routes; engine objects) */
+    ERR_METHOD = -12,          /* 405 method_not_allowed */
+    ERR_CANCELLED = -13,       /* the client went away; nobody to answer */
+    ERR_UNAUTHENTICATED = -14, /* 401 unauthenticated */
+    ERR_HOST = -15,            /* 403 host_not_allowed */
+    ERR_RATE_LIMITED = -16,    /* 429 rate_limited */
 };
 
 struct err {

@@ -19,12 +19,13 @@ struct janitor *janitor_new(void);
 /* Removes everything still queued, then frees the janitor. */
 void janitor_free(struct janitor *j);
 
-/* Takes over sb: it will be destroyed soon, and then, if slot is not
- * NULL, one job slot of slot is released (the slot of the job that used
- * it: a slot is free only once its container is gone). With j NULL, or a
+/* Takes over sb: it will be destroyed soon, and then the job slot of the
+ * job that used it (may be NULL) is released: a slot is free only once
+ * its container is gone. The caller's *slot is emptied. With j NULL, or a
  * sandbox that was never created, both happen now, in the caller's
  * thread. */
-void janitor_dispose(struct janitor *j, struct sandbox *sb, struct jobs *slot);
+void janitor_dispose(struct janitor *j, struct sandbox *sb,
+                     struct job_slot *slot);
 
 /* Containers queued but not yet removed. */
 long janitor_pending(struct janitor *j);

@@ -14,11 +14,12 @@ struct jobs;
 struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
 
-/* Records one answered request: route ("/v1/render"), status, latency.
+/* Records one answered request: route ("/v1/render"), tenant (from the
+ * keys file, or "": the labels stay bounded), status, latency.
  * route is a path of the HTTP layer's route table or "other" (at most 31
  * distinct routes get rows of their own; more are counted as "other"). */
-void metrics_request(struct metrics *m, const char *route, unsigned status,
-                     long long ms);
+void metrics_request(struct metrics *m, const char *route, const char *tenant,
+                     unsigned status, long long ms);
 /* Counts an event: "timeouts", "ooms", "reaped", "cache_hits" ... */
 void metrics_count(struct metrics *m, const char *event, long n);
 

@@ -15,6 +15,7 @@
 #include "nbcanvas/err.h"
 #include "nbcanvas/notebook.h"
 #include "nbcanvas/tarball.h"
+#include "nbcanvas/tenants.h"
 
 #define REQUEST_MAX_FILES 64
 #define REQUEST_MAX_NAME 255
@@ -32,6 +33,7 @@ struct render_request {
     bool allow_errors;
     bool cache;
     bool force_cold;        /* not from the body: skip the warm pool */
+    struct tenant tenant;   /* not from the body: who asked */
     struct tar_files files; /* request files, decoded */
 };
 
@@ -43,6 +45,7 @@ struct run_request {
     size_t stdin_len;
     long timeout_s;
     struct tar_files files;
+    struct tenant tenant; /* not from the body: who asked */
 };
 
 /* Parses a render request body; out is released with

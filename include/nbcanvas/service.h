@@ -25,11 +25,13 @@ struct languages;
 struct metrics;
 struct pool;
 struct sandbox_set;
+struct tenants;
 
 struct service {
     struct config cfg;
     char owner[128]; /* the label of our containers (sandbox_spec.owner) */
     struct sandbox_set *live; /* the containers we hold (sandbox.h) */
+    struct tenants *tenants;  /* who may call (tenants.h) */
     struct docker *docker;
     struct jobs *jobs;
     struct languages *languages;
@@ -53,8 +55,8 @@ int service_open(struct service *svc, const struct service_options *opts,
                  struct err *err);
 void service_close(struct service *svc);
 
-/* Serves HTTP until SIGTERM or SIGINT, then drains; returns the process
- * exit status. */
+/* Serves HTTP until SIGTERM or SIGINT, then drains; SIGHUP reads the keys
+ * file again. Returns the process exit status. */
 int service_serve(struct service *svc);
 
 #endif

@@ -49,6 +49,10 @@ void util_sha256_hex(char out[65], const void *data, size_t len);
 int util_base64_decode(char **out, size_t *out_len, const char *in, size_t len,
                        bool skip_line_breaks);
 
+/* The whole file at path ("-": standard input) as a new NUL-terminated
+ * buffer, its size in *len; NULL if it cannot be read or is over cap. */
+char *util_read_file(const char *path, size_t *len, size_t cap);
+
 /* Writes n bytes of s into out as one line of printable ASCII: newline as
  * \n, a backslash as \\, every other byte outside 0x20..0x7e as \xNN
  * (so no terminal escape or forged log line gets through). Cut to fit

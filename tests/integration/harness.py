@@ -85,9 +85,11 @@ class Response:
 class Service:
     """An nbcanvas serve process for one test file."""
 
-    def __init__(self, binary, config=None, env=None):
+    def __init__(self, binary, config=None, env=None, key=None, tls_ca=None):
         self.binary = binary
         self.env = dict(os.environ, **(env or {}))
+        self.key = key        # sent as Authorization: Bearer, unless overridden
+        self.tls_ca = tls_ca  # speak HTTPS, trusting this CA file
         self.port = free_port()
         self.listen = "127.0.0.1:%d" % self.port
         self.config = dict(config or {})
@@ -131,8 +133,16 @@ class Service:
         return rc
 
     def request(self, method, path, body=None, headers=None, timeout=300):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if self.tls_ca:
+            import ssl
+            c = http.client.HTTPSConnection(
+                "localhost", self.port, timeout=timeout,
+                context=ssl.create_default_context(cafile=self.tls_ca))
+        else:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         hdrs = dict(headers or {})
+        if self.key:
+            hdrs.setdefault("Authorization", "Bearer " + self.key)
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
             hdrs.setdefault("Content-Type", "application/json")

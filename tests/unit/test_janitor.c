@@ -229,6 +229,7 @@ TEST(janitor__slot_is_free_only_once_the_container_is_gone)
 {
     struct fake_engine f = {0};
     struct jobs *slots = jobs_new(1, 0);
+    struct job_slot slot = JOB_SLOT_INIT, other = JOB_SLOT_INIT;
     struct err err = ERR_INIT;
     struct docker *d;
     struct janitor *j;
@@ -238,23 +239,23 @@ TEST(janitor__slot_is_free_only_once_the_container_is_gone)
     fake_engine_start(&f);
     d = fake_engine_docker(&f);
     j = janitor_new();
-    CHECK(jobs_acquire(slots, NULL, &err) == 0);
+    CHECK(jobs_acquire(slots, NULL, NULL, &slot, &err) == 0);
     running_sandbox(&f, d, &sb);
     fake_engine_hold(&f, "DELETE", "/containers/", true);
-    janitor_dispose(j, &sb, slots);
+    janitor_dispose(j, &sb, &slot);
     CHECK(held_becomes(&f, 1));
     /* the container is still there (being removed): its slot is taken */
     jobs_counts(slots, &running, &waiting);
     CHECK(running == 1);
-    CHECK(jobs_acquire(slots, NULL, &err) == ERR_BUSY);
+    CHECK(jobs_acquire(slots, NULL, NULL, &other, &err) == ERR_BUSY);
     fake_engine_hold(&f, NULL, NULL, false);
     CHECK(pending_becomes(j, 0));
     jobs_counts(slots, &running, &waiting);
     CHECK(running == 0);
     /* a sandbox never created gives its slot back at once */
-    CHECK(jobs_acquire(slots, NULL, &err) == 0);
+    CHECK(jobs_acquire(slots, NULL, NULL, &slot, &err) == 0);
     memset(&sb, 0, sizeof(sb));
-    janitor_dispose(j, &sb, slots);
+    janitor_dispose(j, &sb, &slot);
     jobs_counts(slots, &running, &waiting);
     CHECK(running == 0);
     janitor_free(j);

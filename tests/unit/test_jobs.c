@@ -39,6 +39,21 @@ static bool counts_become(struct jobs *j, long running, long waiting)
     }
 }
 
+/* A slot for tenant "" with no limit of its own, as most tests want. */
+static int acquire(struct jobs *j, const atomic_bool *cancel, struct err *err)
+{
+    struct job_slot slot;
+
+    return jobs_acquire(j, NULL, cancel, &slot, err);
+}
+
+static void release(struct jobs *j)
+{
+    struct job_slot slot = {j, ""};
+
+    jobs_release(&slot);
+}
+
 /* One jobs_acquire in a thread of its own. */
 struct waiter {
     struct jobs *j;
@@ -54,7 +69,7 @@ static void *wait_for_slot(void *arg)
 {
     struct waiter *w = arg;
 
-    w->rc = jobs_acquire(w->j, &w->cancel, &w->err);
+    w->rc = acquire(w->j, &w->cancel, &w->err);
     w->done_at = util_now_ms();
     atomic_store(&w->done, true);
     return NULL;
@@ -114,7 +129,7 @@ static void *take_and_hold(void *arg)
     struct crowd *c = arg;
     int now, seen;
 
-    if (jobs_acquire(c->j, NULL, NULL) != 0) {
+    if (acquire(c->j, NULL, NULL) != 0) {
         atomic_fetch_add(&c->failures, 1);
         return NULL;
     }
@@ -124,7 +139,7 @@ static void *take_and_hold(void *arg)
         ;
     sleep_ms(30);
     atomic_fetch_sub(&c->inside, 1);
-    jobs_release(c->j);
+    release(c->j);
     return NULL;
 }
 
@@ -151,22 +166,22 @@ TEST(jobs__counts_running_and_waiting)
     struct waiter w;
     long running = -1, waiting = -1;
 
-    CHECK(jobs_acquire(j, NULL, NULL) == 0);
-    CHECK(jobs_acquire(j, NULL, NULL) == 0);
+    CHECK(acquire(j, NULL, NULL) == 0);
+    CHECK(acquire(j, NULL, NULL) == 0);
     jobs_counts(j, &running, &waiting);
     CHECK(running == 2);
     CHECK(waiting == 0);
     waiter_start(&w, j);
     CHECK(counts_become(j, 2, 1));
-    jobs_release(j);
+    release(j);
     CHECK(waiter_done_within(&w, PATIENCE_MS));
     pthread_join(w.thread, NULL);
     CHECK(w.rc == 0);
     jobs_counts(j, &running, &waiting);
     CHECK(running == 2); /* the waiter took the freed slot */
     CHECK(waiting == 0);
-    jobs_release(j);
-    jobs_release(j);
+    release(j);
+    release(j);
     CHECK(counts_become(j, 0, 0));
     jobs_free(j);
 }
@@ -177,19 +192,19 @@ TEST(jobs__release_wakes_a_waiter)
     struct waiter w;
     int64_t released;
 
-    CHECK(jobs_acquire(j, NULL, NULL) == 0);
+    CHECK(acquire(j, NULL, NULL) == 0);
     waiter_start(&w, j);
     CHECK(counts_become(j, 1, 1));
     sleep_ms(300);
     CHECK(!atomic_load(&w.done)); /* no slot, so it must still wait */
     released = util_now_ms();
-    jobs_release(j);
+    release(j);
     CHECK(waiter_done_within(&w, PATIENCE_MS));
     pthread_join(w.thread, NULL);
     CHECK(w.rc == 0);
     CHECK(w.done_at - released < 2000);
     CHECK(counts_become(j, 1, 0));
-    jobs_release(j);
+    release(j);
     jobs_free(j);
 }
 
@@ -201,7 +216,7 @@ TEST(jobs__full_queue_is_busy_at_once)
     int64_t took;
     int rc, i;
 
-    CHECK(jobs_acquire(j, NULL, NULL) == 0);
+    CHECK(acquire(j, NULL, NULL) == 0);
     for (i = 0; i < 2; i++)
         waiter_start(&w[i], j);
     CHECK(counts_become(j, 1, 2));
@@ -212,16 +227,16 @@ TEST(jobs__full_queue_is_busy_at_once)
     CHECK(took < 2000);            /* answered, not queued */
     CHECK(counts_become(j, 1, 2)); /* and it took no place */
     /* the two waiters get the slot one after the other */
-    jobs_release(j);
+    release(j);
     CHECK(counts_become(j, 1, 1));
-    jobs_release(j);
+    release(j);
     CHECK(counts_become(j, 1, 0));
     for (i = 0; i < 2; i++) {
         CHECK(waiter_done_within(&w[i], PATIENCE_MS));
         pthread_join(w[i].thread, NULL);
         CHECK(w[i].rc == 0);
     }
-    jobs_release(j);
+    release(j);
     CHECK(counts_become(j, 0, 0));
     jobs_free(j);
 }
@@ -233,7 +248,7 @@ TEST(jobs__cancelled_waiter_leaves_and_frees_its_place)
     struct err err = ERR_INIT;
     int64_t cancelled, took;
 
-    CHECK(jobs_acquire(j, NULL, NULL) == 0);
+    CHECK(acquire(j, NULL, NULL) == 0);
     waiter_start(&w, j);
     CHECK(counts_become(j, 1, 1));
     /* the queue is full */
@@ -242,7 +257,7 @@ TEST(jobs__cancelled_waiter_leaves_and_frees_its_place)
     atomic_store(&w.cancel, true);
     CHECK(waiter_done_within(&w, PATIENCE_MS));
     if (!atomic_load(&w.done))
-        jobs_release(j); /* broken: let it in (the slot stays taken) */
+        release(j); /* broken: let it in (the slot stays taken) */
     pthread_join(w.thread, NULL);
     CHECK(w.rc == ERR_CANCELLED);
     CHECK(w.err.code == ERR_CANCELLED);
@@ -252,11 +267,11 @@ TEST(jobs__cancelled_waiter_leaves_and_frees_its_place)
     waiter_start(&next, j);
     CHECK(counts_become(j, 1, 1));
     CHECK(!atomic_load(&next.done) || next.rc != ERR_BUSY);
-    jobs_release(j);
+    release(j);
     CHECK(waiter_done_within(&next, PATIENCE_MS));
     pthread_join(next.thread, NULL);
     CHECK(next.rc == 0);
-    jobs_release(j);
+    release(j);
     CHECK(counts_become(j, 0, 0));
     jobs_free(j);
 }
@@ -269,15 +284,101 @@ TEST(jobs__cancelled_before_queueing_with_no_slot)
     struct waiter w;
 
     atomic_init(&cancel, true);
-    CHECK(jobs_acquire(j, &cancel, &err) == 0); /* a free slot is taken */
+    CHECK(acquire(j, &cancel, &err) == 0); /* a free slot is taken */
     /* no slot: a request already cancelled leaves at once */
     waiter_start_cancelled(&w, j, true);
     CHECK(waiter_done_within(&w, PATIENCE_MS));
     if (!atomic_load(&w.done))
-        jobs_release(j); /* broken: let it in rather than hang */
+        release(j); /* broken: let it in rather than hang */
     pthread_join(w.thread, NULL);
     CHECK(w.rc == ERR_CANCELLED);
     CHECK(counts_become(j, 1, 0));
-    jobs_release(j);
+    release(j);
+    jobs_free(j);
+}
+
+/* A waiter of one tenant in a thread of its own, recording when it got
+ * its slot (it holds the slot until released by the test). */
+struct tenant_waiter {
+    struct jobs *j;
+    struct tenant who;
+    struct job_slot slot;
+    atomic_int order; /* 0: still waiting; else its place in the line */
+    pthread_t thread;
+};
+
+static atomic_int served;
+
+static void *wait_as_tenant(void *arg)
+{
+    struct tenant_waiter *w = arg;
+
+    if (jobs_acquire(w->j, &w->who, NULL, &w->slot, NULL) == 0)
+        atomic_store(&w->order, atomic_fetch_add(&served, 1) + 1);
+    return NULL;
+}
+
+static void tenant_waiter_start(struct tenant_waiter *w, struct jobs *j,
+                                const char *tenant)
+{
+    memset(w, 0, sizeof(*w));
+    w->j = j;
+    snprintf(w->who.name, sizeof(w->who.name), "%s", tenant);
+    pthread_create(&w->thread, NULL, wait_as_tenant, w);
+}
+
+TEST(jobs__a_freed_slot_goes_to_the_tenant_with_fewest_running)
+{
+    /* One slot. Tenant a holds it and has three more waiting; tenant b
+     * comes last. The next slot is b's, not a's oldest waiter's. */
+    struct jobs *j = jobs_new(1, 8);
+    struct tenant a = {.name = "a"};
+    struct job_slot held;
+    struct tenant_waiter wa[3], wb;
+    int i;
+
+    atomic_store(&served, 0);
+    CHECK(jobs_acquire(j, &a, NULL, &held, NULL) == 0);
+    for (i = 0; i < 3; i++) {
+        tenant_waiter_start(&wa[i], j, "a");
+        CHECK(counts_become(j, 1, i + 1));
+    }
+    tenant_waiter_start(&wb, j, "b");
+    CHECK(counts_become(j, 1, 4));
+    jobs_release(&held);
+    CHECK(counts_become(j, 1, 3));
+    CHECK(atomic_load(&wb.order) == 1);
+    for (i = 0; i < 3; i++) { /* then a's, oldest first */
+        CHECK(atomic_load(&wa[i].order) == 0);
+    }
+    jobs_release(&wb.slot);
+    for (i = 0; i < 3; i++) {
+        CHECK(counts_become(j, 1, 2 - i));
+        CHECK(atomic_load(&wa[i].order) == i + 2);
+        jobs_release(&wa[i].slot);
+    }
+    pthread_join(wb.thread, NULL);
+    for (i = 0; i < 3; i++)
+        pthread_join(wa[i].thread, NULL);
+    CHECK(counts_become(j, 0, 0));
+    jobs_free(j);
+}
+
+TEST(jobs__a_tenant_limit_refuses_past_its_own_max)
+{
+    struct jobs *j = jobs_new(4, 8);
+    struct tenant a = {.name = "a", .max_jobs = 1};
+    struct tenant b = {.name = "b", .max_jobs = 1};
+    struct job_slot sa, sb, extra;
+    struct err err = ERR_INIT;
+
+    CHECK(jobs_acquire(j, &a, NULL, &sa, &err) == 0);
+    CHECK(jobs_acquire(j, &a, NULL, &extra, &err) == ERR_BUSY);
+    CHECK(strstr(err.msg, "tenant a") != NULL);
+    CHECK(jobs_acquire(j, &b, NULL, &sb, &err) == 0); /* b has its own */
+    jobs_release(&sa);
+    CHECK(jobs_acquire(j, &a, NULL, &sa, &err) == 0);
+    jobs_release(&sa);
+    jobs_release(&sb);
     jobs_free(j);
 }
