@@ -134,3 +134,43 @@ test("keyboard: add a cell, type, Ctrl+Enter runs", async () => {
   assert.match(await page.locator("#status").textContent(), /Rendered/);
   assert.match(await frame().locator("body").textContent(), /typed 42/);
 });
+
+test("with API keys, the page asks for a key once and keeps it for the tab", async () => {
+  // A second service with a keys file; the key comes from the CLI.
+  const { execFileSync } = await import("node:child_process");
+  const os = await import("node:os");
+  const out = execFileSync(bin, ["key", "new", "browser"], { encoding: "utf8" }).split("\n");
+  const key = out[0].replace("key: ", "");
+  const entry = JSON.parse(out[1].replace("entry: ", ""));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nbcanvas-keys-"));
+  fs.writeFileSync(path.join(dir, "keys.json"), JSON.stringify([entry]));
+  fs.writeFileSync(path.join(dir, "config.json"),
+                   JSON.stringify({ api_keys_file: path.join(dir, "keys.json"), pool_size: 0 }));
+  const port = await freePort();
+  const keyed = spawn(bin, ["serve", "--listen", `127.0.0.1:${port}`, "--config", path.join(dir, "config.json")],
+                      { stdio: "inherit" });
+  const url = `http://127.0.0.1:${port}`;
+  const tab = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  let asked = 0;
+  tab.on("dialog", async (d) => { asked++; await d.accept(key); });
+  try {
+    await waitHealthy(url);
+    await tab.goto(url + "/");
+    // the examples' list needs the key: asked for on load, then listed
+    await tab.waitForFunction(() => document.querySelectorAll("#examples option").length > 1);
+    assert.equal(asked, 1);
+    await tab.click("#run");
+    await tab.waitForFunction(() => /Rendered|Failed/.test(document.querySelector("#status").textContent),
+                              null, { timeout: 120000 });
+    assert.match(await tab.locator("#status").textContent(), /Rendered/);
+    assert.equal(asked, 1, "asked once, then kept");
+    assert.equal(await tab.evaluate(() => sessionStorage.getItem("nbcanvas-key")), key);
+    assert.equal(await tab.evaluate(() => localStorage.length), 0, "never kept beyond the tab");
+  } finally {
+    await tab.close();
+    const done = new Promise((r) => keyed.on("exit", r));
+    keyed.kill("SIGTERM");
+    assert.equal(await done, 0);
+    fs.rmSync(dir, { recursive: true });
+  }
+});
