@@ -91,18 +91,24 @@ bool driver_is_ready(const char *out, size_t len)
 }
 
 int driver_find_results(const char *out, size_t len, const char *nonce,
-                        size_t *at, size_t *n, struct err *err)
+                        size_t *from, size_t *at, size_t *n, struct err *err)
 {
     char word[sizeof(DONE_WORD) + DRIVER_NONCE_LEN + 1];
     const char *line, *nl, *digits;
     unsigned long long size = 0;
+    size_t wlen, start = *from < len ? *from : len;
 
     /* Anywhere, not only at a line's start: the nonce makes it unique, and
      * a forger could leave an unfinished line of its own before it. */
     snprintf(word, sizeof(word), DONE_WORD "%s ", nonce);
-    line = memmem(out, len, word, strlen(word));
-    if (!line)
+    wlen = strlen(word);
+    line = memmem(out + start, len - start, word, wlen);
+    if (!line) {
+        /* next time, only what is new (and a word cut at the end) */
+        *from = len >= wlen ? len - wlen + 1 : 0;
         return 0;
+    }
+    *from = (size_t)(line - out);
     digits = line + strlen(word);
     nl = memchr(digits, '\n', (size_t)(out + len - digits));
     if (!nl)

@@ -55,6 +55,7 @@ struct render_job {
     struct demux demux;
     struct err err;
     size_t results_at, results_len; /* the result tar inside `out` */
+    size_t results_scan;            /* how far `out` was searched */
     struct tar_files results;       /* out/ files */
     json_t *status;                 /* status.json */
     json_t *executed;               /* notebook.ipynb */
@@ -115,7 +116,8 @@ static int on_data(void *ctx, const char *data, size_t len)
                        "stdout and stderr (outside the cells' outputs)",
                        job->errout.cap);
     return driver_find_results(job->out.data, job->out.len, job->nonce,
-                               &job->results_at, &job->results_len, &job->err);
+                               &job->results_scan, &job->results_at,
+                               &job->results_len, &job->err);
 }
 
 /* The last line the sandbox wrote on stderr, escaped (it is the
@@ -169,6 +171,7 @@ static int run_driver(struct render_job *job, const atomic_bool *cancel)
 
     buf_reset(&job->out);
     buf_reset(&job->errout);
+    job->results_scan = 0;
     demux_init(&job->demux, &job->out, &job->errout);
     rc = sandbox_attach_stdin(&job->sb, job->upload.data, job->upload.len, &cb,
                               deadline, &job->err);

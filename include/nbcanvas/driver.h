@@ -83,11 +83,13 @@ int driver_write_job(struct buf *out, const struct driver_job *job,
 bool driver_is_ready(const char *out, size_t len);
 
 /* Looks for the job's "nbcanvas:done <nonce> <n>\n" in the driver's
- * stdout; lines without the nonce are ignored. Returns 1 once all n bytes
- * after it are there (*at, *n: where the tar is), 0 while more is to
- * come, ERR_INTERNAL for a malformed line. */
+ * stdout, from *from on (start at 0; it is moved on, so that calls made
+ * as the output grows scan each byte about once, whatever the user's code
+ * wrote into the channel); lines without the nonce are ignored. Returns 1
+ * once all n bytes after it are there (*at, *n: where the tar is), 0 while
+ * more is to come, ERR_INTERNAL for a malformed line. */
 int driver_find_results(const char *out, size_t len, const char *nonce,
-                        size_t *at, size_t *n, struct err *err);
+                        size_t *from, size_t *at, size_t *n, struct err *err);
 
 /* The index of the last cell the driver said it started (from its
  * stderr), or -1. */

@@ -1076,6 +1076,7 @@ struct fake_output {
     struct bytes frames;
     bool has_exit;
     int exit_code;
+    size_t need_input; /* fake_output_need_input; 0: none asked */
 };
 
 void fake_output_write(struct fake_output *out, int stream, const void *data,
@@ -1100,6 +1101,11 @@ void fake_output_exit_code(struct fake_output *out, int code)
 {
     out->has_exit = true;
     out->exit_code = code;
+}
+
+void fake_output_need_input(struct fake_output *out, size_t n)
+{
+    out->need_input = n;
 }
 
 /* One attach or exec stream on its connection. */
@@ -1251,7 +1257,8 @@ static void stream_run(struct stream *s, const struct http_req *r)
                      "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
                    : "HTTP/1.1 200 OK\r\n"
                      "Content-Type: application/vnd.docker.raw-stream\r\n\r\n";
-    struct fake_output out = {{0}, false, 0};
+    struct fake_output out = {{0}, false, 0, 0};
+    size_t need;
     bool head_sent = false;
     int fd = s->c->fd;
 
@@ -1269,9 +1276,18 @@ static void stream_run(struct stream *s, const struct http_req *r)
     }
     if (s->kind == FAKE_ATTACH && !wait_started(s))
         return;
-    if (!wait_input(s, s->script->after_input))
-        return;
-    build_output(s, &out);
+    /* The callback may ask for more input (fake_output_need_input): its
+     * output is then dropped and it runs again once the input is there. */
+    for (need = s->script->after_input;;) {
+        if (!wait_input(s, need))
+            return;
+        build_output(s, &out);
+        if (out.need_input <= s->input.len)
+            break;
+        need = out.need_input;
+        bytes_free(&out.frames);
+        out = (struct fake_output){{0}, false, 0, 0};
+    }
     if (head_sent && !s->script->coalesce) {
         wait_peer_read(s->c, 2000);
         poll(NULL, 0, OUTPUT_PAUSE_MS);

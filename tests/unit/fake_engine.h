@@ -171,6 +171,12 @@ void fake_output_write(struct fake_output *out, int stream, const void *data,
                        size_t len);
 /* Overrides the script's exit_code for this stream. */
 void fake_output_exit_code(struct fake_output *out, int code);
+/* Says the callback cannot answer before n bytes of stdin (in all) have
+ * arrived: what it wrote this time is dropped, and it is called again,
+ * with the longer input, once they are there (or the stream ends if the
+ * client goes away first). For input whose length the callback learns
+ * from the input itself, such as a header followed by n bytes. */
+void fake_output_need_input(struct fake_output *out, size_t n);
 
 typedef void (*fake_script_fn)(void *ctx, const struct fake_stream_info *info,
                                struct fake_output *out);

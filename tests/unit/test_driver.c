@@ -44,7 +44,7 @@ static const char *recordings(void)
 static bool load(struct recording *r, const char *name)
 {
     char *path, *data;
-    size_t len = 0, at = 0, n = 0;
+    size_t len = 0, at = 0, n = 0, from = 0;
     const struct tar_entry *e;
     bool ok = false;
 
@@ -68,7 +68,7 @@ static bool load(struct recording *r, const char *name)
     free(path);
     snprintf(r->nonce, sizeof(r->nonce), "%s", data ? data : "");
     free(data);
-    if (driver_find_results(r->out.data, r->out.len, r->nonce, &at, &n,
+    if (driver_find_results(r->out.data, r->out.len, r->nonce, &from, &at, &n,
                             NULL) == 1 &&
         tarball_read(&r->results, r->out.data + at, n, NULL, 100, 64 << 20,
                      NULL) == 0) {
@@ -192,7 +192,9 @@ TEST(driver__artifacts_come_back_under_their_folder)
 
 static int find(const char *s, size_t *at, size_t *n)
 {
-    return driver_find_results(s, strlen(s), NONCE, at, n, NULL);
+    size_t from = 0;
+
+    return driver_find_results(s, strlen(s), NONCE, &from, at, n, NULL);
 }
 
 TEST(driver__done_line_is_read_only_when_whole)
@@ -219,6 +221,32 @@ TEST(driver__done_line_without_the_nonce_is_ignored)
     CHECK(find(forged, &at, &n) == 1);
     CHECK(n == 2 && memcmp(forged + at, "ok", 2) == 0);
     CHECK(find("nbcanvas:done 3\nabc", &at, &n) == 0);
+}
+
+TEST(driver__done_line_found_as_output_grows_byte_by_byte)
+{
+    /* Junk first (what user code may write), then the line, fed one byte
+     * at a time as the stream brings it: found once whole, wherever the
+     * chunks cut it, and each call scans only what is new. */
+    char s[4096];
+    size_t len, i, from = 0, at = 0, n = 0, scanned = 0;
+    int rc = 0;
+
+    memset(s, 'x', 3000); /* junk */
+    snprintf(s + 3000, sizeof(s) - 3000,
+             "nbcanvas:done 1\nmore junknbcanvas:done " NONCE " 4\ntar!");
+    len = strlen(s);
+
+    for (i = 1; i <= len && rc == 0; i++) {
+        size_t before = from;
+
+        rc = driver_find_results(s, i, NONCE, &from, &at, &n, NULL);
+        CHECK(from >= before); /* never backwards */
+        scanned += i - before;
+    }
+    CHECK(rc == 1 && i - 1 == len);
+    CHECK(n == 4 && memcmp(s + at, "tar!", 4) == 0);
+    CHECK(scanned < 60 * len); /* not len * len / 2: a word per byte */
 }
 
 TEST(driver__progress_lines_only_at_line_starts)

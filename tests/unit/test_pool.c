@@ -1,0 +1,365 @@
+/*
+ * The warm pool (pool.c) against the fake engine. Each container runs a
+ * fake driver that says "nbcanvas:ready" when the test lets it, so the
+ * tests can see the pool count a sandbox only once it is ready, hand it
+ * out, refill, replace one that died while idle, back off while the
+ * engine fails, and remove what it holds when freed. One case waits for
+ * the pool's idle check, which runs every 5 s: this file takes about 9 s.
+ */
+#include "../check.h"
+#include "fake_service.h"
+#include "nbcanvas/driver.h"
+#include "nbcanvas/pool.h"
+#include "nbcanvas/sandbox.h"
+
+#include <pthread.h>
+
+#define PATIENCE_MS 5000
+#define CHECK_INTERVAL_MS 5000 /* pool.c's POOL_CHECK_EVERY_MS */
+
+/* ---- the fake driver: ready when let go ---------------------------- */
+
+struct ready_driver {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    bool gated, gate_open;
+    bool never_ready; /* prints progress, never the ready line */
+    char ids[8][65];  /* containers it ran in, in order */
+    int n;
+};
+
+static void ready_fn(void *ctx, const struct fake_stream_info *info,
+                     struct fake_output *out)
+{
+    struct ready_driver *r = ctx;
+    long long until = util_now_ms() + 10000;
+
+    pthread_mutex_lock(&r->lock);
+    if (r->n < 8)
+        snprintf(r->ids[r->n++], 65, "%s", info->container_id);
+    pthread_cond_broadcast(&r->changed);
+    while (r->gated && !r->gate_open && util_now_ms() < until) {
+        struct timespec ts = util_monotonic_in(50);
+
+        pthread_cond_timedwait(&r->changed, &r->lock, &ts);
+    }
+    pthread_mutex_unlock(&r->lock);
+    fake_output_write(out, 1, "importing numpy\n", 16);
+    if (r->never_ready) /* not at a line's start: not the ready line */
+        fake_output_write(out, 1, "not " DRIVER_READY_LINE,
+                          strlen("not " DRIVER_READY_LINE));
+    else
+        fake_output_write(out, 1, DRIVER_READY_LINE,
+                          strlen(DRIVER_READY_LINE));
+}
+
+static void open_gate(struct ready_driver *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->gate_open = true;
+    pthread_cond_broadcast(&r->changed);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* The id of the i-th container the driver ran in ("" if none yet). */
+static const char *driver_id(struct ready_driver *r, int i)
+{
+    const char *id;
+
+    pthread_mutex_lock(&r->lock);
+    id = i < r->n ? r->ids[i] : "";
+    pthread_mutex_unlock(&r->lock);
+    return id;
+}
+
+/* The fake, with r in every container; containers keep running after
+ * they said ready, as the real driver waits for its job. */
+static void start_engine(struct fake_service *fs, struct ready_driver *r,
+                         bool gated)
+{
+    struct fake_script script = {.fn = ready_fn, .ctx = r, .hang = true};
+
+    memset(r, 0, sizeof(*r));
+    pthread_mutex_init(&r->lock, NULL);
+    util_cond_init_monotonic(&r->changed);
+    r->gated = gated;
+    CHECK(fake_service_start(fs) == 0);
+    fake_engine_script(&fs->engine, FAKE_ATTACH, NULL, &script);
+}
+
+/* The same, and a service with a pool of size on it. */
+static void start(struct fake_service *fs, struct ready_driver *r, long size,
+                  bool gated)
+{
+    start_engine(fs, r, gated);
+    CHECK(fake_service_open(fs, size, false) == 0);
+}
+
+static void stop(struct fake_service *fs, struct ready_driver *r)
+{
+    fake_service_stop(fs);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->changed);
+}
+
+static struct pool_stats stats(struct fake_service *fs)
+{
+    struct pool_stats st;
+
+    pool_stats(fs->svc.pool, &st);
+    return st;
+}
+
+static bool settled(struct fake_service *fs, long idle)
+{
+    struct pool_stats st = stats(fs);
+
+    return st.idle == idle && st.starting == 0;
+}
+
+static size_t creates(struct fake_service *fs)
+{
+    return fake_engine_count(&fs->engine, "POST", "/containers/create");
+}
+
+static const char *label(json_t *body, const char *key)
+{
+    return json_string_value(
+        json_object_get(json_object_get(body, "Labels"), key));
+}
+
+/* ---- filling -------------------------------------------------------- */
+
+TEST(pool__counts_a_sandbox_only_once_its_driver_is_ready)
+{
+    struct fake_service fs;
+    struct ready_driver r;
+    char id[65], prefix[160];
+    json_t *body;
+    long i_create, i_attach, i_start;
+
+    start(&fs, &r, 1, true);
+    WAIT_UNTIL(driver_id(&r, 0)[0], PATIENCE_MS);
+    snprintf(id, sizeof(id), "%s", driver_id(&r, 0));
+    CHECK(id[0] != '\0');
+    /* created, attached, started, and still not counted */
+    poll(NULL, 0, 200);
+    CHECK(stats(&fs).idle == 0 && stats(&fs).starting == 1);
+    CHECK(fake_engine_count(&fs.engine, "POST", "/containers/create") == 1);
+    i_create = fake_service_log_index(&fs, "POST", "/containers/create");
+    snprintf(prefix, sizeof(prefix), "/containers/%s/attach", id);
+    i_attach = fake_service_log_index(&fs, "POST", prefix);
+    snprintf(prefix, sizeof(prefix), "/containers/%s/start", id);
+    i_start = fake_service_log_index(&fs, "POST", prefix);
+    CHECK(i_create >= 0 && i_create < i_attach && i_attach < i_start);
+    CHECK(fake_service_count_with(&fs, "POST", "/containers/", "stdin=1") ==
+          0);
+
+    /* the body: the notebook image and driver, preloading, ours */
+    body = fake_engine_container_body(&fs.engine, id);
+    CHECK_STREQ(json_string_value(json_object_get(body, "Image")),
+                fs.svc.cfg.notebook_image);
+    CHECK(fake_service_has_string(json_object_get(body, "Cmd"),
+                                  "/opt/nbcanvas/nbcanvas_driver.py"));
+    CHECK(fake_service_has_string(json_object_get(body, "Env"),
+                                  "NBCANVAS_PRELOAD=1"));
+    CHECK(fake_service_has_string(json_object_get(body, "Env"),
+                                  "NBCANVAS_KERNEL=python3"));
+    CHECK_STREQ(label(body, "org.nbcanvas.owner"), FAKE_SERVICE_OWNER);
+    CHECK_STREQ(label(body, SANDBOX_LABEL), "1");
+    json_decref(body);
+
+    open_gate(&r);
+    WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
+    CHECK(settled(&fs, 1));
+    CHECK(creates(&fs) == 1);
+    CHECK(fake_service_live(&fs) == 1);
+    CHECK(fake_engine_has_container(&fs.engine, id));
+    stop(&fs, &r);
+}
+
+TEST(pool__output_that_is_not_the_ready_line_does_not_count)
+{
+    struct fake_service fs;
+    struct ready_driver r;
+
+    start_engine(&fs, &r, false);
+    r.never_ready = true;
+    CHECK(fake_service_open(&fs, 1, false) == 0);
+    WAIT_UNTIL(driver_id(&r, 0)[0], PATIENCE_MS);
+    CHECK(driver_id(&r, 0)[0]);
+    poll(NULL, 0, 300);
+    CHECK(stats(&fs).idle == 0 && stats(&fs).starting == 1);
+    CHECK(creates(&fs) == 1);
+    /* pool_free gives up the wait and removes the container */
+    pool_free(fs.svc.pool);
+    fs.svc.pool = NULL;
+    CHECK(fake_service_removed(&fs, driver_id(&r, 0)));
+    CHECK(fake_service_live(&fs) == 0);
+    stop(&fs, &r);
+}
+
+TEST(pool__cold_sandbox_is_made_like_a_warm_one_without_preload)
+{
+    struct fake_service fs;
+    struct ready_driver r;
+    struct sandbox cold;
+    struct err err = ERR_INIT;
+    json_t *warm_body, *cold_body;
+    char prefix[160];
+
+    start(&fs, &r, 1, false);
+    WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
+    CHECK(settled(&fs, 1));
+    CHECK(pool_create_cold(fs.svc.pool, &cold, "job-7", 4242, &err) == 0);
+    warm_body = fake_engine_container_body(&fs.engine, driver_id(&r, 0));
+    cold_body = fake_engine_container_body(&fs.engine, cold.id);
+    CHECK(warm_body && cold_body);
+    /* the same hardening, image and command */
+    CHECK(json_equal(json_object_get(warm_body, "HostConfig"),
+                     json_object_get(cold_body, "HostConfig")));
+    CHECK(json_equal(json_object_get(warm_body, "Cmd"),
+                     json_object_get(cold_body, "Cmd")));
+    CHECK(json_equal(json_object_get(warm_body, "Image"),
+                     json_object_get(cold_body, "Image")));
+    /* but no preload, and the job's own labels */
+    CHECK(fake_service_has_string(json_object_get(cold_body, "Env"),
+                                  "NBCANVAS_PRELOAD=0"));
+    CHECK_STREQ(label(cold_body, "org.nbcanvas.job"), "job-7");
+    CHECK_STREQ(label(cold_body, "org.nbcanvas.deadline"), "4242");
+    CHECK_STREQ(label(cold_body, "org.nbcanvas.owner"), FAKE_SERVICE_OWNER);
+    /* created only: the job attaches and starts it */
+    CHECK(!cold.started);
+    snprintf(prefix, sizeof(prefix), "/containers/%s/", cold.id);
+    CHECK(fake_engine_count(&fs.engine, NULL, prefix) == 0);
+    CHECK(fake_service_live(&fs) == 2);
+    sandbox_destroy(&cold);
+    CHECK(fake_service_live(&fs) == 1);
+    json_decref(warm_body);
+    json_decref(cold_body);
+    stop(&fs, &r);
+}
+
+/* ---- handing out ---------------------------------------------------- */
+
+TEST(pool__take_hands_out_a_ready_sandbox_and_refills)
+{
+    struct fake_service fs;
+    struct ready_driver r;
+    struct sandbox sb;
+    char first[65];
+
+    start(&fs, &r, 1, false);
+    WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
+    CHECK(settled(&fs, 1));
+    snprintf(first, sizeof(first), "%s", driver_id(&r, 0));
+    memset(&sb, 0, sizeof(sb));
+    CHECK(pool_take(fs.svc.pool, &sb));
+    CHECK_STREQ(sb.id, first);
+    CHECK(sb.started);
+    CHECK(stats(&fs).handed_out == 1);
+    /* it is the caller's now: the pool neither keeps nor removes it */
+    WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
+    CHECK(settled(&fs, 1));
+    CHECK(creates(&fs) == 2);
+    CHECK(strcmp(driver_id(&r, 1), first) != 0 && driver_id(&r, 1)[0]);
+    CHECK(fake_engine_has_container(&fs.engine, first));
+    CHECK(fake_engine_count(&fs.engine, "DELETE", NULL) == 0);
+    CHECK(fake_service_live(&fs) == 2); /* the taken one and the new one */
+    sandbox_destroy(&sb);
+    CHECK(fake_service_removed(&fs, first));
+    CHECK(fake_service_live(&fs) == 1);
+    stop(&fs, &r);
+}
+
+TEST(pool__an_empty_pool_hands_out_nothing)
+{
+    struct fake_service fs;
+    struct ready_driver r;
+    struct sandbox sb;
+
+    start(&fs, &r, 0, false);
+    memset(&sb, 0, sizeof(sb));
+    snprintf(sb.id, sizeof(sb.id), "untouched");
+    CHECK(!pool_take(fs.svc.pool, &sb));
+    CHECK_STREQ(sb.id, "untouched");
+    CHECK(stats(&fs).misses == 1 && stats(&fs).handed_out == 0);
+    poll(NULL, 0, 100);
+    CHECK(fake_engine_nrequests(&fs.engine) == 0);
+    stop(&fs, &r);
+}
+
+/* ---- upkeep --------------------------------------------------------- */
+
+TEST(pool__an_idle_sandbox_that_stopped_is_replaced)
+{
+    struct fake_service fs;
+    struct ready_driver r;
+    char dead[65];
+
+    start(&fs, &r, 1, false);
+    WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
+    CHECK(settled(&fs, 1));
+    snprintf(dead, sizeof(dead), "%s", driver_id(&r, 0));
+    fake_engine_set_running(&fs.engine, dead, false);
+    WAIT_UNTIL(stats(&fs).replaced == 1 && settled(&fs, 1),
+               CHECK_INTERVAL_MS + PATIENCE_MS);
+    CHECK(stats(&fs).replaced == 1);
+    CHECK(settled(&fs, 1));
+    CHECK(fake_service_removed(&fs, dead));
+    CHECK(creates(&fs) == 2);
+    CHECK(strcmp(driver_id(&r, 1), dead) != 0);
+    CHECK(fake_service_live(&fs) == 1);
+    stop(&fs, &r);
+}
+
+TEST(pool__engine_failures_back_off_and_the_pool_fills_after)
+{
+    struct fake_service fs;
+    struct ready_driver r;
+    long long t0, second, third;
+
+    start_engine(&fs, &r, false);
+    fake_engine_fail(&fs.engine, "POST", "/containers/create", 2, 500,
+                     "engine hiccup");
+    t0 = util_now_ms();
+    CHECK(fake_service_open(&fs, 1, false) == 0);
+    /* the second try comes after about a second, not at once */
+    CHECK(fake_engine_wait(&fs.engine, "POST", "/containers/create", 2,
+                           PATIENCE_MS) == 2);
+    second = util_now_ms() - t0;
+    /* and the third after about two more (the delay doubles) */
+    CHECK(fake_engine_wait(&fs.engine, "POST", "/containers/create", 3,
+                           PATIENCE_MS) == 3);
+    third = util_now_ms() - t0;
+    CHECK(second >= 800);
+    CHECK(third - second >= 1600);
+    WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
+    CHECK(settled(&fs, 1));
+    CHECK(creates(&fs) == 3);
+    CHECK(fake_engine_containers(&fs.engine) == 1);
+    CHECK(fake_service_live(&fs) == 1);
+    stop(&fs, &r);
+}
+
+TEST(pool__free_removes_every_idle_sandbox)
+{
+    struct fake_service fs;
+    struct ready_driver r;
+    char a[65], b[65];
+
+    start(&fs, &r, 2, false);
+    WAIT_UNTIL(settled(&fs, 2), PATIENCE_MS);
+    CHECK(settled(&fs, 2));
+    snprintf(a, sizeof(a), "%s", driver_id(&r, 0));
+    snprintf(b, sizeof(b), "%s", driver_id(&r, 1));
+    CHECK(fake_engine_containers(&fs.engine) == 2);
+    pool_free(fs.svc.pool);
+    fs.svc.pool = NULL;
+    CHECK(fake_service_removed(&fs, a));
+    CHECK(fake_service_removed(&fs, b));
+    CHECK(fake_engine_count(&fs.engine, "DELETE", NULL) == 2);
+    CHECK(fake_engine_containers(&fs.engine) == 0);
+    CHECK(fake_service_live(&fs) == 0);
+    stop(&fs, &r);
+}
