@@ -229,7 +229,7 @@ def test_sigterm_finishes_in_flight_jobs(svc):
 def test_client_hangup_cancels_the_job(svc):
     body = json.dumps({"cells": ["import time\ntime.sleep(60)"], "cache": False}).encode()
     sock = socket.create_connection(("127.0.0.1", svc.port))
-    sock.sendall(b"POST /v1/render HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    sock.sendall(b"POST /v1/render HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     wait_until(lambda: any(c["State"] == "running" and c["Labels"].get("org.nbcanvas.job") != "pool"
                            for c in containers(svc.listen)), 30, "the job to start")
@@ -314,7 +314,7 @@ def test_per_ip_connection_cap(svc):
         socks = _held_connections(s.port, 4)
         extra = socket.create_connection(("127.0.0.1", s.port))
         extra.settimeout(5)
-        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         try:
             data = extra.recv(100)
         except (ConnectionResetError, socket.timeout):
@@ -323,7 +323,7 @@ def test_per_ip_connection_cap(svc):
         assert data == b"", data  # refused by the cap
         # The held connections are still served: the cap refused only the extra.
         socks[0].settimeout(5)
-        socks[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        socks[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert socks[0].recv(100).startswith(b"HTTP/1.1 200"), "held connection not served"
         for c in socks:
             c.close()
@@ -340,7 +340,7 @@ def test_slow_client_is_dropped(svc):
     s = Service(BINARY, {"pool_size": 0, "connection_timeout_s": 2}).start()
     try:
         c = socket.create_connection(("127.0.0.1", s.port))
-        c.sendall(b"POST /v1/run HTTP/1.1\r\nHost: x\r\n")
+        c.sendall(b"POST /v1/run HTTP/1.1\r\nHost: localhost\r\n")
         time.sleep(4)
         c.settimeout(5)
         try:
@@ -380,7 +380,7 @@ def test_slowloris_headers_hit_the_absolute_deadline(svc):
                          "request_deadline_s": 3}).start()
     try:
         c = socket.create_connection(("127.0.0.1", s.port))
-        header = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 100
+        header = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + b"X-Slow: " + b"a" * 100
         took = _trickle_until_closed(c, [header[i:i + 1] for i in range(len(header))],
                                      1.0, 20)
         c.close()
@@ -398,7 +398,7 @@ def test_slow_body_hits_the_absolute_deadline(svc):
                          "request_deadline_s": 3}).start()
     try:
         c = socket.create_connection(("127.0.0.1", s.port))
-        c.sendall(b"POST /v1/run HTTP/1.1\r\nHost: x\r\n"
+        c.sendall(b"POST /v1/run HTTP/1.1\r\nHost: localhost\r\n"
                   b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n")
         took = _trickle_until_closed(c, [b" "] * 200, 1.0, 20)
         c.close()
