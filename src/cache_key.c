@@ -71,13 +71,13 @@ void cache_key_of(const struct render_request *r, const char *image_id,
         json_array_append_new(files,
                               json_pack("[s, s]", r->files.v[i].name, hex));
     }
-    k = json_pack("{s:s, s:O, s:s, s:s, s:b, s:s, s:I, s:b, s:o, s:s}",
-                  "tenant", r->tenant.name, "source", r->source, "kernel",
-                  r->kernel->name, "format", request_format_name(r->format),
-                  "include_input", r->include_input, "template",
-                  r->template_name, "timeout_s", (json_int_t)r->timeout_s,
-                  "allow_errors", r->allow_errors, "files", files, "image",
-                  image_id);
+    k = json_pack("{s:s, s:b, s:O, s:s, s:s, s:b, s:s, s:I, s:b, s:o, s:s}",
+                  "tenant", r->tenant.name, "structured", r->structured,
+                  "source", r->source, "kernel", r->kernel->name, "format",
+                  request_format_name(r->format), "include_input",
+                  r->include_input, "template", r->template_name, "timeout_s",
+                  (json_int_t)r->timeout_s, "allow_errors", r->allow_errors,
+                  "files", files, "image", image_id);
     text = json_dumps(k, JSON_SORT_KEYS | JSON_COMPACT);
     util_sha256(out, text, strlen(text));
     free(text);

@@ -65,6 +65,7 @@ static const struct key keys[] = {
     LLONG("max_html_bytes", max_html_bytes, 1024, 4 * GiB),
     LLONG("max_result_bytes", max_result_bytes, 1024, 4 * GiB),
     LLONG("max_artifact_bytes", max_artifact_bytes, 0, 4 * GiB),
+    LONG("max_table_rows", max_table_rows, 1, 1000000),
     LONG("pool_size", pool_size, -1, 1024),
     LLONG("cache_bytes", cache_bytes, 0, 64 * GiB),
     LLONG("render_memory_bytes", render_limits.memory_bytes, 16 * MiB,
@@ -126,6 +127,7 @@ void config_defaults(struct config *cfg)
     cfg->max_html_bytes = 16 << 20;
     cfg->max_result_bytes = 64 << 20;
     cfg->max_artifact_bytes = 32 << 20;
+    cfg->max_table_rows = 1000;
     cfg->pool_size = -1;
     cfg->cache_bytes = 256LL << 20;
     cfg->render_limits = (struct sandbox_limits){

@@ -37,13 +37,15 @@ json_t *driver_environment(const char *kernel, bool preload)
 static json_t *job_json(const struct driver_job *j)
 {
     return json_pack(
-        "{s:s, s:I, s:b, s:b, s:s, s:I, s:b, s:b, s:I, s:I}", "kernel",
-        j->kernel, "timeout_s", (json_int_t)j->timeout_s, "allow_errors",
-        j->allow_errors, "include_input", j->include_input, "template",
-        j->template_name, "max_html_bytes", (json_int_t)j->max_html_bytes,
-        "sanitize_html", 0, "artifacts", j->artifacts, "max_artifact_bytes",
-        (json_int_t)j->max_artifact_bytes, "max_result_bytes",
-        (json_int_t)(j->max_result_bytes - RESULTS_HEADROOM));
+        "{s:s, s:I, s:b, s:b, s:s, s:I, s:b, s:b, s:I, s:I, s:b, s:I}",
+        "kernel", j->kernel, "timeout_s", (json_int_t)j->timeout_s,
+        "allow_errors", j->allow_errors, "include_input", j->include_input,
+        "template", j->template_name, "max_html_bytes",
+        (json_int_t)j->max_html_bytes, "sanitize_html", 0, "artifacts",
+        j->artifacts, "max_artifact_bytes", (json_int_t)j->max_artifact_bytes,
+        "max_result_bytes",
+        (json_int_t)(j->max_result_bytes - RESULTS_HEADROOM), "structured",
+        j->structured, "table_rows", (json_int_t)j->table_rows);
 }
 
 int driver_write_job(struct buf *out, const struct driver_job *job,

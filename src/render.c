@@ -79,6 +79,8 @@ static int build_upload(struct render_job *job)
         .artifacts = r->format == FORMAT_ZIP,
         .max_artifact_bytes = cfg->max_artifact_bytes,
         .max_result_bytes = cfg->max_result_bytes,
+        .structured = r->structured,
+        .table_rows = cfg->max_table_rows,
     };
 
     return driver_write_job(&job->upload, &spec, r->notebook, &r->files,

@@ -241,6 +241,12 @@ static int parse_render_fields(struct render_request *r, json_t *root,
     if (rc == 0)
         rc = parse_bool(&r->cache, json_object_get(root, "cache"), "cache",
                         err);
+    /* Data beside the figures is for those who read data: on by default
+     * for json and zip answers; the page is the same either way. */
+    r->structured = format == FORMAT_JSON || format == FORMAT_ZIP;
+    if (rc == 0)
+        rc = parse_bool(&r->structured, json_object_get(root, "structured"),
+                        "structured", err);
     if (rc == 0)
         rc = parse_timeout(&r->timeout_s, json_object_get(root, "timeout_s"),
                            cfg->render_max_timeout_s, err);
@@ -261,8 +267,9 @@ int request_parse_render(struct render_request *r, const char *body,
                          size_t len, const struct config *cfg, struct err *err)
 {
     static const char *const fields[] = {
-        "cells",    "notebook",  "kernel", "format", "include_input",
-        "template", "timeout_s", "files",  "cache",  "allow_errors"};
+        "cells",         "notebook",     "kernel",    "format",
+        "include_input", "template",     "timeout_s", "files",
+        "cache",         "allow_errors", "structured"};
     json_t *root = NULL;
     int rc;
 

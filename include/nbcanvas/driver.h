@@ -59,6 +59,8 @@ struct driver_job {
     long long max_html_bytes;
     bool artifacts; /* send the files the notebook wrote */
     long long max_artifact_bytes;
+    bool structured; /* chart and table data beside the figures, frames */
+    long table_rows; /* rows of a table's data at most */
     /* The service's buffer for the whole results stream; the driver is
      * given a smaller cap for the files so that the tar's own headers and
      * status.json always fit. */

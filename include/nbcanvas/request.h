@@ -32,6 +32,7 @@ struct render_request {
     long timeout_s;
     bool allow_errors;
     bool cache;
+    bool structured;        /* chart/table data (default: json and zip) */
     bool force_cold;        /* not from the body: skip the warm pool */
     struct tenant tenant;   /* not from the body: who asked */
     struct tar_files files; /* request files, decoded */

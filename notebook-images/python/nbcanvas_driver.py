@@ -188,6 +188,30 @@ def error_of(cell):
     return None
 
 
+# Run silently in the kernel when the job asks for structured outputs:
+# registers the chart and table formatters (nbcanvas_structured.py) without
+# binding a name in the user's namespace or changing sys.path.
+STRUCTURED = """
+def __nbcanvas_structured(max_rows):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "nbcanvas_structured", "/opt/nbcanvas/nbcanvas_structured.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.install(max_rows)
+__nbcanvas_structured(%d)
+del __nbcanvas_structured
+"""
+
+
+def install_structured(kc, job):
+    from nbclient.util import run_sync
+
+    run_sync(kc.execute_interactive)(
+        STRUCTURED % int(job.get("table_rows", 1000)), silent=True,
+        store_history=False, timeout=30, output_hook=lambda msg: None)
+
+
 def execute(nb, job, km, kc, status):
     from nbclient.exceptions import (CellExecutionError, CellTimeoutError,
                                      DeadKernelError)
@@ -245,6 +269,8 @@ def execute(nb, job, km, kc, status):
     ep = Executor(kernel_name=job["kernel"], timeout_func=remaining,
                   allow_errors=bool(job["allow_errors"]),
                   startup_timeout=60)
+    if job.get("structured"):
+        install_structured(kc, job)
     try:
         ep.preprocess(nb, {"metadata": {"path": WORKDIR}}, km=km)
         status["status"] = "ok"

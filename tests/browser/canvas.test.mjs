@@ -174,3 +174,32 @@ test("with API keys, the page asks for a key once and keeps it for the tab", asy
     fs.rmSync(dir, { recursive: true });
   }
 });
+
+test("the data view shows a chart's values and sorts a table", async () => {
+  // replace the cells with a bar chart and a table
+  while (await page.locator("#cells .cell").count() > 0) {
+    await page.locator("#cells .cell").first().locator("button[title=Remove]").click();
+  }
+  await page.click("#add-code");
+  await page.locator("#cells textarea").last().fill(
+    "import matplotlib.pyplot as plt\nplt.bar(['East', 'West'], [33136, 20514])\nplt.show()");
+  await page.click("#add-code");
+  await page.locator("#cells textarea").last().fill(
+    "import pandas as pd\npd.DataFrame({'city': ['Oslo', 'Bergen', 'Molde'], 'n': [3, 10, 2]})");
+  await page.click("#run");
+  await waitRendered();
+  assert.match(await page.locator("#status").textContent(), /Rendered/);
+  assert.equal(await page.locator("#data").isHidden(), false);
+  await page.locator("#data summary").click();
+  const tables = page.locator("#data table");
+  assert.equal(await tables.count(), 2);
+  const bars = await tables.nth(0).locator("td").allTextContents();
+  assert.deepEqual(bars, ["East", "", "33136", "West", "", "20514"]);
+  // sort the frame by n, descending on the second click
+  const n = tables.nth(1).locator("th", { hasText: /^n$/ });
+  await n.click();
+  await n.click();
+  const cities = await tables.nth(1).locator("tr td:nth-child(2)").allTextContents();
+  assert.deepEqual(cities, ["Bergen", "Oslo", "Molde"]);
+  assert.match(await frame().locator("body").innerHTML(), /<img/); // the chart itself
+});

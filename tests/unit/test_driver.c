@@ -283,8 +283,16 @@ TEST(driver__status_that_breaks_the_contract_is_refused)
 
 TEST(driver__job_stream_is_header_and_tar)
 {
-    struct driver_job spec = {"python3", 7,    true, false,  "lab",
-                              1000,      true, 2000, 5 << 20};
+    struct driver_job spec = {.kernel = "python3",
+                              .timeout_s = 7,
+                              .allow_errors = true,
+                              .template_name = "lab",
+                              .max_html_bytes = 1000,
+                              .artifacts = true,
+                              .max_artifact_bytes = 2000,
+                              .structured = true,
+                              .table_rows = 25,
+                              .max_result_bytes = 5 << 20};
     struct tar_files files = TAR_FILES_INIT, got = TAR_FILES_INIT;
     struct buf job = BUF_INIT((size_t)-1);
     json_t *nb = json_pack("{s:i}", "nbformat", 4), *j = NULL;
@@ -309,6 +317,8 @@ TEST(driver__job_stream_is_header_and_tar)
         j = json_loadb(e->data, e->len, 0, NULL);
     CHECK(json_integer_value(json_object_get(j, "timeout_s")) == 7);
     CHECK(json_is_true(json_object_get(j, "artifacts")));
+    CHECK(json_is_true(json_object_get(j, "structured")));
+    CHECK(json_integer_value(json_object_get(j, "table_rows")) == 25);
     /* the driver's cap leaves room for the tar's own headers */
     CHECK(json_integer_value(json_object_get(j, "max_result_bytes")) > 0 &&
           json_integer_value(json_object_get(j, "max_result_bytes")) <
