@@ -17,35 +17,6 @@
 
 static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
 
-/* Length of a valid UTF-8 sequence at s (at most n bytes), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len, i;
-    unsigned cp;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        len = 2, cp = s[0] & 0x1f;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        len = 3, cp = s[0] & 0x0f;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        len = 4, cp = s[0] & 0x07;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
-}
-
 /* Skips a control string (OSC, DCS, ...) starting at i: ends at BEL, at
  * ESC \ or at the C1 ST (0xc2 0x9c). Returns the index after it. */
 static size_t skip_string(const unsigned char *s, size_t n, size_t i,
@@ -124,7 +95,7 @@ char *ansi_clean(const char *text, size_t n, size_t *out_len)
             i++;
             continue;
         }
-        len = utf8_len(s + i, n - i);
+        len = util_utf8_decode(s + i, n - i, NULL);
         if (len == 0) {
             buf_puts(&out, replacement);
             i++;

@@ -17,30 +17,11 @@
  * valid one of a printable character, else 0. */
 static size_t printable_utf8(const unsigned char *s, size_t n)
 {
-    size_t len, i;
-    unsigned long cp;
+    unsigned long cp = 0;
+    size_t len = util_utf8_decode(s, n, &cp);
 
-    if (s[0] < 0x80)
-        return s[0] >= 0x20 && s[0] != 0x7f && s[0] != '\\' ? 1 : 0;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        len = 2, cp = s[0] & 0x1f;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        len = 3, cp = s[0] & 0x0f;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        len = 4, cp = s[0] & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    /* overlong forms, surrogates, past Unicode, C1 controls */
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff ||
-        (cp >= 0x80 && cp <= 0x9f))
+    if (len == 0 || cp < 0x20 || cp == 0x7f || cp == '\\' ||
+        (cp >= 0x80 && cp <= 0x9f)) /* C0, DEL, the backslash, C1 */
         return 0;
     return len;
 }

@@ -234,3 +234,36 @@ char *util_read_file(const char *path, size_t *len, size_t cap)
     }
     return buf_detach(&b, len);
 }
+
+size_t util_utf8_decode(const unsigned char *s, size_t n, unsigned long *cp)
+{
+    size_t len, i;
+    unsigned long c;
+
+    if (n == 0)
+        return 0;
+    if (s[0] < 0x80)
+        len = 1, c = s[0];
+    else if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        len = 2, c = s[0] & 0x1f;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        len = 3, c = s[0] & 0x0f;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        len = 4, c = s[0] & 0x07;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    /* overlong forms, surrogates, past Unicode */
+    if ((len == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) ||
+        (len == 4 && (c < 0x10000 || c > 0x10ffff)))
+        return 0;
+    if (cp)
+        *cp = c;
+    return len;
+}

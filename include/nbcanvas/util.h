@@ -53,6 +53,11 @@ int util_base64_decode(char **out, size_t *out_len, const char *in, size_t len,
  * buffer, its size in *len; NULL if it cannot be read or is over cap. */
 char *util_read_file(const char *path, size_t *len, size_t cap);
 
+/* The length (1-4) of the valid UTF-8 sequence at s, at most n bytes, and
+ * its code point in *cp (may be NULL); 0 for anything that is not valid
+ * UTF-8 (overlong forms and surrogates included). */
+size_t util_utf8_decode(const unsigned char *s, size_t n, unsigned long *cp);
+
 /* Writes n bytes of s into out as one line of printable ASCII: newline as
  * \n, a backslash as \\, every other byte outside 0x20..0x7e as \xNN
  * (so no terminal escape or forged log line gets through). Cut to fit

@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import site
 import sys
 import time
 import traceback
@@ -51,7 +52,15 @@ os.environ.update({
     "IPYTHONDIR": "/tmp/ipython",
     "MPLCONFIGDIR": "/tmp/matplotlib",
     "XDG_CACHE_HOME": "/tmp/cache",
+    # Jupyter's per-user data folder would be ~/.local/share/jupyter, which
+    # the user's code can write: nbconvert would take templates from it and
+    # run them in this process. A folder on the read-only root instead.
+    "JUPYTER_DATA_DIR": "/opt/nbcanvas/no-user-data",
 })
+os.environ.pop("JUPYTER_PATH", None)
+# jupyter_core also adds the user's site folder (~/.local/share/jupyter)
+# while Python's user site is on: for this process it is not.
+site.ENABLE_USER_SITE = False
 
 # Buffered: a raw write to a pipe may be short (gVisor's are), and
 # BufferedWriter loops until every byte is out; say() flushes.
@@ -347,6 +356,10 @@ def exporter_for(job):
     if key in _exporters:
         return _exporters[key]
     c = Config()
+    # Templates only from the image: by default nbconvert also looks in the
+    # current folder, where the request's files and the notebook's writes
+    # are (a template is code, run in this process).
+    c.TemplateExporter.extra_template_basedirs = []
     if not job["include_input"]:
         # What --no-input sets.
         c.TemplateExporter.exclude_input = True
@@ -557,6 +570,7 @@ def hide_from_user_code():
 def main():
     t0 = now_ms()
     hide_from_user_code()
+    os.chdir("/")  # nothing of the working folder is ever read as ours
     kernel = os.environ.get("NBCANVAS_KERNEL", "python3")
     seed_matplotlib_cache()
     cache_nbformat_validators()

@@ -430,6 +430,31 @@ def test_artifact_names_are_made_safe(svc):
     assert result["artifacts_dropped"][0] in ("artifacts/x\\x01.txt", "artifacts/x\\x02.txt")
 
 
+def test_templates_come_only_from_the_image(svc):
+    # An nbconvert template is code, run in the driver's process. A request
+    # file named like a template folder, or one the notebook writes into
+    # Jupyter's per-user data folder, must never be picked up: on a cold
+    # sandbox the exporter is made after the job has arrived.
+    evil = b64("PWNED{{ 7 * 6 }}")
+    r = svc.render({"cache": False, "template": "classic",
+                    "files": [{"name": "classic/index.html.j2", "content_base64": evil},
+                              {"name": "index.html.j2", "content_base64": evil}],
+                    "cells": ["print('real')"]}, headers={"X-Nbcanvas-Route": "cold"})
+    assert r.status == 200, r
+    assert b"PWNED" not in r.body and b"real" in r.body, r.body[:200]
+    writes = ("import os\n"
+              "for d in ('.local/share/jupyter/nbconvert/templates/lab',\n"
+              "          '.local/share/jupyter/nbconvert/templates/classic', 'lab', 'classic'):\n"
+              "    os.makedirs(d, exist_ok=True)\n"
+              "    open(d + '/index.html.j2', 'w').write('PWNED{{ 7 * 6 }}')\n"
+              "print('real')")
+    for template in ("lab", "classic"):
+        r = svc.render({"cache": False, "template": template, "include_input": True,
+                        "cells": [writes]}, headers={"X-Nbcanvas-Route": "cold"})
+        assert r.status == 200, r
+        assert b"PWNED42" not in r.body and b"real" in r.body, (template, r.body[:200])
+
+
 FORGE_RESULTS = r"""
 import io, json, os, tarfile
 def member(tar, name, data):
