@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -563,9 +564,10 @@ static bool host_allowed(const struct config *cfg, const char *host)
 
     if (!host)
         return true;
-    if (host[0] == '[') { /* [v6]:port */
+    if (host[0] == '[') { /* [v6] or [v6]:port, nothing else after */
         p = strchr(host, ']');
-        if (!p)
+        if (!p || (p[1] && (p[1] != ':' || !p[2] ||
+                            strspn(p + 2, "0123456789") != strlen(p + 2))))
             return false;
         snprintf(name, sizeof(name), "%.*s", (int)(p - host - 1), host + 1);
         return strcmp(name, "::1") == 0;
@@ -869,6 +871,8 @@ void http_stop(struct http_server *srv, long drain_s)
     pthread_mutex_unlock(&srv->lock);
     MHD_stop_daemon(srv->daemon);
     conn_guard_free(srv->guard);
+    if (srv->tls_key)
+        OPENSSL_cleanse(srv->tls_key, strlen(srv->tls_key));
     free(srv->tls_key);
     free(srv->tls_cert);
     pthread_mutex_destroy(&srv->lock);

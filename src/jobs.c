@@ -3,7 +3,10 @@
  * list in arrival order; a waiter may take a free slot only when it is the
  * one chosen: of the tenants waiting, the one with the fewest jobs running
  * and, among those, the one served longest ago (round robin), and its
- * oldest waiter. Every change wakes all waiters to look again (a
+ * oldest waiter. When the queue is full, a newcomer whose tenant has less
+ * work in hand than the busiest tenant takes the place of that tenant's
+ * newest waiter, which is answered 429: a flood fills the queue only
+ * against itself. Every change wakes all waiters to look again (a
  * queue of at most max_waiting), and each wakes every 100 ms anyway to
  * notice a cancelled request (the client hung up), so a dead request never
  * holds a place in the queue. Tenants' counts are kept by name, one row
@@ -27,6 +30,7 @@ struct load {
 struct waiter {
     struct load *load;
     long long seq;
+    bool bumped; /* its place was given to a lighter tenant: 429 */
     struct waiter *next;
 };
 
@@ -97,6 +101,27 @@ static struct waiter *chosen(struct jobs *j)
     return best;
 }
 
+/* Under the lock, with the queue full: the newest waiter of the tenant
+ * with the most jobs, if that tenant has more than `than` (a newcomer's
+ * load), else NULL. Giving its place away keeps one tenant's flood from
+ * filling the queue against everyone else. */
+static struct waiter *heaviest_newest(struct jobs *j, long than)
+{
+    struct waiter *w, *pick = NULL;
+
+    for (w = j->waiters; w; w = w->next) {
+        long load = w->load->running + w->load->waiting;
+
+        if (w->bumped || load <= than + 1)
+            continue;
+        if (!pick || load > pick->load->running + pick->load->waiting ||
+            (load == pick->load->running + pick->load->waiting &&
+             w->seq > pick->seq))
+            pick = w;
+    }
+    return pick;
+}
+
 static void unlink_waiter(struct jobs *j, struct waiter *gone)
 {
     struct waiter **w;
@@ -133,11 +158,18 @@ int jobs_acquire(struct jobs *j, const struct tenant *who,
     pthread_mutex_lock(&j->lock);
     me.load = load_of(j, tenant);
     if (j->running >= j->max_running && j->waiting >= j->max_waiting) {
-        pthread_mutex_unlock(&j->lock);
-        return err_set(err, ERR_BUSY,
-                       "all %ld sandboxes are busy and %ld requests wait; "
-                       "retry later",
-                       j->max_running, j->waiting);
+        struct waiter *give = heaviest_newest(j, me.load->running +
+                                                     me.load->waiting);
+
+        if (!give) {
+            pthread_mutex_unlock(&j->lock);
+            return err_set(err, ERR_BUSY,
+                           "all %ld sandboxes are busy and %ld requests "
+                           "wait; retry later",
+                           j->max_running, j->waiting);
+        }
+        give->bumped = true; /* it leaves with 429; this one waits */
+        pthread_cond_broadcast(&j->changed);
     }
     if (tenant_max > 0 && me.load->running + me.load->waiting >= tenant_max) {
         pthread_mutex_unlock(&j->lock);
@@ -146,6 +178,7 @@ int jobs_acquire(struct jobs *j, const struct tenant *who,
                        tenant, tenant_max);
     }
     me.seq = j->next_seq++;
+    me.bumped = false;
     append_waiter(j, &me);
     me.load->waiting++;
     j->waiting++;
@@ -154,6 +187,13 @@ int jobs_acquire(struct jobs *j, const struct tenant *who,
 
         if (cancel && *cancel) {
             rc = err_set(err, ERR_CANCELLED, "cancelled while queued");
+            break;
+        }
+        if (me.bumped) {
+            rc = err_set(err, ERR_BUSY,
+                         "tenant %s has the most jobs queued and its place "
+                         "went to another tenant; retry later",
+                         tenant);
             break;
         }
         ts = util_monotonic_in(100);

@@ -170,9 +170,9 @@ int service_serve(struct service *svc)
         return 1;
     }
     fprintf(stderr,
-            "nbcanvas: serving on http://%s (jobs %ld, queue %ld, pool %ld)\n",
-            svc->cfg.listen, svc->cfg.max_jobs, svc->cfg.max_queue,
-            svc->cfg.pool_size);
+            "nbcanvas: serving on %s://%s (jobs %ld, queue %ld, pool %ld)\n",
+            svc->cfg.tls_cert_file[0] ? "https" : "http", svc->cfg.listen,
+            svc->cfg.max_jobs, svc->cfg.max_queue, svc->cfg.pool_size);
     for (;;) {
         sig = sigtimedwait(&stop, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)

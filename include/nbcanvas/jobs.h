@@ -8,8 +8,9 @@
  * of piling up threads and memory. A tenant with a max_jobs of its own may
  * have no more than that many jobs running or waiting. When a slot frees,
  * it goes to the waiting tenant with the fewest jobs running (the oldest
- * waiter of that tenant): one tenant's flood never holds up another's
- * work beyond its fair share.
+ * waiter of that tenant); with the queue full, a lighter tenant's request
+ * takes the busiest tenant's newest place (that one is ERR_BUSY): one
+ * tenant's flood never holds up another's work beyond its fair share.
  */
 
 #include <stdatomic.h>

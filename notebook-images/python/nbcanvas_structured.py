@@ -22,6 +22,13 @@ import json
 import math
 import re
 
+# Caps, so that the data of a figure or a frame stays a small part of the
+# answer whatever it holds (a line of two million points draws a small
+# PNG): what is cut is said (truncated, total_points, total_columns).
+MAX_POINTS = 5000    # points of one line or scatter series
+MAX_ELEMENTS = 2000  # bars, wedges, boxes, series of one chart
+MAX_COLUMNS = 100    # columns of a table
+
 CHART_MIME = "application/vnd.nbcanvas.chart+json"
 TABLE_MIME = "application/vnd.nbcanvas.table+json"
 UNIT = re.compile(r"^(.*?)\s*[\(\[]([^\(\)\[\]]+)[\)\]]\s*$")
@@ -204,7 +211,7 @@ def wedges(ax, chart):
         return False
     labels = [t.get_text() for t in ax.texts]
     chart["type"] = "pie"
-    for i, w in enumerate(ws):
+    for i, w in enumerate(ws[:MAX_ELEMENTS]):
         label = text(w.get_label()) or (labels[2 * i] if 2 * i < len(labels) and
                                         len(labels) >= len(ws) else "")
         chart["elements"].append({"label": label, "angle": number(w.theta2 - w.theta1),
@@ -271,10 +278,16 @@ def lines_and_points(ax, chart):
     xk, yk = chart["x_scale"], chart["y_scale"]
     xn, yn = categories(ax.xaxis), categories(ax.yaxis)
 
-    def points(xs, ys):
+    def series(label, xs, ys):
+        total = min(len(xs), len(ys))
+        xs, ys = xs[:MAX_POINTS], ys[:MAX_POINTS]
         # dates and categories are drawn as numbers: convert as the axis did
         xs, ys = ax.xaxis.convert_units(xs), ax.yaxis.convert_units(ys)
-        return [[coordinate(x, xk, xn), coordinate(y, yk, yn)] for x, y in zip(xs, ys)]
+        el = {"label": label,
+              "points": [[coordinate(x, xk, xn), coordinate(y, yk, yn)] for x, y in zip(xs, ys)]}
+        if total > MAX_POINTS:
+            el.update(truncated=True, total_points=int(total))
+        return el
 
     drawn = [l for l in ax.lines if len(l.get_xdata()) >= 1 and l.get_visible()]
     lines = [l for l in drawn if l.get_linestyle() not in ("None", "", " ")]
@@ -282,19 +295,16 @@ def lines_and_points(ax, chart):
     colls = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets())]
     if lines:
         chart["type"] = "line"
-        for l in lines:
-            chart["elements"].append({"label": text(l.get_label()),
-                                      "points": points(l.get_xdata(), l.get_ydata())})
+        for l in lines[:MAX_ELEMENTS]:
+            chart["elements"].append(series(text(l.get_label()), l.get_xdata(), l.get_ydata()))
         return True
     if markers or colls:
         chart["type"] = "scatter"
-        for l in markers:
-            chart["elements"].append({"label": text(l.get_label()),
-                                      "points": points(l.get_xdata(), l.get_ydata())})
-        for c in colls:
+        for l in markers[:MAX_ELEMENTS]:
+            chart["elements"].append(series(text(l.get_label()), l.get_xdata(), l.get_ydata()))
+        for c in colls[:MAX_ELEMENTS]:
             off = c.get_offsets()
-            chart["elements"].append({"label": text(c.get_label()),
-                                      "points": points(off[:, 0], off[:, 1])})
+            chart["elements"].append(series(text(c.get_label()), off[:, 0], off[:, 1]))
         return True
     return False
 
@@ -308,6 +318,10 @@ def axes_chart(ax):
         except Exception:  # this reader could not: the next may
             chart["elements"] = []
             chart["type"] = "unknown"
+    if len(chart["elements"]) > MAX_ELEMENTS:
+        chart["total_elements"] = len(chart["elements"])
+        chart["elements"] = chart["elements"][:MAX_ELEMENTS]
+        chart["truncated"] = True
     return chart
 
 
@@ -343,11 +357,13 @@ def safe_chart(fig):
 
 def table(df, max_rows):
     """pandas' Table Schema form of df, its first max_rows rows."""
-    shown = df.head(max_rows)
+    shown = df.iloc[:max_rows, :MAX_COLUMNS]
     doc = json.loads(shown.to_json(orient="table", date_format="iso", default_handler=str))
     doc["schema"].pop("pandas_version", None)
     doc["total_rows"] = int(len(df))
-    doc["truncated"] = len(df) > max_rows
+    doc["truncated"] = len(df) > max_rows or df.shape[1] > MAX_COLUMNS
+    if df.shape[1] > MAX_COLUMNS:
+        doc["total_columns"] = int(df.shape[1])
     return doc
 
 

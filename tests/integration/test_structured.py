@@ -197,6 +197,21 @@ def test_structured_is_opt_in_elsewhere_and_the_page_is_unchanged(svc):
     assert again.status == 200, again
 
 
+def test_big_data_is_capped_and_says_so(svc):
+    # Two million points draw a small PNG; their data must not swell the
+    # answer or fail the cell: series and columns are capped, and say so.
+    line, wide = render_cells(svc, [
+        "plt.plot(np.arange(2_000_000), np.zeros(2_000_000))\nplt.show()",
+        "pd.DataFrame(np.zeros((3, 500)))"])
+    c = charts_of(line)[0]
+    el = c["elements"][0]
+    assert c["type"] == "line" and len(el["points"]) == 5000, len(el["points"])
+    assert el["truncated"] is True and el["total_points"] == 2_000_000, {k: el[k] for k in el if k != "points"}
+    t = [o["data"][TABLE] for o in wide["outputs"] if TABLE in o.get("data", {})][0]
+    assert len(t["schema"]["fields"]) == 101 and t["total_columns"] == 500, len(t["schema"]["fields"])
+    assert t["truncated"] is True
+
+
 def test_real_notebooks_figures(svc):
     # Other people's notebooks: every figure they show gets its data.
     for name in ("ipython-trapezoid-rule.ipynb", "scipy-cookbook-robust-regression.ipynb"):

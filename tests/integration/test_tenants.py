@@ -93,6 +93,8 @@ def test_host_guard(svc):
             assert r.status == 200, (host, r)
         check_error(s.render({"cells": ["1"]}, headers={"Host": "127.0.0.1.evil.com"}),
                     403, "host_not_allowed")
+        for host in ("[::1]evil.com", "[::1]:80x", "[::1]:", "[::2]"):
+            check_error(s.get("/healthz", headers={"Host": host}), 403, "host_not_allowed")
     finally:
         assert s.stop() == 0
 

@@ -382,3 +382,73 @@ TEST(jobs__a_tenant_limit_refuses_past_its_own_max)
     jobs_release(&sb);
     jobs_free(j);
 }
+
+/* A waiter of a tenant that records its answer. */
+struct answer_waiter {
+    struct jobs *j;
+    struct tenant who;
+    struct job_slot slot;
+    atomic_int rc; /* 1: still waiting */
+    pthread_t thread;
+};
+
+static void *wait_for_answer(void *arg)
+{
+    struct answer_waiter *w = arg;
+
+    atomic_store(&w->rc, jobs_acquire(w->j, &w->who, NULL, &w->slot, NULL));
+    return NULL;
+}
+
+static void answer_waiter_start(struct answer_waiter *w, struct jobs *j,
+                                const char *tenant)
+{
+    memset(w, 0, sizeof(*w));
+    w->j = j;
+    atomic_store(&w->rc, 1);
+    snprintf(w->who.name, sizeof(w->who.name), "%s", tenant);
+    pthread_create(&w->thread, NULL, wait_for_answer, w);
+}
+
+static bool rc_becomes(struct answer_waiter *w, int rc)
+{
+    int64_t until = util_now_ms() + 3000;
+
+    while (atomic_load(&w->rc) != rc && util_now_ms() < until)
+        sleep_ms(5);
+    return atomic_load(&w->rc) == rc;
+}
+
+TEST(jobs__a_full_queue_makes_room_for_a_lighter_tenant)
+{
+    /* One slot, two places. Tenant a holds the slot and both places; b
+     * comes: it takes the place of a's newest waiter (429 for that one),
+     * not a 429 of its own, and gets the next slot. */
+    struct jobs *j = jobs_new(1, 2);
+    struct tenant a = {.name = "a"}, c = {.name = "a"};
+    struct job_slot held, extra;
+    struct answer_waiter a1, a2, b;
+
+    CHECK(jobs_acquire(j, &a, NULL, &held, NULL) == 0);
+    answer_waiter_start(&a1, j, "a");
+    CHECK(counts_become(j, 1, 1));
+    answer_waiter_start(&a2, j, "a");
+    CHECK(counts_become(j, 1, 2));
+    /* another request of a's own: the queue is full for it */
+    CHECK(jobs_acquire(j, &c, NULL, &extra, NULL) == ERR_BUSY);
+    answer_waiter_start(&b, j, "b");
+    CHECK(rc_becomes(&a2, ERR_BUSY)); /* a's newest gave its place */
+    CHECK(atomic_load(&a1.rc) == 1 && atomic_load(&b.rc) == 1);
+    CHECK(counts_become(j, 1, 2));
+    jobs_release(&held);
+    CHECK(rc_becomes(&b, 0)); /* b has fewer running: it goes first */
+    CHECK(atomic_load(&a1.rc) == 1);
+    jobs_release(&b.slot);
+    CHECK(rc_becomes(&a1, 0));
+    jobs_release(&a1.slot);
+    pthread_join(a1.thread, NULL);
+    pthread_join(a2.thread, NULL);
+    pthread_join(b.thread, NULL);
+    CHECK(counts_become(j, 0, 0));
+    jobs_free(j);
+}
