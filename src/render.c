@@ -10,7 +10,7 @@
  *             fifth of a warm render), and the root is read-only anyway
  *   execute   the driver inside executes and exports (see
  *             notebook-images/python/nbcanvas_driver.py) and sends
- *             "nbcanvas:done <n>\n" and an n-byte tar of its results on
+ *             "nbcanvas:done <nonce> <n>\n" and an n-byte tar of its results on
  *             its stdout
  *   collect   read that tar (for a zip it also holds, under artifacts/, the
  *             files the notebook wrote); then hand the container to the
