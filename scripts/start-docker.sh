@@ -30,6 +30,11 @@ want=$(cat <<'JSON'
 JSON
 )
 
+has_runsc() {
+    curl -fsS --max-time 3 --unix-socket "$sock" http://localhost/info |
+        grep -q '"runsc"'
+}
+
 if engine_answers; then
     # An engine this script started earlier, with an older config: runtimes
     # are among what dockerd reloads on SIGHUP.
@@ -39,6 +44,22 @@ if engine_answers; then
         kill -HUP "$(cat /var/run/docker.pid)"
         sleep 2
         echo "start-docker: engine reloaded $conf"
+    fi
+    # An engine started by someone else (Debian's docker.service under
+    # systemd starts one when docker.io is installed): register runsc in
+    # its own config file and have it reload.
+    if ! has_runsc && [ ! -f "$conf" ] && [ -f /var/run/docker.pid ]; then
+        python3 - "$want" <<'PY'
+import json, os, sys
+path = "/etc/docker/daemon.json"
+cfg = json.load(open(path)) if os.path.exists(path) else {}
+cfg.setdefault("runtimes", {}).update(json.loads(sys.argv[1])["runtimes"])
+os.makedirs(os.path.dirname(path), exist_ok=True)
+json.dump(cfg, open(path, "w"), indent=2)
+PY
+        kill -HUP "$(cat /var/run/docker.pid)"
+        sleep 2
+        echo "start-docker: registered runsc in /etc/docker/daemon.json"
     fi
     exit 0
 fi

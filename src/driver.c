@@ -1,6 +1,7 @@
 /*
  * The service's side of the driver protocol (include/nbcanvas/driver.h).
- * Every line is found by its word at the start of a line, and every
+ * The ready and progress lines are found by their word at the start of a
+ * line, the done line by its word and the job's nonce anywhere, and every
  * status.json field is type-checked before use: the driver runs next to
  * the user's code, so what it sends is read as carefully as a request.
  */

@@ -813,7 +813,7 @@ int http_start(struct http_server **out, struct service *svc, struct err *err)
 
     s->svc = svc;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->idle, NULL);
+    util_cond_init_monotonic(&s->idle);
     rc = parse_listen(&sa, cfg->listen, err);
     if (rc < 0) {
         free(s);
@@ -862,8 +862,7 @@ void http_stop(struct http_server *srv, long drain_s)
     /* Stop accepting, let in-flight requests finish (up to drain_s), then
      * stop: MHD_stop_daemon alone would cut the open connections. */
     MHD_quiesce_daemon(srv->daemon);
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += drain_s;
+    until = util_monotonic_in(drain_s * 1000);
     pthread_mutex_lock(&srv->lock);
     while (srv->active > 0 &&
            pthread_cond_timedwait(&srv->idle, &srv->lock, &until) == 0)

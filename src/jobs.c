@@ -102,8 +102,8 @@ static struct waiter *chosen(struct jobs *j)
 }
 
 /* Under the lock, with the queue full: the newest waiter of the tenant
- * with the most jobs, if that tenant has more than `than` (a newcomer's
- * load), else NULL. Giving its place away keeps one tenant's flood from
+ * with the most jobs, if that tenant has at least two more than `than` (a
+ * newcomer's load: one more would only swap the two), else NULL. Giving its place away keeps one tenant's flood from
  * filling the queue against everyone else. */
 static struct waiter *heaviest_newest(struct jobs *j, long than)
 {
@@ -157,6 +157,12 @@ int jobs_acquire(struct jobs *j, const struct tenant *who,
     snprintf(slot->tenant, sizeof(slot->tenant), "%s", tenant);
     pthread_mutex_lock(&j->lock);
     me.load = load_of(j, tenant);
+    if (tenant_max > 0 && me.load->running + me.load->waiting >= tenant_max) {
+        pthread_mutex_unlock(&j->lock);
+        return err_set(err, ERR_BUSY,
+                       "tenant %s already has its %ld jobs; retry later",
+                       tenant, tenant_max);
+    }
     if (j->running >= j->max_running && j->waiting >= j->max_waiting) {
         struct waiter *give = heaviest_newest(j, me.load->running +
                                                      me.load->waiting);
@@ -170,12 +176,6 @@ int jobs_acquire(struct jobs *j, const struct tenant *who,
         }
         give->bumped = true; /* it leaves with 429; this one waits */
         pthread_cond_broadcast(&j->changed);
-    }
-    if (tenant_max > 0 && me.load->running + me.load->waiting >= tenant_max) {
-        pthread_mutex_unlock(&j->lock);
-        return err_set(err, ERR_BUSY,
-                       "tenant %s already has its %ld jobs; retry later",
-                       tenant, tenant_max);
     }
     me.seq = j->next_seq++;
     me.bumped = false;

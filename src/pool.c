@@ -17,7 +17,8 @@
  * not hammered; the pool refills by itself when the engine returns.
  *
  * Caveat: a container's deadline label covers its idle time plus the
- * longest render, so the reaper never removes one that is in use.
+ * longest render, so another service's reaper does not remove one in use;
+ * this service's own reaper never does (the live set, sandbox.h).
  */
 #include "nbcanvas/pool.h"
 

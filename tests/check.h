@@ -11,7 +11,7 @@
  * registered test in the order of the file, or only those whose names
  * contain argv[1]. CHECK records a failure with its place and goes on; the
  * run ends with the plain closing line "N passed, N failed" and exits 1 if
- * any test failed.
+ * any test failed, or if none ran.
  */
 
 #include <stdio.h>

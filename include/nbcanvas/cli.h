@@ -4,7 +4,7 @@
 /*
  * The command line: `serve`, and the one-shot `render` and `run`, which
  * build the same struct service and call the same pipeline as the HTTP
- * handlers do.
+ * handlers do; `key new` makes an API key.
  */
 
 /* Each returns the process exit status. */

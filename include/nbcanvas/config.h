@@ -65,7 +65,7 @@ struct config {
     long max_queue; /* 0: twice max_jobs */
     long reaper_interval_s;
 
-    /* who may call (docs/SECURITY.md, "A shared service") */
+    /* who may call (docs/SECURITY.md, the threat model) */
     char api_keys_file[512];    /* "": no keys, loopback only */
     bool allow_unauthenticated; /* serve without keys beyond loopback */
     char allowed_hosts[1024];   /* Host names served, one per line */

@@ -45,7 +45,8 @@ const char *docker_api_version(const struct docker *d);
  * body lands in resp (which caps it) and the HTTP status in *status.
  * timeout_ms 0 means the client's default. Fails with ERR_ENGINE when the
  * engine cannot be reached or does not answer in time; an HTTP error status
- * is not a failure here (callers decide), see docker_check.
+ * is not a failure here (callers decide; docker_call_json turns one into
+ * an error).
  */
 int docker_request(struct docker *d, const char *method, const char *path,
                    const void *body, size_t body_len, const char *content_type,

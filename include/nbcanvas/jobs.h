@@ -32,6 +32,7 @@ struct job_slot {
         NULL, ""                                                              \
     }
 
+/* A new limiter, freed with jobs_free once no slot is held or awaited. */
 struct jobs *jobs_new(long max_running, long max_waiting);
 void jobs_free(struct jobs *j);
 

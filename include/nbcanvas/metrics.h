@@ -20,7 +20,7 @@ void metrics_free(struct metrics *m);
  * distinct routes get rows of their own; more are counted as "other"). */
 void metrics_request(struct metrics *m, const char *route, const char *tenant,
                      unsigned status, long long ms);
-/* Counts an event: "timeouts", "ooms", "reaped", "cache_hits" ... */
+/* Counts an event: "timeouts", "ooms", "reaped", "slow_clients_dropped". */
 void metrics_count(struct metrics *m, const char *event, long n);
 
 /* Appends the exposition text to out; jobs (may be NULL) adds gauges. */

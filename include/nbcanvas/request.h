@@ -58,6 +58,8 @@ void request_render_release(struct render_request *r);
 /* "html", "zip", "ipynb" or "json". */
 const char *request_format_name(enum render_format format);
 
+/* Parses a run request body; out is released with request_run_release
+ * even when parsing fails. */
 int request_parse_run(struct run_request *out, const char *body, size_t len,
                       const struct config *cfg, struct err *err);
 void request_run_release(struct run_request *r);

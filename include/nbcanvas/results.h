@@ -20,7 +20,7 @@ json_t *results_cells_json(json_t *nb);
  * jpg, svg, gif), appended to files (release with tarball_files_release). */
 void results_images(struct tar_files *files, json_t *nb);
 
-/* Error details for cell index of nb: {"cell", "ename", "evalue",
+/* Error details of a failed cell from the driver's status: {"cell", "ename", "evalue",
  * "traceback"} from the driver's status (new reference), text cleaned. */
 json_t *results_cell_error(json_t *status);
 

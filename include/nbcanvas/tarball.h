@@ -2,7 +2,8 @@
 #define NBCANVAS_TARBALL_H
 
 /*
- * In-memory tar archives for the Engine's archive API (libarchive).
+ * In-memory tar archives (libarchive): the job a sandbox reads on its
+ * stdin, and the results it writes on its stdout.
  * Writing: the service builds the upload itself from validated names, as
  * regular files with fixed owner and mode, never links. Reading: only
  * regular files are kept; links, devices and names that climb out of the

@@ -28,8 +28,10 @@ struct tenant {
 
 struct tenants;
 
-/* Loads the keys at path (NULL or "": no keys, every caller is tenant "").
- * A bad file fails with ERR_INVALID naming the entry and the field. */
+/* Loads the keys at path (NULL or "": no keys, every caller is tenant "")
+ * into a new *out, freed with tenants_free. A bad file fails with
+ * ERR_INVALID naming the entry and the field. Every function below is
+ * thread-safe. */
 int tenants_new(struct tenants **out, const char *path, struct err *err);
 void tenants_free(struct tenants *t);
 
@@ -39,7 +41,7 @@ int tenants_reload(struct tenants *t, struct err *err);
 
 /* True when a keys file is in force. */
 bool tenants_required(struct tenants *t);
-/* How many tenants the keys name (for bounded metric labels). */
+/* How many key entries the keys file holds (for the log). */
 long tenants_count(struct tenants *t);
 
 /* The tenant of an Authorization header value ("Bearer <key>") into out.
