@@ -17,7 +17,7 @@
 #include <time.h>
 #include <uuid/uuid.h>
 
-static void die_oom(size_t n)
+__attribute__((noreturn)) static void die_oom(size_t n)
 {
     fprintf(stderr, "nbcanvas: out of memory allocating %zu bytes\n", n);
     abort();
@@ -161,6 +161,7 @@ int util_base64_decode(char **out, size_t *out_len, const char *in, size_t len,
             continue;
         clean[k++] = in[i];
     }
+    clean[k] = '\0';
     *out = xmalloc(k / 4 * 3 + 1);
     /* EVP_DecodeBlock takes whitespace at the ends and no padding check:
      * a length that is a multiple of four is ours to require. */
