@@ -405,14 +405,16 @@ static void write_pool_cache_metrics(struct service *svc, struct buf *out)
                "nbcanvas_pool_starting %ld\n"
                "# TYPE nbcanvas_pool_taken_total counter\n"
                "nbcanvas_pool_taken_total %ld\n"
+               "# TYPE nbcanvas_pool_waited_total counter\n"
+               "nbcanvas_pool_waited_total %ld\n"
                "# TYPE nbcanvas_pool_empty_total counter\n"
                "nbcanvas_pool_empty_total %ld\n"
                "# TYPE nbcanvas_pool_replaced_total counter\n"
                "nbcanvas_pool_replaced_total %ld\n"
                "# TYPE nbcanvas_pool_refill_seconds gauge\n"
                "nbcanvas_pool_refill_seconds %g\n",
-               p.size, p.idle, p.starting, p.handed_out, p.misses, p.replaced,
-               (double)p.last_refill_ms / 1000);
+               p.size, p.idle, p.starting, p.handed_out, p.waited, p.misses,
+               p.replaced, (double)p.last_refill_ms / 1000);
     buf_printf(out,
                "# TYPE nbcanvas_cache_entries gauge\n"
                "nbcanvas_cache_entries %ld\n"

@@ -7,14 +7,21 @@
  * is not traded for it: a pooled container has never run anyone's code,
  * it serves exactly one request and is then destroyed.
  *
- * How: one refill thread keeps `size` containers ready. It creates a
- * container exactly as the cold route does (same hardening, same image)
+ * How: refill threads, one per core (at most POOL_MAX_THREADS, no more
+ * than the pool's size), keep `size` containers ready, several starting
+ * at once. Each creates a container exactly as the cold route does (same hardening, same image)
  * but with NBCANVAS_PRELOAD=1, attaches to its output, starts it, and
  * waits for the driver's "nbcanvas:ready". Every few seconds it checks the
  * idle ones: one that is no longer running (engine restart, OOM, a crash)
  * or has sat longer than POOL_MAX_IDLE_S is removed and replaced. When the
  * engine fails, refills back off (1 s doubling to 30 s) so a dead engine is
  * not hammered; the pool refills by itself when the engine returns.
+ *
+ * A request that finds no idle sandbox while one is being started waits
+ * for it, if it is expected ready within a cold start's time (the last
+ * refill's duration, less how long the earliest start has already run),
+ * instead of starting a cold one that would compete with the refill for
+ * the same CPU; no more requests wait than sandboxes are starting.
  *
  * Caveat: a container's deadline label covers its idle time plus the
  * longest render, so another service's reaper does not remove one in use;
@@ -26,6 +33,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "nbcanvas/demux.h"
 #include "nbcanvas/driver.h"
@@ -34,10 +42,21 @@
 #define POOL_MAX_IDLE_S 600
 #define POOL_READY_TIMEOUT_MS 90000
 #define POOL_CHECK_EVERY_MS 5000
+#define POOL_MAX_THREADS 8
+#define POOL_WAIT_SLICE_MS 100
 
 struct idle_sandbox {
     struct sandbox sb;
     long long ready_at_ms;
+};
+
+struct pool;
+
+/* What one refill thread is told: its pool and its place. */
+struct refiller {
+    struct pool *pool;
+    int index;         /* 0 also checks the idle ones */
+    long long started; /* when its current start began; 0: none */
 };
 
 struct pool {
@@ -46,9 +65,12 @@ struct pool {
     char owner[128];
     struct sandbox_set *live;
     pthread_mutex_t lock;
-    pthread_cond_t wake;
-    pthread_t thread;
-    bool running;
+    pthread_cond_t wake;  /* refill threads: demand, or stopping */
+    pthread_cond_t ready; /* waiting requests: a sandbox became idle */
+    pthread_t threads[POOL_MAX_THREADS];
+    struct refiller refillers[POOL_MAX_THREADS];
+    int nthreads;
+    long waiting; /* requests waiting for a start under way */
     atomic_bool stopping;
     struct idle_sandbox *idle;
     struct pool_stats stats;
@@ -174,7 +196,8 @@ static void wait_a_while(struct pool *p, long ms)
 
 static void *refill(void *arg)
 {
-    struct pool *p = arg;
+    struct refiller *me = arg;
+    struct pool *p = me->pool;
     long delay_ms = 1000;
     long long last_check = util_now_ms();
 
@@ -185,27 +208,32 @@ static void *refill(void *arg)
         bool need;
         int rc;
 
-        if (util_now_ms() - last_check > POOL_CHECK_EVERY_MS) {
+        if (me->index == 0 &&
+            util_now_ms() - last_check > POOL_CHECK_EVERY_MS) {
             check_idle(p);
             last_check = util_now_ms();
         }
+        t0 = util_now_ms();
         pthread_mutex_lock(&p->lock);
         need = p->stats.idle + p->stats.starting < p->stats.size;
-        if (need)
+        if (need) {
             p->stats.starting++;
+            me->started = t0;
+        }
         pthread_mutex_unlock(&p->lock);
         if (!need) {
             wait_a_while(p, 1000);
             continue;
         }
-        t0 = util_now_ms();
         rc = start_one(p, &sb, &err);
         pthread_mutex_lock(&p->lock);
         p->stats.starting--;
+        me->started = 0;
         if (rc == 0) {
             p->idle[p->stats.idle++] = (struct idle_sandbox){sb,
                                                              util_now_ms()};
             p->stats.last_refill_ms = util_now_ms() - t0;
+            pthread_cond_signal(&p->ready);
         }
         pthread_mutex_unlock(&p->lock);
         if (rc == 0) {
@@ -221,10 +249,23 @@ static void *refill(void *arg)
     return NULL;
 }
 
+/* Refill threads for a pool of size: one per core, at most
+ * POOL_MAX_THREADS, no more than size. */
+static int refill_threads(long size)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long n = cores < size ? cores : size;
+
+    if (n > POOL_MAX_THREADS)
+        n = POOL_MAX_THREADS;
+    return n < 1 ? 1 : (int)n;
+}
+
 struct pool *pool_new(struct docker *d, const struct config *cfg,
                       const char *owner, struct sandbox_set *live, long size)
 {
     struct pool *p = xcalloc(1, sizeof(*p));
+    int i, want = size > 0 ? refill_threads(size) : 0;
 
     p->docker = d;
     p->cfg = cfg;
@@ -234,8 +275,14 @@ struct pool *pool_new(struct docker *d, const struct config *cfg,
     p->idle = xcalloc((size_t)size + 1, sizeof(*p->idle));
     pthread_mutex_init(&p->lock, NULL);
     util_cond_init_monotonic(&p->wake);
-    if (size > 0)
-        p->running = pthread_create(&p->thread, NULL, refill, p) == 0;
+    util_cond_init_monotonic(&p->ready);
+    for (i = 0; i < want; i++) {
+        p->refillers[i] = (struct refiller){p, i, 0};
+        if (pthread_create(&p->threads[p->nthreads], NULL, refill,
+                           &p->refillers[i]) != 0)
+            break;
+        p->nthreads++;
+    }
     return p;
 }
 
@@ -248,24 +295,65 @@ void pool_free(struct pool *p)
     pthread_mutex_lock(&p->lock);
     p->stopping = true;
     pthread_cond_broadcast(&p->wake);
+    pthread_cond_broadcast(&p->ready);
     pthread_mutex_unlock(&p->lock);
-    if (p->running)
-        pthread_join(p->thread, NULL);
+    for (i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
     for (i = 0; i < p->stats.idle; i++)
         sandbox_destroy(&p->idle[i].sb);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->ready);
     free(p->idle);
     free(p);
 }
 
-bool pool_take(struct pool *p, struct sandbox *out)
+/* Under the lock: how long until the earliest start under way should be
+ * ready, from the last refill's duration; -1 when none is starting, or
+ * every start is already awaited by a request. */
+static long long soonest_ready_in(struct pool *p)
 {
+    long long earliest = 0, now = util_now_ms();
+    int i;
+
+    if (p->stats.starting <= p->waiting || p->stats.last_refill_ms <= 0)
+        return -1;
+    for (i = 0; i < p->nthreads; i++)
+        if (p->refillers[i].started &&
+            (!earliest || p->refillers[i].started < earliest))
+            earliest = p->refillers[i].started;
+    if (!earliest)
+        return -1;
+    return earliest + p->stats.last_refill_ms > now
+               ? earliest + p->stats.last_refill_ms - now
+               : 0;
+}
+
+bool pool_take(struct pool *p, struct sandbox *out, const atomic_bool *cancel)
+{
+    long long wait_ms, until;
     bool got = false;
 
     if (!p)
         return false;
     pthread_mutex_lock(&p->lock);
+    pthread_cond_signal(&p->wake); /* whatever happens: refill */
+    wait_ms = p->stats.idle > 0 ? 0 : soonest_ready_in(p);
+    if (wait_ms >= 0 && p->stats.idle == 0) {
+        /* A start under way beats a cold one beside it; give it its
+         * expected time and half as much again. */
+        until = util_now_ms() + wait_ms + wait_ms / 2 + POOL_WAIT_SLICE_MS;
+        p->waiting++;
+        while (p->stats.idle == 0 && !p->stopping && !(cancel && *cancel) &&
+               util_now_ms() < until) {
+            struct timespec ts = util_monotonic_in(POOL_WAIT_SLICE_MS);
+
+            pthread_cond_timedwait(&p->ready, &p->lock, &ts);
+        }
+        p->waiting--;
+        if (p->stats.idle > 0)
+            p->stats.waited++;
+    }
     if (p->stats.idle > 0) {
         /* The most recently readied one: the least time idle. */
         *out = p->idle[--p->stats.idle].sb;
@@ -274,7 +362,6 @@ bool pool_take(struct pool *p, struct sandbox *out)
     } else {
         p->stats.misses++;
     }
-    pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
     return got;
 }

@@ -228,7 +228,8 @@ static int execute(struct render_job *job, const atomic_bool *cancel)
     rc = build_upload(job);
     if (rc < 0)
         return rc;
-    job->warm = !job->req->force_cold && pool_take(job->svc->pool, &job->sb);
+    job->warm = !job->req->force_cold &&
+                pool_take(job->svc->pool, &job->sb, cancel);
     if (job->warm && !sandbox_is_running(&job->sb)) {
         /* It died while idle (the engine attaches to a stopped container
          * and waits for ever); the pool's own check may not have run yet. */

@@ -22,7 +22,8 @@ struct pool_stats {
     long idle;       /* ready now */
     long starting;   /* being started */
     long handed_out; /* requests served warm */
-    long misses;     /* requests that found the pool empty */
+    long waited;     /* of those, served by waiting for a start under way */
+    long misses;     /* requests that found the pool empty: cold starts */
     long replaced;   /* containers dropped for age or death */
     long last_refill_ms;
 };
@@ -36,9 +37,11 @@ struct pool *pool_new(struct docker *d, const struct config *cfg,
 /* Stops refilling and removes every idle container. */
 void pool_free(struct pool *p);
 
-/* Takes a ready sandbox into *out (the caller destroys it after use).
- * Returns false, leaving *out untouched, when none is ready. */
-bool pool_take(struct pool *p, struct sandbox *out);
+/* Takes a ready sandbox into *out (the caller destroys it after use). When
+ * none is idle but one is being started and expected ready within a cold
+ * start's time, waits for it (until *cancel, may be NULL). Returns false,
+ * leaving *out untouched, when none came: the caller goes cold. */
+bool pool_take(struct pool *p, struct sandbox *out, const atomic_bool *cancel);
 
 void pool_stats(struct pool *p, struct pool_stats *out);
 

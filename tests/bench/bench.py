@@ -139,6 +139,19 @@ def sequential(svc, baseline, name, runs):
     return res
 
 
+def back_to_back(svc, n):
+    """n distinct chart renders in a row with no pause, as a person re-running
+    a cell would: (seconds, warm or cold) of each."""
+    wait_pool(svc, 2)
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        r = svc.render(request_body("chart", "b2b-%d-%f" % (i, time.time())))
+        assert r.status == 200, r
+        out.append((time.perf_counter() - t0, r.header("x-nbcanvas-sandbox")))
+    return out
+
+
 def throughput(fn, clients, seconds):
     done = []
     stop = time.time() + seconds
@@ -189,6 +202,7 @@ def main():
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--runtime", default="")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--back-to-back", type=int, default=10)
     ap.add_argument("--out", default="")
     args = ap.parse_args()
 
@@ -206,6 +220,9 @@ def main():
         for name in args.workloads.split(","):
             print("sequential:", name, flush=True)
             results[name] = sequential(svc, baseline, name, args.runs)
+
+        print("back to back", flush=True)
+        b2b = back_to_back(svc, args.back_to_back)
 
         print("throughput: baseline", flush=True)
         cpu0 = cpu_busy_seconds()
@@ -238,6 +255,16 @@ def main():
                         for k in "abcd"]
         row += ["%.3f" % (pct(r["c"], 50) / a50), "%.3f" % (pct(r["c"], 95) / a50)]
         lines.append("| " + " | ".join(row) + " |")
+    if "chart" in results and b2b:
+        times = [t for t, _ in b2b]
+        a50 = pct(results["chart"]["a"], 50)
+        lines.append("")
+        lines.append("Back to back, chart, %d distinct renders in a row with no pause: p50 %s ms, "
+                     "p90 %s ms (%.3f / %.3f of (a) p50); %d of them cold; in order: %s."
+                     % (len(b2b), fmt_ms(pct(times, 50)), fmt_ms(pct(times, 90)),
+                        pct(times, 50) / a50, pct(times, 90) / a50,
+                        sum(1 for _, k in b2b if k == "cold"),
+                        ", ".join("%s %s" % (fmt_ms(t), k) for t, k in b2b)))
     a_tp = len(a_done) / a_secs
     c_tp = len(c_done) / c_secs
     warm_share = sum(1 for k in c_done if k == "warm") / max(1, len(c_done))

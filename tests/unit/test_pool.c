@@ -254,7 +254,7 @@ TEST(pool__take_hands_out_a_ready_sandbox_and_refills)
     CHECK(settled(&fs, 1));
     snprintf(first, sizeof(first), "%s", driver_id(&r, 0));
     memset(&sb, 0, sizeof(sb));
-    CHECK(pool_take(fs.svc.pool, &sb));
+    CHECK(pool_take(fs.svc.pool, &sb, NULL));
     CHECK_STREQ(sb.id, first);
     CHECK(sb.started);
     CHECK(stats(&fs).handed_out == 1);
@@ -281,7 +281,7 @@ TEST(pool__an_empty_pool_hands_out_nothing)
     start(&fs, &r, 0, false);
     memset(&sb, 0, sizeof(sb));
     snprintf(sb.id, sizeof(sb.id), "untouched");
-    CHECK(!pool_take(fs.svc.pool, &sb));
+    CHECK(!pool_take(fs.svc.pool, &sb, NULL));
     CHECK_STREQ(sb.id, "untouched");
     CHECK(stats(&fs).misses == 1 && stats(&fs).handed_out == 0);
     poll(NULL, 0, 100);
@@ -361,5 +361,62 @@ TEST(pool__free_removes_every_idle_sandbox)
     CHECK(fake_engine_count(&fs.engine, "DELETE", NULL) == 2);
     CHECK(fake_engine_containers(&fs.engine) == 0);
     CHECK(fake_service_live(&fs) == 0);
+    stop(&fs, &r);
+}
+
+/* ---- waiting for a start under way ----------------------------------- */
+
+struct taker {
+    struct fake_service *fs;
+    struct sandbox sb;
+    atomic_int got; /* -1: still waiting, 0: none, 1: one */
+    pthread_t thread;
+};
+
+static void *take_in_thread(void *arg)
+{
+    struct taker *t = arg;
+
+    atomic_store(&t->got, pool_take(t->fs->svc.pool, &t->sb, NULL) ? 1 : 0);
+    return NULL;
+}
+
+TEST(pool__an_empty_pool_waits_for_the_start_under_way)
+{
+    /* The first fill takes about a second (the gate), so the pool expects
+     * a refill to take as long. A request that finds it empty while the
+     * refill runs waits for that refill rather than going cold; a second
+     * one, with nothing more starting, goes cold at once. */
+    struct fake_service fs;
+    struct ready_driver r;
+    struct sandbox first, second;
+    struct taker t = {.got = -1};
+    long long t0;
+
+    start(&fs, &r, 1, true);
+    poll(NULL, 0, 1000);
+    open_gate(&r);
+    WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
+    CHECK(settled(&fs, 1) && stats(&fs).last_refill_ms >= 900);
+    pthread_mutex_lock(&r.lock);
+    r.gate_open = false; /* the refill now waits at the gate */
+    pthread_mutex_unlock(&r.lock);
+    memset(&first, 0, sizeof(first));
+    CHECK(pool_take(fs.svc.pool, &first, NULL));
+    WAIT_UNTIL(stats(&fs).starting == 1, PATIENCE_MS);
+    t.fs = &fs;
+    pthread_create(&t.thread, NULL, take_in_thread, &t);
+    poll(NULL, 0, 300);
+    CHECK(atomic_load(&t.got) == -1); /* still waiting for the refill */
+    t0 = util_now_ms();
+    memset(&second, 0, sizeof(second));
+    CHECK(!pool_take(fs.svc.pool, &second, NULL)); /* nothing more coming */
+    CHECK(util_now_ms() - t0 < 500);
+    open_gate(&r);
+    pthread_join(t.thread, NULL);
+    CHECK(atomic_load(&t.got) == 1 && t.sb.id[0]);
+    CHECK(stats(&fs).waited == 1 && stats(&fs).misses == 1);
+    sandbox_destroy(&first);
+    sandbox_destroy(&t.sb);
     stop(&fs, &r);
 }
