@@ -37,6 +37,7 @@
 #include "nbcanvas/request.h"
 #include "nbcanvas/runner.h"
 #include "nbcanvas/sandbox.h"
+#include "nbcanvas/tarball.h"
 #include "nbcanvas/tenants.h"
 #include "nbcanvas/util.h"
 
@@ -60,6 +61,7 @@ struct exchange {
     const char *route;
     unsigned status;
     struct tenant tenant; /* who asked (name "" without keys) */
+    bool gzip_ok;         /* Accept-Encoding allows gzip */
     char retry_after[24]; /* for a 429 rate_limited */
 };
 
@@ -119,14 +121,71 @@ static void add_header(struct MHD_Response *r, const char *name,
         MHD_add_response_header(r, name, value);
 }
 
+/* Text answers are worth compressing (a page with its images inline
+ * shrinks about five times); zips and images are compressed already. */
+#define GZIP_MIN_BYTES 1024
+
+static bool compressible(const char *content_type)
+{
+    return strncmp(content_type, "text/", 5) == 0 ||
+           strncmp(content_type, "application/json", 16) == 0 ||
+           strncmp(content_type, "application/x-ipynb+json", 24) == 0;
+}
+
+/* True when the client's Accept-Encoding names gzip (or *) with a
+ * weight above zero. */
+static bool accepts_gzip(const char *accept)
+{
+    char item[64];
+    const char *p = accept;
+
+    while (p && *p) {
+        size_t n = strcspn(p, ",");
+        const char *q;
+        char *name = item;
+
+        snprintf(item, sizeof(item), "%.*s", (int)(n < 63 ? n : 63), p);
+        p += n + (p[n] == ',');
+        while (*name == ' ')
+            name++;
+        q = strstr(name, "q=");
+        name[strcspn(name, " ;")] = '\0';
+        if (strcasecmp(name, "gzip") != 0 && strcmp(name, "*") != 0)
+            continue;
+        return !q || strtod(q + 2, NULL) > 0;
+    }
+    return false;
+}
+
 static int respond(struct MHD_Connection *c, struct exchange *x,
                    const struct answer *a)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        a->len, a->body,
-        a->is_static ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r;
+    struct buf packed = BUF_INIT((size_t)-1);
+    bool gzipped = false;
     char total[48];
     int rc;
+
+    if (x->gzip_ok && a->len >= GZIP_MIN_BYTES &&
+        compressible(a->content_type) &&
+        tarball_gzip(&packed, a->body, a->len, NULL) == 0 &&
+        packed.len < a->len) {
+        size_t len;
+        char *body = buf_detach(&packed, &len);
+
+        if (!a->is_static)
+            free(a->body);
+        r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        gzipped = true;
+    } else {
+        r = MHD_create_response_from_buffer(
+            a->len, a->body,
+            a->is_static ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_FREE);
+    }
+    buf_release(&packed);
+    if (compressible(a->content_type))
+        add_header(r, "Vary", "Accept-Encoding");
+    add_header(r, "Content-Encoding", gzipped ? "gzip" : NULL);
 
     if (!a->timing)
         snprintf(total, sizeof(total), "total;dur=%lld",
@@ -641,6 +700,8 @@ static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
     pthread_mutex_lock(&s->lock);
     s->active++;
     pthread_mutex_unlock(&s->lock);
+    x->gzip_ok = accepts_gzip(
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept-Encoding"));
     if (util_is_uuid(rid))
         snprintf(x->id, sizeof(x->id), "%s", rid);
     else

@@ -157,6 +157,29 @@ int tarball_write_files(struct buf *out, const struct tar_files *files,
     return rc;
 }
 
+int tarball_gzip(struct buf *out, const char *data, size_t len,
+                 struct err *err)
+{
+    struct archive *a = archive_write_new();
+    struct archive_entry *e = archive_entry_new();
+    int rc = 0;
+
+    archive_write_add_filter_gzip(a);
+    archive_write_set_format_raw(a);
+    archive_write_set_bytes_in_last_block(a, 1);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_size(e, (la_int64_t)len);
+    if (archive_write_open2(a, out, NULL, write_cb, NULL, NULL) !=
+            ARCHIVE_OK ||
+        archive_write_header(a, e) != ARCHIVE_OK ||
+        (len && archive_write_data(a, data, len) != (la_ssize_t)len) ||
+        archive_write_close(a) != ARCHIVE_OK)
+        rc = err_set(err, ERR_INTERNAL, "gzip: %s", archive_error_string(a));
+    archive_entry_free(e);
+    archive_write_free(a);
+    return rc;
+}
+
 int tarball_read(struct tar_files *out, const char *data, size_t len,
                  const char *strip, size_t max_files, size_t max_total,
                  struct err *err)

@@ -3,7 +3,8 @@
 
 /*
  * In-memory tar archives (libarchive): the job a sandbox reads on its
- * stdin, and the results it writes on its stdout.
+ * stdin, and the results it writes on its stdout; and gzip, through the
+ * same library, for answers on the wire.
  * Writing: the service builds the upload itself from validated names, as
  * regular files with fixed owner and mode, never links. Reading: only
  * regular files are kept; links, devices and names that climb out of the
@@ -44,6 +45,10 @@ int tarball_write(struct buf *out, const struct tar_entry *entries, size_t n,
 int tarball_write_files(struct buf *out, const struct tar_files *files,
                         const struct tar_entry *extra, size_t n, int uid,
                         int gid, struct err *err);
+
+/* Appends len bytes of data, gzip-compressed (RFC 1952), to out. */
+int tarball_gzip(struct buf *out, const char *data, size_t len,
+                 struct err *err);
 
 /* Reads the regular files of a tar held in memory into out (caller releases
  * with tarball_files_release). strip is a leading folder to drop from every

@@ -172,6 +172,25 @@ def test_idempotency_key_is_not_interpreted(svc):
     assert other.json()["cells"][0]["outputs"][0]["text"] == "2\n"
 
 
+def test_text_answers_are_gzipped_when_the_client_takes_it(svc):
+    import gzip
+    body = {"cells": ["import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()"]}
+    plain = svc.render(body)
+    assert plain.status == 200 and plain.header("content-encoding") is None, plain.headers
+    assert plain.header("vary") == "Accept-Encoding"
+    packed = svc.render(body, headers={"Accept-Encoding": "br, gzip;q=0.8"})
+    assert packed.status == 200 and packed.header("content-encoding") == "gzip", packed.headers
+    assert packed.header("x-nbcanvas-cache") == "hit"
+    assert gzip.decompress(packed.body) == plain.body
+    assert len(packed.body) * 3 < len(plain.body), (len(packed.body), len(plain.body))
+    refused = svc.render(body, headers={"Accept-Encoding": "gzip;q=0, deflate"})
+    assert refused.header("content-encoding") is None and refused.body == plain.body
+    errors = svc.render({"cells": 3}, headers={"Accept-Encoding": "gzip"})
+    assert errors.status == 400 and errors.header("content-encoding") is None  # small
+    r = svc.get("/", headers={"Accept-Encoding": "gzip"})
+    assert r.header("content-encoding") == "gzip" and b"nbcanvas" in gzip.decompress(r.body)
+
+
 def test_metrics(svc):
     import time
     svc.get("/healthz")

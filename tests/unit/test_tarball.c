@@ -119,3 +119,31 @@ TEST(tarball__garbage_is_an_error)
     CHECK(tarball_read(&out, junk, sizeof(junk), NULL, 10, 1 << 20, NULL) < 0);
     tarball_files_release(&out);
 }
+
+TEST(tarball__gzip_round_trip)
+{
+    struct buf packed = BUF_INIT((size_t)-1);
+    char text[8000], back[9000];
+    struct archive *a = archive_read_new();
+    struct archive_entry *e;
+    la_ssize_t got = 0, n;
+    size_t i;
+
+    for (i = 0; i < sizeof(text); i++)
+        text[i] = "nbcanvas "[i % 9];
+    CHECK(tarball_gzip(&packed, text, sizeof(text), NULL) == 0);
+    CHECK(packed.len > 18 && packed.len < sizeof(text) / 4);
+    CHECK((unsigned char)packed.data[0] == 0x1f &&
+          (unsigned char)packed.data[1] == 0x8b);
+    archive_read_support_filter_gzip(a);
+    archive_read_support_format_raw(a);
+    CHECK(archive_read_open_memory(a, packed.data, packed.len) == ARCHIVE_OK);
+    CHECK(archive_read_next_header(a, &e) == ARCHIVE_OK);
+    while ((n = archive_read_data(a, back + got, sizeof(back) - (size_t)got)) >
+           0)
+        got += n;
+    CHECK(got == (la_ssize_t)sizeof(text) &&
+          memcmp(back, text, sizeof(text)) == 0);
+    archive_read_free(a);
+    buf_release(&packed);
+}
