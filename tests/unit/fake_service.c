@@ -99,32 +99,77 @@ long fake_service_log_index(struct fake_service *fs, const char *method,
     return found;
 }
 
-size_t fake_service_count_with(struct fake_service *fs, const char *method,
-                               const char *prefix, const char *part)
+/* How many requests of method under prefix have part in their path
+ * (in_body false) or body (true). */
+static size_t count_containing(struct fake_service *fs, const char *method,
+                               const char *prefix, const char *part,
+                               bool in_body)
 {
     size_t i, n = 0;
     struct fake_request r;
 
     for (i = 0; fake_engine_find(&fs->engine, method, prefix, i, &r); i++) {
-        if (strstr(r.path, part))
+        if (strstr(in_body ? r.body : r.path, part))
             n++;
         fake_request_release(&r);
     }
     return n;
 }
 
+size_t fake_service_count_with(struct fake_service *fs, const char *method,
+                               const char *prefix, const char *part)
+{
+    return count_containing(fs, method, prefix, part, false);
+}
+
 size_t fake_service_count_body(struct fake_service *fs, const char *method,
                                const char *prefix, const char *part)
 {
-    size_t i, n = 0;
-    struct fake_request r;
+    return count_containing(fs, method, prefix, part, true);
+}
 
-    for (i = 0; fake_engine_find(&fs->engine, method, prefix, i, &r); i++) {
-        if (strstr(r.body, part))
-            n++;
-        fake_request_release(&r);
+void fake_gate_init(struct fake_gate *g)
+{
+    pthread_mutex_init(&g->lock, NULL);
+    util_cond_init_monotonic(&g->changed);
+    g->closed = false;
+}
+
+void fake_gate_destroy(struct fake_gate *g)
+{
+    pthread_mutex_destroy(&g->lock);
+    pthread_cond_destroy(&g->changed);
+}
+
+static void set_closed(struct fake_gate *g, bool closed)
+{
+    pthread_mutex_lock(&g->lock);
+    g->closed = closed;
+    pthread_cond_broadcast(&g->changed);
+    pthread_mutex_unlock(&g->lock);
+}
+
+void fake_gate_close(struct fake_gate *g)
+{
+    set_closed(g, true);
+}
+
+void fake_gate_open(struct fake_gate *g)
+{
+    set_closed(g, false);
+}
+
+void fake_gate_wait(struct fake_gate *g)
+{
+    long long until = util_now_ms() + 10000;
+
+    pthread_mutex_lock(&g->lock);
+    while (g->closed && util_now_ms() < until) {
+        struct timespec ts = util_monotonic_in(50);
+
+        pthread_cond_timedwait(&g->changed, &g->lock, &ts);
     }
-    return n;
+    pthread_mutex_unlock(&g->lock);
 }
 
 bool fake_service_removed(struct fake_service *fs, const char *id)

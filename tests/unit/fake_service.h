@@ -20,6 +20,7 @@
  */
 
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -78,6 +79,20 @@ size_t fake_service_count_body(struct fake_service *fs, const char *method,
 /* True when the container id was removed with force=1&v=1 and no longer
  * exists. */
 bool fake_service_removed(struct fake_service *fs, const char *id);
+
+/* A gate a fake driver waits at until the test opens it (at most 10 s,
+ * so a broken test fails rather than hangs). Open unless closed. */
+struct fake_gate {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    bool closed;
+};
+
+void fake_gate_init(struct fake_gate *g);
+void fake_gate_destroy(struct fake_gate *g);
+void fake_gate_close(struct fake_gate *g);
+void fake_gate_open(struct fake_gate *g);
+void fake_gate_wait(struct fake_gate *g);
 
 /* True when the JSON array of strings holds s. */
 bool fake_service_has_string(json_t *array, const char *s);

@@ -22,9 +22,9 @@
 struct ready_driver {
     pthread_mutex_t lock;
     pthread_cond_t changed;
-    bool gated, gate_open;
-    bool never_ready; /* prints progress, never the ready line */
-    char ids[8][65];  /* containers it ran in, in order */
+    struct fake_gate gate; /* the ready line waits here */
+    bool never_ready;      /* prints progress, never the ready line */
+    char ids[8][65];       /* containers it ran in, in order */
     int n;
 };
 
@@ -32,18 +32,13 @@ static void ready_fn(void *ctx, const struct fake_stream_info *info,
                      struct fake_output *out)
 {
     struct ready_driver *r = ctx;
-    long long until = util_now_ms() + 10000;
 
     pthread_mutex_lock(&r->lock);
     if (r->n < 8)
         snprintf(r->ids[r->n++], 65, "%s", info->container_id);
     pthread_cond_broadcast(&r->changed);
-    while (r->gated && !r->gate_open && util_now_ms() < until) {
-        struct timespec ts = util_monotonic_in(50);
-
-        pthread_cond_timedwait(&r->changed, &r->lock, &ts);
-    }
     pthread_mutex_unlock(&r->lock);
+    fake_gate_wait(&r->gate);
     fake_output_write(out, 1, "importing numpy\n", 16);
     if (r->never_ready) /* not at a line's start: not the ready line */
         fake_output_write(out, 1, "not " DRIVER_READY_LINE,
@@ -51,14 +46,6 @@ static void ready_fn(void *ctx, const struct fake_stream_info *info,
     else
         fake_output_write(out, 1, DRIVER_READY_LINE,
                           strlen(DRIVER_READY_LINE));
-}
-
-static void open_gate(struct ready_driver *r)
-{
-    pthread_mutex_lock(&r->lock);
-    r->gate_open = true;
-    pthread_cond_broadcast(&r->changed);
-    pthread_mutex_unlock(&r->lock);
 }
 
 /* The id of the i-th container the driver ran in ("" if none yet). */
@@ -82,7 +69,9 @@ static void start_engine(struct fake_service *fs, struct ready_driver *r,
     memset(r, 0, sizeof(*r));
     pthread_mutex_init(&r->lock, NULL);
     util_cond_init_monotonic(&r->changed);
-    r->gated = gated;
+    fake_gate_init(&r->gate);
+    if (gated)
+        fake_gate_close(&r->gate);
     CHECK(fake_service_start(fs) == 0);
     fake_engine_script(&fs->engine, FAKE_ATTACH, NULL, &script);
 }
@@ -100,6 +89,7 @@ static void stop(struct fake_service *fs, struct ready_driver *r)
     fake_service_stop(fs);
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->changed);
+    fake_gate_destroy(&r->gate);
 }
 
 static struct pool_stats stats(struct fake_service *fs)
@@ -169,7 +159,7 @@ TEST(pool__counts_a_sandbox_only_once_its_driver_is_ready)
     CHECK_STREQ(label(body, SANDBOX_LABEL), "1");
     json_decref(body);
 
-    open_gate(&r);
+    fake_gate_open(&r.gate);
     WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
     CHECK(settled(&fs, 1));
     CHECK(creates(&fs) == 1);
@@ -395,12 +385,10 @@ TEST(pool__an_empty_pool_waits_for_the_start_under_way)
 
     start(&fs, &r, 1, true);
     poll(NULL, 0, 1000);
-    open_gate(&r);
+    fake_gate_open(&r.gate);
     WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
     CHECK(settled(&fs, 1) && stats(&fs).last_refill_ms >= 900);
-    pthread_mutex_lock(&r.lock);
-    r.gate_open = false; /* the refill now waits at the gate */
-    pthread_mutex_unlock(&r.lock);
+    fake_gate_close(&r.gate); /* the refill now waits at the gate */
     memset(&first, 0, sizeof(first));
     CHECK(pool_take(fs.svc.pool, &first, NULL));
     WAIT_UNTIL(stats(&fs).starting == 1, PATIENCE_MS);
@@ -412,7 +400,7 @@ TEST(pool__an_empty_pool_waits_for_the_start_under_way)
     memset(&second, 0, sizeof(second));
     CHECK(!pool_take(fs.svc.pool, &second, NULL)); /* nothing more coming */
     CHECK(util_now_ms() - t0 < 500);
-    open_gate(&r);
+    fake_gate_open(&r.gate);
     pthread_join(t.thread, NULL);
     CHECK(atomic_load(&t.got) == 1 && t.sb.id[0]);
     CHECK(stats(&fs).waited == 1 && stats(&fs).misses == 1);

@@ -51,17 +51,16 @@ struct driver {
     struct fake_engine *engine;
     /* How it answers (set before the render). */
     enum answer answer;
-    const char *status;   /* status.json */
-    const char *notebook; /* notebook.ipynb, NULL: none */
-    const char *page;     /* index.html, NULL: none */
-    const char *errout;   /* written on stderr first, NULL: nothing */
-    bool oom;             /* the engine records an OOM kill first */
-    bool vanish;          /* the engine answers 404 for it afterwards */
-    bool gated;           /* answers only once driver_open_gate is called */
+    const char *status;    /* status.json */
+    const char *notebook;  /* notebook.ipynb, NULL: none */
+    const char *page;      /* index.html, NULL: none */
+    const char *errout;    /* written on stderr first, NULL: nothing */
+    bool oom;              /* the engine records an OOM kill first */
+    bool vanish;           /* the engine answers 404 for it afterwards */
+    struct fake_gate gate; /* answers only once it is open */
     /* What it saw, under lock. */
     pthread_mutex_t lock;
     pthread_cond_t changed;
-    bool gate_open;
     int jobs;           /* jobs read in full */
     char container[65]; /* the container of the last job */
     char nonce[64];
@@ -81,6 +80,7 @@ static void driver_init(struct driver *d, struct fake_engine *engine)
     d->page = PAGE;
     pthread_mutex_init(&d->lock, NULL);
     util_cond_init_monotonic(&d->changed);
+    fake_gate_init(&d->gate);
 }
 
 static void driver_release(struct driver *d)
@@ -88,6 +88,7 @@ static void driver_release(struct driver *d)
     tarball_files_release(&d->job);
     pthread_mutex_destroy(&d->lock);
     pthread_cond_destroy(&d->changed);
+    fake_gate_destroy(&d->gate);
 }
 
 static int driver_jobs(struct driver *d)
@@ -98,14 +99,6 @@ static int driver_jobs(struct driver *d)
     n = d->jobs;
     pthread_mutex_unlock(&d->lock);
     return n;
-}
-
-static void driver_open_gate(struct driver *d)
-{
-    pthread_mutex_lock(&d->lock);
-    d->gate_open = true;
-    pthread_cond_broadcast(&d->changed);
-    pthread_mutex_unlock(&d->lock);
 }
 
 /* A tar of the driver's results. */
@@ -218,19 +211,6 @@ static bool read_job(struct driver *d, const struct fake_stream_info *info,
     return true;
 }
 
-static void wait_for_gate(struct driver *d)
-{
-    long long until = util_now_ms() + 10000;
-
-    pthread_mutex_lock(&d->lock);
-    while (d->gated && !d->gate_open && util_now_ms() < until) {
-        struct timespec ts = util_monotonic_in(50);
-
-        pthread_cond_timedwait(&d->changed, &d->lock, &ts);
-    }
-    pthread_mutex_unlock(&d->lock);
-}
-
 /* The attach script: the driver's side of one job. */
 static void driver_fn(void *ctx, const struct fake_stream_info *info,
                       struct fake_output *out)
@@ -241,7 +221,7 @@ static void driver_fn(void *ctx, const struct fake_stream_info *info,
 
     if (ready_if_new(d, info->container_id, out) || !read_job(d, info, out))
         return;
-    wait_for_gate(d);
+    fake_gate_wait(&d->gate);
     if (d->oom)
         fake_engine_set_oom(d->engine, info->container_id, true);
     if (d->vanish) {
@@ -743,7 +723,7 @@ TEST(render__identical_renders_at_once_run_once)
     struct render_call a, b;
 
     start(&fs, &d, 0, true, false);
-    d.gated = true; /* the first job waits in its sandbox until let go */
+    fake_gate_close(&d.gate); /* the first job waits in its sandbox */
     a = (struct render_call){.fs = &fs};
     b = (struct render_call){.fs = &fs};
     pthread_create(&a.thread, NULL, render_thread, &a);
@@ -754,7 +734,7 @@ TEST(render__identical_renders_at_once_run_once)
      * now; single flight makes it wait for the first one's answer */
     CHECK(fake_engine_wait(&fs.engine, "POST", "/containers/create", 2, 500) ==
           1);
-    driver_open_gate(&d);
+    fake_gate_open(&d.gate);
     pthread_join(a.thread, NULL);
     pthread_join(b.thread, NULL);
     CHECK(a.rc == 0 && b.rc == 0);

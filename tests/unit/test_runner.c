@@ -25,9 +25,9 @@
 struct box {
     struct fake_engine *engine;
     /* How it answers (set before the run). */
-    bool no_ready;    /* the unpack fails: no ready line */
-    bool gated;       /* the ready line waits for box_open_gate */
-    int compile_exit; /* the compile command's exit code */
+    bool no_ready;         /* the unpack fails: no ready line */
+    struct fake_gate gate; /* the ready line waits here */
+    int compile_exit;      /* the compile command's exit code */
     const char *compile_err;
     int run_exit; /* the run command's */
     const char *run_out, *run_err;
@@ -35,7 +35,6 @@ struct box {
     /* What it saw, under lock. */
     pthread_mutex_t lock;
     pthread_cond_t changed;
-    bool gate_open;
     char container[65];
     size_t head_n; /* n of the command's "head -c <n>" */
     char *input;   /* the stdin it read */
@@ -56,19 +55,6 @@ static size_t head_bytes(struct fake_engine *f, const char *id)
         n = 0;
     json_decref(body);
     return n;
-}
-
-static void wait_for_gate(struct box *b)
-{
-    long long until = util_now_ms() + 10000;
-
-    pthread_mutex_lock(&b->lock);
-    while (b->gated && !b->gate_open && util_now_ms() < until) {
-        struct timespec ts = util_monotonic_in(50);
-
-        pthread_cond_timedwait(&b->changed, &b->lock, &ts);
-    }
-    pthread_mutex_unlock(&b->lock);
 }
 
 /* The main process: head -c n | tar -x, then the ready line. */
@@ -95,7 +81,7 @@ static void unpack_fn(void *ctx, const struct fake_stream_info *info,
         fake_output_write(out, 2, "tar: unexpected EOF\n", 20);
         return;
     }
-    wait_for_gate(b);
+    fake_gate_wait(&b->gate);
     fake_output_write(out, 1, DRIVER_READY_LINE, strlen(DRIVER_READY_LINE));
 }
 
@@ -140,6 +126,7 @@ static void start(struct fake_service *fs, struct box *b)
 
     memset(b, 0, sizeof(*b));
     pthread_mutex_init(&b->lock, NULL);
+    fake_gate_init(&b->gate);
     util_cond_init_monotonic(&b->changed);
     CHECK(fake_service_start(fs) == 0);
     b->engine = &fs->engine;
@@ -154,6 +141,7 @@ static void stop(struct fake_service *fs, struct box *b)
     free(b->input);
     pthread_mutex_destroy(&b->lock);
     pthread_cond_destroy(&b->changed);
+    fake_gate_destroy(&b->gate);
 }
 
 /* The attach script, set again: hang or not. An unpack that fails ends
@@ -341,17 +329,14 @@ TEST(runner__nothing_runs_before_the_ready_line)
     pthread_t t;
 
     start(&fs, &b);
-    b.gated = true;
+    fake_gate_close(&b.gate);
     call.fs = &fs;
     pthread_create(&t, NULL, run_thread, &call);
     WAIT_UNTIL(job_arrived(&b), PATIENCE_MS);
     CHECK(job_arrived(&b));
     poll(NULL, 0, 200);
     CHECK(fake_service_count_with(&fs, "POST", "/containers/", "/exec") == 0);
-    pthread_mutex_lock(&b.lock);
-    b.gate_open = true;
-    pthread_cond_broadcast(&b.changed);
-    pthread_mutex_unlock(&b.lock);
+    fake_gate_open(&b.gate);
     pthread_join(t, NULL);
     CHECK(call.rc == 0);
     CHECK(fake_service_count_with(&fs, "POST", "/containers/", "/exec") == 2);
