@@ -165,6 +165,19 @@ class Service:
     def run(self, body, **kw):
         return self.post("/v1/run", body, **kw)
 
+    def metrics_with(self, *lines, timeout=10, **kw):
+        """/metrics once it holds every one of `lines`. A request is counted
+        when its answer has been sent, a moment after the client has read
+        it, so a test that has just been answered waits for the count."""
+        deadline = time.time() + timeout
+        while True:
+            r = self.get("/metrics", **kw)
+            assert r.status == 200, r
+            text = r.body.decode()
+            if all(line in text for line in lines) or time.time() > deadline:
+                return text
+            time.sleep(0.1)
+
 
 def b64(data):
     if isinstance(data, str):

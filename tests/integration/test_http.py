@@ -192,18 +192,13 @@ def test_text_answers_are_gzipped_when_the_client_takes_it(svc):
 
 
 def test_metrics(svc):
-    import time
     svc.get("/healthz")
     # a job's slot is held until its container is gone: earlier tests'
     # last removals may still be under way
-    deadline = time.time() + 20
-    while True:
-        r = svc.get("/metrics")
-        assert r.status == 200
-        text = r.body.decode()
-        if "nbcanvas_jobs_running 0" in text or time.time() > deadline:
-            break
-        time.sleep(0.2)
+    text = svc.metrics_with(
+        "nbcanvas_jobs_running 0",
+        'nbcanvas_requests_total{route="/healthz",tenant="",status="200"}',
+        timeout=20)
     assert 'nbcanvas_requests_total{route="/healthz",tenant="",status="200"}' in text
     assert "nbcanvas_request_duration_seconds_bucket" in text
     assert "nbcanvas_jobs_running 0" in text
