@@ -88,6 +88,11 @@ static const struct key keys[] = {
     LLONG("run_tmp_bytes", run_limits.tmp_bytes, MiB, 64 * GiB),
     LONG("run_nofile", run_limits.nofile, 32, 1048576),
     LLONG("run_fsize_bytes", run_limits.fsize_bytes, MiB, 64 * GiB),
+    LONG("max_sessions", max_sessions, 0, 4096),
+    LONG("session_idle_timeout_s", session_idle_timeout_s, 1, 7 * 86400),
+    LONG("session_max_lifetime_s", session_max_lifetime_s, 1, 30 * 86400),
+    LONG("result_ttl_s", result_ttl_s, 1, 86400),
+    LLONG("kept_results_bytes", kept_results_bytes, 0, 64 * GiB),
     LONG("max_jobs", max_jobs, 0, 4096),
     LONG("max_queue", max_queue, 0, 65536),
     LONG("reaper_interval_s", reaper_interval_s, 1, 3600),
@@ -133,6 +138,11 @@ void config_defaults(struct config *cfg)
     cfg->cache_bytes = 256LL << 20;
     cfg->render_limits = (struct sandbox_limits){
         512LL << 20, 1.0, 128, 128LL << 20, 64LL << 20, 256, 32LL << 20};
+    cfg->max_sessions = 8;
+    cfg->session_idle_timeout_s = 600;
+    cfg->session_max_lifetime_s = 3600;
+    cfg->result_ttl_s = 300;
+    cfg->kept_results_bytes = 256LL << 20;
     cfg->run_timeout_s = 10;
     cfg->run_max_timeout_s = 60;
     cfg->compile_timeout_s = 30;

@@ -17,6 +17,7 @@
 #define JOB_WORD "nbcanvas:job "
 #define DONE_WORD "nbcanvas:done "
 #define CELL_WORD "nbcanvas:cell "
+#define EVENT_WORD "nbcanvas:event "
 /* Room in the results stream for the tar's headers and status.json. */
 #define RESULTS_HEADROOM (1 << 20)
 
@@ -35,9 +36,14 @@ json_t *driver_environment(const char *kernel, bool preload)
     return env;
 }
 
+static const char *const kind_words[] = {
+    [DRIVER_RENDER] = "render", [DRIVER_OPEN] = "open",
+    [DRIVER_EXECUTE] = "execute", [DRIVER_EXPORT] = "export",
+    [DRIVER_FILE] = "file"};
+
 static json_t *job_json(const struct driver_job *j)
 {
-    return json_pack(
+    json_t *spec = json_pack(
         "{s:s, s:I, s:b, s:b, s:s, s:I, s:b, s:b, s:I, s:I, s:b, s:I}",
         "kernel", j->kernel, "timeout_s", (json_int_t)j->timeout_s,
         "allow_errors", j->allow_errors, "include_input", j->include_input,
@@ -47,6 +53,13 @@ static json_t *job_json(const struct driver_job *j)
         "max_result_bytes",
         (json_int_t)(j->max_result_bytes - RESULTS_HEADROOM), "structured",
         j->structured, "table_rows", (json_int_t)j->table_rows);
+
+    json_object_set_new(spec, "kind", json_string(kind_words[j->kind]));
+    json_object_set_new(spec, "session", json_boolean(j->kind != DRIVER_RENDER));
+    json_object_set_new(spec, "events", json_boolean(j->events));
+    if (j->path)
+        json_object_set_new(spec, "path", json_string(j->path));
+    return spec;
 }
 
 int driver_write_job(struct buf *out, const struct driver_job *job,
@@ -128,6 +141,35 @@ int driver_find_results(const char *out, size_t len, const char *nonce,
     return len - *at >= size ? 1 : 0;
 }
 
+int driver_next_event(const char *out, size_t end, const char *nonce,
+                      size_t *from, json_t **event)
+{
+    char word[sizeof(EVENT_WORD) + DRIVER_NONCE_LEN + 1];
+    size_t wlen;
+
+    snprintf(word, sizeof(word), EVENT_WORD "%s ", nonce);
+    wlen = strlen(word);
+    while (*from < end) {
+        const char *line = out + *from;
+        const char *nl = memchr(line, '\n', end - *from);
+        json_t *e;
+
+        if (!nl)
+            return 0;
+        *from = (size_t)(nl + 1 - out);
+        if ((size_t)(nl - line) <= wlen || memcmp(line, word, wlen) != 0)
+            continue;
+        e = json_loadb(line + wlen, (size_t)(nl - line) - wlen, 0, NULL);
+        if (json_is_object(e) &&
+            json_is_string(json_object_get(e, "event"))) {
+            *event = e;
+            return 1;
+        }
+        json_decref(e);
+    }
+    return 0;
+}
+
 long driver_last_cell(const char *errout, size_t len)
 {
     const char *p = errout, *end = errout + len, *hit;
@@ -153,6 +195,7 @@ static const struct {
     {"kernel_died", DRIVER_KERNEL_DIED},
     {"output_limit", DRIVER_OUTPUT_LIMIT},
     {"invalid_notebook", DRIVER_INVALID_NOTEBOOK},
+    {"not_found", DRIVER_NOT_FOUND},
     {"internal", DRIVER_FAILED},
 };
 
@@ -163,6 +206,7 @@ int driver_parse_status(struct driver_status *out, json_t *status,
     json_t *cell = json_object_get(status, "cell");
     json_t *message = json_object_get(status, "message");
     json_t *timing = json_object_get(status, "timing_ms");
+    json_t *over = json_object_get(status, "session_over");
     size_t i;
 
     memset(out, 0, sizeof(*out));
@@ -190,5 +234,9 @@ int driver_parse_status(struct driver_status *out, json_t *status,
         return err_set(err, ERR_INTERNAL,
                        "driver: timing_ms is not an object");
     out->timing_ms = timing;
+    if (over && !json_is_boolean(over))
+        return err_set(err, ERR_INTERNAL,
+                       "driver: session_over is not a boolean");
+    out->session_over = json_is_true(over);
     return 0;
 }

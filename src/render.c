@@ -2,16 +2,12 @@
  * The render pipeline, one fresh sandbox per request:
  *
  *   queue     wait for a job slot (jobs.c)
- *   sandbox   take a warm container from the pool, or create one; attach to
- *             its stdin and output; start it if needed; send the job (a tar
- *             of the notebook, job.json and the request's files) on stdin.
- *             Stdin, not the archive API: an archive upload makes the
- *             engine start a helper process and chroot (about 50 ms, a
- *             fifth of a warm render), and the root is read-only anyway
+ *   sandbox   take a warm container from the pool, or create one, and send
+ *             it the job (a tar of the notebook, job.json and the request's
+ *             files): one driver call (driver_call.c)
  *   execute   the driver inside executes and exports (see
- *             notebook-images/python/nbcanvas_driver.py) and sends
- *             "nbcanvas:done <nonce> <n>\n" and an n-byte tar of its results on
- *             its stdout
+ *             notebook-images/python/nbcanvas_driver.py), sending progress
+ *             events when the client streams, and then its results tar
  *   collect   read that tar (for a zip it also holds, under artifacts/, the
  *             files the notebook wrote); then hand the container to the
  *             janitor, whatever happened
@@ -31,8 +27,8 @@
 #include "nbcanvas/bundle.h"
 #include "nbcanvas/cache.h"
 #include "nbcanvas/cache_key.h"
-#include "nbcanvas/demux.h"
 #include "nbcanvas/driver.h"
+#include "nbcanvas/driver_call.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/results.h"
@@ -47,21 +43,11 @@ struct render_job {
     const struct render_request *req;
     const char *id;
     struct sandbox sb;
-    bool warm;     /* sb came from the pool, already started */
-    bool uploaded; /* the job reached the sandbox */
-    struct buf upload;
-    char nonce[DRIVER_NONCE_LEN + 1]; /* tells the driver's results line */
-    struct buf out, errout;           /* the driver's stdout and stderr */
-    struct demux demux;
+    bool warm; /* sb came from the pool, already started */
+    struct driver_call call;
     struct err err;
-    size_t results_at, results_len; /* the result tar inside `out` */
-    size_t results_scan;            /* how far `out` was searched */
-    struct tar_files results;       /* out/ files */
-    json_t *status;                 /* status.json */
-    json_t *executed;               /* notebook.ipynb */
     json_t *details; /* error details found before the results */
-    long long t_start, t_queued, t_sandbox, t_uploaded, t_finished, t_fetched,
-        t_done;
+    long long t_start, t_queued, t_sandbox, t_finished, t_fetched, t_done;
 };
 
 /* The job as the driver reads it from stdin (driver.h). */
@@ -70,6 +56,8 @@ static int build_upload(struct render_job *job)
     const struct render_request *r = job->req;
     const struct config *cfg = &job->svc->cfg;
     struct driver_job spec = {
+        .kind = DRIVER_RENDER,
+        .events = r->on_event != NULL,
         .kernel = r->kernel->name,
         .timeout_s = r->timeout_s,
         .allow_errors = r->allow_errors,
@@ -83,60 +71,9 @@ static int build_upload(struct render_job *job)
         .table_rows = cfg->max_table_rows,
     };
 
-    return driver_write_job(&job->upload, &spec, r->notebook, &r->files,
-                            job->nonce, &job->err);
-}
-
-/* The attach is live: start the container if it is not running yet; the
- * job goes out on stdin right after this returns. */
-static int on_open(void *ctx)
-{
-    struct render_job *job = ctx;
-    int rc = job->sb.started ? 0 : sandbox_start(&job->sb, &job->err);
-
-    job->uploaded = rc == 0;
-    job->t_uploaded = util_now_ms();
-    return rc;
-}
-
-static int on_data(void *ctx, const char *data, size_t len)
-{
-    struct render_job *job = ctx;
-
-    if (demux_feed(&job->demux, data, len) < 0)
-        return err_set(&job->err, ERR_INTERNAL, "engine: bad stream frame");
-    if (job->out.overflow)
-        return err_set(&job->err, ERR_OUTPUT,
-                       "the results are larger than %lld bytes",
-                       job->svc->cfg.max_result_bytes);
-    /* Output that bypasses the kernel (os.system("yes"), a C library
-     * writing to fd 1 or 2) reaches the driver's stderr raw: past the cap
-     * the copy stops and the sandbox is removed. */
-    if (job->errout.overflow)
-        return err_set(&job->err, ERR_OUTPUT,
-                       "the notebook wrote more than %zu bytes to its raw "
-                       "stdout and stderr (outside the cells' outputs)",
-                       job->errout.cap);
-    return driver_find_results(job->out.data, job->out.len, job->nonce,
-                               &job->results_scan, &job->results_at,
-                               &job->results_len, &job->err);
-}
-
-/* The last line the sandbox wrote on stderr, escaped (it is the
- * sandbox's bytes), for error messages. */
-static const char *stderr_tail(struct render_job *job, char *out,
-                               size_t out_len)
-{
-    const char *s = job->errout.data;
-    size_t n = job->errout.len, start;
-
-    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r'))
-        n--;
-    start = n;
-    while (start > 0 && s[start - 1] != '\n')
-        start--;
-    util_escape(out, out_len, s + start, n - start);
-    return out;
+    job->call.on_event = r->on_event;
+    job->call.event_ctx = r->event_ctx;
+    return driver_call_prepare(&job->call, &spec, r->notebook, &r->files);
 }
 
 /* For the operator: the end of what the sandbox wrote on stderr when a
@@ -145,10 +82,11 @@ static const char *stderr_tail(struct render_job *job, char *out,
 static void log_sandbox_stderr(struct render_job *job)
 {
     char tail[LOG_TAIL_BYTES * 4 + 1];
-    size_t n = job->errout.len;
+    const struct buf *errout = &job->call.errout;
+    size_t n = errout->len;
     size_t from = n > LOG_TAIL_BYTES ? n - LOG_TAIL_BYTES : 0;
 
-    util_escape(tail, sizeof(tail), job->errout.data + from, n - from);
+    util_escape(tail, sizeof(tail), errout->data + from, n - from);
     fprintf(stderr, "nbcanvas: job %s failed (%s); sandbox stderr: %s\n",
             job->id, job->err.msg, tail);
 }
@@ -166,21 +104,15 @@ static int create_cold(struct render_job *job)
 static int run_driver(struct render_job *job, const atomic_bool *cancel)
 {
     const struct config *cfg = &job->svc->cfg;
-    struct docker_stream_cb cb = {on_open, on_data, job, cancel};
     long long deadline = util_now_ms() +
                          (job->req->timeout_s + RENDER_GRACE_S) * 1000LL;
     int rc;
 
-    buf_reset(&job->out);
-    buf_reset(&job->errout);
-    job->results_scan = 0;
-    demux_init(&job->demux, &job->out, &job->errout);
-    rc = sandbox_attach_stdin(&job->sb, job->upload.data, job->upload.len, &cb,
-                              deadline, &job->err);
+    rc = driver_call_run(&job->call, &job->sb, deadline, cancel);
     if (rc == 1)
         return 0;
     if (rc == ERR_TIMEOUT) {
-        long cell = driver_last_cell(job->errout.data, job->errout.len);
+        long cell = driver_call_last_cell(&job->call);
 
         job->details = json_pack("{s:o}", "cell",
                                  cell < 0 ? json_null() : json_integer(cell));
@@ -189,7 +121,7 @@ static int run_driver(struct render_job *job, const atomic_bool *cancel)
                        job->req->timeout_s);
     }
     if (rc == 0) {
-        long cell = driver_last_cell(job->errout.data, job->errout.len);
+        long cell = driver_call_last_cell(&job->call);
         char tail[256];
 
         if (sandbox_oom_killed(&job->sb))
@@ -203,7 +135,8 @@ static int run_driver(struct render_job *job, const atomic_bool *cancel)
             return err_set(&job->err, ERR_INTERNAL,
                            "the sandbox stopped before the notebook "
                            "finished: %s",
-                           stderr_tail(job, tail, sizeof(tail)));
+                           driver_call_stderr_tail(&job->call, tail,
+                                                   sizeof(tail)));
         /* The driver died while a cell ran: that cell's code killed it
          * (kill -9 of its parent, of every process). */
         job->details = json_pack(
@@ -239,7 +172,7 @@ static int execute(struct render_job *job, const atomic_bool *cancel)
     job->t_sandbox = util_now_ms();
     if (job->warm) {
         rc = run_driver(job, cancel);
-        if (rc == 0 || job->uploaded || rc == ERR_CANCELLED)
+        if (rc == 0 || job->call.uploaded || rc == ERR_CANCELLED)
             return rc;
         sandbox_destroy(&job->sb);
         job->warm = false;
@@ -251,44 +184,14 @@ static int execute(struct render_job *job, const atomic_bool *cancel)
     return rc;
 }
 
-static int fetch_results(struct render_job *job)
-{
-    const struct config *cfg = &job->svc->cfg;
-    const struct tar_entry *e;
-    char tail[256];
-    int rc;
-
-    rc = tarball_read(&job->results, job->out.data + job->results_at,
-                      job->results_len, NULL, 10000,
-                      (size_t)cfg->max_result_bytes, &job->err);
-    if (rc < 0)
-        return rc;
-    /* Outputs may hold NUL (as \u0000); it is made safe when cleaned. */
-    e = tarball_find(&job->results, DRIVER_RESULT_STATUS);
-    if (e)
-        job->status = json_loadb(e->data, e->len, JSON_ALLOW_NUL, NULL);
-    if (!json_is_object(job->status))
-        return err_set(&job->err, ERR_INTERNAL,
-                       "the sandbox wrote no status: %s",
-                       stderr_tail(job, tail, sizeof(tail)));
-    e = tarball_find(&job->results, DRIVER_RESULT_NOTEBOOK);
-    if (e) {
-        job->executed = json_loadb(e->data, e->len, JSON_ALLOW_NUL, NULL);
-        if (!json_is_object(job->executed))
-            return err_set(&job->err, ERR_INTERNAL,
-                           "the executed notebook is not valid JSON");
-    }
-    return 0;
-}
-
 /* A failed notebook still answers with what it got done: the outputs of
  * the cells that ran, as the json format has them, so a canvas can show
  * the completed cells next to the error. */
 static json_t *with_partial_cells(struct render_job *job, json_t *details)
 {
-    if (json_is_object(details) && json_is_object(job->executed))
+    if (json_is_object(details) && json_is_object(job->call.notebook))
         json_object_set_new(details, "cells",
-                            results_cells_json(job->executed));
+                            results_cells_json(job->call.notebook));
     return details;
 }
 
@@ -305,7 +208,7 @@ static int status_error(struct render_job *job, json_t **details)
     struct driver_status st;
     char tail[256];
     json_t *cell;
-    int rc = driver_parse_status(&st, job->status, &job->err);
+    int rc = driver_parse_status(&st, job->call.status, &job->err);
 
     if (rc < 0)
         return rc;
@@ -314,7 +217,7 @@ static int status_error(struct render_job *job, json_t **details)
     case DRIVER_OK:
         break;
     case DRIVER_CELL_ERROR:
-        *details = with_partial_cells(job, results_cell_error(job->status));
+        *details = with_partial_cells(job, results_cell_error(job->call.status));
         rc = err_set(&job->err, ERR_CELL, "cell %ld raised %s: %s", st.cell,
                      json_string_value(json_object_get(*details, "ename")),
                      json_string_value(json_object_get(*details, "evalue")));
@@ -335,13 +238,13 @@ static int status_error(struct render_job *job, json_t **details)
         }
         /* The cell ended its own kernel (os._exit, a crash, a signal): a
          * failure of that cell, reported as nbclient names it. */
-        json_object_set_new(job->status, "ename",
+        json_object_set_new(job->call.status, "ename",
                             json_string("DeadKernelError"));
-        json_object_set_new(job->status, "evalue",
+        json_object_set_new(job->call.status, "evalue",
                             json_string("the kernel died while running this "
                                         "cell (it exited, crashed or was "
                                         "killed)"));
-        *details = with_partial_cells(job, results_cell_error(job->status));
+        *details = with_partial_cells(job, results_cell_error(job->call.status));
         rc = err_set(&job->err, ERR_CELL,
                      "cell %ld stopped the kernel (it exited, crashed or "
                      "was killed)",
@@ -355,10 +258,12 @@ static int status_error(struct render_job *job, json_t **details)
         rc = err_set(&job->err, ERR_INVALID, "not a valid notebook: %s",
                      st.message);
         break;
+    case DRIVER_NOT_FOUND: /* a session's answer only */
     case DRIVER_FAILED:
         rc = err_set(&job->err, ERR_INTERNAL, "internal: %s",
                      st.message[0] ? st.message
-                                   : stderr_tail(job, tail, sizeof(tail)));
+                                   : driver_call_stderr_tail(
+                                         &job->call, tail, sizeof(tail)));
         break;
     }
     json_decref(cell);
@@ -367,7 +272,7 @@ static int status_error(struct render_job *job, json_t **details)
 
 static json_t *timing_json(struct render_job *job)
 {
-    json_t *t = json_deep_copy(json_object_get(job->status, "timing_ms"));
+    json_t *t = json_deep_copy(json_object_get(job->call.status, "timing_ms"));
 
     if (!json_is_object(t)) {
         json_decref(t);
@@ -383,7 +288,7 @@ static json_t *timing_json(struct render_job *job)
 static char *result_json(struct render_job *job, json_t *notes, size_t *len)
 {
     json_t *r = json_pack("{s:s, s:s, s:o, s:o}", "id", job->id, "status",
-                          "ok", "cells", results_cells_json(job->executed),
+                          "ok", "cells", results_cells_json(job->call.notebook),
                           "timing_ms", timing_json(job));
     char *s;
 
@@ -418,8 +323,8 @@ static size_t add_artifacts(struct render_job *job, struct bundle_part *parts,
     json_t *renamed = json_array(), *dropped = json_array();
     size_t i;
 
-    for (i = 0; i < job->results.n; i++) {
-        const struct tar_entry *a = &job->results.v[i];
+    for (i = 0; i < job->call.results.n; i++) {
+        const struct tar_entry *a = &job->call.results.v[i];
         char shown[4 * 256 + 1];
         bool changed;
         char *name;
@@ -451,9 +356,9 @@ static size_t add_artifacts(struct render_job *job, struct bundle_part *parts,
 
 static int build_zip(struct render_job *job, struct render_result *out)
 {
-    const struct tar_entry *html = tarball_find(&job->results,
+    const struct tar_entry *html = tarball_find(&job->call.results,
                                                 DRIVER_RESULT_PAGE);
-    const struct tar_entry *nb = tarball_find(&job->results,
+    const struct tar_entry *nb = tarball_find(&job->call.results,
                                               DRIVER_RESULT_NOTEBOOK);
     struct tar_files images = TAR_FILES_INIT, names = TAR_FILES_INIT;
     struct bundle_part *parts;
@@ -462,8 +367,8 @@ static int build_zip(struct render_job *job, struct render_result *out)
     size_t result_len, n = 0, i;
     int rc;
 
-    results_images(&images, job->executed);
-    parts = xcalloc(3 + images.n + job->results.n, sizeof(*parts));
+    results_images(&images, job->call.notebook);
+    parts = xcalloc(3 + images.n + job->call.results.n, sizeof(*parts));
     parts[n++] = (struct bundle_part){"index.html", html->data, html->len};
     parts[n++] = (struct bundle_part){"notebook.ipynb", nb->data, nb->len};
     parts[n++] = (struct bundle_part){"result.json", NULL, 0};
@@ -493,7 +398,7 @@ static int build_answer(struct render_job *job, struct render_result *out)
 
     switch (job->req->format) {
     case FORMAT_HTML:
-        e = tarball_find(&job->results, DRIVER_RESULT_PAGE);
+        e = tarball_find(&job->call.results, DRIVER_RESULT_PAGE);
         if (!e)
             return err_set(&job->err, ERR_INTERNAL, "no page was exported");
         out->body = xstrndup(e->data, e->len);
@@ -501,7 +406,7 @@ static int build_answer(struct render_job *job, struct render_result *out)
         out->content_type = "text/html; charset=utf-8";
         return 0;
     case FORMAT_IPYNB:
-        e = tarball_find(&job->results, DRIVER_RESULT_NOTEBOOK);
+        e = tarball_find(&job->call.results, DRIVER_RESULT_NOTEBOOK);
         if (!e)
             return err_set(&job->err, ERR_INTERNAL, "no executed notebook");
         out->body = xstrndup(e->data, e->len);
@@ -513,8 +418,8 @@ static int build_answer(struct render_job *job, struct render_result *out)
         out->content_type = "application/json";
         return 0;
     case FORMAT_ZIP:
-        if (!tarball_find(&job->results, DRIVER_RESULT_PAGE) ||
-            !tarball_find(&job->results, DRIVER_RESULT_NOTEBOOK))
+        if (!tarball_find(&job->call.results, DRIVER_RESULT_PAGE) ||
+            !tarball_find(&job->call.results, DRIVER_RESULT_NOTEBOOK))
             return err_set(&job->err, ERR_INTERNAL, "results are missing");
         return build_zip(job, out);
     }
@@ -523,11 +428,13 @@ static int build_answer(struct render_job *job, struct render_result *out)
 
 static void server_timing(struct render_job *job, struct render_result *out)
 {
-    json_t *t = json_object_get(job->status, "timing_ms");
+    json_t *t = json_object_get(job->call.status, "timing_ms");
     long long exec = json_integer_value(json_object_get(t, "execute"));
     long long exp = json_integer_value(json_object_get(t, "export"));
     long long sandbox = job->t_sandbox ? job->t_sandbox - job->t_queued : 0;
-    long long upload = job->t_uploaded ? job->t_uploaded - job->t_sandbox : 0;
+    long long upload = job->call.t_uploaded
+                           ? job->call.t_uploaded - job->t_sandbox
+                           : 0;
     long long fetch = job->t_fetched ? job->t_fetched - job->t_finished : 0;
 
     snprintf(out->server_timing, sizeof(out->server_timing),
@@ -564,10 +471,7 @@ int render_run(struct render_result *out, struct service *svc,
                  util_now_ms() - job.t_start);
         return 0;
     }
-    buf_init(&job.upload, (size_t)svc->cfg.max_body_bytes * 2 + (1 << 20));
-    buf_init(&job.out, (size_t)svc->cfg.max_result_bytes + (64 << 10));
-    buf_init(&job.errout, (size_t)svc->cfg.max_output_bytes);
-    demux_init(&job.demux, &job.out, &job.errout);
+    driver_call_init(&job.call, &svc->cfg, &job.err);
 
     rc = jobs_acquire(svc->jobs, &req->tenant, cancel, &slot, &job.err);
     job.t_queued = util_now_ms();
@@ -576,7 +480,7 @@ int render_run(struct render_result *out, struct service *svc,
     rc = execute(&job, cancel);
     job.t_finished = util_now_ms();
     if (rc == 0)
-        rc = fetch_results(&job);
+        rc = driver_call_read(&job.call);
     job.t_fetched = util_now_ms();
     if (rc == 0) /* before disposal: an OOM check asks the container */
         rc = status_error(&job, &out->details);
@@ -590,7 +494,7 @@ int render_run(struct render_result *out, struct service *svc,
         cache_put(svc->cache, key, out->body, out->body_len,
                   out->content_type);
     out->warm = job.warm;
-    if (rc < 0 && rc != ERR_CELL && job.errout.len)
+    if (rc < 0 && rc != ERR_CELL && job.call.errout.len)
         log_sandbox_stderr(&job);
 done:
     job.t_done = util_now_ms();
@@ -598,12 +502,7 @@ done:
     out->code = rc;
     if (rc < 0)
         snprintf(out->message, sizeof(out->message), "%s", job.err.msg);
-    buf_release(&job.upload);
-    buf_release(&job.out);
-    buf_release(&job.errout);
-    tarball_files_release(&job.results);
-    json_decref(job.status);
-    json_decref(job.executed);
+    driver_call_release(&job.call);
     json_decref(job.details);
     if (lookup == CACHE_CLAIMED) /* after cache_put: waiters find it */
         cache_finish(svc->cache, key);

@@ -48,9 +48,24 @@
 #define DRIVER_RESULT_NOTEBOOK "notebook.ipynb"
 #define DRIVER_RESULT_PAGE "index.html"
 #define DRIVER_RESULT_ARTIFACTS "artifacts/"
+#define DRIVER_RESULT_FILE "file"
+
+/* What a job asks of the driver. A render is one job in a fresh
+ * sandbox; a session's sandbox takes an "open" job, then any number of
+ * the others, and keeps its kernel between them. */
+enum driver_job_kind {
+    DRIVER_RENDER,  /* execute the notebook, export it, stop */
+    DRIVER_OPEN,    /* a session starts: the files, nothing executed */
+    DRIVER_EXECUTE, /* a session runs the notebook's cells after its own */
+    DRIVER_EXPORT,  /* a session's notebook so far as a page */
+    DRIVER_FILE     /* a file the session's code wrote ("file" in the tar) */
+};
 
 /* What job.json tells the driver. */
 struct driver_job {
+    enum driver_job_kind kind;
+    bool events;      /* send cell and output events as they come */
+    const char *path; /* DRIVER_FILE: relative to the working directory */
     const char *kernel;
     long timeout_s;
     bool allow_errors;
@@ -93,6 +108,14 @@ bool driver_is_ready(const char *out, size_t len);
 int driver_find_results(const char *out, size_t len, const char *nonce,
                         size_t *from, size_t *at, size_t *n, struct err *err);
 
+/* The next complete event line ("nbcanvas:event <nonce> <json>\n") of
+ * the job in out, from *from on, up to end (where the results begin, or
+ * len). Lines of anything else are skipped; *from moves past what was
+ * read. Returns 1 with *event (a new object with an "event" string), or
+ * 0 when no complete event line is left. */
+int driver_next_event(const char *out, size_t end, const char *nonce,
+                      size_t *from, json_t **event);
+
 /* The index of the last cell the driver said it started (from its
  * stderr), or -1. */
 long driver_last_cell(const char *errout, size_t len);
@@ -104,6 +127,7 @@ enum driver_outcome {
     DRIVER_KERNEL_DIED,      /* the kernel ended while cell ran */
     DRIVER_OUTPUT_LIMIT,     /* outputs or results over their caps */
     DRIVER_INVALID_NOTEBOOK, /* nbformat's validator refused it */
+    DRIVER_NOT_FOUND,        /* DRIVER_FILE: no such regular file */
     DRIVER_FAILED            /* the driver itself failed ("internal") */
 };
 
@@ -112,6 +136,7 @@ struct driver_status {
     enum driver_outcome outcome;
     long cell;           /* the cell concerned, or -1 */
     const char *message; /* "" when absent */
+    bool session_over;   /* a session's kernel is gone or unresponsive */
     json_t *timing_ms;   /* borrowed object of phase -> ms, or NULL */
 };
 

@@ -36,6 +36,10 @@ struct render_request {
     bool force_cold;        /* not from the body: skip the warm pool */
     struct tenant tenant;   /* not from the body: who asked */
     struct tar_files files; /* request files, decoded */
+    /* Not from the body: a streaming client's progress, called with each
+     * event (borrowed) as the driver sends it; NULL when not streaming. */
+    void (*on_event)(void *ctx, json_t *event);
+    void *event_ctx;
 };
 
 struct run_request {

@@ -25,6 +25,17 @@ service needs around it:
    wrote in the working directory are added under artifacts/: regular files
    only (never links), inputs left unchanged skipped, within a size cap.
 
+With "events" in job.json, it also sends each cell's start and end and
+each output as it comes: "nbcanvas:event <nonce> <json>\n" on the protocol
+channel (the json escapes every newline, so an event is one line).
+
+A job with "session" in job.json makes this sandbox a session's: the
+kernel is kept, and the driver answers one job after another (kind
+"open", then any number of "execute", "export" and "file"), each with its
+own nonce, until the service removes the container. A cell past its
+deadline is interrupted, not killed; a kernel that does not answer the
+interrupt, or dies, ends the session ("session_over" in status.json).
+
 The protocol channels are the original stdin and stdout. Before the kernel
 starts, fd 0 is pointed at /dev/null and fd 1 at stderr, so the user's code
 can neither read the job stream nor write into the results stream. The
@@ -221,88 +232,139 @@ def install_structured(kc, job):
         store_history=False, timeout=30, output_hook=lambda msg: None)
 
 
-def execute(nb, job, km, kc, status):
-    from nbclient.exceptions import (CellExecutionError, CellTimeoutError,
-                                     DeadKernelError)
+def emit(nonce, kind, data):
+    """One progress event on the protocol channel (one line)."""
+    if nonce is None:
+        return
+    line = json.dumps(dict(data, event=kind), separators=(",", ":"))
+    say("event %s %s" % (nonce, line))
+
+
+class JobState:
+    """What one job's execution keeps track of: its deadline, the running
+    cell, what is left of the output budget, and where events go (a nonce,
+    or None when the job asked for none)."""
+
+    def __init__(self, job, nonce, timeout_s):
+        self.deadline = time.monotonic() + float(timeout_s)
+        self.timeout_s = timeout_s
+        self.running = None
+        self.cap = int(job.get("max_html_bytes", 16 << 20))
+        self.left = self.cap
+        self.over = False
+        self.events = nonce if job.get("events") else None
+        self.on_over = stop_user_code
+
+
+def _executor_class():
+    from nbclient.exceptions import CellTimeoutError
     from nbconvert.preprocessors import ExecutePreprocessor
 
-    deadline = time.monotonic() + float(job["timeout_s"])
-    running = {"cell": None}
-    cap = int(job.get("max_html_bytes", 16 << 20))
-    budget = {"left": cap, "over": False}
-
     class Executor(ExecutePreprocessor):
+        """nbconvert's executor with a whole-notebook deadline, an output
+        budget and progress events; state is the job's JobState."""
+
+        state = None
+        ready_kc = None
+
         def process_message(self, msg, cell, cell_index):
             # nbclient keeps every output in memory and has no cap, so a
             # loop of prints would grow this process until the sandbox's
             # memory limit killed it. Past the page's own cap the outputs
-            # cannot be shown anyway: stop every process but this one (the
-            # kernel first) and drop what is still queued.
-            if budget["over"]:
+            # cannot be shown anyway: stop the user's code (a render kills
+            # it, a session interrupts it) and drop what is still queued.
+            st = self.state
+            if st.over:
                 return None
             if msg["msg_type"] in OUTPUT_MESSAGES:
-                budget["left"] -= output_size(msg["content"])
-                if budget["left"] < 0:
-                    budget["over"] = True
-                    stop_user_code()
+                st.left -= output_size(msg["content"])
+                if st.left < 0:
+                    st.over = True
+                    st.on_over()
                     return None
-            return super().process_message(msg, cell, cell_index)
+            out = super().process_message(msg, cell, cell_index)
+            if out is not None and st.events:
+                emit(st.events, "output", {"index": cell_index, "output": out})
+            return out
 
         def preprocess_cell(self, cell, resources, index):
-            running["cell"] = index
+            st = self.state
+            st.running = index
             # The deadline is for the whole notebook: however short each
             # cell, none starts once it has passed.
-            if cell.cell_type == "code" and time.monotonic() >= deadline:
+            if cell.cell_type == "code" and time.monotonic() >= st.deadline:
                 raise CellTimeoutError.error_from_timeout_and_cell(
-                    "the notebook's deadline passed", job["timeout_s"], cell)
+                    "the notebook's deadline passed", st.timeout_s, cell)
             # Progress for the service: if this cell kills the driver, the
             # service can still say which cell it was.
             os.write(2, b"nbcanvas:cell %d\n" % index)
-            return super().preprocess_cell(cell, resources, index)
+            code = cell.cell_type == "code"
+            if code and st.events:
+                emit(st.events, "cell", {"index": index, "state": "running"})
+            cell, resources = super().preprocess_cell(cell, resources, index)
+            if code and st.events:
+                emit(st.events, "cell", {
+                    "index": index, "state": "done",
+                    "execution_count": cell.get("execution_count")})
+            return cell, resources
 
         def start_new_kernel_client(self):
             # The client made while waiting for the job is already connected
             # and ready; a new one would wait ~200 ms for the kernel again.
             # (nbclient binds the sync name to its own coroutine, so it is
             # this name that must be overridden.)
-            self.kc = kc
-            kc.allow_stdin = False
-            return kc
+            self.kc = self.ready_kc
+            self.kc.allow_stdin = False
+            return self.kc
 
+    return Executor
+
+
+def make_executor(job, kc, state, allow_errors):
     def remaining(cell):
-        # What is left of the whole notebook's deadline. Never 0, which
-        # nbclient reads as "no timeout"; a cell that starts after the
-        # deadline is refused in preprocess_cell.
-        return max(0.01, deadline - time.monotonic())
+        # What is left of the deadline. Never 0, which nbclient reads as
+        # "no timeout"; a cell that starts after the deadline is refused
+        # in preprocess_cell.
+        return max(0.01, state.deadline - time.monotonic())
 
-    ep = Executor(kernel_name=job["kernel"], timeout_func=remaining,
-                  allow_errors=bool(job["allow_errors"]),
-                  startup_timeout=60)
+    ep = _executor_class()(kernel_name=job["kernel"], timeout_func=remaining,
+                           allow_errors=allow_errors, startup_timeout=60)
+    ep.state = state
+    ep.ready_kc = kc
+    return ep
+
+
+def execute(nb, job, km, kc, status, nonce=None):
+    from nbclient.exceptions import (CellExecutionError, CellTimeoutError,
+                                     DeadKernelError)
+
+    state = JobState(job, nonce, job["timeout_s"])
+    ep = make_executor(job, kc, state, bool(job["allow_errors"]))
     if job.get("structured"):
         install_structured(kc, job)
     try:
         ep.preprocess(nb, {"metadata": {"path": WORKDIR}}, km=km)
         status["status"] = "ok"
     except CellTimeoutError:
-        status.update(status="timeout", cell=running["cell"])
+        status.update(status="timeout", cell=state.running)
     except DeadKernelError as e:
         lines = str(e).strip().splitlines()
-        status.update(status="kernel_died", cell=running["cell"],
+        status.update(status="kernel_died", cell=state.running,
                       message=lines[-1] if lines else "")
     except CellExecutionError as e:
-        cell = nb.cells[running["cell"]]
+        cell = nb.cells[state.running]
         err = error_of(cell) or {}
-        status.update(status="cell_error", cell=running["cell"],
+        status.update(status="cell_error", cell=state.running,
                       ename=err.get("ename", e.ename),
                       evalue=err.get("evalue", e.evalue),
                       traceback=err.get("traceback", []))
     except Exception:
-        if not budget["over"]:
+        if not state.over:
             raise
-    if budget["over"]:  # whatever nbclient made of the kernel's end
-        status.update(status="output_limit", cell=running["cell"],
+    if state.over:  # whatever nbclient made of the kernel's end
+        status.update(status="output_limit", cell=state.running,
                       message="cell %s wrote more than %d bytes of output"
-                      % (running["cell"], cap))
+                      % (state.running, state.cap))
 
 
 OUTPUT_MESSAGES = {"stream", "display_data", "execute_result", "error",
@@ -475,16 +537,17 @@ def artifacts(cap):
     return found
 
 
-def results_tar(job, nb, html, status):
+def results_tar(job, nb, html, status, extra=()):
     """The answer as an uncompressed tar built in memory: status.json,
-    notebook.ipynb, index.html and, when asked, artifacts/. Nothing goes
-    through the disk, so the notebook's code cannot swap a result file."""
+    notebook.ipynb, index.html, extra [(name, bytes)] and, when asked,
+    artifacts/. Nothing goes through the disk, so the notebook's code
+    cannot swap a result file."""
     import io
     import tarfile
 
     import nbformat
 
-    members = []
+    members = list(extra)
     if nb is not None:
         members.append(("notebook.ipynb", nbformat.writes(nb).encode()))
     if html is not None:
@@ -507,7 +570,7 @@ def results_tar(job, nb, html, status):
     return buf.getvalue()
 
 
-def run_job(job, km, kc, t_ready):
+def run_job(job, nonce, km, kc, t_ready):
     import nbformat
 
     status = {"status": "internal", "timing_ms": {"kernel": t_ready}}
@@ -520,7 +583,7 @@ def run_job(job, km, kc, t_ready):
                       message=str(e).strip().splitlines()[0][:500])
         return None, None, status
     t0 = now_ms()
-    execute(nb, job, km, kc, status)
+    execute(nb, job, km, kc, status, nonce)
     t1 = now_ms()
     status["timing_ms"]["execute"] = t1 - t0
     if status["status"] == "ok":
@@ -531,6 +594,237 @@ def run_job(job, km, kc, t_ready):
             html = None
         status["timing_ms"]["export"] = now_ms() - t1
     return nb, html, status
+
+
+# ---------------------------------------------------------------- sessions
+
+INTERRUPT_GRACE_S = 5
+
+
+def interrupt_kernel(km):
+    """SIGINT to the kernel, as Jupyter's interrupt button sends it."""
+    import signal
+
+    try:
+        os.kill(km.provisioner.process.pid, signal.SIGINT)
+    except (AttributeError, OSError):
+        pass
+
+
+def kernel_answers(kc):
+    """True when the kernel answers a request again within the grace:
+    after an interrupt, the interrupted cell's reply comes first, then
+    ours (as "aborted" when it was queued behind the failed cell: an
+    answer all the same)."""
+    from nbclient.util import run_sync
+
+    try:
+        run_sync(kc.execute_interactive)(
+            "", silent=True, store_history=False, timeout=INTERRUPT_GRACE_S,
+            output_hook=lambda msg: None)
+        return True
+    except Exception:
+        return False
+
+
+class Session:
+    """The state a session's driver keeps between jobs: the kernel, its
+    client, and the notebook of everything executed so far (exported
+    without running it again)."""
+
+    def __init__(self, job, km, kc):
+        import nbformat
+
+        self.km, self.kc = km, kc
+        self.nb = nbformat.read(os.path.join(JOBDIR, "input.ipynb"),
+                                as_version=4)
+        self.nb.cells = []
+        self.kernel = job["kernel"]
+        self.structured = False
+
+    def open(self, job):
+        if job.get("structured"):
+            install_structured(self.kc, job)
+            self.structured = True
+        return {"status": "ok"}, [], False
+
+    def execute(self, job, nonce):
+        """Runs the job's cells after the session's; one reply for all."""
+        import nbformat
+
+        new = nbformat.read(os.path.join(JOBDIR, "input.ipynb"),
+                            as_version=4).cells
+        state = JobState(job, nonce, job["timeout_s"])
+        status, done = {"status": "ok"}, []
+        for cell in new:
+            index = len(self.nb.cells)
+            self.nb.cells.append(cell)
+            done.append(cell)
+            state.running = index
+            if cell.cell_type != "code":
+                continue
+            os.write(2, b"nbcanvas:cell %d\n" % index)
+            if state.events:
+                emit(nonce, "cell", {"index": index, "state": "running"})
+            outcome = self.run_cell(cell, index, state)
+            if outcome != "ok":
+                status.update(status=outcome, cell=index)
+                if outcome == "kernel_died":
+                    status.update(message="the kernel died",
+                                  session_over=True)
+                elif outcome == "output_limit":
+                    status["message"] = ("cell %d wrote more than %d bytes "
+                                         "of output" % (index, state.cap))
+                # Interrupted: the kernel lives on if it answers again.
+                if outcome != "kernel_died" and not kernel_answers(self.kc):
+                    status["session_over"] = True
+                break
+            if state.events:
+                emit(nonce, "cell", {
+                    "index": index, "state": "done",
+                    "execution_count": cell.get("execution_count")})
+            err = error_of(cell)
+            if err is not None:
+                status.update(status="cell_error", cell=index,
+                              ename=err.get("ename", ""),
+                              evalue=err.get("evalue", ""),
+                              traceback=err.get("traceback", []))
+                break
+        part = nbformat.v4.new_notebook(metadata=self.nb.metadata)
+        part.cells = done
+        return status, part, status.get("session_over", False)
+
+    def run_cell(self, cell, index, state):
+        """Executes one cell with the kept kernel, filling cell.outputs as
+        the messages come. Returns "ok" (a raised exception is an error
+        output, still "ok" here), "timeout" or "output_limit" (the cell
+        was interrupted) or "kernel_died"."""
+        from queue import Empty
+
+        import nbformat
+        from nbclient.util import run_sync
+
+        kc, km = self.kc, self.km
+        cell.outputs = []
+        by_display = {}
+        clear = {"pending": False}
+
+        def on_output(msg):
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "execute_input":
+                cell.execution_count = content.get("execution_count")
+                return
+            if kind == "clear_output":
+                if content.get("wait"):
+                    clear["pending"] = True
+                else:
+                    cell.outputs = []
+                return
+            if kind not in OUTPUT_MESSAGES or state.over:
+                return
+            state.left -= output_size(content)
+            if state.left < 0:
+                state.over = True
+                interrupt_kernel(km)
+                return
+            display = content.get("transient", {}).get("display_id")
+            if kind == "update_display_data":
+                for out in by_display.get(display, []):
+                    out["data"] = content.get("data", {})
+                    out["metadata"] = content.get("metadata", {})
+                return
+            if clear["pending"]:
+                cell.outputs, clear["pending"] = [], False
+            out = nbformat.v4.output_from_msg(msg)
+            cell.outputs.append(out)
+            if display:
+                by_display.setdefault(display, []).append(out)
+            if state.events:
+                emit(state.events, "output", {"index": index, "output": out})
+
+        msg_id = kc.execute(cell.source, store_history=True,
+                            allow_stdin=False, stop_on_error=True)
+        interrupted = None
+        idle = False
+        while not idle:
+            left = state.deadline - time.monotonic()
+            if left <= 0 and interrupted is None:
+                interrupted = "timeout"
+                interrupt_kernel(km)
+                break
+            try:
+                msg = run_sync(kc.get_iopub_msg)(timeout=min(1.0, left))
+            except Empty:
+                if not run_sync(km.is_alive)():
+                    return "kernel_died"
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status":
+                idle = msg["content"].get("execution_state") == "idle"
+                continue
+            on_output(msg)
+        if interrupted:
+            return "output_limit" if state.over else interrupted
+        if state.over:
+            return "output_limit"
+        return "ok"
+
+    def export(self, job):
+        html = export_html(self.nb, job)
+        if len(html.encode()) > int(job["max_html_bytes"]):
+            return {"status": "output_limit",
+                    "message": "rendered page is %d bytes" % len(html)}, \
+                None, None
+        return {"status": "ok"}, self.nb, html
+
+    def file(self, job):
+        path = safe_path(str(job.get("path", "")))
+        real = os.path.realpath(path) if path else ""
+        data = None
+        if real.startswith(WORKDIR + "/") and \
+                not real.startswith(JOBDIR + "/"):
+            data = read_regular(real, int(job.get("max_artifact_bytes", 0)))
+        if data is None:
+            return {"status": "not_found",
+                    "message": "no such file in the session"}, []
+        return {"status": "ok"}, [("file", data)]
+
+
+def session_reply(session, job, nonce):
+    """Runs one session job; returns (tar bytes, session over)."""
+    kind = job.get("kind")
+    nb = html = None
+    extra, over = [], False
+    if kind == "open":
+        status, extra, over = session.open(job)
+    elif kind == "execute":
+        status, nb, over = session.execute(job, nonce)
+    elif kind == "export":
+        status, nb, html = session.export(job)
+    elif kind == "file":
+        status, extra = session.file(job)
+    else:
+        status = {"status": "internal", "message": "unknown job kind"}
+    return results_tar(job, nb, html, status, extra), over
+
+
+def run_session(job, nonce, km, kc):
+    """Answers the session's jobs until the service removes the sandbox."""
+    session = Session(job, km, kc)
+    while True:
+        try:
+            payload, over = session_reply(session, job, nonce)
+        except Exception:
+            payload, over = results_tar(job, None, None, {
+                "status": "internal", "session_over": True,
+                "message": traceback.format_exc().splitlines()[-1]}), True
+        say("done %s %d" % (nonce, len(payload)), payload)
+        if over:
+            stop_user_code()
+            while True:
+                time.sleep(3600)
+        job, nonce = wait_for_job()
 
 
 MATPLOTLIB_SEED = "/opt/nbcanvas/matplotlib"
@@ -582,8 +876,10 @@ def main():
     t_ready = now_ms() - t0
     say("ready")
     job, nonce = wait_for_job()
+    if job.get("session"):
+        run_session(job, nonce, km, kc)
     try:
-        nb, html, status = run_job(job, km, kc, t_ready)
+        nb, html, status = run_job(job, nonce, km, kc, t_ready)
     except Exception:
         nb, html = None, None
         status = {"status": "internal",
