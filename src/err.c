@@ -30,6 +30,7 @@ static const struct {
     {ERR_UNAUTHENTICATED, "unauthenticated", 401},
     {ERR_HOST, "host_not_allowed", 403},
     {ERR_RATE_LIMITED, "rate_limited", 429},
+    {ERR_SESSION_BUSY, "session_busy", 409},
 };
 
 int err_set(struct err *err, int code, const char *fmt, ...)

@@ -24,11 +24,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "nbcanvas/bundle.h"
 #include "nbcanvas/cache.h"
 #include "nbcanvas/cache_key.h"
 #include "nbcanvas/driver.h"
 #include "nbcanvas/driver_call.h"
+#include "nbcanvas/formats.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/results.h"
@@ -284,146 +284,16 @@ static json_t *timing_json(struct render_job *job)
     return t;
 }
 
-/* The answer's JSON; notes (taken, may be NULL) adds its fields. */
-static char *result_json(struct render_job *job, json_t *notes, size_t *len)
-{
-    json_t *r = json_pack("{s:s, s:s, s:o, s:o}", "id", job->id, "status",
-                          "ok", "cells", results_cells_json(job->call.notebook),
-                          "timing_ms", timing_json(job));
-    char *s;
-
-    if (notes)
-        json_object_update(r, notes);
-    json_decref(notes);
-    s = json_dumps(r, JSON_COMPACT);
-    json_decref(r);
-    *len = strlen(s);
-    return s;
-}
-
-static bool has_part(const struct bundle_part *parts, size_t n,
-                     const char *name)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++)
-        if (strcmp(parts[i].name, name) == 0)
-            return true;
-    return false;
-}
-
-/* Adds the files the notebook wrote to parts, under names any unzip tool
- * keeps inside its folder (a Windows one reads a backslash as a folder);
- * a name that had to change is listed in notes' artifacts_renamed, one
- * that then clashes with another is dropped and listed in
- * artifacts_dropped. The names are kept in names (caller frees). */
-static size_t add_artifacts(struct render_job *job, struct bundle_part *parts,
-                            size_t n, struct tar_files *names, json_t *notes)
-{
-    json_t *renamed = json_array(), *dropped = json_array();
-    size_t i;
-
-    for (i = 0; i < job->call.results.n; i++) {
-        const struct tar_entry *a = &job->call.results.v[i];
-        char shown[4 * 256 + 1];
-        bool changed;
-        char *name;
-
-        if (strncmp(a->name, DRIVER_RESULT_ARTIFACTS,
-                    strlen(DRIVER_RESULT_ARTIFACTS)) != 0)
-            continue;
-        name = bundle_safe_name(a->name, &changed);
-        util_escape(shown, sizeof(shown), a->name, strlen(a->name));
-        if (has_part(parts, n, name)) {
-            json_array_append_new(dropped, json_string(shown));
-            free(name);
-            continue;
-        }
-        if (changed)
-            json_array_append_new(
-                renamed, json_pack("{s:s, s:s}", "from", shown, "to", name));
-        tarball_files_add(names, name, NULL, 0);
-        parts[n++] = (struct bundle_part){name, a->data, a->len};
-    }
-    if (json_array_size(renamed))
-        json_object_set(notes, "artifacts_renamed", renamed);
-    if (json_array_size(dropped))
-        json_object_set(notes, "artifacts_dropped", dropped);
-    json_decref(renamed);
-    json_decref(dropped);
-    return n;
-}
-
-static int build_zip(struct render_job *job, struct render_result *out)
-{
-    const struct tar_entry *html = tarball_find(&job->call.results,
-                                                DRIVER_RESULT_PAGE);
-    const struct tar_entry *nb = tarball_find(&job->call.results,
-                                              DRIVER_RESULT_NOTEBOOK);
-    struct tar_files images = TAR_FILES_INIT, names = TAR_FILES_INIT;
-    struct bundle_part *parts;
-    json_t *notes = json_object();
-    char *result;
-    size_t result_len, n = 0, i;
-    int rc;
-
-    results_images(&images, job->call.notebook);
-    parts = xcalloc(3 + images.n + job->call.results.n, sizeof(*parts));
-    parts[n++] = (struct bundle_part){"index.html", html->data, html->len};
-    parts[n++] = (struct bundle_part){"notebook.ipynb", nb->data, nb->len};
-    parts[n++] = (struct bundle_part){"result.json", NULL, 0};
-    for (i = 0; i < images.n; i++) {
-        char *name = xasprintf("resources/%s", images.v[i].name);
-
-        free(images.v[i].name);
-        images.v[i].name = name;
-        parts[n++] = (struct bundle_part){name, images.v[i].data,
-                                          images.v[i].len};
-    }
-    n = add_artifacts(job, parts, n, &names, notes);
-    result = result_json(job, notes, &result_len);
-    parts[2] = (struct bundle_part){"result.json", result, result_len};
-    rc = bundle_zip(&out->body, &out->body_len, parts, n, &job->err);
-    out->content_type = "application/zip";
-    free(result);
-    free(parts);
-    tarball_files_release(&images);
-    tarball_files_release(&names);
-    return rc;
-}
-
 static int build_answer(struct render_job *job, struct render_result *out)
 {
-    const struct tar_entry *e;
+    json_t *timing = timing_json(job);
+    struct formats_input in = {job->id, &job->call.results, job->call.notebook,
+                               timing};
+    int rc = formats_build(job->req->format, &in, &out->body, &out->body_len,
+                           &out->content_type, &job->err);
 
-    switch (job->req->format) {
-    case FORMAT_HTML:
-        e = tarball_find(&job->call.results, DRIVER_RESULT_PAGE);
-        if (!e)
-            return err_set(&job->err, ERR_INTERNAL, "no page was exported");
-        out->body = xstrndup(e->data, e->len);
-        out->body_len = e->len;
-        out->content_type = "text/html; charset=utf-8";
-        return 0;
-    case FORMAT_IPYNB:
-        e = tarball_find(&job->call.results, DRIVER_RESULT_NOTEBOOK);
-        if (!e)
-            return err_set(&job->err, ERR_INTERNAL, "no executed notebook");
-        out->body = xstrndup(e->data, e->len);
-        out->body_len = e->len;
-        out->content_type = "application/x-ipynb+json";
-        return 0;
-    case FORMAT_JSON:
-        out->body = result_json(job, NULL, &out->body_len);
-        out->content_type = "application/json";
-        return 0;
-    case FORMAT_ZIP:
-        if (!tarball_find(&job->call.results, DRIVER_RESULT_PAGE) ||
-            !tarball_find(&job->call.results, DRIVER_RESULT_NOTEBOOK))
-            return err_set(&job->err, ERR_INTERNAL, "results are missing");
-        return build_zip(job, out);
-    }
-    return err_set(&job->err, ERR_INTERNAL, "unknown format");
+    json_decref(timing);
+    return rc;
 }
 
 static void server_timing(struct render_job *job, struct render_result *out)

@@ -26,6 +26,7 @@ enum err_code {
     ERR_UNAUTHENTICATED = -14, /* 401 unauthenticated */
     ERR_HOST = -15,            /* 403 host_not_allowed */
     ERR_RATE_LIMITED = -16,    /* 429 rate_limited */
+    ERR_SESSION_BUSY = -17,    /* 409 session_busy */
 };
 
 struct err {

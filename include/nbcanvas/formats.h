@@ -1,0 +1,36 @@
+#ifndef NBCANVAS_FORMATS_H
+#define NBCANVAS_FORMATS_H
+
+/*
+ * The four answer formats (html, zip, ipynb, json) built from what a
+ * driver sent back: its results tar (index.html, notebook.ipynb,
+ * artifacts/) and the executed notebook. A render builds the one its
+ * request asked for; a session's export and a streamed render's kept
+ * result build any of them later from the same parts.
+ */
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "nbcanvas/err.h"
+#include "nbcanvas/request.h"
+#include "nbcanvas/tarball.h"
+
+/* Everything borrowed. */
+struct formats_input {
+    const char *id;                  /* the answer's "id" */
+    const struct tar_files *results; /* the driver's results tar */
+    json_t *notebook;                /* the executed notebook */
+    json_t *timing;                  /* timing_ms object, may be NULL */
+};
+
+/* The answer in format into *body (caller frees) and *content_type
+ * (static). ERR_INTERNAL when a part the format needs is missing. */
+int formats_build(enum render_format format, const struct formats_input *in,
+                  char **body, size_t *len, const char **content_type,
+                  struct err *err);
+
+/* The json format's object (new reference). */
+json_t *formats_result_json(const struct formats_input *in);
+
+#endif
