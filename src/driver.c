@@ -36,10 +36,11 @@ json_t *driver_environment(const char *kernel, bool preload)
     return env;
 }
 
-static const char *const kind_words[] = {
-    [DRIVER_RENDER] = "render", [DRIVER_OPEN] = "open",
-    [DRIVER_EXECUTE] = "execute", [DRIVER_EXPORT] = "export",
-    [DRIVER_FILE] = "file"};
+static const char *const kind_words[] = {[DRIVER_RENDER] = "render",
+                                         [DRIVER_OPEN] = "open",
+                                         [DRIVER_EXECUTE] = "execute",
+                                         [DRIVER_EXPORT] = "export",
+                                         [DRIVER_FILE] = "file"};
 
 static json_t *job_json(const struct driver_job *j)
 {
@@ -55,7 +56,8 @@ static json_t *job_json(const struct driver_job *j)
         j->structured, "table_rows", (json_int_t)j->table_rows);
 
     json_object_set_new(spec, "kind", json_string(kind_words[j->kind]));
-    json_object_set_new(spec, "session", json_boolean(j->kind != DRIVER_RENDER));
+    json_object_set_new(spec, "session",
+                        json_boolean(j->kind != DRIVER_RENDER));
     json_object_set_new(spec, "events", json_boolean(j->events));
     if (j->path)
         json_object_set_new(spec, "path", json_string(j->path));
@@ -160,8 +162,7 @@ int driver_next_event(const char *out, size_t end, const char *nonce,
         if ((size_t)(nl - line) <= wlen || memcmp(line, word, wlen) != 0)
             continue;
         e = json_loadb(line + wlen, (size_t)(nl - line) - wlen, 0, NULL);
-        if (json_is_object(e) &&
-            json_is_string(json_object_get(e, "event"))) {
+        if (json_is_object(e) && json_is_string(json_object_get(e, "event"))) {
             *event = e;
             return 1;
         }

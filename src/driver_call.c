@@ -71,8 +71,8 @@ static void take_events(struct driver_call *c, bool results_found)
     size_t drop;
     json_t *event;
 
-    while (driver_next_event(c->out.data, end, c->nonce, &c->events,
-                             &event) == 1) {
+    while (driver_next_event(c->out.data, end, c->nonce, &c->events, &event) ==
+           1) {
         c->on_event(c->event_ctx, event);
         json_decref(event);
     }
@@ -137,9 +137,8 @@ int driver_call_read(struct driver_call *c)
     char tail[256];
     int rc;
 
-    rc = tarball_read(&c->results, c->out.data + c->results_at,
-                      c->results_len, NULL, 10000, (size_t)c->max_result_bytes,
-                      c->err);
+    rc = tarball_read(&c->results, c->out.data + c->results_at, c->results_len,
+                      NULL, 10000, (size_t)c->max_result_bytes, c->err);
     if (rc < 0)
         return rc;
     /* Outputs may hold NUL (as \u0000); it is made safe when cleaned. */

@@ -96,8 +96,8 @@ static size_t add_artifacts(const struct formats_input *in,
     return n;
 }
 
-static int build_zip(const struct formats_input *in, char **body,
-                     size_t *len, struct err *err)
+static int build_zip(const struct formats_input *in, char **body, size_t *len,
+                     struct err *err)
 {
     const struct tar_entry *html = tarball_find(in->results,
                                                 DRIVER_RESULT_PAGE);

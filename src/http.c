@@ -12,6 +12,8 @@
  */
 #include "nbcanvas/http.h"
 
+#include "http_internal.h"
+
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
@@ -37,49 +39,10 @@
 #include "nbcanvas/request.h"
 #include "nbcanvas/runner.h"
 #include "nbcanvas/sandbox.h"
+#include "nbcanvas/sessions.h"
 #include "nbcanvas/tarball.h"
 #include "nbcanvas/tenants.h"
 #include "nbcanvas/util.h"
-
-struct http_server {
-    struct MHD_Daemon *daemon;
-    struct service *svc;
-    struct conn_guard *guard; /* the absolute deadline of a client's turn */
-    pthread_mutex_t lock;
-    pthread_cond_t idle;
-    long active; /* requests between their first call and completion */
-    char *tls_key, *tls_cert; /* PEM, kept while the daemon runs */
-};
-
-/* Per-request state, from the first call of the access handler to the
- * completion notice. */
-struct exchange {
-    char id[37];
-    struct buf body;
-    bool too_large;
-    long long t_start;
-    const char *route;
-    unsigned status;
-    struct tenant tenant; /* who asked (name "" without keys) */
-    bool gzip_ok;         /* Accept-Encoding allows gzip */
-    char retry_after[24]; /* for a 429 rate_limited */
-};
-
-/* Who may call a route once the Host is allowed. */
-enum access {
-    OPEN,   /* anyone: the page, health and readiness */
-    TENANT, /* a key, when there are keys */
-    METRICS /* a key whose entry says metrics: true */
-};
-
-struct route {
-    const char *method;
-    const char *path;
-    int (*handler)(struct http_server *, struct MHD_Connection *,
-                   struct exchange *);
-    bool has_body;
-    enum access access;
-};
 
 json_t *http_error_json(int code, const char *message, json_t *details)
 {
@@ -90,29 +53,6 @@ json_t *http_error_json(int code, const char *message, json_t *details)
         json_object_update_missing(e, details);
     return json_pack("{s:o}", "error", e);
 }
-
-/*
- * Every answer is built by respond(), so every answer carries the same
- * common headers: its type, the request id, Server-Timing, no caching by
- * anyone on the way, and no content sniffing. What differs by kind of
- * answer is in struct answer, NULL when it does not apply.
- */
-struct answer {
-    unsigned status;
-    const char *content_type;
-    char *body; /* taken over (freed) unless is_static */
-    size_t len;
-    bool is_static;
-    const char *timing;      /* Server-Timing; NULL: the total only */
-    const char *csp;         /* Content-Security-Policy */
-    bool no_framing;         /* X-Frame-Options: DENY */
-    const char *disposition; /* Content-Disposition */
-    const char *retry_after;
-    const char *allow;   /* for 405 */
-    const char *cache;   /* X-Nbcanvas-Cache */
-    const char *sandbox; /* X-Nbcanvas-Sandbox */
-    bool challenge;      /* WWW-Authenticate, for a 401 */
-};
 
 static void add_header(struct MHD_Response *r, const char *name,
                        const char *value)
@@ -157,13 +97,12 @@ static bool accepts_gzip(const char *accept)
     return false;
 }
 
-static int respond(struct MHD_Connection *c, struct exchange *x,
-                   const struct answer *a)
+int http_respond(struct MHD_Connection *c, struct exchange *x,
+                 const struct answer *a)
 {
     struct MHD_Response *r;
     struct buf packed = BUF_INIT((size_t)-1);
     bool gzipped = false;
-    char total[48];
     int rc;
 
     if (x->gzip_ok && a->len >= GZIP_MIN_BYTES &&
@@ -186,6 +125,17 @@ static int respond(struct MHD_Connection *c, struct exchange *x,
     if (compressible(a->content_type))
         add_header(r, "Vary", "Accept-Encoding");
     add_header(r, "Content-Encoding", gzipped ? "gzip" : NULL);
+    http_common_headers(r, x, a);
+    x->status = a->status;
+    rc = MHD_queue_response(c, a->status, r) == MHD_YES ? 0 : -1;
+    MHD_destroy_response(r);
+    return rc;
+}
+
+void http_common_headers(struct MHD_Response *r, struct exchange *x,
+                         const struct answer *a)
+{
+    char total[48];
 
     if (!a->timing)
         snprintf(total, sizeof(total), "total;dur=%lld",
@@ -204,27 +154,23 @@ static int respond(struct MHD_Connection *c, struct exchange *x,
     add_header(r, "X-Nbcanvas-Sandbox", a->sandbox);
     add_header(r, "WWW-Authenticate",
                a->challenge ? "Bearer realm=\"nbcanvas\"" : NULL);
-    x->status = a->status;
-    rc = MHD_queue_response(c, a->status, r) == MHD_YES ? 0 : -1;
-    MHD_destroy_response(r);
-    return rc;
 }
 
-static int send_json(struct MHD_Connection *c, struct exchange *x,
-                     unsigned status, json_t *j)
+int http_send_json(struct MHD_Connection *c, struct exchange *x,
+                   unsigned status, json_t *j)
 {
     struct answer a = {.status = status, .content_type = "application/json"};
 
     a.body = json_dumps(j, JSON_COMPACT);
     a.len = strlen(a.body);
     json_decref(j);
-    return respond(c, x, &a);
+    return http_respond(c, x, &a);
 }
 
 /* An error in the API's format; allow is the Allow header of a 405. */
-static int send_error_full(struct MHD_Connection *c, struct exchange *x,
-                           int code, const char *message, json_t *details,
-                           const char *timing, const char *allow)
+int http_send_error_full(struct MHD_Connection *c, struct exchange *x,
+                         int code, const char *message, json_t *details,
+                         const char *timing, const char *allow)
 {
     json_t *j = http_error_json(code, message, details);
     struct answer a = {.status = err_http_status(code),
@@ -242,24 +188,14 @@ static int send_error_full(struct MHD_Connection *c, struct exchange *x,
     a.body = json_dumps(j, JSON_COMPACT);
     a.len = strlen(a.body);
     json_decref(j);
-    return respond(c, x, &a);
+    return http_respond(c, x, &a);
 }
 
-static int send_error(struct MHD_Connection *c, struct exchange *x, int code,
-                      const char *message, json_t *details)
+int http_send_error(struct MHD_Connection *c, struct exchange *x, int code,
+                    const char *message, json_t *details)
 {
-    return send_error_full(c, x, code, message, details, NULL, NULL);
+    return http_send_error_full(c, x, code, message, details, NULL, NULL);
 }
-
-/* Watches a client's socket while its job runs. The watcher sleeps in
- * poll() on the socket and on an eventfd, which watch_stop signals so the
- * request never waits for a poll timeout. */
-struct hangup_watch {
-    int fd;
-    int wake; /* eventfd */
-    atomic_bool cancel;
-    pthread_t thread;
-};
 
 static void *watch_hangup(void *arg)
 {
@@ -279,7 +215,7 @@ static void *watch_hangup(void *arg)
     return NULL;
 }
 
-static void watch_start(struct hangup_watch *w, struct MHD_Connection *c)
+void http_watch_start(struct hangup_watch *w, struct MHD_Connection *c)
 {
     const union MHD_ConnectionInfo *info = MHD_get_connection_info(
         c, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -295,7 +231,7 @@ static void watch_start(struct hangup_watch *w, struct MHD_Connection *c)
     }
 }
 
-static void watch_stop(struct hangup_watch *w)
+void http_watch_stop(struct hangup_watch *w)
 {
     uint64_t one = 1;
 
@@ -322,23 +258,25 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
                               &err);
     if (rc < 0) {
         request_render_release(&req);
-        return send_error(c, x, rc, err.msg, NULL);
+        return http_send_error(c, x, rc, err.msg, NULL);
     }
     route = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                         "X-Nbcanvas-Route");
     req.force_cold = route && strcasecmp(route, "cold") == 0;
     req.tenant = x->tenant;
-    watch_start(&watch, c);
+    if (http_wants_stream(c))
+        return http_stream_render(s, c, x, &req);
+    http_watch_start(&watch, c);
     render_run(&res, s->svc, &req, x->id, &watch.cancel);
-    watch_stop(&watch);
+    http_watch_stop(&watch);
     request_render_release(&req);
     if (res.code < 0) {
         if (res.code == ERR_TIMEOUT)
             metrics_count(s->svc->metrics, "timeouts", 1);
         if (res.code == ERR_MEMORY)
             metrics_count(s->svc->metrics, "ooms", 1);
-        rc = send_error_full(c, x, res.code, res.message, res.details,
-                             res.server_timing, NULL);
+        rc = http_send_error_full(c, x, res.code, res.message, res.details,
+                                  res.server_timing, NULL);
         render_result_release(&res);
         return rc;
     }
@@ -355,7 +293,7 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
         a.csp = s->svc->cfg.html_csp;
     if (strcmp(res.content_type, "application/zip") == 0)
         a.disposition = "attachment; filename=\"notebook.zip\"";
-    rc = respond(c, x, &a);
+    rc = http_respond(c, x, &a);
     render_result_release(&res);
     return rc;
 }
@@ -373,23 +311,23 @@ static int handle_run(struct http_server *s, struct MHD_Connection *c,
                            &err);
     if (rc < 0) {
         request_run_release(&req);
-        return send_error(c, x, rc, err.msg, NULL);
+        return http_send_error(c, x, rc, err.msg, NULL);
     }
     req.tenant = x->tenant;
-    watch_start(&watch, c);
+    http_watch_start(&watch, c);
     rc = runner_run(&result, s->svc, &req, x->id, &watch.cancel, &err);
-    watch_stop(&watch);
+    http_watch_stop(&watch);
     request_run_release(&req);
     if (rc < 0)
-        return send_error(c, x, rc, err.msg, NULL);
-    return send_json(c, x, 200, result);
+        return http_send_error(c, x, rc, err.msg, NULL);
+    return http_send_json(c, x, 200, result);
 }
 
 static int handle_healthz(struct http_server *s, struct MHD_Connection *c,
                           struct exchange *x)
 {
     (void)s;
-    return send_json(c, x, 200, json_pack("{s:s}", "status", "ok"));
+    return http_send_json(c, x, 200, json_pack("{s:s}", "status", "ok"));
 }
 
 /* Checks that the engine answers and that every configured image exists. */
@@ -421,32 +359,35 @@ static int handle_readyz(struct http_server *s, struct MHD_Connection *c,
     struct err err = ERR_INIT;
 
     if (check_ready(s->svc, &err) < 0)
-        return send_error(c, x, ERR_ENGINE, err.msg, NULL);
-    return send_json(c, x, 200,
-                     json_pack("{s:s, s:s}", "status", "ready", "api_version",
-                               docker_api_version(s->svc->docker)));
+        return http_send_error(c, x, ERR_ENGINE, err.msg, NULL);
+    return http_send_json(c, x, 200,
+                          json_pack("{s:s, s:s}", "status", "ready",
+                                    "api_version",
+                                    docker_api_version(s->svc->docker)));
 }
 
 static int handle_kernels(struct http_server *s, struct MHD_Connection *c,
                           struct exchange *x)
 {
     (void)s;
-    return send_json(c, x, 200, notebook_kernels_json());
+    return http_send_json(c, x, 200, notebook_kernels_json());
 }
 
 static int handle_languages(struct http_server *s, struct MHD_Connection *c,
                             struct exchange *x)
 {
-    return send_json(c, x, 200, languages_json(s->svc->languages));
+    return http_send_json(c, x, 200, languages_json(s->svc->languages));
 }
 
 static void write_pool_cache_metrics(struct service *svc, struct buf *out)
 {
     struct pool_stats p;
     struct cache_stats c = {0, 0, 0, 0};
-
+    struct sessions_stats ss = {0};
     long running, waiting;
 
+    if (svc->sessions)
+        sessions_stats(svc->sessions, &ss);
     pool_stats(svc->pool, &p);
     if (svc->cache)
         cache_stats(svc->cache, &c);
@@ -456,7 +397,18 @@ static void write_pool_cache_metrics(struct service *svc, struct buf *out)
     buf_printf(out,
                "# TYPE nbcanvas_containers_alive gauge\n"
                "nbcanvas_containers_alive %ld\n",
-               running + p.idle + p.starting + janitor_pending(svc->janitor));
+               running + p.idle + p.starting + janitor_pending(svc->janitor) +
+                   ss.active - ss.calls);
+    buf_printf(out,
+               "# TYPE nbcanvas_sessions_active gauge\n"
+               "nbcanvas_sessions_active %ld\n"
+               "# TYPE nbcanvas_sessions_created_total counter\n"
+               "nbcanvas_sessions_created_total %ld\n"
+               "# TYPE nbcanvas_sessions_expired_total counter\n"
+               "nbcanvas_sessions_expired_total %ld\n"
+               "# TYPE nbcanvas_sessions_faulted_total counter\n"
+               "nbcanvas_sessions_faulted_total %ld\n",
+               ss.active, ss.created, ss.expired, ss.faulted);
     buf_printf(out,
                "# TYPE nbcanvas_pool_size gauge\nnbcanvas_pool_size %ld\n"
                "# TYPE nbcanvas_pool_idle gauge\nnbcanvas_pool_idle %ld\n"
@@ -495,7 +447,7 @@ static int handle_metrics(struct http_server *s, struct MHD_Connection *c,
     metrics_write(s->svc->metrics, s->svc->jobs, &out);
     write_pool_cache_metrics(s->svc, &out);
     a.body = buf_detach(&out, &a.len);
-    return respond(c, x, &a);
+    return http_respond(c, x, &a);
 }
 
 extern const unsigned char web_index_html[];
@@ -521,7 +473,7 @@ static int handle_page(struct http_server *s, struct MHD_Connection *c,
                        .no_framing = true};
 
     (void)s;
-    return respond(c, x, &a);
+    return http_respond(c, x, &a);
 }
 
 static int handle_examples(struct http_server *s, struct MHD_Connection *c,
@@ -530,7 +482,7 @@ static int handle_examples(struct http_server *s, struct MHD_Connection *c,
     json_t *list = s->svc->examples ? json_incref(s->svc->examples)
                                     : json_array();
 
-    return send_json(c, x, 200, list);
+    return http_send_json(c, x, 200, list);
 }
 
 static const struct route routes[] = {
@@ -543,13 +495,49 @@ static const struct route routes[] = {
     {"GET", "/v1/languages", handle_languages, false, TENANT},
     {"POST", "/v1/render", handle_render, true, TENANT},
     {"POST", "/v1/run", handle_run, true, TENANT},
+    {"POST", "/v1/sessions", http_create_session, true, TENANT},
+    {"GET", "/v1/sessions", http_list_sessions, false, TENANT},
+    {"DELETE", "/v1/sessions/*", http_delete_session, false, TENANT},
+    {"POST", "/v1/sessions/*/execute", http_execute, true, TENANT},
+    {"GET", "/v1/sessions/*/notebook", http_session_notebook, false, TENANT},
+    {"GET", "/v1/sessions/*/files/**", http_session_file, false, TENANT},
+    {"GET", "/v1/results/*", http_kept_result, false, TENANT},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* True when url fits pattern, where "*" stands for one path segment and a
+ * final "**" for the rest (one byte at least); those parts go to params
+ * (NULL: not kept). */
+static bool path_match(const char *pattern, const char *url,
+                       char params[2][HTTP_PARAM_MAX])
+{
+    int np = 0;
+
+    while (*pattern && *url) {
+        size_t n;
+
+        if (pattern[0] != '*') {
+            if (*pattern++ != *url++)
+                return false;
+            continue;
+        }
+        n = pattern[1] == '*' ? strlen(url) : strcspn(url, "/");
+        if (n == 0 || n >= HTTP_PARAM_MAX || np == 2)
+            return false;
+        if (params)
+            snprintf(params[np], HTTP_PARAM_MAX, "%.*s", (int)n, url);
+        np++;
+        url += n;
+        pattern += pattern[1] == '*' ? 2 : 1;
+    }
+    return *pattern == '\0' && *url == '\0';
+}
 
 /* The route for method and url; *path_known tells a 405 from a 404. */
 static const struct route *find_route(const char *method, const char *url,
                                       bool *path_known, char *allow,
-                                      size_t allow_len)
+                                      size_t allow_len,
+                                      char params[2][HTTP_PARAM_MAX])
 {
     const struct route *found = NULL;
     size_t i;
@@ -557,15 +545,18 @@ static const struct route *find_route(const char *method, const char *url,
     *path_known = false;
     allow[0] = '\0';
     for (i = 0; i < NROUTES; i++) {
-        if (strcmp(routes[i].path, url) != 0)
+        if (!path_match(routes[i].path, url, NULL))
             continue;
         *path_known = true;
         snprintf(allow + strlen(allow), allow_len - strlen(allow), "%s%s",
                  allow[0] ? ", " : "", routes[i].method);
         if (strcmp(routes[i].method, method) == 0 ||
             (strcmp(method, "HEAD") == 0 &&
-             strcmp(routes[i].method, "GET") == 0))
+             strcmp(routes[i].method, "GET") == 0)) {
             found = &routes[i];
+            if (params)
+                path_match(routes[i].path, url, params);
+        }
     }
     return found;
 }
@@ -707,30 +698,31 @@ static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
     else
         util_uuid(x->id);
     buf_init(&x->body, (size_t)body_cap(s, url));
-    r = find_route(method, url, &known, allow, sizeof(allow));
+    r = find_route(method, url, &known, allow, sizeof(allow), x->params);
     x->route = r ? r->path : "other";
     if (!host_allowed(&s->svc->cfg,
                       MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host")))
-        return send_error(c, x, ERR_HOST,
-                          "this Host is not served (allowed_hosts)", NULL) == 0
+        return http_send_error(c, x, ERR_HOST,
+                               "this Host is not served (allowed_hosts)",
+                               NULL) == 0
                    ? MHD_YES
                    : MHD_NO;
     if (!r && known)
-        return send_error_full(c, x, ERR_METHOD, "method not allowed", NULL,
-                               NULL, allow) == 0
+        return http_send_error_full(c, x, ERR_METHOD, "method not allowed",
+                                    NULL, NULL, allow) == 0
                    ? MHD_YES
                    : MHD_NO;
     if (!r)
-        return send_error(c, x, ERR_NOT_FOUND, "no such path", NULL) == 0
+        return http_send_error(c, x, ERR_NOT_FOUND, "no such path", NULL) == 0
                    ? MHD_YES
                    : MHD_NO;
     if (admit(s, c, x, r, &err) < 0)
-        return send_error(c, x, err.code, err.msg, NULL) == 0 ? MHD_YES
-                                                              : MHD_NO;
+        return http_send_error(c, x, err.code, err.msg, NULL) == 0 ? MHD_YES
+                                                                   : MHD_NO;
     if (r->has_body && !is_json_type(MHD_lookup_connection_value(
                            c, MHD_HEADER_KIND, "Content-Type")))
-        return send_error(c, x, ERR_MEDIA_TYPE,
-                          "the body must be application/json", NULL) == 0
+        return http_send_error(c, x, ERR_MEDIA_TYPE,
+                               "the body must be application/json", NULL) == 0
                    ? MHD_YES
                    : MHD_NO;
     if (clen && strtoll(clen, NULL, 10) > body_cap(s, url)) {
@@ -738,8 +730,8 @@ static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
 
         snprintf(msg, sizeof(msg), "the body is larger than %lld bytes",
                  body_cap(s, url));
-        return send_error(c, x, ERR_TOO_LARGE, msg, NULL) == 0 ? MHD_YES
-                                                               : MHD_NO;
+        return http_send_error(c, x, ERR_TOO_LARGE, msg, NULL) == 0 ? MHD_YES
+                                                                    : MHD_NO;
     }
     return MHD_YES;
 }
@@ -777,14 +769,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 
         snprintf(msg, sizeof(msg), "the body is larger than %zu bytes",
                  x->body.cap);
-        return send_error(c, x, ERR_TOO_LARGE, msg, NULL) == 0 ? MHD_YES
-                                                               : MHD_NO;
+        return http_send_error(c, x, ERR_TOO_LARGE, msg, NULL) == 0 ? MHD_YES
+                                                                    : MHD_NO;
     }
-    r = find_route(method, url, &known, allow, sizeof(allow));
-    /* The job is the server's turn; sending the answer is the client's. */
+    r = find_route(method, url, &known, allow, sizeof(allow), NULL);
+    /* The job is the server's turn; sending the answer is the client's,
+     * except for a stream, which the server writes as the job goes. */
     conn_guard_pause(s->guard, guard_entry(c));
     rc = r->handler(s, c, x);
-    conn_guard_rearm(s->guard, guard_entry(c));
+    if (!x->streaming)
+        conn_guard_rearm(s->guard, guard_entry(c));
     return rc == 0 ? MHD_YES : MHD_NO;
 }
 

@@ -24,8 +24,9 @@
  * the same CPU; no more requests wait than sandboxes are starting.
  *
  * Caveat: a container's deadline label covers its idle time plus the
- * longest render, so another service's reaper does not remove one in use;
- * this service's own reaper never does (the live set, sandbox.h).
+ * longest render or session it may be taken for, so another service's
+ * reaper does not remove one in use; this service's own reaper never does
+ * (the live set, sandbox.h).
  */
 #include "nbcanvas/pool.h"
 
@@ -131,8 +132,12 @@ static int warm_data(void *ctx, const char *data, size_t len)
 /* Creates and starts one preloaded sandbox and waits until it is ready. */
 static int start_one(struct pool *p, struct sandbox *sb, struct err *err)
 {
-    long long deadline_s = (long long)time(NULL) + POOL_MAX_IDLE_S +
-                           p->cfg->render_max_timeout_s + 120;
+    long long longest = p->cfg->render_max_timeout_s >
+                                p->cfg->session_max_lifetime_s
+                            ? p->cfg->render_max_timeout_s
+                            : p->cfg->session_max_lifetime_s;
+    long long deadline_s = (long long)time(NULL) + POOL_MAX_IDLE_S + longest +
+                           120;
     struct warmup w = {.sb = sb, .err = err};
     struct docker_stream_cb cb = {warm_open, warm_data, &w, &p->stopping};
     int rc;

@@ -64,7 +64,7 @@ static int build_upload(struct render_job *job)
         .include_input = r->include_input,
         .template_name = r->template_name,
         .max_html_bytes = cfg->max_html_bytes,
-        .artifacts = r->format == FORMAT_ZIP,
+        .artifacts = r->format == FORMAT_ZIP || r->keep,
         .max_artifact_bytes = cfg->max_artifact_bytes,
         .max_result_bytes = cfg->max_result_bytes,
         .structured = r->structured,
@@ -132,11 +132,11 @@ static int run_driver(struct render_job *job, const atomic_bool *cancel)
         if (sandbox_lost(&job->sb))
             return sandbox_lost_error(&job->err);
         if (cell < 0)
-            return err_set(&job->err, ERR_INTERNAL,
-                           "the sandbox stopped before the notebook "
-                           "finished: %s",
-                           driver_call_stderr_tail(&job->call, tail,
-                                                   sizeof(tail)));
+            return err_set(
+                &job->err, ERR_INTERNAL,
+                "the sandbox stopped before the notebook "
+                "finished: %s",
+                driver_call_stderr_tail(&job->call, tail, sizeof(tail)));
         /* The driver died while a cell ran: that cell's code killed it
          * (kill -9 of its parent, of every process). */
         job->details = json_pack(
@@ -217,7 +217,8 @@ static int status_error(struct render_job *job, json_t **details)
     case DRIVER_OK:
         break;
     case DRIVER_CELL_ERROR:
-        *details = with_partial_cells(job, results_cell_error(job->call.status));
+        *details = with_partial_cells(job,
+                                      results_cell_error(job->call.status));
         rc = err_set(&job->err, ERR_CELL, "cell %ld raised %s: %s", st.cell,
                      json_string_value(json_object_get(*details, "ename")),
                      json_string_value(json_object_get(*details, "evalue")));
@@ -244,7 +245,8 @@ static int status_error(struct render_job *job, json_t **details)
                             json_string("the kernel died while running this "
                                         "cell (it exited, crashed or was "
                                         "killed)"));
-        *details = with_partial_cells(job, results_cell_error(job->call.status));
+        *details = with_partial_cells(job,
+                                      results_cell_error(job->call.status));
         rc = err_set(&job->err, ERR_CELL,
                      "cell %ld stopped the kernel (it exited, crashed or "
                      "was killed)",
@@ -262,8 +264,8 @@ static int status_error(struct render_job *job, json_t **details)
     case DRIVER_FAILED:
         rc = err_set(&job->err, ERR_INTERNAL, "internal: %s",
                      st.message[0] ? st.message
-                                   : driver_call_stderr_tail(
-                                         &job->call, tail, sizeof(tail)));
+                                   : driver_call_stderr_tail(&job->call, tail,
+                                                             sizeof(tail)));
         break;
     }
     json_decref(cell);
@@ -294,6 +296,20 @@ static int build_answer(struct render_job *job, struct render_result *out)
 
     json_decref(timing);
     return rc;
+}
+
+/* Hands the driver's results over to out->kept, to build any format
+ * later (a streamed render's /v1/results). */
+static void keep_results(struct render_job *job, struct render_result *out)
+{
+    struct render_kept *k = xcalloc(1, sizeof(*k));
+
+    snprintf(k->id, sizeof(k->id), "%s", job->id);
+    k->results = job->call.results;
+    memset(&job->call.results, 0, sizeof(job->call.results));
+    k->notebook = json_incref(job->call.notebook);
+    k->timing = timing_json(job);
+    out->kept = k;
 }
 
 static void server_timing(struct render_job *job, struct render_result *out)
@@ -330,7 +346,7 @@ int render_run(struct render_result *out, struct service *svc,
     job.t_start = util_now_ms();
     if (svc->cache)
         cache_keys_render(svc->cache_keys, req, key);
-    if (svc->cache && req->cache)
+    if (svc->cache && req->cache && !req->keep)
         lookup = cache_get_or_claim(
             svc->cache, key, &out->body, &out->body_len, &out->content_type,
             cancel, (req->timeout_s + RENDER_GRACE_S * 2) * 1000LL);
@@ -358,9 +374,11 @@ int render_run(struct render_result *out, struct service *svc,
         out->details = json_incref(job.details);
     janitor_dispose(svc->janitor, &job.sb, &slot); /* the slot goes too */
     job.t_done = util_now_ms();
-    if (rc == 0)
+    if (rc == 0 && req->keep)
+        keep_results(&job, out);
+    else if (rc == 0)
         rc = build_answer(&job, out);
-    if (rc == 0 && svc->cache)
+    if (rc == 0 && svc->cache && !req->keep)
         cache_put(svc->cache, key, out->body, out->body_len,
                   out->content_type);
     out->warm = job.warm;
@@ -379,9 +397,21 @@ done:
     return rc;
 }
 
+void render_kept_free(struct render_kept *k)
+{
+    if (!k)
+        return;
+    tarball_files_release(&k->results);
+    json_decref(k->notebook);
+    json_decref(k->timing);
+    free(k);
+}
+
 void render_result_release(struct render_result *r)
 {
     free(r->body);
+    render_kept_free(r->kept);
+    r->kept = NULL;
     json_decref(r->details);
     r->body = NULL;
     r->details = NULL;

@@ -123,20 +123,41 @@ static int parse_files(struct tar_files *files, json_t *list, struct err *err)
     return 0;
 }
 
-/* Reads an optional integer field within [1, max]. */
-static int parse_timeout(long *out, json_t *v, long max, struct err *err)
+/* Reads an optional number of seconds within [1, max]. */
+static int parse_seconds(long *out, json_t *v, const char *name, long max,
+                         struct err *err)
 {
     double d;
 
     if (!v)
         return 0;
     if (!json_is_number(v))
-        return err_set(err, ERR_INVALID, "timeout_s must be a number");
+        return err_set(err, ERR_INVALID, "%s must be a number", name);
     d = json_number_value(v);
     if (!(d >= 1 && d <= (double)max))
-        return err_set(err, ERR_INVALID, "timeout_s must be between 1 and %ld",
+        return err_set(err, ERR_INVALID, "%s must be between 1 and %ld", name,
                        max);
     *out = (long)d;
+    return 0;
+}
+
+static int parse_timeout(long *out, json_t *v, long max, struct err *err)
+{
+    return parse_seconds(out, v, "timeout_s", max, err);
+}
+
+/* The kernel named by an optional field, python3 by default. */
+static int parse_kernel(const struct kernel_info **out, json_t *kernel,
+                        struct err *err)
+{
+    if (kernel && !json_is_string(kernel))
+        return err_set(err, ERR_INVALID, "kernel must be a string");
+    *out = notebook_kernel_find(kernel ? json_string_value(kernel)
+                                       : "python3");
+    if (!*out)
+        return err_set(err, ERR_INVALID,
+                       "unknown kernel '%s' (see GET /v1/kernels)",
+                       json_string_value(kernel));
     return 0;
 }
 
@@ -217,16 +238,10 @@ static int parse_render_fields(struct render_request *r, json_t *root,
     if (!!cells == !!nb)
         return err_set(err, ERR_INVALID,
                        "give exactly one of cells or notebook");
-    if (kernel && !json_is_string(kernel))
-        return err_set(err, ERR_INVALID, "kernel must be a string");
-    r->kernel = notebook_kernel_find(kernel ? json_string_value(kernel)
-                                            : "python3");
-    if (!r->kernel)
-        return err_set(err, ERR_INVALID,
-                       "unknown kernel '%s' (see GET /v1/kernels)",
-                       json_string_value(kernel));
-    rc = parse_choice(&format, json_object_get(root, "format"), "format",
-                      format_names, 4, err);
+    rc = parse_kernel(&r->kernel, kernel, err);
+    if (rc == 0)
+        rc = parse_choice(&format, json_object_get(root, "format"), "format",
+                          format_names, 4, err);
     if (rc == 0)
         rc = parse_choice(&tmpl, json_object_get(root, "template"), "template",
                           templates, 3, err);
@@ -357,4 +372,115 @@ void request_run_release(struct run_request *r)
     free(r->stdin_data);
     r->code = r->stdin_data = NULL;
     tarball_files_release(&r->files);
+}
+
+int request_parse_session(struct session_request *r, const char *body,
+                          size_t len, const struct config *cfg,
+                          struct err *err)
+{
+    static const char *const fields[] = {"kernel", "files", "idle_timeout_s"};
+    json_t *root = NULL, *none = json_array();
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    r->idle_timeout_s = cfg->session_idle_timeout_s;
+    rc = load_object(&root, body, len, err);
+    if (rc == 0)
+        rc = check_fields(root, fields, sizeof(fields) / sizeof(fields[0]),
+                          err);
+    if (rc == 0)
+        rc = parse_kernel(&r->kernel, json_object_get(root, "kernel"), err);
+    if (rc == 0)
+        rc = parse_seconds(&r->idle_timeout_s,
+                           json_object_get(root, "idle_timeout_s"),
+                           "idle_timeout_s", cfg->session_idle_timeout_s, err);
+    if (rc == 0)
+        rc = parse_files(&r->files, json_object_get(root, "files"), err);
+    if (rc == 0) /* the session's notebook: its metadata, no cells yet */
+        rc = notebook_from_cells(&r->notebook, none, r->kernel, err);
+    json_decref(none);
+    json_decref(root);
+    return rc;
+}
+
+void request_session_release(struct session_request *r)
+{
+    json_decref(r->notebook);
+    r->notebook = NULL;
+    tarball_files_release(&r->files);
+}
+
+int request_parse_execute(struct execute_request *r, const char *body,
+                          size_t len, const struct config *cfg,
+                          const struct kernel_info *kernel, struct err *err)
+{
+    static const char *const fields[] = {"code", "timeout_s", "files"};
+    json_t *root = NULL, *code, *cells = NULL;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    r->timeout_s = cfg->render_timeout_s < cfg->render_max_timeout_s
+                       ? cfg->render_timeout_s
+                       : cfg->render_max_timeout_s;
+    rc = load_object(&root, body, len, err);
+    if (rc == 0)
+        rc = check_fields(root, fields, sizeof(fields) / sizeof(fields[0]),
+                          err);
+    code = json_object_get(root, "code");
+    if (rc == 0 && !json_is_string(code))
+        rc = err_set(err, ERR_INVALID, "code must be a string");
+    if (rc == 0)
+        rc = parse_timeout(&r->timeout_s, json_object_get(root, "timeout_s"),
+                           cfg->render_max_timeout_s, err);
+    if (rc == 0)
+        rc = parse_files(&r->files, json_object_get(root, "files"), err);
+    if (rc == 0) {
+        cells = json_pack("[O]", code);
+        rc = notebook_from_cells(&r->notebook, cells, kernel, err);
+    }
+    json_decref(cells);
+    json_decref(root);
+    return rc;
+}
+
+void request_execute_release(struct execute_request *r)
+{
+    json_decref(r->notebook);
+    r->notebook = NULL;
+    tarball_files_release(&r->files);
+}
+
+/* The index of value in choices, or -1. */
+static int choice_index(const char *value, const char *const *choices,
+                        size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (strcmp(value, choices[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+int request_parse_export(struct export_request *r, const char *format,
+                         const char *template_name, const char *include_input,
+                         struct err *err)
+{
+    int f = format ? choice_index(format, format_names, 4) : FORMAT_HTML;
+    int t = template_name ? choice_index(template_name, templates, 3) : 0;
+
+    if (f < 0)
+        return err_set(err, ERR_INVALID,
+                       "format must be one of html, zip, ipynb, json");
+    if (t < 0)
+        return err_set(err, ERR_INVALID,
+                       "template must be one of lab, classic, canvas");
+    if (include_input && strcmp(include_input, "true") &&
+        strcmp(include_input, "false"))
+        return err_set(err, ERR_INVALID,
+                       "include_input must be true or false");
+    r->format = (enum render_format)f;
+    snprintf(r->template_name, sizeof(r->template_name), "%s", templates[t]);
+    r->include_input = include_input && strcmp(include_input, "true") == 0;
+    return 0;
 }

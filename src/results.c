@@ -41,7 +41,7 @@ static bool is_text_mime(const char *mime)
            strcmp(mime, "application/javascript") == 0;
 }
 
-static json_t *clean_output(json_t *out)
+json_t *results_output_json(json_t *out)
 {
     json_t *copy = json_deep_copy(out), *data, *v;
     const char *key;
@@ -79,7 +79,7 @@ json_t *results_cells_json(json_t *nb)
         clean = json_array();
         json_array_foreach(outs, j, o) {
             if (json_is_object(o))
-                json_array_append_new(clean, clean_output(o));
+                json_array_append_new(clean, results_output_json(o));
         }
         json_array_append_new(
             list, json_pack("{s:I, s:s, s:O, s:o}", "index", (json_int_t)i,

@@ -20,15 +20,19 @@
 #include "nbcanvas/examples.h"
 #include "nbcanvas/http.h"
 #include "nbcanvas/janitor.h"
+#include "nbcanvas/kept_results.h"
 #include "nbcanvas/languages.h"
 #include "nbcanvas/metrics.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/sandbox.h"
+#include "nbcanvas/sessions.h"
 #include "nbcanvas/tenants.h"
 #include "nbcanvas/util.h"
 
 void service_close(struct service *svc)
 {
+    sessions_free(svc->sessions);
+    kept_results_free(svc->kept);
     pool_free(svc->pool);
     janitor_free(svc->janitor);
     cache_free(svc->cache);
@@ -123,6 +127,8 @@ int service_open(struct service *svc, const struct service_options *opts,
         svc->cache_keys = cache_keys_new(svc->docker, svc->cfg.notebook_image);
     }
     if (!opts->one_shot) {
+        svc->kept = kept_results_new(svc->cfg.kept_results_bytes,
+                                     svc->cfg.result_ttl_s);
         svc->janitor = janitor_new();
         svc->examples = examples_load(svc->cfg.examples_dir);
     }
@@ -164,6 +170,7 @@ int service_serve(struct service *svc)
     sweep_leftovers(svc);
     svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner, svc->live,
                          svc->cfg.pool_size);
+    svc->sessions = sessions_new(svc);
     rc = http_start(&srv, svc, &err);
     if (rc < 0) {
         fprintf(stderr, "nbcanvas: %s\n", err.msg);
@@ -199,6 +206,8 @@ int service_serve(struct service *svc)
     fprintf(stderr, "nbcanvas: stopping: finishing in-flight requests\n");
     /* in-flight requests get their whole deadline plus the grace */
     http_stop(srv, svc->cfg.render_max_timeout_s + 60);
+    sessions_free(svc->sessions); /* their sandboxes go to the janitor */
+    svc->sessions = NULL;
     pool_free(svc->pool);
     svc->pool = NULL;
     janitor_free(svc->janitor); /* removes what is still queued */

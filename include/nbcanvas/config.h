@@ -61,10 +61,10 @@ struct config {
     struct sandbox_limits run_limits;
 
     /* sessions (POST /v1/sessions) and streamed renders */
-    long max_sessions;           /* live at once, service-wide */
-    long session_idle_timeout_s; /* the default and most for a request */
-    long session_max_lifetime_s; /* every session ends by then */
-    long result_ttl_s;           /* a streamed render's /v1/results */
+    long max_sessions;            /* live at once, service-wide */
+    long session_idle_timeout_s;  /* the default and most for a request */
+    long session_max_lifetime_s;  /* every session ends by then */
+    long result_ttl_s;            /* a streamed render's /v1/results */
     long long kept_results_bytes; /* all kept results at most */
 
     /* scheduling */

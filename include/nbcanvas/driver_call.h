@@ -33,8 +33,8 @@ struct driver_call {
     char nonce[DRIVER_NONCE_LEN + 1];
     struct buf out, errout; /* the driver's stdout and stderr */
     struct demux demux;
-    size_t scan;    /* how far `out` was searched for the done line */
-    size_t events;  /* how far `out` was read for events */
+    size_t scan;   /* how far `out` was searched for the done line */
+    size_t events; /* how far `out` was read for events */
     size_t results_at, results_len; /* the results tar inside `out` */
     driver_event_fn on_event;       /* may be NULL */
     void *event_ctx;

@@ -15,6 +15,18 @@
 #include "nbcanvas/err.h"
 #include "nbcanvas/request.h"
 #include "nbcanvas/service.h"
+#include "nbcanvas/tarball.h"
+
+/* A render's results kept to build any format later: what a streamed
+ * render leaves for GET /v1/results/{id}. */
+struct render_kept {
+    char id[37];
+    struct tar_files results; /* the driver's results tar, artifacts too */
+    json_t *notebook;         /* the executed notebook */
+    json_t *timing;           /* timing_ms */
+};
+
+void render_kept_free(struct render_kept *k);
 
 struct render_result {
     int code;   /* 0, or the ERR_* of the failure */
@@ -26,6 +38,8 @@ struct render_result {
     char server_timing[256];
     bool cache_hit;
     bool warm; /* ran in a sandbox from the warm pool */
+    /* With req->keep, on success: the results (owned), and no body. */
+    struct render_kept *kept;
 };
 
 /* Runs req and fills out (release with render_result_release). Returns

@@ -2,7 +2,8 @@
 #define NBCANVAS_REQUEST_H
 
 /*
- * Parsing and validating request bodies (POST /v1/render, POST /v1/run)
+ * Parsing and validating request bodies (POST /v1/render, POST /v1/run,
+ * POST /v1/sessions and its execute)
  * into plain structs. Everything a client can get wrong is caught here and
  * answered with ERR_INVALID and a message that names the field, before any
  * container exists.
@@ -32,8 +33,10 @@ struct render_request {
     long timeout_s;
     bool allow_errors;
     bool cache;
-    bool structured;        /* chart/table data (default: json and zip) */
-    bool force_cold;        /* not from the body: skip the warm pool */
+    bool structured; /* chart/table data (default: json and zip) */
+    bool force_cold; /* not from the body: skip the warm pool */
+    bool
+        keep; /* not from the body: keep the results (render_kept), uncached */
     struct tenant tenant;   /* not from the body: who asked */
     struct tar_files files; /* request files, decoded */
     /* Not from the body: a streaming client's progress, called with each
@@ -53,6 +56,22 @@ struct run_request {
     struct tenant tenant; /* not from the body: who asked */
 };
 
+/* POST /v1/sessions. */
+struct session_request {
+    const struct kernel_info *kernel;
+    long idle_timeout_s;
+    json_t *notebook;       /* owned; no cells, the kernel's metadata */
+    struct tar_files files; /* placed in the working directory */
+    struct tenant tenant;   /* not from the body: who asked */
+};
+
+/* POST /v1/sessions/{id}/execute. */
+struct execute_request {
+    json_t *notebook; /* owned; the code as the one cell of a notebook */
+    long timeout_s;
+    struct tar_files files;
+};
+
 /* Parses a render request body; out is released with
  * request_render_release even when parsing fails. */
 int request_parse_render(struct render_request *out, const char *body,
@@ -67,6 +86,29 @@ const char *request_format_name(enum render_format format);
 int request_parse_run(struct run_request *out, const char *body, size_t len,
                       const struct config *cfg, struct err *err);
 void request_run_release(struct run_request *r);
+
+/* GET /v1/sessions/{id}/notebook and /v1/results/{id}: the query. */
+struct export_request {
+    enum render_format format;
+    char template_name[16];
+    bool include_input;
+};
+
+/* Reads the query's values (each NULL when absent: html, lab, false). */
+int request_parse_export(struct export_request *out, const char *format,
+                         const char *template_name, const char *include_input,
+                         struct err *err);
+
+/* Parse the session requests; out is released with its release function
+ * even when parsing fails. kernel: the session's. */
+int request_parse_session(struct session_request *out, const char *body,
+                          size_t len, const struct config *cfg,
+                          struct err *err);
+void request_session_release(struct session_request *r);
+int request_parse_execute(struct execute_request *out, const char *body,
+                          size_t len, const struct config *cfg,
+                          const struct kernel_info *kernel, struct err *err);
+void request_execute_release(struct execute_request *r);
 
 /* True when name is a safe relative path for a request file: not empty,
  * at most REQUEST_MAX_NAME bytes, no NUL or backslash, not absolute, no

@@ -16,6 +16,10 @@
  * [{"index", "cell_type", "execution_count", "outputs"}], text cleaned. */
 json_t *results_cells_json(json_t *nb);
 
+/* One output of a cell as the json format has it (new reference), text
+ * cleaned: what a streamed output event carries. */
+json_t *results_output_json(json_t *out);
+
 /* The image outputs of nb as files named cell<i>_output<j>.<ext> (png,
  * jpg, svg, gif), appended to files (release with tarball_files_release). */
 void results_images(struct tar_files *files, json_t *nb);

@@ -21,10 +21,12 @@
 struct cache;
 struct cache_keys;
 struct janitor;
+struct kept_results;
 struct languages;
 struct metrics;
 struct pool;
 struct sandbox_set;
+struct sessions;
 struct tenants;
 
 struct service {
@@ -40,6 +42,8 @@ struct service {
     struct cache *cache; /* NULL: no result cache */
     struct cache_keys *cache_keys; /* with cache */
     struct janitor *janitor;       /* NULL: sandboxes are removed in-line */
+    struct sessions *sessions;     /* live kernels; from service_serve */
+    struct kept_results *kept;     /* streamed renders' results */
     json_t *examples;              /* for GET /v1/examples */
 };
 

@@ -1,0 +1,85 @@
+#ifndef NBCANVAS_SESSIONS_H
+#define NBCANVAS_SESSIONS_H
+
+/*
+ * Sessions: a live kernel kept between calls. A session is one sandbox,
+ * hardened as a render's and taken from the warm pool when one is ready,
+ * that belongs to the tenant that made it and serves nothing else; its
+ * driver keeps the kernel and the notebook of everything executed so far
+ * (driver.h, the session jobs). This module owns the table of sessions
+ * and their life: at most max_sessions (service-wide, and a tenant's own
+ * max_sessions) live at once, one call at a time each (a second is
+ * ERR_SESSION_BUSY), a job slot held while a call runs, an end after
+ * idle_timeout_s unused or session_max_lifetime_s in all (a thread checks
+ * every second), and an end with the call when its kernel died, it ran
+ * out of memory, or the call could not finish (the client went away).
+ * Ending a session hands its sandbox to the janitor.
+ *
+ * Another tenant's session, or one that has ended, is ERR_NOT_FOUND.
+ * Thread-safe.
+ */
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "nbcanvas/driver_call.h"
+#include "nbcanvas/err.h"
+#include "nbcanvas/request.h"
+
+struct service;
+struct sessions;
+
+struct sessions_stats {
+    long active;  /* live now */
+    long calls;   /* of those, running a call (holding a job slot) */
+    long created; /* in all */
+    long expired; /* ended for idleness or age */
+    long faulted; /* ended by a dead kernel, memory, a lost call */
+};
+
+/* The table for svc (borrowed; its pool, jobs, janitor and metrics must
+ * outlive it). */
+struct sessions *sessions_new(struct service *svc);
+/* Ends every session (their sandboxes go to the janitor). */
+void sessions_free(struct sessions *ss);
+
+/* Creates a session for req->tenant; *out: the 201 body. */
+int sessions_create(struct sessions *ss, const struct session_request *req,
+                    const char *request_id, const atomic_bool *cancel,
+                    json_t **out, struct err *err);
+
+/* Runs req in session id of tenant. On 0, *out is the 200 body; on a
+ * failure, *details (may be NULL) holds the error's extra fields. Events
+ * go to on_event (may be NULL) as they come. */
+int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
+                     const struct execute_request *req,
+                     driver_event_fn on_event, void *event_ctx,
+                     const atomic_bool *cancel, json_t **out, json_t **details,
+                     struct err *err);
+
+/* The session's notebook so far in format, without running it again. */
+int sessions_export(struct sessions *ss, const char *tenant, const char *id,
+                    enum render_format format, const char *template_name,
+                    bool include_input, const atomic_bool *cancel, char **body,
+                    size_t *len, const char **content_type, struct err *err);
+
+/* A file the session's code wrote (path: a request file name). */
+int sessions_file(struct sessions *ss, const char *tenant, const char *id,
+                  const char *path, const atomic_bool *cancel, char **body,
+                  size_t *len, struct err *err);
+
+/* The tenant's sessions (new JSON array). */
+json_t *sessions_list(struct sessions *ss, const char *tenant);
+
+/* Ends the session (a call under way finishes first, unseen). */
+int sessions_delete(struct sessions *ss, const char *tenant, const char *id,
+                    struct err *err);
+
+/* The kernel of session id of tenant, or NULL. */
+const struct kernel_info *sessions_kernel(struct sessions *ss,
+                                          const char *tenant, const char *id);
+
+void sessions_stats(struct sessions *ss, struct sessions_stats *out);
+
+#endif

@@ -1,0 +1,144 @@
+#ifndef NBCANVAS_HTTP_INTERNAL_H
+#define NBCANVAS_HTTP_INTERNAL_H
+
+/*
+ * What the HTTP front's files share (private to src/): the server, the
+ * per-request state, the one answer builder and the error helpers, and
+ * the hang-up watcher. http.c has the server, the route table and
+ * admission; http_sessions.c the session and result routes; http_stream.c
+ * the Server-Sent Events answers.
+ */
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "nbcanvas/buf.h"
+#include "nbcanvas/http.h"
+#include "nbcanvas/request.h"
+#include "nbcanvas/tenants.h"
+
+#define HTTP_PARAM_MAX 512 /* a path parameter's bytes at most */
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    struct service *svc;
+    struct conn_guard *guard; /* the absolute deadline of a client's turn */
+    pthread_mutex_t lock;
+    pthread_cond_t idle;
+    long active; /* requests between their first call and completion */
+    char *tls_key, *tls_cert; /* PEM, kept while the daemon runs */
+};
+
+/* Per-request state, from the first call of the access handler to the
+ * completion notice. */
+struct exchange {
+    char id[37];
+    struct buf body;
+    bool too_large;
+    long long t_start;
+    const char *route;
+    unsigned status;
+    struct tenant tenant; /* who asked (name "" without keys) */
+    bool gzip_ok;         /* Accept-Encoding allows gzip */
+    char retry_after[24]; /* for a 429 rate_limited */
+    /* The "*" parts of the route's path, in order (http.c's routes). */
+    char params[2][HTTP_PARAM_MAX];
+    bool streaming; /* the answer is a stream: the server's turn goes on */
+};
+
+/* Who may call a route once the Host is allowed. */
+enum access {
+    OPEN,   /* anyone: the page, health and readiness */
+    TENANT, /* a key, when there are keys */
+    METRICS /* a key whose entry says metrics: true */
+};
+
+struct route {
+    const char *method;
+    const char *path;
+    int (*handler)(struct http_server *, struct MHD_Connection *,
+                   struct exchange *);
+    bool has_body;
+    enum access access;
+};
+
+/*
+ * Every answer is built by http_respond(), so every answer carries the same
+ * common headers: its type, the request id, Server-Timing, no caching by
+ * anyone on the way, and no content sniffing. What differs by kind of
+ * answer is in struct answer, NULL when it does not apply.
+ */
+struct answer {
+    unsigned status;
+    const char *content_type;
+    char *body; /* taken over (freed) unless is_static */
+    size_t len;
+    bool is_static;
+    const char *timing;      /* Server-Timing; NULL: the total only */
+    const char *csp;         /* Content-Security-Policy */
+    bool no_framing;         /* X-Frame-Options: DENY */
+    const char *disposition; /* Content-Disposition */
+    const char *retry_after;
+    const char *allow;   /* for 405 */
+    const char *cache;   /* X-Nbcanvas-Cache */
+    const char *sandbox; /* X-Nbcanvas-Sandbox */
+    bool challenge;      /* WWW-Authenticate, for a 401 */
+};
+
+int http_respond(struct MHD_Connection *c, struct exchange *x,
+                 const struct answer *a);
+/* The headers every answer carries, for a response built elsewhere. */
+void http_common_headers(struct MHD_Response *r, struct exchange *x,
+                         const struct answer *a);
+int http_send_json(struct MHD_Connection *c, struct exchange *x,
+                   unsigned status, json_t *j);
+/* An error in the API's format; allow is the Allow header of a 405. */
+int http_send_error_full(struct MHD_Connection *c, struct exchange *x,
+                         int code, const char *message, json_t *details,
+                         const char *timing, const char *allow);
+int http_send_error(struct MHD_Connection *c, struct exchange *x, int code,
+                    const char *message, json_t *details);
+
+/* Watches a client's socket while its job runs. The watcher sleeps in
+ * poll() on the socket and on an eventfd, which watch_stop signals so the
+ * request never waits for a poll timeout. */
+struct hangup_watch {
+    int fd;
+    int wake; /* eventfd */
+    atomic_bool cancel;
+    pthread_t thread;
+};
+
+void http_watch_start(struct hangup_watch *w, struct MHD_Connection *c);
+void http_watch_stop(struct hangup_watch *w);
+
+/* Route handlers outside http.c. */
+int http_create_session(struct http_server *s, struct MHD_Connection *c,
+                        struct exchange *x);
+int http_list_sessions(struct http_server *s, struct MHD_Connection *c,
+                       struct exchange *x);
+int http_delete_session(struct http_server *s, struct MHD_Connection *c,
+                        struct exchange *x);
+int http_execute(struct http_server *s, struct MHD_Connection *c,
+                 struct exchange *x);
+int http_session_notebook(struct http_server *s, struct MHD_Connection *c,
+                          struct exchange *x);
+int http_session_file(struct http_server *s, struct MHD_Connection *c,
+                      struct exchange *x);
+int http_kept_result(struct http_server *s, struct MHD_Connection *c,
+                     struct exchange *x);
+
+/* True when the client asks for Server-Sent Events. */
+bool http_wants_stream(struct MHD_Connection *c);
+/* Answers with a stream of a render's progress (req taken over). */
+int http_stream_render(struct http_server *s, struct MHD_Connection *c,
+                       struct exchange *x, struct render_request *req);
+/* Answers with a stream of a session execute's progress in session id
+ * (req taken over). */
+int http_stream_execute(struct http_server *s, struct MHD_Connection *c,
+                        struct exchange *x, struct execute_request *req);
+
+#endif

@@ -1,0 +1,711 @@
+/*
+ * Sessions (include/nbcanvas/sessions.h): the table, each session's life,
+ * and the mapping of a session call's outcome to an answer.
+ *
+ * Locking: one mutex guards the table and every session's flags; a call
+ * runs without it, with the session marked busy, so only its own thread
+ * touches the session's sandbox. A session leaves the table (and its
+ * sandbox goes to the janitor) in exactly one place, end_session(), called
+ * either by the thread whose call made it end, or by the sweeper or a
+ * delete when no call runs; a session deleted or expired during a call is
+ * marked `ending` and ended by that call's thread when it returns.
+ */
+#include "nbcanvas/sessions.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nbcanvas/formats.h"
+#include "nbcanvas/janitor.h"
+#include "nbcanvas/jobs.h"
+#include "nbcanvas/list.h"
+#include "nbcanvas/pool.h"
+#include "nbcanvas/results.h"
+#include "nbcanvas/service.h"
+#include "nbcanvas/util.h"
+
+/* Beyond a call's own timeout: the driver's interrupt grace, an export. */
+#define CALL_GRACE_S 30
+/* An export or a file read: no user code runs, only nbconvert. */
+#define EXPORT_TIMEOUT_S 60
+
+struct session {
+    struct list_node link;
+    char id[37];
+    char tenant[TENANT_NAME_MAX];
+    const struct kernel_info *kernel;
+    struct sandbox sb;
+    char created_at[32], expires_at[32]; /* RFC 3339, UTC */
+    long long idle_ms;                   /* idle_timeout_s */
+    long long last_used_ms;              /* monotonic */
+    long long end_ms;                    /* monotonic: the lifetime's end */
+    long cells;                          /* executed so far */
+    bool ready;                          /* the open job is done */
+    bool busy;                           /* a call runs */
+    bool ending;                         /* deleted or expired during a call */
+};
+
+struct sessions {
+    struct service *svc;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct list_node all;
+    bool stopping;
+    pthread_t sweeper;
+    struct sessions_stats stats;
+};
+
+static void rfc3339(char *out, size_t len, time_t t)
+{
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Takes s out of the table (lock held by the caller) and hands its
+ * sandbox to the janitor once the lock is dropped: see end_session. */
+static void unlink_session(struct sessions *ss, struct session *s)
+{
+    list_remove(&s->link);
+    ss->stats.active--;
+}
+
+static void dispose(struct sessions *ss, struct session *s)
+{
+    janitor_dispose(ss->svc->janitor, &s->sb, NULL);
+    free(s);
+}
+
+static void *sweep(void *arg)
+{
+    struct sessions *ss = arg;
+    struct list_node gone, *n, *next;
+
+    pthread_mutex_lock(&ss->lock);
+    while (!ss->stopping) {
+        struct timespec in_a_second = util_monotonic_in(1000);
+        long long now = util_now_ms();
+
+        pthread_cond_timedwait(&ss->wake, &ss->lock, &in_a_second);
+        list_init(&gone);
+        for (n = ss->all.next; n != &ss->all; n = next) {
+            struct session *s = list_entry(n, struct session, link);
+
+            next = n->next;
+            if (!s->ready || s->ending ||
+                (now < s->last_used_ms + s->idle_ms && now < s->end_ms))
+                continue;
+            if (s->busy) { /* past its lifetime mid-call */
+                s->ending = now >= s->end_ms;
+                continue;
+            }
+            unlink_session(ss, s);
+            ss->stats.expired++;
+            list_push_front(&gone, &s->link);
+        }
+        pthread_mutex_unlock(&ss->lock);
+        while (!list_is_empty(&gone)) {
+            struct session *s = list_entry(gone.next, struct session, link);
+
+            list_remove(&s->link);
+            dispose(ss, s);
+        }
+        pthread_mutex_lock(&ss->lock);
+    }
+    pthread_mutex_unlock(&ss->lock);
+    return NULL;
+}
+
+struct sessions *sessions_new(struct service *svc)
+{
+    struct sessions *ss = xcalloc(1, sizeof(*ss));
+
+    ss->svc = svc;
+    pthread_mutex_init(&ss->lock, NULL);
+    util_cond_init_monotonic(&ss->wake);
+    list_init(&ss->all);
+    if (pthread_create(&ss->sweeper, NULL, sweep, ss) != 0) {
+        perror("nbcanvas: session sweeper");
+        abort();
+    }
+    return ss;
+}
+
+void sessions_free(struct sessions *ss)
+{
+    if (!ss)
+        return;
+    pthread_mutex_lock(&ss->lock);
+    ss->stopping = true;
+    pthread_cond_broadcast(&ss->wake);
+    pthread_mutex_unlock(&ss->lock);
+    pthread_join(ss->sweeper, NULL);
+    /* The HTTP server has stopped: no call runs any more. */
+    while (!list_is_empty(&ss->all)) {
+        struct session *s = list_entry(ss->all.next, struct session, link);
+
+        unlink_session(ss, s);
+        dispose(ss, s);
+    }
+    pthread_mutex_destroy(&ss->lock);
+    pthread_cond_destroy(&ss->wake);
+    free(ss);
+}
+
+/* The tenant's live session id, or NULL (lock held). */
+static struct session *find(struct sessions *ss, const char *tenant,
+                            const char *id)
+{
+    struct list_node *n;
+
+    list_for_each(n, &ss->all) {
+        struct session *s = list_entry(n, struct session, link);
+
+        if (s->ready && !s->ending && strcmp(s->id, id) == 0 &&
+            strcmp(s->tenant, tenant) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+static int not_found(struct err *err)
+{
+    return err_set(err, ERR_NOT_FOUND,
+                   "no such session (it ended, or was never made)");
+}
+
+/* Marks the session busy for one call. */
+static int claim(struct sessions *ss, const char *tenant, const char *id,
+                 struct session **out, struct err *err)
+{
+    struct session *s;
+    int rc = 0;
+
+    pthread_mutex_lock(&ss->lock);
+    s = find(ss, tenant, id);
+    if (!s)
+        rc = not_found(err);
+    else if (s->busy)
+        rc = err_set(err, ERR_SESSION_BUSY,
+                     "the session is running another call; one at a time");
+    else
+        s->busy = true;
+    ss->stats.calls += rc == 0;
+    pthread_mutex_unlock(&ss->lock);
+    *out = s;
+    return rc;
+}
+
+/* The call is over: the session lives on, or ends (end: by a fault). */
+static void release(struct sessions *ss, struct session *s, bool end)
+{
+    bool gone;
+
+    pthread_mutex_lock(&ss->lock);
+    s->busy = false;
+    ss->stats.calls--;
+    s->last_used_ms = util_now_ms();
+    gone = end || s->ending;
+    if (gone)
+        unlink_session(ss, s);
+    if (end)
+        ss->stats.faulted++;
+    pthread_mutex_unlock(&ss->lock);
+    if (gone)
+        dispose(ss, s);
+}
+
+/* One job through the session's driver, within a job slot. Returns what
+ * driver_call_run does, except that results in hand are read: 0 then. */
+static int call(struct sessions *ss, struct session *s,
+                const struct driver_job *job, json_t *notebook,
+                const struct tar_files *files, long timeout_s,
+                const atomic_bool *cancel, struct driver_call *c)
+{
+    struct job_slot slot = JOB_SLOT_INIT;
+    struct tenant who = {0};
+    int rc;
+
+    snprintf(who.name, sizeof(who.name), "%s", s->tenant);
+    rc = jobs_acquire(ss->svc->jobs, &who, cancel, &slot, c->err);
+    if (rc < 0)
+        return rc;
+    rc = driver_call_prepare(c, job, notebook, files);
+    if (rc == 0)
+        rc = driver_call_run(
+            c, &s->sb, util_now_ms() + (timeout_s + CALL_GRACE_S) * 1000LL,
+            cancel);
+    jobs_release(&slot);
+    if (rc == 1)
+        return driver_call_read(c);
+    return rc == 0 ? 1 : rc; /* 1: the sandbox stopped */
+}
+
+/* True when a call that failed (rc) leaves the session in an unknown
+ * state: the job reached the driver, or the sandbox failed. A call that
+ * never got a job slot, or whose client left before it was sent, leaves
+ * the session as it was. */
+static bool call_broke(int rc, const struct driver_call *c)
+{
+    return c->uploaded || (rc != ERR_BUSY && rc != ERR_CANCELLED);
+}
+
+/* A call that ended without results: the session's state is unknown, so
+ * it ends; the error says why. */
+static int lost_call(struct sessions *ss, struct session *s, int rc,
+                     struct driver_call *c, json_t **details)
+{
+    const struct config *cfg = &ss->svc->cfg;
+
+    if (rc == ERR_CANCELLED || rc == ERR_BUSY)
+        return rc;
+    if (rc == ERR_TIMEOUT)
+        return err_set(c->err, ERR_TIMEOUT,
+                       "the session did not answer in time; it has ended");
+    if (rc != 1)
+        return rc;
+    if (sandbox_oom_killed(&s->sb))
+        return err_set(c->err, ERR_MEMORY,
+                       "the session ran out of memory (%lld MiB); it has "
+                       "ended",
+                       cfg->render_limits.memory_bytes >> 20);
+    if (sandbox_lost(&s->sb))
+        return sandbox_lost_error(c->err);
+    if (details)
+        *details = json_pack("{s:s, s:s, s:[]}", "ename", "DeadKernelError",
+                             "evalue", "the session's sandbox stopped",
+                             "traceback");
+    return err_set(c->err, ERR_CELL,
+                   "the session's sandbox stopped; it has ended");
+}
+
+static void fill_job(struct driver_job *job, const struct config *cfg,
+                     const struct session *s, enum driver_job_kind kind)
+{
+    memset(job, 0, sizeof(*job));
+    job->kind = kind;
+    job->kernel = s->kernel->name;
+    job->template_name = "lab";
+    job->timeout_s = EXPORT_TIMEOUT_S;
+    job->max_html_bytes = cfg->max_html_bytes;
+    job->max_artifact_bytes = cfg->max_artifact_bytes;
+    job->max_result_bytes = cfg->max_result_bytes;
+    job->structured = true;
+    job->table_rows = cfg->max_table_rows;
+}
+
+/* Room for one more session of tenant (lock held). */
+static int check_room(struct sessions *ss, const struct tenant *who,
+                      struct err *err)
+{
+    long mine = 0;
+    struct list_node *n;
+
+    if (ss->stats.active >= ss->svc->cfg.max_sessions)
+        return err_set(err, ERR_BUSY,
+                       "the service holds its most sessions (%ld): end one "
+                       "or retry later",
+                       ss->svc->cfg.max_sessions);
+    list_for_each(n, &ss->all) {
+        struct session *s = list_entry(n, struct session, link);
+
+        mine += strcmp(s->tenant, who->name) == 0 && !s->ending;
+    }
+    if (who->max_sessions > 0 && mine >= who->max_sessions)
+        return err_set(err, ERR_BUSY,
+                       "your key holds its most sessions (%ld): end one "
+                       "first",
+                       who->max_sessions);
+    return 0;
+}
+
+/* A sandbox for a new session: a warm one when the pool has it. */
+static int take_sandbox(struct sessions *ss, struct session *s,
+                        const char *request_id, const atomic_bool *cancel,
+                        struct err *err)
+{
+    const struct config *cfg = &ss->svc->cfg;
+
+    if (pool_take(ss->svc->pool, &s->sb, cancel)) {
+        if (sandbox_is_running(&s->sb))
+            return 0;
+        janitor_dispose(ss->svc->janitor, &s->sb, NULL);
+    }
+    return pool_create_cold(
+        ss->svc->pool, &s->sb, request_id,
+        (long long)time(NULL) + cfg->session_max_lifetime_s + 120, err);
+}
+
+int sessions_create(struct sessions *ss, const struct session_request *req,
+                    const char *request_id, const atomic_bool *cancel,
+                    json_t **out, struct err *err)
+{
+    const struct config *cfg = &ss->svc->cfg;
+    struct session *s = xcalloc(1, sizeof(*s));
+    struct driver_call c;
+    struct driver_job job;
+    struct driver_status st;
+    time_t now = time(NULL);
+    int rc;
+
+    util_uuid(s->id);
+    snprintf(s->tenant, sizeof(s->tenant), "%s", req->tenant.name);
+    s->kernel = req->kernel;
+    s->idle_ms = req->idle_timeout_s * 1000LL;
+    s->end_ms = util_now_ms() + cfg->session_max_lifetime_s * 1000LL;
+    s->busy = true;
+    rfc3339(s->created_at, sizeof(s->created_at), now);
+    rfc3339(s->expires_at, sizeof(s->expires_at),
+            now + cfg->session_max_lifetime_s);
+    pthread_mutex_lock(&ss->lock);
+    rc = ss->stopping ? err_set(err, ERR_BUSY, "the service is stopping")
+                      : check_room(ss, &req->tenant, err);
+    if (rc == 0) {
+        list_push_front(&ss->all, &s->link);
+        ss->stats.active++;
+        ss->stats.calls++;
+    }
+    pthread_mutex_unlock(&ss->lock);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    driver_call_init(&c, cfg, err);
+    fill_job(&job, cfg, s, DRIVER_OPEN);
+    rc = take_sandbox(ss, s, request_id, cancel, err);
+    if (rc == 0)
+        rc = call(ss, s, &job, req->notebook, &req->files, EXPORT_TIMEOUT_S,
+                  cancel, &c);
+    if (rc == 1 || rc == ERR_TIMEOUT)
+        rc = lost_call(ss, s, rc, &c, NULL);
+    if (rc == 0)
+        rc = driver_parse_status(&st, c.status, err);
+    if (rc == 0 && st.outcome != DRIVER_OK)
+        rc = err_set(err, ERR_INTERNAL, "the session did not start: %s",
+                     st.message);
+    driver_call_release(&c);
+    pthread_mutex_lock(&ss->lock);
+    ss->stats.calls--;
+    if (rc == 0) {
+        s->ready = true;
+        s->busy = false;
+        s->last_used_ms = util_now_ms();
+        ss->stats.created++;
+    } else {
+        unlink_session(ss, s);
+    }
+    pthread_mutex_unlock(&ss->lock);
+    if (rc < 0) {
+        dispose(ss, s);
+        return rc;
+    }
+    *out = json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", s->id, "kernel",
+                     s->kernel->name, "created_at", s->created_at,
+                     "expires_at", s->expires_at, "idle_timeout_s",
+                     (json_int_t)req->idle_timeout_s);
+    return 0;
+}
+
+/* The one cell of the driver's answer, as the json format has it. */
+static json_t *executed_cell(struct driver_call *c)
+{
+    json_t *cells = results_cells_json(c->notebook);
+    json_t *cell = json_incref(json_array_get(cells, 0));
+
+    json_decref(cells);
+    return cell;
+}
+
+/* The 200 answer of an execute: the cell ran (it may have raised). */
+static json_t *execute_answer(struct driver_call *c, long index, long long ms,
+                              bool raised)
+{
+    json_t *cell = executed_cell(c);
+    json_t *out = json_pack("{s:O, s:s, s:O, s:I, s:I}", "execution_count",
+                            json_object_get(cell, "execution_count"), "status",
+                            raised ? "error" : "ok", "outputs",
+                            json_object_get(cell, "outputs"), "index",
+                            (json_int_t)index, "duration_ms", (json_int_t)ms);
+
+    if (raised) {
+        json_t *e = results_cell_error(c->status);
+
+        json_object_del(e, "cell");
+        json_object_set_new(out, "error", e);
+    }
+    json_decref(cell);
+    return out;
+}
+
+/* Details of a call stopped in a cell: the cell and what it wrote. */
+static json_t *stopped_details(struct driver_call *c, long index)
+{
+    json_t *cell = executed_cell(c);
+    json_t *d = json_pack("{s:I, s:O}", "cell", (json_int_t)index, "outputs",
+                          json_object_get(cell, "outputs"));
+
+    json_decref(cell);
+    return d;
+}
+
+int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
+                     const struct execute_request *req,
+                     driver_event_fn on_event, void *event_ctx,
+                     const atomic_bool *cancel, json_t **out, json_t **details,
+                     struct err *err)
+{
+    const struct config *cfg = &ss->svc->cfg;
+    long long t0 = util_now_ms();
+    struct session *s;
+    struct driver_call c;
+    struct driver_job job;
+    struct driver_status st;
+    bool end = false;
+    int rc;
+
+    *out = *details = NULL;
+    rc = claim(ss, tenant, id, &s, err);
+    if (rc < 0)
+        return rc;
+    driver_call_init(&c, cfg, err);
+    c.on_event = on_event;
+    c.event_ctx = event_ctx;
+    fill_job(&job, cfg, s, DRIVER_EXECUTE);
+    job.events = on_event != NULL;
+    job.timeout_s = req->timeout_s;
+    rc = call(ss, s, &job, req->notebook, &req->files, req->timeout_s, cancel,
+              &c);
+    if (rc != 0) {
+        end = call_broke(rc, &c);
+        rc = lost_call(ss, s, rc, &c, details);
+    }
+    if (rc == 0)
+        rc = driver_parse_status(&st, c.status, err);
+    if (rc == 0 && !c.notebook &&
+        (st.outcome == DRIVER_OK || st.outcome == DRIVER_CELL_ERROR ||
+         st.outcome == DRIVER_TIMEOUT))
+        rc = err_set(err, ERR_INTERNAL, "the session sent no cell back");
+    if (rc < 0) {
+        end = end || rc == ERR_INTERNAL;
+    } else {
+        end = st.session_over;
+        switch (st.outcome) {
+        case DRIVER_OK:
+        case DRIVER_CELL_ERROR:
+            *out = execute_answer(&c, s->cells, util_now_ms() - t0,
+                                  st.outcome == DRIVER_CELL_ERROR);
+            break;
+        case DRIVER_TIMEOUT:
+            *details = stopped_details(&c, st.cell);
+            rc = err_set(err, ERR_TIMEOUT,
+                         end ? "cell %ld ran past %ld s and did not stop "
+                               "when interrupted; the session has ended"
+                             : "cell %ld ran past %ld s and was interrupted; "
+                               "the session lives on",
+                         st.cell, req->timeout_s);
+            break;
+        case DRIVER_OUTPUT_LIMIT:
+            rc = err_set(err, ERR_OUTPUT, "output too large: %s%s", st.message,
+                         end ? "; the session has ended" : "");
+            break;
+        case DRIVER_KERNEL_DIED:
+            end = true;
+            if (sandbox_oom_killed(&s->sb)) {
+                rc = err_set(err, ERR_MEMORY,
+                             "cell %ld ran out of memory (limit %lld MiB); "
+                             "the session has ended",
+                             st.cell, cfg->render_limits.memory_bytes >> 20);
+                break;
+            }
+            *details = json_pack(
+                "{s:I, s:s, s:s, s:[]}", "cell", (json_int_t)st.cell, "ename",
+                "DeadKernelError", "evalue",
+                "the kernel died while running this cell", "traceback");
+            rc = err_set(err, ERR_CELL,
+                         "cell %ld stopped the kernel; the session has ended",
+                         st.cell);
+            break;
+        default:
+            end = true;
+            rc = err_set(err, ERR_INTERNAL, "the session failed: %s",
+                         st.message);
+        }
+    }
+    if (rc == 0 || rc == ERR_TIMEOUT || rc == ERR_OUTPUT)
+        s->cells++; /* the cell is in the session's notebook */
+    driver_call_release(&c);
+    release(ss, s, end);
+    return rc;
+}
+
+int sessions_export(struct sessions *ss, const char *tenant, const char *id,
+                    enum render_format format, const char *template_name,
+                    bool include_input, const atomic_bool *cancel, char **body,
+                    size_t *len, const char **content_type, struct err *err)
+{
+    const struct config *cfg = &ss->svc->cfg;
+    json_t *empty = json_object();
+    struct session *s;
+    struct driver_call c;
+    struct driver_job job;
+    struct driver_status st;
+    struct tar_files none = TAR_FILES_INIT;
+    bool end = false;
+    int rc;
+
+    rc = claim(ss, tenant, id, &s, err);
+    if (rc < 0) {
+        json_decref(empty);
+        return rc;
+    }
+    driver_call_init(&c, cfg, err);
+    fill_job(&job, cfg, s, DRIVER_EXPORT);
+    job.template_name = template_name;
+    job.include_input = include_input;
+    job.artifacts = format == FORMAT_ZIP;
+    rc = call(ss, s, &job, empty, &none, EXPORT_TIMEOUT_S, cancel, &c);
+    if (rc != 0) {
+        end = call_broke(rc, &c);
+        rc = lost_call(ss, s, rc, &c, NULL);
+    }
+    if (rc == 0)
+        rc = driver_parse_status(&st, c.status, err);
+    end = end || rc == ERR_INTERNAL;
+    if (rc == 0 && st.outcome == DRIVER_OUTPUT_LIMIT)
+        rc = err_set(err, ERR_OUTPUT, "output too large: %s", st.message);
+    else if (rc == 0 && st.outcome != DRIVER_OK)
+        rc = err_set(err, ERR_INTERNAL, "the export failed: %s", st.message);
+    if (rc == 0) {
+        struct formats_input in = {s->id, &c.results, c.notebook, NULL};
+
+        rc = formats_build(format, &in, body, len, content_type, err);
+    }
+    driver_call_release(&c);
+    json_decref(empty);
+    release(ss, s, end);
+    return rc;
+}
+
+int sessions_file(struct sessions *ss, const char *tenant, const char *id,
+                  const char *path, const atomic_bool *cancel, char **body,
+                  size_t *len, struct err *err)
+{
+    const struct config *cfg = &ss->svc->cfg;
+    json_t *empty = json_object();
+    struct session *s;
+    struct driver_call c;
+    struct driver_job job;
+    struct driver_status st;
+    struct tar_files none = TAR_FILES_INIT;
+    const struct tar_entry *e;
+    bool end = false;
+    int rc;
+
+    rc = claim(ss, tenant, id, &s, err);
+    if (rc < 0) {
+        json_decref(empty);
+        return rc;
+    }
+    driver_call_init(&c, cfg, err);
+    fill_job(&job, cfg, s, DRIVER_FILE);
+    job.path = path;
+    rc = call(ss, s, &job, empty, &none, EXPORT_TIMEOUT_S, cancel, &c);
+    if (rc != 0) {
+        end = call_broke(rc, &c);
+        rc = lost_call(ss, s, rc, &c, NULL);
+    }
+    if (rc == 0)
+        rc = driver_parse_status(&st, c.status, err);
+    end = end || rc == ERR_INTERNAL;
+    if (rc == 0 && st.outcome == DRIVER_NOT_FOUND)
+        rc = err_set(err, ERR_NOT_FOUND,
+                     "the session has no regular file at that path (within "
+                     "%lld bytes)",
+                     cfg->max_artifact_bytes);
+    else if (rc == 0 && st.outcome != DRIVER_OK)
+        rc = err_set(err, ERR_INTERNAL, "reading the file failed: %s",
+                     st.message);
+    e = rc == 0 ? tarball_find(&c.results, DRIVER_RESULT_FILE) : NULL;
+    if (rc == 0 && !e)
+        rc = err_set(err, ERR_INTERNAL, "the session sent no file");
+    if (rc == 0) {
+        *body = xmalloc(e->len ? e->len : 1);
+        memcpy(*body, e->data, e->len);
+        *len = e->len;
+    }
+    driver_call_release(&c);
+    json_decref(empty);
+    release(ss, s, end);
+    return rc;
+}
+
+json_t *sessions_list(struct sessions *ss, const char *tenant)
+{
+    json_t *list = json_array();
+    long long now = util_now_ms();
+    struct list_node *n;
+
+    pthread_mutex_lock(&ss->lock);
+    list_for_each(n, &ss->all) {
+        struct session *s = list_entry(n, struct session, link);
+
+        if (!s->ready || s->ending || strcmp(s->tenant, tenant) != 0)
+            continue;
+        json_array_append_new(
+            list,
+            json_pack(
+                "{s:s, s:s, s:s, s:s, s:I, s:b, s:I}", "id", s->id, "kernel",
+                s->kernel->name, "created_at", s->created_at, "expires_at",
+                s->expires_at, "cells", (json_int_t)s->cells, "busy", s->busy,
+                "idle_s",
+                (json_int_t)(s->busy ? 0 : (now - s->last_used_ms) / 1000)));
+    }
+    pthread_mutex_unlock(&ss->lock);
+    return list;
+}
+
+int sessions_delete(struct sessions *ss, const char *tenant, const char *id,
+                    struct err *err)
+{
+    struct session *s;
+    bool now = false;
+
+    pthread_mutex_lock(&ss->lock);
+    s = find(ss, tenant, id);
+    if (s && s->busy) {
+        s->ending = true; /* its call's thread ends it */
+    } else if (s) {
+        unlink_session(ss, s);
+        now = true;
+    }
+    pthread_mutex_unlock(&ss->lock);
+    if (!s)
+        return not_found(err);
+    if (now)
+        dispose(ss, s);
+    return 0;
+}
+
+const struct kernel_info *sessions_kernel(struct sessions *ss,
+                                          const char *tenant, const char *id)
+{
+    const struct kernel_info *k;
+    struct session *s;
+
+    pthread_mutex_lock(&ss->lock);
+    s = find(ss, tenant, id);
+    k = s ? s->kernel : NULL;
+    pthread_mutex_unlock(&ss->lock);
+    return k;
+}
+
+void sessions_stats(struct sessions *ss, struct sessions_stats *out)
+{
+    pthread_mutex_lock(&ss->lock);
+    *out = ss->stats;
+    pthread_mutex_unlock(&ss->lock);
+}
