@@ -2,8 +2,9 @@
  * Streamed answers (Accept: text/event-stream) for POST /v1/render and a
  * session's execute: 200 at once, then "cell" and "output" events as the
  * driver sends them, then one "result" or "error" event (the error object
- * the plain request would have answered), with a ": ping" comment after
- * 15 s of silence (sse.c).
+ * the plain request would have answered), with a ": ping" comment in any
+ * silence of 15 s, or of half the connection's inactivity timeout if that
+ * is shorter (sse.c).
  *
  * libmicrohttpd sends a response only once the access handler has
  * returned, so the job runs in a thread of its own that owns the parsed
@@ -173,7 +174,8 @@ static int start(struct http_server *s, struct MHD_Connection *c,
     job->tenant = x->tenant;
     /* Events are small next to the results, which have their own cap. */
     job->sse = sse_new(info ? info->connect_fd : -1,
-                       (size_t)s->svc->cfg.max_result_bytes);
+                       (size_t)s->svc->cfg.max_result_bytes,
+                       s->svc->cfg.connection_timeout_s * 1000 / 2);
     r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
                                           read_stream, job->sse, end_stream);
     http_common_headers(r, x, &a);

@@ -24,10 +24,11 @@ struct sse {
     bool closed;
     atomic_bool gone;
     int fd;
+    long ping_ms;
     int refs;
 };
 
-struct sse *sse_new(int fd, size_t cap)
+struct sse *sse_new(int fd, size_t cap, long ping_ms)
 {
     struct sse *s = xcalloc(1, sizeof(*s));
 
@@ -35,6 +36,7 @@ struct sse *sse_new(int fd, size_t cap)
     util_cond_init_monotonic(&s->more);
     buf_init(&s->pending, cap);
     s->fd = fd;
+    s->ping_ms = ping_ms < SSE_PING_MS ? ping_ms : SSE_PING_MS;
     s->refs = 2;
     return s;
 }
@@ -100,7 +102,7 @@ static bool hung_up(int fd)
 
 ssize_t sse_read(struct sse *s, char *out, size_t max)
 {
-    long long silent_until = util_now_ms() + SSE_PING_MS;
+    long long silent_until = util_now_ms() + s->ping_ms;
     ssize_t n = -1;
 
     pthread_mutex_lock(&s->lock);

@@ -6,8 +6,9 @@
  * the HTTP connection that sends it (the reader). The producer appends
  * events as its job makes them and closes the stream after the last; the
  * reader takes what is there, waits when nothing is, sends a ": ping"
- * comment after SSE_PING_MS of silence, and notices a client that hung
- * up, which sets the stream's cancel flag for the producer's job. Both
+ * comment after a silence (at most SSE_PING_MS, and less than the
+ * connection's inactivity timeout, which would close a silent stream), and
+ * notices a client that hung up, which sets the stream's cancel flag for the producer's job. Both
  * hold a reference; the last sse_unref frees it. Events are held within
  * a byte cap: a client that stops reading cannot make the service hold
  * more (past it the stream ends, and the job is cancelled).
@@ -24,8 +25,9 @@
 struct sse;
 
 /* A stream for the client on socket fd (watched for a hang-up, never
- * closed here), holding at most cap bytes unsent; two references. */
-struct sse *sse_new(int fd, size_t cap);
+ * closed here), holding at most cap bytes unsent, with a ping after
+ * ping_ms of silence; two references. */
+struct sse *sse_new(int fd, size_t cap, long ping_ms);
 void sse_unref(struct sse *s);
 
 /* Appends "event: <name>\ndata: <data as one JSON line>\n\n"; data is

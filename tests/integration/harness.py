@@ -165,6 +165,46 @@ class Service:
     def run(self, body, **kw):
         return self.post("/v1/run", body, **kw)
 
+    def stream(self, path, body, headers=None, timeout=300, on_open=None):
+        """POSTs body asking for Server-Sent Events and returns (status,
+        headers, events) once the stream ends: events are (name, data,
+        seconds since the request) with data parsed from JSON, and ("ping",
+        None, t) for each comment line. An answer that is not a stream
+        comes back as (status, headers, Response). on_open(conn, response)
+        may end the stream early by returning True."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        hdrs = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if self.key:
+            hdrs["Authorization"] = "Bearer " + self.key
+        hdrs.update(headers or {})
+        t0 = time.time()
+        c.request("POST", path, body=json.dumps(body), headers=hdrs)
+        r = c.getresponse()
+        got = {k.lower(): v for k, v in r.getheaders()}
+        if not got.get("content-type", "").startswith("text/event-stream"):
+            resp = Response(r.status, got, r.read())
+            c.close()
+            return r.status, got, resp
+        events, name, data = [], None, []
+        while True:
+            line = r.readline()
+            if not line:
+                break
+            line = line.decode().rstrip("\n")
+            if line.startswith(":"):
+                events.append(("ping", None, time.time() - t0))
+            elif line.startswith("event: "):
+                name = line[len("event: "):]
+            elif line.startswith("data: "):
+                data.append(line[len("data: "):])
+            elif line == "" and name:
+                events.append((name, json.loads("\n".join(data)), time.time() - t0))
+                name, data = None, []
+                if on_open and on_open(c, events):
+                    break
+        c.close()
+        return r.status, got, events
+
     def metrics_with(self, *lines, timeout=10, **kw):
         """/metrics once it holds every one of `lines`. A request is counted
         when its answer has been sent, a moment after the client has read
