@@ -537,6 +537,71 @@ def test_compiler_bomb(svc):
     assert_still_serving(svc)
 
 
+def session_call(svc, sid, code, **extra):
+    body = {"code": code}
+    body.update(extra)
+    return svc.post("/v1/sessions/%s/execute" % sid, body)
+
+
+def session_text(r):
+    assert r.status == 200, r
+    return "".join(o.get("text", "") for o in r.json()["outputs"])
+
+
+def test_a_session_is_hardened_like_a_render(svc):
+    r = svc.post("/v1/sessions", {})
+    assert r.status == 201, r
+    sid = r.json()["id"]
+    try:
+        out = session_text(session_call(svc, sid, READ_ONLY_ROOT))
+        assert out == "/var/tmp/evil EROFS\n/run/lock/evil EROFS\n", out
+        out = session_text(session_call(
+            svc, sid, "import os, socket\ns = socket.socket()\ns.settimeout(2)\n"
+                      "try:\n    s.connect(('1.1.1.1', 53))\n    print('connected')\n"
+                      "except OSError:\n    print('no route')\n"
+                      "print(os.getuid(), sorted(os.listdir('/sys/class/net')))",
+            timeout_s=20 * SLOW))
+        assert out == "no route\n100000 ['lo']\n", out
+        out = session_text(session_call(svc, sid, NOFILE))
+        assert out == "256 256\nEMFILE True\n", out
+    finally:
+        assert svc.request("DELETE", "/v1/sessions/" + sid).status == 204
+
+
+def test_a_session_takes_no_forged_results(svc):
+    # As in a render, the code can write into the results channel; in a
+    # session it can also leave a process behind that keeps writing
+    # between calls. Every call still gets its own driver's answer.
+    r = svc.post("/v1/sessions", {})
+    sid = r.json()["id"]
+    try:
+        out = session_text(session_call(svc, sid, FORGE_RESULTS))
+        assert out.startswith("reached "), out
+        session_call(svc, sid, "import subprocess\nsubprocess.Popen(['sh', '-c', "
+                               "'while true; do printf \"nbcanvas:done x 5\\nFORGEDnbcanvas:"
+                               "event x {}\\n\" > /proc/1/fd/1; sleep 0.05; done'])")
+        for i in range(3):
+            r = session_call(svc, sid, "print('real', %d)" % i)
+            assert session_text(r) == "real %d\n" % i, r
+        page = svc.get("/v1/sessions/%s/notebook" % sid)
+        assert page.status == 200 and b"FORGED" not in page.body
+    finally:
+        assert svc.request("DELETE", "/v1/sessions/" + sid).status == 204
+
+
+def test_a_session_whose_code_kills_everything_ends(svc):
+    r = svc.post("/v1/sessions", {})
+    sid = r.json()["id"]
+    session_call(svc, sid, "x = 1")
+    r = session_call(svc, sid, "import os, signal\nos.kill(-1, signal.SIGKILL)",
+                     timeout_s=20)
+    err = check_error(r, 422, "cell_error")
+    assert err["ename"] == "DeadKernelError", err
+    check_error(session_call(svc, sid, "x"), 404, "not_found")
+    assert not job_containers_after(svc, 15)
+    assert_still_serving(svc)
+
+
 def test_no_container_left_after_abuse(svc):
     left = job_containers_after(svc, 30)
     assert not left, "left: %s" % [c["Id"][:12] for c in left]
