@@ -80,6 +80,7 @@ int main(int argc, char **argv)
             .template_name = "canvas",
             .max_html_bytes = number(c, "max_html_bytes", 16 << 20),
             .artifacts = json_is_true(json_object_get(c, "artifacts")),
+            .events = json_is_true(json_object_get(c, "events")),
             .max_artifact_bytes = 1 << 20,
             .max_result_bytes = 64 << 20,
         };

@@ -15,7 +15,8 @@ struct recording {
     json_t *status;
     char nonce[DRIVER_NONCE_LEN + 1];
     struct driver_status st;
-    int parsed; /* driver_parse_status's answer */
+    int parsed;        /* driver_parse_status's answer */
+    size_t results_at; /* where the results tar starts in out */
 };
 
 static char *slurp(const char *path, size_t *len)
@@ -72,6 +73,7 @@ static bool load(struct recording *r, const char *name)
                             NULL) == 1 &&
         tarball_read(&r->results, r->out.data + at, n, NULL, 100, 64 << 20,
                      NULL) == 0) {
+        r->results_at = at;
         e = tarball_find(&r->results, DRIVER_RESULT_STATUS);
         r->status = e ? json_loadb(e->data, e->len, 0, NULL) : NULL;
         r->parsed = driver_parse_status(&r->st, r->status, NULL);
@@ -112,6 +114,71 @@ TEST(driver__ok_case_has_every_result)
     /* two cells, each announced as it started */
     CHECK(driver_last_cell(r.errout.data, r.errout.len) == 1);
     release(&r);
+}
+
+/* The next event of the recording, as "kind index state-or-output-type". */
+static bool next_event(struct recording *r, size_t *from, char *out,
+                       size_t len)
+{
+    json_t *e = NULL, *output;
+
+    if (driver_next_event(r->out.data, r->results_at, r->nonce, from, &e) !=
+        1)
+        return false;
+    output = json_object_get(e, "output");
+    snprintf(out, len, "%s %lld %s",
+             json_string_value(json_object_get(e, "event")),
+             json_integer_value(json_object_get(e, "index")),
+             output ? json_string_value(json_object_get(output, "output_type"))
+                    : json_string_value(json_object_get(e, "state")));
+    json_decref(e);
+    return true;
+}
+
+TEST(driver__events_come_in_order_before_the_results)
+{
+    static const char *const want[] = {
+        "cell 0 running", "output 0 stream",         "cell 0 done",
+        "cell 1 running", "output 1 execute_result", "cell 1 done"};
+    struct recording r;
+    char got[128];
+    size_t from = 0, i;
+
+    CHECK(load(&r, "events"));
+    CHECK(r.st.outcome == DRIVER_OK);
+    for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        CHECK(next_event(&r, &from, got, sizeof(got)));
+        CHECK_STREQ(got, want[i]);
+    }
+    CHECK(!next_event(&r, &from, got, sizeof(got)));
+    /* a job that asked for none gets none */
+    release(&r);
+    CHECK(load(&r, "ok"));
+    from = 0;
+    CHECK(!next_event(&r, &from, got, sizeof(got)));
+    release(&r);
+}
+
+TEST(driver__event_lines_without_the_nonce_are_skipped)
+{
+    static const char nonce[] = "0d4d2a4c-58c2-4b47-9a4b-4f3a4bb8d1a7";
+    const char *out =
+        "nbcanvas:event 11111111-58c2-4b47-9a4b-4f3a4bb8d1a7 "
+        "{\"event\":\"cell\",\"index\":9}\n"
+        "nbcanvas:event 0d4d2a4c-58c2-4b47-9a4b-4f3a4bb8d1a7 not json\n"
+        "junk nbcanvas:event 0d4d2a4c-58c2-4b47-9a4b-4f3a4bb8d1a7 {}\n"
+        "nbcanvas:event 0d4d2a4c-58c2-4b47-9a4b-4f3a4bb8d1a7 "
+        "{\"event\":\"cell\",\"index\":1}\n"
+        "nbcanvas:event 0d4d2a4c-58c2-4b47-9a4b-4f3a4bb8d1a7 "
+        "{\"event\":\"cell\",\"index\":2}";
+    size_t from = 0;
+    json_t *e = NULL;
+
+    CHECK(driver_next_event(out, strlen(out), nonce, &from, &e) == 1);
+    CHECK(json_integer_value(json_object_get(e, "index")) == 1);
+    json_decref(e);
+    /* the last line is not complete yet */
+    CHECK(driver_next_event(out, strlen(out), nonce, &from, &e) == 0);
 }
 
 TEST(driver__cell_error_names_the_cell)
