@@ -203,3 +203,83 @@ test("the data view shows a chart's values and sorts a table", async () => {
   assert.deepEqual(cities, ["Bergen", "Oslo", "Molde"]);
   assert.match(await frame().locator("body").innerHTML(), /<img/); // the chart itself
 });
+
+async function replaceCells(...sources) {
+  while (await page.locator("#cells .cell").count() > 0) {
+    await page.locator("#cells .cell").first().locator("button[title=Remove]").click();
+  }
+  for (const source of sources) {
+    await page.click("#add-code");
+    await page.locator("#cells textarea").last().fill(source);
+  }
+}
+
+test("a render's outputs show live while it runs, then the finished page", async () => {
+  await replaceCells(
+    "from IPython.display import HTML\nHTML(\"<b id='injected'>not in the page's own DOM</b>\")",
+    "import time\nprint('tick 0', flush=True)\ntime.sleep(3)\nprint('tick 1', flush=True)");
+  await page.click("#run");
+  // the first tick arrives while the cell still sleeps
+  await page.waitForFunction(() => /tick 0/.test(document.querySelector("#live").textContent),
+                             null, { timeout: 120000 });
+  assert.equal(await page.locator("#live").isVisible(), true);
+  const live = await page.locator("#live").textContent();
+  assert.doesNotMatch(live, /tick 1/);
+  assert.doesNotMatch(await page.locator("#status").textContent(), /Rendered|Failed/);
+  // an HTML output shows as its text/plain, never as markup in the page
+  assert.match(live, /IPython\.core\.display\.HTML object/);
+  assert.equal(await page.locator("#injected").count(), 0);
+  await waitRendered();
+  assert.match(await page.locator("#status").textContent(), /Rendered/);
+  assert.equal(await page.locator("#live").isHidden(), true);
+  assert.match(await frame().locator("body").textContent(), /tick 0\s*tick 1/);
+  assert.equal(await frame().locator("#injected").count(), 1, "the HTML is in the sandboxed frame");
+});
+
+test("session mode: a live kernel keeps variables between cells, exports, ends", async () => {
+  await page.click("#mode-session");
+  assert.equal(await page.locator("#cells").isHidden(), true);
+  await page.click("#session-start");
+  await page.waitForFunction(() => !document.querySelector("#session-run").disabled, null, { timeout: 60000 });
+  const cells = page.locator("#transcript .cell");
+  await page.fill("#session-code", "x = 21");
+  await page.click("#session-run");
+  await cells.nth(0).locator(".cell-bar", { hasText: "ok ·" }).waitFor({ timeout: 60000 });
+  await page.fill("#session-code", "print('twice', x)\nx * 2");
+  await page.click("#session-run");
+  await cells.nth(1).locator(".cell-bar", { hasText: "ok ·" }).waitFor({ timeout: 60000 });
+  assert.equal(await cells.nth(1).locator(".outputs pre").nth(0).textContent(), "twice 21\n");
+  assert.equal(await cells.nth(1).locator(".outputs pre").nth(1).textContent(), "42");
+  assert.match(await cells.nth(1).locator(".cell-bar").textContent(), /In \[2\]/);
+  // the notebook so far is shown in the frame, and exports as HTML
+  await frame().locator("body", { hasText: "42" }).waitFor({ timeout: 30000 });
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#session-export")]);
+  assert.equal(download.suggestedFilename(), "session.html");
+  assert.match(fs.readFileSync(await download.path(), "utf8"), /twice 21/);
+  const id = await page.evaluate(() => session.id);
+  await page.click("#session-end");
+  await page.waitForFunction(() => /Session ended/.test(document.querySelector("#status").textContent));
+  assert.equal((await fetch(`${base}/v1/sessions/${id}/notebook?format=json`)).status, 404);
+  assert.equal(await page.locator("#session-start").isVisible(), true);
+  assert.equal(await page.locator("#session-run").isDisabled(), true);
+});
+
+test("session mode: a session that ended elsewhere is said so, and a new one starts", async () => {
+  await page.click("#session-start");
+  await page.waitForFunction(() => !document.querySelector("#session-run").disabled, null, { timeout: 60000 });
+  const id = await page.evaluate(() => session.id);
+  assert.equal((await fetch(`${base}/v1/sessions/${id}`, { method: "DELETE" })).status, 204);
+  await page.fill("#session-code", "1 + 1");
+  await page.locator("#session-code").press("Control+Enter");
+  await page.waitForFunction(() => /session has ended/.test(document.querySelector("#status").textContent));
+  assert.match(await page.locator("#transcript .cell.failed .cell-bar").textContent(), /not_found/);
+  assert.equal(await page.locator("#session-start").isVisible(), true);
+  await page.click("#session-start");
+  await page.waitForFunction(() => !document.querySelector("#session-run").disabled, null, { timeout: 60000 });
+  await page.click("#session-run"); /* the code is still there */
+  await page.locator("#transcript .cell .outputs", { hasText: /^2$/ }).waitFor({ timeout: 60000 });
+  await page.click("#session-end");
+  await page.waitForFunction(() => /Session ended/.test(document.querySelector("#status").textContent));
+  await page.click("#mode-notebook");
+  assert.equal(await page.locator("#session").isHidden(), true);
+});
