@@ -152,6 +152,7 @@ void http_common_headers(struct MHD_Response *r, struct exchange *x,
     add_header(r, "Allow", a->allow);
     add_header(r, "X-Nbcanvas-Cache", a->cache);
     add_header(r, "X-Nbcanvas-Sandbox", a->sandbox);
+    add_header(r, "Location", a->location);
     add_header(r, "WWW-Authenticate",
                a->challenge ? "Bearer realm=\"nbcanvas\"" : NULL);
 }
@@ -497,6 +498,7 @@ static const struct route routes[] = {
     {"POST", "/v1/run", handle_run, true, TENANT},
     {"POST", "/v1/sessions", http_create_session, true, TENANT},
     {"GET", "/v1/sessions", http_list_sessions, false, TENANT},
+    {"GET", "/v1/sessions/*", http_get_session, false, TENANT},
     {"DELETE", "/v1/sessions/*", http_delete_session, false, TENANT},
     {"POST", "/v1/sessions/*/execute", http_execute, true, TENANT},
     {"GET", "/v1/sessions/*/notebook", http_session_notebook, false, TENANT},

@@ -84,7 +84,8 @@ struct answer {
     const char *retry_after;
     const char *allow;   /* for 405 */
     const char *cache;   /* X-Nbcanvas-Cache */
-    const char *sandbox; /* X-Nbcanvas-Sandbox */
+    const char *sandbox;  /* X-Nbcanvas-Sandbox */
+    const char *location; /* Location, for a 201 */
     bool challenge;      /* WWW-Authenticate, for a 401 */
 };
 
@@ -120,6 +121,8 @@ int http_create_session(struct http_server *s, struct MHD_Connection *c,
                         struct exchange *x);
 int http_list_sessions(struct http_server *s, struct MHD_Connection *c,
                        struct exchange *x);
+int http_get_session(struct http_server *s, struct MHD_Connection *c,
+                     struct exchange *x);
 int http_delete_session(struct http_server *s, struct MHD_Connection *c,
                         struct exchange *x);
 int http_execute(struct http_server *s, struct MHD_Connection *c,

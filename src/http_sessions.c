@@ -45,6 +45,10 @@ int http_create_session(struct http_server *s, struct MHD_Connection *c,
     struct session_request req;
     struct hangup_watch watch;
     struct err err = ERR_INIT;
+    char location[64];
+    struct answer a = {.status = 201,
+                       .content_type = "application/json",
+                       .location = location};
     json_t *out = NULL;
     int rc;
 
@@ -62,7 +66,12 @@ int http_create_session(struct http_server *s, struct MHD_Connection *c,
     request_session_release(&req);
     if (rc < 0)
         return http_send_error(c, x, rc, err.msg, NULL);
-    return http_send_json(c, x, 201, out);
+    snprintf(location, sizeof(location), "/v1/sessions/%s",
+             json_string_value(json_object_get(out, "id")));
+    a.body = json_dumps(out, JSON_COMPACT);
+    a.len = strlen(a.body);
+    json_decref(out);
+    return http_respond(c, x, &a);
 }
 
 int http_list_sessions(struct http_server *s, struct MHD_Connection *c,
@@ -91,10 +100,23 @@ int http_delete_session(struct http_server *s, struct MHD_Connection *c,
     return http_respond(c, x, &a);
 }
 
+int http_get_session(struct http_server *s, struct MHD_Connection *c,
+                     struct exchange *x)
+{
+    struct err err = ERR_INIT;
+    json_t *info = NULL;
+
+    if (!sessions_on(s, &err) ||
+        sessions_check(s->svc->sessions, x->tenant.name, x->params[0], NULL,
+                       &info, &err) < 0)
+        return http_send_error(c, x, err.code, err.msg, NULL);
+    return http_send_json(c, x, 200, info);
+}
+
 int http_execute(struct http_server *s, struct MHD_Connection *c,
                  struct exchange *x)
 {
-    const struct kernel_info *kernel;
+    const struct kernel_info *kernel = NULL;
     struct execute_request req;
     struct hangup_watch watch;
     struct err err = ERR_INIT;
@@ -103,12 +125,10 @@ int http_execute(struct http_server *s, struct MHD_Connection *c,
 
     if (!sessions_on(s, &err))
         return http_send_error(c, x, err.code, err.msg, NULL);
-    kernel = sessions_kernel(s->svc->sessions, x->tenant.name, x->params[0]);
-    if (!kernel)
-        return http_send_error(c, x, ERR_NOT_FOUND,
-                               "no such session (it ended, or was never "
-                               "made)",
-                               NULL);
+    rc = sessions_check(s->svc->sessions, x->tenant.name, x->params[0],
+                        &kernel, NULL, &err);
+    if (rc < 0)
+        return http_send_error(c, x, rc, err.msg, NULL);
     rc = request_parse_execute(&req, x->body.data, x->body.len, &s->svc->cfg,
                                kernel, &err);
     if (rc < 0) {

@@ -509,12 +509,16 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
                          st.cell, req->timeout_s);
             break;
         case DRIVER_OUTPUT_LIMIT:
-            rc = err_set(err, ERR_OUTPUT, "output too large: %s%s", st.message,
-                         end ? "; the session has ended" : "");
+            *details = json_pack("{s:I}", "cell", (json_int_t)st.cell);
+            rc = err_set(err, ERR_OUTPUT, "output too large: %s; %s",
+                         st.message,
+                         end ? "the session has ended"
+                             : "it was interrupted and the session lives on");
             break;
         case DRIVER_KERNEL_DIED:
             end = true;
             if (sandbox_oom_killed(&s->sb)) {
+                *details = json_pack("{s:I}", "cell", (json_int_t)st.cell);
                 rc = err_set(err, ERR_MEMORY,
                              "cell %ld ran out of memory (limit %lld MiB); "
                              "the session has ended",
@@ -574,11 +578,13 @@ int sessions_export(struct sessions *ss, const char *tenant, const char *id,
     }
     if (rc == 0)
         rc = driver_parse_status(&st, c.status, err);
-    end = end || rc == ERR_INTERNAL;
+    if (rc == 0 && st.session_over)
+        end = true;
     if (rc == 0 && st.outcome == DRIVER_OUTPUT_LIMIT)
         rc = err_set(err, ERR_OUTPUT, "output too large: %s", st.message);
     else if (rc == 0 && st.outcome != DRIVER_OK)
         rc = err_set(err, ERR_INTERNAL, "the export failed: %s", st.message);
+    end = end || rc == ERR_INTERNAL; /* the driver misbehaved: it ends */
     if (rc == 0) {
         struct formats_input in = {s->id, &c.results, c.notebook, NULL};
 
@@ -620,15 +626,17 @@ int sessions_file(struct sessions *ss, const char *tenant, const char *id,
     }
     if (rc == 0)
         rc = driver_parse_status(&st, c.status, err);
-    end = end || rc == ERR_INTERNAL;
+    if (rc == 0 && st.session_over)
+        end = true;
     if (rc == 0 && st.outcome == DRIVER_NOT_FOUND)
         rc = err_set(err, ERR_NOT_FOUND,
-                     "the session has no regular file at that path (within "
-                     "%lld bytes)",
-                     cfg->max_artifact_bytes);
+                     "the session has no regular file at that path (or one "
+                     "larger than %lld MiB, max_artifact_bytes)",
+                     cfg->max_artifact_bytes >> 20);
     else if (rc == 0 && st.outcome != DRIVER_OK)
         rc = err_set(err, ERR_INTERNAL, "reading the file failed: %s",
                      st.message);
+    end = end || rc == ERR_INTERNAL; /* the driver misbehaved: it ends */
     e = rc == 0 ? tarball_find(&c.results, DRIVER_RESULT_FILE) : NULL;
     if (rc == 0 && !e)
         rc = err_set(err, ERR_INTERNAL, "the session sent no file");
@@ -643,6 +651,16 @@ int sessions_file(struct sessions *ss, const char *tenant, const char *id,
     return rc;
 }
 
+/* A session as GET /v1/sessions lists it (lock held). */
+static json_t *session_json(const struct session *s, long long now)
+{
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:I, s:b, s:I}", "id", s->id, "kernel",
+        s->kernel->name, "created_at", s->created_at, "expires_at",
+        s->expires_at, "cells", (json_int_t)s->cells, "busy", s->busy,
+        "idle_s", (json_int_t)(s->busy ? 0 : (now - s->last_used_ms) / 1000));
+}
+
 json_t *sessions_list(struct sessions *ss, const char *tenant)
 {
     json_t *list = json_array();
@@ -655,14 +673,7 @@ json_t *sessions_list(struct sessions *ss, const char *tenant)
 
         if (!s->ready || s->ending || strcmp(s->tenant, tenant) != 0)
             continue;
-        json_array_append_new(
-            list,
-            json_pack(
-                "{s:s, s:s, s:s, s:s, s:I, s:b, s:I}", "id", s->id, "kernel",
-                s->kernel->name, "created_at", s->created_at, "expires_at",
-                s->expires_at, "cells", (json_int_t)s->cells, "busy", s->busy,
-                "idle_s",
-                (json_int_t)(s->busy ? 0 : (now - s->last_used_ms) / 1000)));
+        json_array_append_new(list, session_json(s, now));
     }
     pthread_mutex_unlock(&ss->lock);
     return list;
@@ -690,17 +701,26 @@ int sessions_delete(struct sessions *ss, const char *tenant, const char *id,
     return 0;
 }
 
-const struct kernel_info *sessions_kernel(struct sessions *ss,
-                                          const char *tenant, const char *id)
+int sessions_check(struct sessions *ss, const char *tenant, const char *id,
+                   const struct kernel_info **kernel, json_t **info,
+                   struct err *err)
 {
-    const struct kernel_info *k;
     struct session *s;
+    int rc = 0;
 
     pthread_mutex_lock(&ss->lock);
     s = find(ss, tenant, id);
-    k = s ? s->kernel : NULL;
+    if (!s)
+        rc = not_found(err);
+    else if (kernel && s->busy)
+        rc = err_set(err, ERR_SESSION_BUSY,
+                     "the session is running another call; one at a time");
+    if (s && kernel)
+        *kernel = s->kernel;
+    if (s && info)
+        *info = session_json(s, util_now_ms());
     pthread_mutex_unlock(&ss->lock);
-    return k;
+    return rc;
 }
 
 void sessions_stats(struct sessions *ss, struct sessions_stats *out)

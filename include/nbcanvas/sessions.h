@@ -76,9 +76,14 @@ json_t *sessions_list(struct sessions *ss, const char *tenant);
 int sessions_delete(struct sessions *ss, const char *tenant, const char *id,
                     struct err *err);
 
-/* The kernel of session id of tenant, or NULL. */
-const struct kernel_info *sessions_kernel(struct sessions *ss,
-                                          const char *tenant, const char *id);
+/* Whether session id of tenant is there (else ERR_NOT_FOUND); with
+ * kernel, also whether it could take a call now (else ERR_SESSION_BUSY)
+ * and its kernel; with info, its listing (new reference). A call can
+ * still find it busy a moment later: this is for answering plainly
+ * before a stream starts. */
+int sessions_check(struct sessions *ss, const char *tenant, const char *id,
+                   const struct kernel_info **kernel, json_t **info,
+                   struct err *err);
 
 void sessions_stats(struct sessions *ss, struct sessions_stats *out);
 

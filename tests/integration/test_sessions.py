@@ -20,6 +20,7 @@ CSV = "region,amount\nEast,10\nWest,32\nEast,5\n"
 def create(svc, **body):
     r = svc.post("/v1/sessions", body)
     assert r.status == 201, r
+    assert r.header("location") == "/v1/sessions/" + r.json()["id"], r.headers
     return r.json()
 
 
@@ -78,6 +79,11 @@ def test_state_files_and_export(svc):
     assert f.header("content-security-policy").startswith("sandbox"), f.headers
     assert f.header("content-type").startswith("text/plain"), f.headers
     check_error(svc.get("/v1/sessions/%s/files/nothing.txt" % sid), 404, "not_found")
+    # a folder is no file, and asking for one leaves the session whole
+    ok(svc, sid, "import os\nos.makedirs('out/deeper')")
+    check_error(svc.get("/v1/sessions/%s/files/out" % sid), 404, "not_found")
+    check_error(svc.get("/v1/sessions/%s/files/out/deeper" % sid), 404, "not_found")
+    assert text_of(ok(svc, sid, "total - 1")) == "46"
     # the notebook so far, in every format, not run again
     page = svc.get("/v1/sessions/%s/notebook" % sid)
     assert page.status == 200 and b"48" in page.body, page
@@ -88,19 +94,20 @@ def test_state_files_and_export(svc):
                         % sid)
     assert with_code.status == 200 and b"read_csv" in with_code.body
     nb = svc.get("/v1/sessions/%s/notebook?format=ipynb" % sid).json()
-    assert [c["execution_count"] for c in nb["cells"]] == [1, 2, 3, 4], nb["cells"]
+    assert [c["execution_count"] for c in nb["cells"]] == [1, 2, 3, 4, 5, 6], nb["cells"]
     as_json = svc.get("/v1/sessions/%s/notebook?format=json" % sid).json()
-    assert as_json["status"] == "ok" and len(as_json["cells"]) == 4
+    assert as_json["status"] == "ok" and len(as_json["cells"]) == 6
     z = svc.get("/v1/sessions/%s/notebook?format=zip" % sid)
     names = zipfile.ZipFile(io.BytesIO(z.body)).namelist()
     assert "index.html" in names and "notebook.ipynb" in names, names
     assert "artifacts/report.txt" in names, names
     assert "artifacts/sales.csv" not in names  # inputs left as they came
     # nothing ran again: the count goes on from where it was
-    assert ok(svc, sid, "total")["execution_count"] == 5
+    assert ok(svc, sid, "total")["execution_count"] == 7
     listed = svc.get("/v1/sessions").json()
     assert [x["id"] for x in listed] == [sid], listed
-    assert listed[0]["cells"] == 5 and listed[0]["busy"] is False
+    assert listed[0]["cells"] == 7 and listed[0]["busy"] is False
+    assert svc.get("/v1/sessions/" + sid).json() == listed[0]
     delete(svc, sid)
     check_error(execute(svc, sid, "total"), 404, "not_found")
     check_error(svc.get("/v1/sessions/%s/notebook" % sid), 404, "not_found")
@@ -172,7 +179,8 @@ def test_output_limit_applies_per_call(svc):
         # exhausts its memory first (422 memory_limit, as for a render)
         r = execute(svc, sid, "import time\nwhile True:\n    print('x' * 10000)\n"
                               "    time.sleep(0.001)", timeout_s=30)
-        check_error(r, 422, "output_limit")
+        err = check_error(r, 422, "output_limit")
+        assert err["cell"] == 1 and "lives on" in err["message"], err
         assert text_of(ok(svc, sid, "y")) == "3"  # interrupted, not killed
     finally:
         delete(svc, sid)
@@ -214,6 +222,8 @@ def test_one_call_at_a_time(svc):
         t.start()
         time.sleep(1)
         check_error(execute(svc, sid, "1"), 409, "session_busy")
+        status, _, resp = svc.stream("/v1/sessions/%s/execute" % sid, {"code": "1"})
+        check_error(resp, 409, "session_busy")  # plain, before any stream
         check_error(svc.get("/v1/sessions/%s/notebook" % sid), 409, "session_busy")
         assert svc.get("/v1/sessions").json()[0]["busy"] is True
         t.join()

@@ -122,8 +122,7 @@ static bool next_event(struct recording *r, size_t *from, char *out,
 {
     json_t *e = NULL, *output;
 
-    if (driver_next_event(r->out.data, r->results_at, r->nonce, from, &e) !=
-        1)
+    if (driver_next_event(r->out.data, r->results_at, r->nonce, from, &e) != 1)
         return false;
     output = json_object_get(e, "output");
     snprintf(out, len, "%s %lld %s",
@@ -162,15 +161,15 @@ TEST(driver__events_come_in_order_before_the_results)
 TEST(driver__event_lines_without_the_nonce_are_skipped)
 {
     static const char nonce[] = "0d4d2a4c-58c2-4b47-9a4b-4f3a4bb8d1a7";
-    const char *out =
-        "nbcanvas:event 11111111-58c2-4b47-9a4b-4f3a4bb8d1a7 "
-        "{\"event\":\"cell\",\"index\":9}\n"
-        "nbcanvas:event 0d4d2a4c-58c2-4b47-9a4b-4f3a4bb8d1a7 not json\n"
-        "junk nbcanvas:event 0d4d2a4c-58c2-4b47-9a4b-4f3a4bb8d1a7 {}\n"
-        "nbcanvas:event 0d4d2a4c-58c2-4b47-9a4b-4f3a4bb8d1a7 "
-        "{\"event\":\"cell\",\"index\":1}\n"
-        "nbcanvas:event 0d4d2a4c-58c2-4b47-9a4b-4f3a4bb8d1a7 "
-        "{\"event\":\"cell\",\"index\":2}";
+    const char
+        *out = "nbcanvas:event 11111111-58c2-4b47-9a4b-4f3a4bb8d1a7 "
+               "{\"event\":\"cell\",\"index\":9}\n"
+               "nbcanvas:event 0d4d2a4c-58c2-4b47-9a4b-4f3a4bb8d1a7 not json\n"
+               "junk nbcanvas:event 0d4d2a4c-58c2-4b47-9a4b-4f3a4bb8d1a7 {}\n"
+               "nbcanvas:event 0d4d2a4c-58c2-4b47-9a4b-4f3a4bb8d1a7 "
+               "{\"event\":\"cell\",\"index\":1}\n"
+               "nbcanvas:event 0d4d2a4c-58c2-4b47-9a4b-4f3a4bb8d1a7 "
+               "{\"event\":\"cell\",\"index\":2}";
     size_t from = 0;
     json_t *e = NULL;
 
