@@ -78,6 +78,8 @@ void cache_key_of(const struct render_request *r, const char *image_id,
                   r->include_input, "template", r->template_name, "timeout_s",
                   (json_int_t)r->timeout_s, "allow_errors", r->allow_errors,
                   "files", files, "image", image_id);
+    if (r->packages) /* the packages change what the notebook does */
+        json_object_set(k, "packages", r->packages);
     text = json_dumps(k, JSON_SORT_KEYS | JSON_COMPACT);
     util_sha256(out, text, strlen(text));
     free(text);

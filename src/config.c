@@ -93,6 +93,14 @@ static const struct key keys[] = {
     LONG("session_max_lifetime_s", session_max_lifetime_s, 1, 30 * 86400),
     LONG("result_ttl_s", result_ttl_s, 1, 86400),
     LLONG("kept_results_bytes", kept_results_bytes, 0, 64 * GiB),
+    STR("package_index_url", package_index_url),
+    STR("wheelhouse_dir", wheelhouse_dir),
+    STR("wheel_cache_dir", wheel_cache_dir),
+    LLONG("wheel_cache_bytes", wheel_cache_bytes, 0, 1024 * GiB),
+    LLONG("package_max_bytes", package_max_bytes, MiB, 4 * GiB),
+    LONG("package_timeout_s", package_timeout_s, 1, 3600),
+    STR("package_python_version", package_python_version),
+    NAMES("package_platforms", package_platforms),
     LONG("max_jobs", max_jobs, 0, 4096),
     LONG("max_queue", max_queue, 0, 65536),
     LONG("reaper_interval_s", reaper_interval_s, 1, 3600),
@@ -138,6 +146,15 @@ void config_defaults(struct config *cfg)
     cfg->cache_bytes = 256LL << 20;
     cfg->render_limits = (struct sandbox_limits){
         512LL << 20, 1.0, 128, 128LL << 20, 64LL << 20, 256, 32LL << 20};
+    snprintf(cfg->wheel_cache_dir, sizeof(cfg->wheel_cache_dir),
+             "/var/cache/nbcanvas/wheels");
+    cfg->wheel_cache_bytes = 2LL << 30;
+    cfg->package_max_bytes = 64LL << 20;
+    cfg->package_timeout_s = 120;
+    snprintf(cfg->package_python_version, sizeof(cfg->package_python_version),
+             "3.11");
+    snprintf(cfg->package_platforms, sizeof(cfg->package_platforms),
+             "manylinux_2_36_x86_64\nlinux_x86_64");
     cfg->max_sessions = 8;
     cfg->session_idle_timeout_s = 600;
     cfg->session_max_lifetime_s = 3600;

@@ -61,6 +61,8 @@ static json_t *job_json(const struct driver_job *j)
     json_object_set_new(spec, "events", json_boolean(j->events));
     if (j->path)
         json_object_set_new(spec, "path", json_string(j->path));
+    if (json_array_size(j->packages))
+        json_object_set(spec, "packages", j->packages);
     return spec;
 }
 
@@ -74,11 +76,17 @@ int driver_write_job(struct buf *out, const struct driver_job *job,
     char *spec_text = json_dumps(spec, JSON_COMPACT);
     struct tar_entry own[] = {{DRIVER_JOB_NOTEBOOK, nb, strlen(nb)},
                               {DRIVER_JOB_SPEC, spec_text, strlen(spec_text)}};
+    size_t nwheels = job->wheels ? job->wheels->n : 0;
+    struct tar_entry *extra = xcalloc(2 + nwheels, sizeof(*extra));
     int rc;
 
     util_uuid(nonce); /* 122 random bits from the system's generator */
-    rc = tarball_write_files(&tar, files, own, 2, SANDBOX_UID, SANDBOX_UID,
-                             err);
+    memcpy(extra, own, sizeof(own));
+    if (nwheels) /* the wheels: .nbcanvas/wheels/<file> */
+        memcpy(extra + 2, job->wheels->v, nwheels * sizeof(*extra));
+    rc = tarball_write_files(&tar, files, extra, 2 + nwheels, SANDBOX_UID,
+                             SANDBOX_UID, err);
+    free(extra);
     if (rc == 0 && (buf_printf(out, JOB_WORD "%zu %s\n", tar.len, nonce) < 0 ||
                     buf_append(out, tar.data, tar.len) < 0))
         rc = err_set(err, ERR_TOO_LARGE, "the job is too large");
@@ -197,6 +205,7 @@ static const struct {
     {"output_limit", DRIVER_OUTPUT_LIMIT},
     {"invalid_notebook", DRIVER_INVALID_NOTEBOOK},
     {"not_found", DRIVER_NOT_FOUND},
+    {"package_failed", DRIVER_PACKAGE_FAILED},
     {"internal", DRIVER_FAILED},
 };
 

@@ -21,7 +21,9 @@ void driver_call_init(struct driver_call *c, const struct config *cfg,
     memset(c, 0, sizeof(*c));
     c->err = err;
     c->max_result_bytes = cfg->max_result_bytes;
-    buf_init(&c->upload, (size_t)cfg->max_body_bytes * 2 + (1 << 20));
+    /* the request's files (base64 decoded) and the packages' wheels */
+    buf_init(&c->upload, (size_t)cfg->max_body_bytes * 2 +
+                             (size_t)cfg->package_max_bytes + (1 << 20));
     buf_init(&c->out, (size_t)cfg->max_result_bytes + (64 << 10));
     buf_init(&c->errout, (size_t)cfg->max_output_bytes);
     demux_init(&c->demux, &c->out, &c->errout);

@@ -31,6 +31,8 @@ static const struct {
     {ERR_HOST, "host_not_allowed", 403},
     {ERR_RATE_LIMITED, "rate_limited", 429},
     {ERR_SESSION_BUSY, "session_busy", 409},
+    {ERR_PACKAGE, "package_unavailable", 422},
+    {ERR_INDEX, "index_unavailable", 503},
 };
 
 int err_set(struct err *err, int code, const char *fmt, ...)

@@ -31,6 +31,7 @@
 #include "nbcanvas/cache.h"
 #include "nbcanvas/conn_guard.h"
 #include "nbcanvas/janitor.h"
+#include "nbcanvas/packages.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/languages.h"
 #include "nbcanvas/metrics.h"
@@ -181,7 +182,7 @@ int http_send_error_full(struct MHD_Connection *c, struct exchange *x,
 
     if (code == ERR_BUSY)
         a.retry_after = "2";
-    else if (code == ERR_ENGINE)
+    else if (code == ERR_ENGINE || code == ERR_INDEX)
         a.retry_after = "5";
     else if (code == ERR_RATE_LIMITED)
         a.retry_after = x->retry_after;
@@ -385,10 +386,22 @@ static void write_pool_cache_metrics(struct service *svc, struct buf *out)
     struct pool_stats p;
     struct cache_stats c = {0, 0, 0, 0};
     struct sessions_stats ss = {0};
+    struct packages_stats pk;
     long running, waiting;
 
     if (svc->sessions)
         sessions_stats(svc->sessions, &ss);
+    packages_stats(svc->packages, &pk);
+    buf_printf(out,
+               "# TYPE nbcanvas_package_cache_hits_total counter\n"
+               "nbcanvas_package_cache_hits_total %ld\n"
+               "# TYPE nbcanvas_package_cache_misses_total counter\n"
+               "nbcanvas_package_cache_misses_total %ld\n"
+               "# TYPE nbcanvas_package_errors_total counter\n"
+               "nbcanvas_package_errors_total %ld\n"
+               "# TYPE nbcanvas_package_cache_bytes gauge\n"
+               "nbcanvas_package_cache_bytes %lld\n",
+               pk.hits, pk.misses, pk.errors, pk.bytes);
     pool_stats(svc->pool, &p);
     if (svc->cache)
         cache_stats(svc->cache, &c);

@@ -30,6 +30,7 @@
 #include "nbcanvas/driver_call.h"
 #include "nbcanvas/formats.h"
 #include "nbcanvas/janitor.h"
+#include "nbcanvas/packages.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/results.h"
 #include "nbcanvas/sandbox.h"
@@ -45,9 +46,11 @@ struct render_job {
     struct sandbox sb;
     bool warm; /* sb came from the pool, already started */
     struct driver_call call;
+    struct tar_files wheels; /* the packages' wheels, for the job */
     struct err err;
     json_t *details; /* error details found before the results */
-    long long t_start, t_queued, t_sandbox, t_finished, t_fetched, t_done;
+    long long t_start, t_packages, t_queued, t_sandbox, t_finished, t_fetched,
+        t_done;
 };
 
 /* The job as the driver reads it from stdin (driver.h). */
@@ -69,6 +72,8 @@ static int build_upload(struct render_job *job)
         .max_result_bytes = cfg->max_result_bytes,
         .structured = r->structured,
         .table_rows = cfg->max_table_rows,
+        .packages = r->packages,
+        .wheels = &job->wheels,
     };
 
     job->call.on_event = r->on_event;
@@ -260,6 +265,10 @@ static int status_error(struct render_job *job, json_t **details)
         rc = err_set(&job->err, ERR_INVALID, "not a valid notebook: %s",
                      st.message);
         break;
+    case DRIVER_PACKAGE_FAILED:
+        rc = err_set(&job->err, ERR_PACKAGE,
+                     "the packages could not be installed: %s", st.message);
+        break;
     case DRIVER_NOT_FOUND: /* a session's answer only */
     case DRIVER_FAILED:
         rc = err_set(&job->err, ERR_INTERNAL, "internal: %s",
@@ -322,14 +331,19 @@ static void server_timing(struct render_job *job, struct render_result *out)
                            ? job->call.t_uploaded - job->t_sandbox
                            : 0;
     long long fetch = job->t_fetched ? job->t_fetched - job->t_finished : 0;
+    long long install = json_integer_value(json_object_get(t, "install"));
+    /* packages: wheels resolved on the host; install: pip in the sandbox */
+    long long packages = job->t_packages ? job->t_packages - job->t_start : 0;
 
     snprintf(out->server_timing, sizeof(out->server_timing),
-             "queue;dur=%lld, sandbox;dur=%lld;desc=%s, upload;dur=%lld, "
-             "execute;dur=%lld, export;dur=%lld, fetch;dur=%lld, "
-             "total;dur=%lld",
-             job->t_queued - job->t_start, sandbox,
-             job->warm ? "warm" : "cold", upload, exec, exp, fetch,
-             job->t_done - job->t_start);
+             "packages;dur=%lld, queue;dur=%lld, sandbox;dur=%lld;desc=%s, "
+             "upload;dur=%lld, install;dur=%lld, execute;dur=%lld, "
+             "export;dur=%lld, fetch;dur=%lld, total;dur=%lld",
+             packages,
+             job->t_queued -
+                 (job->t_packages ? job->t_packages : job->t_start),
+             sandbox, job->warm ? "warm" : "cold", upload, install, exec, exp,
+             fetch, job->t_done - job->t_start);
 }
 
 int render_run(struct render_result *out, struct service *svc,
@@ -359,6 +373,13 @@ int render_run(struct render_result *out, struct service *svc,
     }
     driver_call_init(&job.call, &svc->cfg, &job.err);
 
+    /* wheels before a slot: a download must not hold one */
+    rc = packages_fetch(svc->packages, req->packages, &job.wheels, &job.err);
+    job.t_packages = util_now_ms();
+    if (rc < 0) {
+        job.t_queued = job.t_packages;
+        goto done;
+    }
     rc = jobs_acquire(svc->jobs, &req->tenant, cancel, &slot, &job.err);
     job.t_queued = util_now_ms();
     if (rc < 0)
@@ -391,6 +412,7 @@ done:
     if (rc < 0)
         snprintf(out->message, sizeof(out->message), "%s", job.err.msg);
     driver_call_release(&job.call);
+    tarball_files_release(&job.wheels);
     json_decref(job.details);
     if (lookup == CACHE_CLAIMED) /* after cache_put: waiters find it */
         cache_finish(svc->cache, key);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nbcanvas/packages.h"
 #include "nbcanvas/util.h"
 
 static const char *const format_names[] = {"html", "zip", "ipynb", "json"};
@@ -273,18 +274,24 @@ static int parse_render_fields(struct render_request *r, json_t *root,
     snprintf(r->template_name, sizeof(r->template_name), "%s",
              templates[tmpl]);
     r->source = json_incref(cells ? cells : nb);
-    if (cells)
-        return notebook_from_cells(&r->notebook, cells, r->kernel, err);
-    return notebook_from_upload(&r->notebook, nb, r->kernel, err);
+    rc = packages_parse(&r->packages, json_object_get(root, "packages"), cfg,
+                        err);
+    if (rc == 0 && cells)
+        rc = notebook_from_cells(&r->notebook, cells, r->kernel, err);
+    else if (rc == 0)
+        rc = notebook_from_upload(&r->notebook, nb, r->kernel, err);
+    if (rc == 0) /* what models write: %pip install lines */
+        packages_from_magics(r->notebook, &r->packages, cfg);
+    return rc;
 }
 
 int request_parse_render(struct render_request *r, const char *body,
                          size_t len, const struct config *cfg, struct err *err)
 {
     static const char *const fields[] = {
-        "cells",         "notebook",     "kernel",    "format",
-        "include_input", "template",     "timeout_s", "files",
-        "cache",         "allow_errors", "structured"};
+        "cells",         "notebook",     "kernel",     "format",
+        "include_input", "template",     "timeout_s",  "files",
+        "cache",         "allow_errors", "structured", "packages"};
     json_t *root = NULL;
     int rc;
 
@@ -307,7 +314,8 @@ void request_render_release(struct render_request *r)
 {
     json_decref(r->notebook);
     json_decref(r->source);
-    r->notebook = r->source = NULL;
+    json_decref(r->packages);
+    r->notebook = r->source = r->packages = NULL;
     tarball_files_release(&r->files);
 }
 
@@ -378,7 +386,8 @@ int request_parse_session(struct session_request *r, const char *body,
                           size_t len, const struct config *cfg,
                           struct err *err)
 {
-    static const char *const fields[] = {"kernel", "files", "idle_timeout_s"};
+    static const char *const fields[] = {"kernel", "files", "idle_timeout_s",
+                                         "packages"};
     json_t *root = NULL, *none = json_array();
     int rc;
 
@@ -396,6 +405,9 @@ int request_parse_session(struct session_request *r, const char *body,
                            "idle_timeout_s", cfg->session_idle_timeout_s, err);
     if (rc == 0)
         rc = parse_files(&r->files, json_object_get(root, "files"), err);
+    if (rc == 0)
+        rc = packages_parse(&r->packages, json_object_get(root, "packages"),
+                            cfg, err);
     if (rc == 0) /* the session's notebook: its metadata, no cells yet */
         rc = notebook_from_cells(&r->notebook, none, r->kernel, err);
     json_decref(none);
@@ -406,7 +418,8 @@ int request_parse_session(struct session_request *r, const char *body,
 void request_session_release(struct session_request *r)
 {
     json_decref(r->notebook);
-    r->notebook = NULL;
+    json_decref(r->packages);
+    r->notebook = r->packages = NULL;
     tarball_files_release(&r->files);
 }
 
@@ -438,6 +451,8 @@ int request_parse_execute(struct execute_request *r, const char *body,
         cells = json_pack("[O]", code);
         rc = notebook_from_cells(&r->notebook, cells, kernel, err);
     }
+    if (rc == 0) /* %pip install lines: installed before the cell runs */
+        packages_from_magics(r->notebook, &r->packages, cfg);
     json_decref(cells);
     json_decref(root);
     return rc;
@@ -446,7 +461,8 @@ int request_parse_execute(struct execute_request *r, const char *body,
 void request_execute_release(struct execute_request *r)
 {
     json_decref(r->notebook);
-    r->notebook = NULL;
+    json_decref(r->packages);
+    r->notebook = r->packages = NULL;
     tarball_files_release(&r->files);
 }
 

@@ -23,6 +23,7 @@
 #include "nbcanvas/kept_results.h"
 #include "nbcanvas/languages.h"
 #include "nbcanvas/metrics.h"
+#include "nbcanvas/packages.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/sandbox.h"
 #include "nbcanvas/sessions.h"
@@ -33,6 +34,7 @@ void service_close(struct service *svc)
 {
     sessions_free(svc->sessions);
     kept_results_free(svc->kept);
+    packages_free(svc->packages);
     pool_free(svc->pool);
     janitor_free(svc->janitor);
     cache_free(svc->cache);
@@ -117,6 +119,7 @@ int service_open(struct service *svc, const struct service_options *opts,
         return rc;
     }
     svc->jobs = jobs_new(svc->cfg.max_jobs, svc->cfg.max_queue);
+    svc->packages = packages_new(&svc->cfg);
     svc->metrics = metrics_new();
     /* A service's pool starts filling only after the sweep of what its
      * previous run left (service_serve): the sweep goes by owner. */

@@ -22,6 +22,7 @@
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/jobs.h"
 #include "nbcanvas/list.h"
+#include "nbcanvas/packages.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/results.h"
 #include "nbcanvas/service.h"
@@ -349,6 +350,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     struct driver_call c;
     struct driver_job job;
     struct driver_status st;
+    struct tar_files wheels = TAR_FILES_INIT;
     time_t now = time(NULL);
     int rc;
 
@@ -376,7 +378,12 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     }
     driver_call_init(&c, cfg, err);
     fill_job(&job, cfg, s, DRIVER_OPEN);
-    rc = take_sandbox(ss, s, request_id, cancel, err);
+    job.packages = req->packages;
+    job.wheels = &wheels;
+    /* the wheels before a sandbox is taken: a download may take a while */
+    rc = packages_fetch(ss->svc->packages, req->packages, &wheels, err);
+    if (rc == 0)
+        rc = take_sandbox(ss, s, request_id, cancel, err);
     if (rc == 0)
         rc = call(ss, s, &job, req->notebook, &req->files, EXPORT_TIMEOUT_S,
                   cancel, &c);
@@ -384,10 +391,14 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
         rc = lost_call(ss, s, rc, &c, NULL);
     if (rc == 0)
         rc = driver_parse_status(&st, c.status, err);
-    if (rc == 0 && st.outcome != DRIVER_OK)
+    if (rc == 0 && st.outcome == DRIVER_PACKAGE_FAILED)
+        rc = err_set(err, ERR_PACKAGE,
+                     "the packages could not be installed: %s", st.message);
+    else if (rc == 0 && st.outcome != DRIVER_OK)
         rc = err_set(err, ERR_INTERNAL, "the session did not start: %s",
                      st.message);
     driver_call_release(&c);
+    tarball_files_release(&wheels);
     pthread_mutex_lock(&ss->lock);
     ss->stats.calls--;
     if (rc == 0) {
@@ -464,6 +475,7 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
     struct driver_call c;
     struct driver_job job;
     struct driver_status st;
+    struct tar_files wheels = TAR_FILES_INIT;
     bool end = false;
     int rc;
 
@@ -477,6 +489,14 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
     fill_job(&job, cfg, s, DRIVER_EXECUTE);
     job.events = on_event != NULL;
     job.timeout_s = req->timeout_s;
+    job.packages = req->packages;
+    job.wheels = &wheels;
+    rc = packages_fetch(ss->svc->packages, req->packages, &wheels, err);
+    if (rc < 0) {
+        driver_call_release(&c);
+        release(ss, s, false);
+        return rc;
+    }
     rc = call(ss, s, &job, req->notebook, &req->files, req->timeout_s, cancel,
               &c);
     if (rc != 0) {
@@ -533,6 +553,11 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
                          "cell %ld stopped the kernel; the session has ended",
                          st.cell);
             break;
+        case DRIVER_PACKAGE_FAILED:
+            rc = err_set(err, ERR_PACKAGE,
+                         "the packages could not be installed: %s",
+                         st.message);
+            break;
         default:
             end = true;
             rc = err_set(err, ERR_INTERNAL, "the session failed: %s",
@@ -542,6 +567,7 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
     if (rc == 0 || rc == ERR_TIMEOUT || rc == ERR_OUTPUT)
         s->cells++; /* the cell is in the session's notebook */
     driver_call_release(&c);
+    tarball_files_release(&wheels);
     release(ss, s, end);
     return rc;
 }

@@ -67,6 +67,16 @@ struct config {
     long result_ttl_s;            /* a streamed render's /v1/results */
     long long kept_results_bytes; /* all kept results at most */
 
+    /* packages at run time (packages.h); both sources "": off */
+    char package_index_url[512]; /* a PEP 503 simple index */
+    char wheelhouse_dir[512];    /* a folder of wheels */
+    char wheel_cache_dir[512];
+    long long wheel_cache_bytes;
+    long long package_max_bytes;     /* one request's wheels at most */
+    long package_timeout_s;          /* one resolution by pip at most */
+    char package_python_version[16]; /* the sandbox's interpreter */
+    char package_platforms[512];     /* its platform tags, one per line */
+
     /* scheduling */
     long max_jobs;  /* 0: from cores and memory */
     long max_queue; /* 0: twice max_jobs */

@@ -16,8 +16,8 @@
  *
  *   driver -> service  "nbcanvas:ready\n"          kernel up
  *   service -> driver  "nbcanvas:job <n> <nonce>\n" + an n-byte tar: the
- *                      request's files, .nbcanvas/input.ipynb and
- *                      .nbcanvas/job.json
+ *                      request's files, .nbcanvas/input.ipynb,
+ *                      .nbcanvas/job.json and any .nbcanvas/wheels/
  *   driver -> stderr   "nbcanvas:cell <i>\n"       cell i has started
  *   driver -> service  "nbcanvas:done <nonce> <n>\n" + an n-byte tar:
  *                      status.json, notebook.ipynb, index.html, artifacts/
@@ -80,6 +80,11 @@ struct driver_job {
      * given a smaller cap for the files so that the tar's own headers and
      * status.json always fit. */
     long long max_result_bytes;
+    /* Requirements to install before the first cell (borrowed JSON array
+     * of strings, may be NULL), and their wheels (borrowed, may be NULL),
+     * which travel in the job tar under .nbcanvas/wheels/. */
+    json_t *packages;
+    const struct tar_files *wheels;
 };
 
 /* The container's command and environment for a notebook sandbox (new
@@ -128,6 +133,7 @@ enum driver_outcome {
     DRIVER_OUTPUT_LIMIT,     /* outputs or results over their caps */
     DRIVER_INVALID_NOTEBOOK, /* nbformat's validator refused it */
     DRIVER_NOT_FOUND,        /* DRIVER_FILE: no such regular file */
+    DRIVER_PACKAGE_FAILED,   /* pip could not install the packages */
     DRIVER_FAILED            /* the driver itself failed ("internal") */
 };
 

@@ -27,6 +27,8 @@ enum err_code {
     ERR_HOST = -15,            /* 403 host_not_allowed */
     ERR_RATE_LIMITED = -16,    /* 429 rate_limited */
     ERR_SESSION_BUSY = -17,    /* 409 session_busy */
+    ERR_PACKAGE = -18,         /* 422 package_unavailable */
+    ERR_INDEX = -19,           /* 503 index_unavailable */
 };
 
 struct err {

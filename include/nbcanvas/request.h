@@ -39,6 +39,7 @@ struct render_request {
         keep; /* not from the body: keep the results (render_kept), uncached */
     struct tenant tenant;   /* not from the body: who asked */
     struct tar_files files; /* request files, decoded */
+    json_t *packages;       /* owned; checked requirements, or NULL */
     /* Not from the body: a streaming client's progress, called with each
      * event (borrowed) as the driver sends it; NULL when not streaming. */
     void (*on_event)(void *ctx, json_t *event);
@@ -62,6 +63,7 @@ struct session_request {
     long idle_timeout_s;
     json_t *notebook;       /* owned; no cells, the kernel's metadata */
     struct tar_files files; /* placed in the working directory */
+    json_t *packages;       /* owned; checked requirements, or NULL */
     struct tenant tenant;   /* not from the body: who asked */
 };
 
@@ -70,6 +72,7 @@ struct execute_request {
     json_t *notebook; /* owned; the code as the one cell of a notebook */
     long timeout_s;
     struct tar_files files;
+    json_t *packages; /* owned; from %pip install lines, or NULL */
 };
 
 /* Parses a render request body; out is released with

@@ -24,6 +24,7 @@ struct janitor;
 struct kept_results;
 struct languages;
 struct metrics;
+struct packages;
 struct pool;
 struct sandbox_set;
 struct sessions;
@@ -44,6 +45,7 @@ struct service {
     struct janitor *janitor;       /* NULL: sandboxes are removed in-line */
     struct sessions *sessions;     /* live kernels; from service_serve */
     struct kept_results *kept;     /* streamed renders' results */
+    struct packages *packages;     /* NULL: no package source */
     json_t *examples;              /* for GET /v1/examples */
 };
 
