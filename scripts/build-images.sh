@@ -90,8 +90,17 @@ build_one() {
     if [ ! -f "$ctx/Dockerfile" ]; then
         printf 'ARG BASE\nFROM $BASE\n' >"$ctx/Dockerfile"
     fi
+    local labels=(--label "org.nbcanvas.hash=$full_hash")
+    if [ "$name" = python ]; then
+        # What the image has installed, by project name (PEP 503 form):
+        # packages at run time leave these at home unless named.
+        labels+=(--label "org.nbcanvas.python-packages=$(docker run --rm \
+            --network none "$base" python3 -c 'import importlib.metadata as m, re
+print(" ".join(sorted({re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower()
+                       for d in m.distributions() if d.metadata["Name"]})))')")
+    fi
     docker build --quiet --network none --build-arg "BASE=$base" \
-        --label "org.nbcanvas.hash=$full_hash" -t "nbcanvas/$name:latest" "$ctx"
+        "${labels[@]}" -t "nbcanvas/$name:latest" "$ctx"
     echo "build-images: built nbcanvas/$name:latest ($full_hash)"
 }
 

@@ -9,6 +9,8 @@ packages=(
     uuid-dev libarchive-dev libssl-dev
     docker.io runsc mmdebstrap uidmap
     curl python3 ca-certificates faketime
+    # packages at run time: pip resolves requirements on the host
+    python3-pip
 )
 
 missing=()

@@ -1,9 +1,10 @@
 /*
- * Packages at run time (include/nbcanvas/packages.h).
+ * Packages at run time: resolving and keeping wheels
+ * (include/nbcanvas/packages.h; the requirements are checked in
+ * requirements.c).
  *
- * Requirements are hostile input: they are checked against a strict
- * subset of PEP 508 before pip sees them, passed after "--" so that none
- * can be read as an option, and pip runs as an unprivileged user (nobody)
+ * Requirements reach pip after "--", so that none can be read as an
+ * option, and pip runs as an unprivileged user (nobody)
  * in a fresh folder with its own HOME, no cache of its own, no retries
  * and a timeout. Wheels are untrusted archives: each is checked with
  * libzip (a wheel file name, a size cap, no absolute or ".." member
@@ -37,6 +38,7 @@
 #include <zip.h>
 
 #include "nbcanvas/buf.h"
+#include "nbcanvas/sandbox.h"
 #include "nbcanvas/util.h"
 
 #define PIP_PYTHON "/usr/bin/python3"
@@ -45,352 +47,102 @@
 #define WHEEL_MEMBERS_MAX 20000
 #define WHEEL_UNPACKED_MAX (512LL << 20)
 
-/* ------------------------------------------------------- requirements */
-
-static bool name_char(char c)
-{
-    return isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.';
-}
-
-/* A project or extra name at *p: letters and digits at both ends. */
-static bool take_name(const char **p)
-{
-    const char *s = *p, *e = s;
-
-    if (!isalnum((unsigned char)*s))
-        return false;
-    while (name_char(*e))
-        e++;
-    if (!isalnum((unsigned char)e[-1]))
-        return false;
-    *p = e;
-    return true;
-}
-
-static void skip_spaces(const char **p)
-{
-    while (**p == ' ')
-        (*p)++;
-}
-
-static bool take_op(const char **p)
-{
-    static const char *const ops[] = {
-        "===", "~=", "==", "!=", "<=", ">=", "<", ">"};
-    size_t i;
-
-    for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-        if (strncmp(*p, ops[i], strlen(ops[i])) == 0) {
-            *p += strlen(ops[i]);
-            return true;
-        }
-    }
-    return false;
-}
-
-static bool take_version(const char **p)
-{
-    const char *s = *p;
-
-    while (**p && (isalnum((unsigned char)**p) || strchr(".*+!-_", **p)))
-        (*p)++;
-    return *p > s;
-}
-
-/* A marker (PEP 508): the environment's names, quoted strings,
- * comparisons, "in", "not", "and", "or" and parentheses, nothing else. */
-static bool marker_ok(const char *p)
-{
-    static const char *const words[] = {"python_version",
-                                        "python_full_version",
-                                        "os_name",
-                                        "sys_platform",
-                                        "platform_release",
-                                        "platform_system",
-                                        "platform_version",
-                                        "platform_machine",
-                                        "platform_python_implementation",
-                                        "implementation_name",
-                                        "implementation_version",
-                                        "extra",
-                                        "and",
-                                        "or",
-                                        "in",
-                                        "not"};
-    bool any = false;
-
-    while (*p) {
-        if (*p == ' ' || *p == '(' || *p == ')') {
-            p++;
-        } else if (*p == '\'' || *p == '"') { /* a string: no quote inside */
-            const char *end = strchr(p + 1, *p);
-
-            if (!end)
-                return false;
-            for (p++; p < end; p++)
-                if (!isalnum((unsigned char)*p) && !strchr(" ._-+*!", *p))
-                    return false;
-            p++;
-            any = true;
-        } else if (strchr("<>=!~", *p)) {
-            while (*p && strchr("<>=!~", *p))
-                p++;
-        } else {
-            size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz_"), i;
-
-            for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-                if (n == strlen(words[i]) && strncmp(p, words[i], n) == 0)
-                    break;
-            if (n == 0 || i == sizeof(words) / sizeof(words[0]))
-                return false;
-            p += n;
-            any = true;
-        }
-    }
-    return any;
-}
-
-bool packages_spec_ok(const char *spec, char *why, size_t why_len)
-{
-    const char *p = spec;
-
-#define REFUSE(msg)                                                           \
-    do {                                                                      \
-        snprintf(why, why_len, "%s", msg);                                    \
-        return false;                                                         \
-    } while (0)
-    if (strlen(spec) == 0 || strlen(spec) > PACKAGE_SPEC_MAX)
-        REFUSE("a requirement is 1 to 200 bytes");
-    skip_spaces(&p);
-    if (*p == '-')
-        REFUSE("options are not accepted");
-    if (!take_name(&p))
-        REFUSE("it must start with a project name");
-    skip_spaces(&p);
-    if (*p == '[') {
-        do {
-            p++;
-            skip_spaces(&p);
-            if (!take_name(&p))
-                REFUSE("extras must be names");
-            skip_spaces(&p);
-        } while (*p == ',');
-        if (*p++ != ']')
-            REFUSE("extras end with ]");
-        skip_spaces(&p);
-    }
-    if (*p == '@')
-        REFUSE("URLs are not accepted");
-    if (*p && *p != ';') {
-        do {
-            if (*p == ',')
-                p++;
-            skip_spaces(&p);
-            if (!take_op(&p))
-                REFUSE("a version clause starts with ==, >=, ~= ...");
-            skip_spaces(&p);
-            if (!take_version(&p))
-                REFUSE("a version clause needs a version");
-            skip_spaces(&p);
-        } while (*p == ',');
-    }
-    if (*p == ';' && !marker_ok(p + 1))
-        REFUSE("the marker holds characters a marker cannot");
-    if (*p && *p != ';')
-        REFUSE("unexpected characters (no URLs, paths or options)");
-#undef REFUSE
-    return true;
-}
-
-static bool source_set(const struct config *cfg)
-{
-    return cfg->package_index_url[0] || cfg->wheelhouse_dir[0];
-}
-
-int packages_parse(json_t **out, json_t *list, const struct config *cfg,
-                   struct err *err)
-{
-    char why[96], shown[4 * 64 + 1];
-    json_t *v;
-    size_t i;
-
-    if (!list)
-        return 0;
-    if (!source_set(cfg))
-        return err_set(err, ERR_INVALID,
-                       "packages: this service has no package source "
-                       "(package_index_url or wheelhouse_dir)");
-    if (!json_is_array(list))
-        return err_set(err, ERR_INVALID, "packages must be a list");
-    if (json_array_size(list) > PACKAGES_MAX)
-        return err_set(err, ERR_INVALID, "packages: at most %d", PACKAGES_MAX);
-    json_array_foreach(list, i, v) {
-        const char *s = json_string_value(v);
-
-        if (!s)
-            return err_set(err, ERR_INVALID, "packages[%zu] must be a string",
-                           i);
-        if (!packages_spec_ok(s, why, sizeof(why))) {
-            util_escape(shown, sizeof(shown), s,
-                        strlen(s) > 64 ? 64 : strlen(s));
-            return err_set(err, ERR_INVALID, "packages[%zu] '%s': %s", i,
-                           shown, why);
-        }
-    }
-    if (!*out)
-        *out = json_array();
-    json_array_foreach(list, i, v)
-        json_array_append(*out, v);
-    return 0;
-}
-
-/* ------------------------------------------------------- %pip lines */
-
-/* The words of a line after its pip install command, or NULL. */
-static const char *pip_install_words(const char *line)
-{
-    static const char *const starts[] = {"%pip install ",
-                                         "!pip install ",
-                                         "!pip3 install ",
-                                         "!python -m pip install ",
-                                         "!python3 -m pip install ",
-                                         "%pip3 install "};
-    size_t i;
-
-    while (*line == ' ' || *line == '\t')
-        line++;
-    for (i = 0; i < sizeof(starts) / sizeof(starts[0]); i++)
-        if (strncmp(line, starts[i], strlen(starts[i])) == 0)
-            return line + strlen(starts[i]);
-    return NULL;
-}
-
-/* The line's requirements (new array) when every word is a quiet flag or
- * a requirement, else NULL. */
-static json_t *line_requirements(const char *words)
-{
-    json_t *reqs = json_array();
-    char *copy = xstrdup(words), *save = NULL, *w;
-    char why[96];
-
-    for (w = strtok_r(copy, " \t", &save); w;
-         w = strtok_r(NULL, " \t", &save)) {
-        size_t n = strlen(w);
-
-        /* quotes a shell would take away */
-        if (n >= 2 && (w[0] == '"' || w[0] == '\'') && w[n - 1] == w[0]) {
-            w[n - 1] = '\0';
-            w++;
-        }
-        if (strcmp(w, "-q") == 0 || strcmp(w, "--quiet") == 0 ||
-            strcmp(w, "-qq") == 0)
-            continue;
-        if (!packages_spec_ok(w, why, sizeof(why)) || strchr(w, ';')) {
-            json_decref(reqs);
-            free(copy);
-            return NULL;
-        }
-        json_array_append_new(reqs, json_string(w));
-    }
-    free(copy);
-    if (json_array_size(reqs) == 0) {
-        json_decref(reqs);
-        return NULL;
-    }
-    return reqs;
-}
-
-/* The cell's source with its pip lines rewritten (new string), or NULL
- * when it has none. */
-static char *rewrite_source(const char *src, json_t **packages, bool on)
-{
-    struct buf out = BUF_INIT((size_t)-1);
-    const char *line = src;
-    bool changed = false;
-
-    while (*line) {
-        const char *end = strchr(line, '\n');
-        size_t n = end ? (size_t)(end - line) : strlen(line);
-        char *text = xstrndup(line, n);
-        const char *words = pip_install_words(text);
-        json_t *reqs = words ? line_requirements(words) : NULL;
-        size_t indent = strspn(text, " \t");
-
-        if (reqs) {
-            char *list = json_dumps(reqs, JSON_COMPACT);
-
-            changed = true;
-            buf_append(&out, text, indent);
-            if (on)
-                buf_printf(&out,
-                           "print('nbcanvas: installed before the notebook "
-                           "ran: ' + ', '.join(%s))",
-                           list);
-            else
-                buf_printf(
-                    &out, "raise RuntimeError('nbcanvas: the sandbox has no "
-                          "network; packages at run time need the "
-                          "service\\'s package_index_url or wheelhouse_dir')");
-            if (on) {
-                if (!*packages)
-                    *packages = json_array();
-                json_array_extend(*packages, reqs);
-            }
-            free(list);
-            json_decref(reqs);
-        } else {
-            buf_append(&out, text, n);
-        }
-        if (end)
-            buf_puts(&out, "\n");
-        free(text);
-        line = end ? end + 1 : line + n;
-    }
-    if (!changed) {
-        buf_release(&out);
-        return NULL;
-    }
-    return buf_detach(&out, NULL);
-}
-
-void packages_from_magics(json_t *notebook, json_t **packages,
-                          const struct config *cfg)
-{
-    json_t *cells = json_object_get(notebook, "cells"), *cell;
-    size_t i;
-
-    json_array_foreach(cells, i, cell) {
-        json_t *src = json_object_get(cell, "source");
-        struct buf joined = BUF_INIT((size_t)-1);
-        char *rewritten;
-        json_t *part;
-        size_t k;
-
-        if (strcmp(json_string_value(json_object_get(cell, "cell_type"))
-                       ? json_string_value(json_object_get(cell, "cell_type"))
-                       : "",
-                   "code") != 0)
-            continue;
-        if (json_is_string(src))
-            buf_puts(&joined, json_string_value(src));
-        json_array_foreach(src, k, part)
-            buf_puts(&joined,
-                     json_string_value(part) ? json_string_value(part) : "");
-        rewritten = rewrite_source(joined.data, packages, source_set(cfg));
-        if (rewritten)
-            json_object_set_new(cell, "source", json_string(rewritten));
-        free(rewritten);
-        buf_release(&joined);
-    }
-}
-
 /* ------------------------------------------------------- the cache */
 
 struct packages {
     const struct config *cfg;
-    pthread_mutex_t lock; /* the cache's files and the stats */
+    struct docker *docker;
+    pthread_mutex_t lock; /* the cache's files, the stats, installed */
     struct packages_stats stats;
+    /* What the image has (its label, " name name "), read again now and
+     * then: wheels of these projects stay home unless asked for. */
+    char *installed;
+    long long installed_at;
 };
+
+#define INSTALLED_LABEL "org.nbcanvas.python-packages"
+#define INSTALLED_TTL_MS 60000
+
+/* A project name as PEP 503 compares them: lower case, runs of "-", "_"
+ * and "." as one "-". */
+static void normalize(char *out, size_t len, const char *name, size_t n)
+{
+    size_t o = 0, i;
+
+    for (i = 0; i < n && o + 1 < len; i++) {
+        char c = (char)tolower((unsigned char)name[i]);
+
+        if (c == '_' || c == '.')
+            c = '-';
+        if (c == '-' && o > 0 && out[o - 1] == '-')
+            continue;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+}
+
+/* True when the project is one the image has (lock held). */
+static bool image_has(struct packages *p, const char *project)
+{
+    char word[PACKAGE_SPEC_MAX + 3];
+
+    if (!p->installed)
+        return false;
+    snprintf(word, sizeof(word), " %s ", project);
+    return strstr(p->installed, word) != NULL;
+}
+
+/* Reads the image's label when it is old (lock held). */
+static void refresh_installed(struct packages *p)
+{
+    char *label;
+
+    if (!p->docker ||
+        (p->installed && util_now_ms() - p->installed_at < INSTALLED_TTL_MS))
+        return;
+    label = sandbox_image_label(p->docker, p->cfg->notebook_image,
+                                INSTALLED_LABEL);
+    if (!label)
+        return;
+    free(p->installed);
+    p->installed = xasprintf(" %s ", label);
+    p->installed_at = util_now_ms();
+    free(label);
+}
+
+/* Drops from wheels (from index first on) those of projects the image
+ * already has and the request did not name: pip in the sandbox takes the
+ * image's, and they need not travel (lock held). */
+static void drop_installed(struct packages *p, json_t *reqs,
+                           struct tar_files *wheels, size_t first)
+{
+    size_t i, keep = first, k;
+
+    refresh_installed(p);
+    for (i = first; i < wheels->n; i++) {
+        const char *file = wheels->v[i].name + strlen(PACKAGES_WHEEL_DIR);
+        char project[PACKAGE_SPEC_MAX + 1];
+        bool named = false;
+
+        normalize(project, sizeof(project), file, strcspn(file, "-"));
+        for (k = 0; k < json_array_size(reqs); k++) {
+            const char *r = json_string_value(json_array_get(reqs, k));
+            char asked[PACKAGE_SPEC_MAX + 1];
+
+            while (*r == ' ')
+                r++;
+            normalize(asked, sizeof(asked), r, packages_name_len(r));
+            named = named || strcmp(asked, project) == 0;
+        }
+        if (!named && image_has(p, project)) {
+            free(wheels->v[i].name);
+            free(wheels->v[i].data);
+            continue;
+        }
+        wheels->v[keep++] = wheels->v[i];
+    }
+    wheels->n = keep;
+}
 
 static int mkdirs(const char *path, mode_t mode)
 {
@@ -411,15 +163,16 @@ static int mkdirs(const char *path, mode_t mode)
     return rc;
 }
 
-struct packages *packages_new(const struct config *cfg)
+struct packages *packages_new(const struct config *cfg, struct docker *d)
 {
     struct packages *p;
     char *dir;
 
-    if (!source_set(cfg))
+    if (!packages_source_set(cfg))
         return NULL;
     p = xcalloc(1, sizeof(*p));
     p->cfg = cfg;
+    p->docker = d;
     pthread_mutex_init(&p->lock, NULL);
     dir = xasprintf("%s/wheels", cfg->wheel_cache_dir);
     if (mkdirs(dir, 0755) < 0)
@@ -437,6 +190,7 @@ void packages_free(struct packages *p)
     if (!p)
         return;
     pthread_mutex_destroy(&p->lock);
+    free(p->installed);
     free(p);
 }
 
@@ -882,11 +636,11 @@ static int keep_wheels(struct packages *p, const char *dest, const char *key,
             !wheel_name_ok(e->d_name)) {
             rc = err_set(err, ERR_PACKAGE,
                          "the index gave something that is not a wheel");
-        } else if ((total += st.st_size) > p->cfg->package_max_bytes) {
+        } else if ((total += st.st_size) > 4 * p->cfg->package_max_bytes) {
+            /* (what travels is checked once the image's own are out) */
             rc = err_set(err, ERR_PACKAGE,
-                         "the wheels are larger than %lld MiB "
-                         "(package_max_bytes)",
-                         p->cfg->package_max_bytes >> 20);
+                         "the wheels are larger than %lld MiB",
+                         (4 * p->cfg->package_max_bytes) >> 20);
         } else if (!wheel_ok(path, why, sizeof(why))) {
             rc = err_set(err, ERR_PACKAGE, "wheel %s refused: %s", e->d_name,
                          why);
@@ -923,6 +677,29 @@ static int keep_wheels(struct packages *p, const char *dest, const char *key,
     return rc;
 }
 
+/* The wheels that travel with the job (from first on) fit in
+ * package_max_bytes; else they are dropped and it is ERR_PACKAGE. */
+static int check_travel_size(struct packages *p, struct tar_files *wheels,
+                             size_t first, struct err *err)
+{
+    long long total = 0;
+    size_t i;
+
+    for (i = first; i < wheels->n; i++)
+        total += (long long)wheels->v[i].len;
+    if (total <= p->cfg->package_max_bytes)
+        return 0;
+    while (wheels->n > first) {
+        wheels->n--;
+        free(wheels->v[wheels->n].name);
+        free(wheels->v[wheels->n].data);
+    }
+    return err_set(err, ERR_PACKAGE,
+                   "the packages' wheels are %lld MiB, more than "
+                   "package_max_bytes (%lld MiB)",
+                   total >> 20, p->cfg->package_max_bytes >> 20);
+}
+
 int packages_fetch(struct packages *p, json_t *reqs, struct tar_files *wheels,
                    struct err *err)
 {
@@ -930,6 +707,7 @@ int packages_fetch(struct packages *p, json_t *reqs, struct tar_files *wheels,
     char *dest = NULL;
     struct buf log = BUF_INIT(PIP_LOG_MAX + 1);
     bool timed_out = false;
+    size_t first = wheels->n;
     int rc, status;
 
     if (!p || json_array_size(reqs) == 0)
@@ -937,9 +715,15 @@ int packages_fetch(struct packages *p, json_t *reqs, struct tar_files *wheels,
     set_key(reqs, key);
     pthread_mutex_lock(&p->lock);
     rc = load_set(p, key, wheels);
-    if (rc == 0)
+    if (rc == 0) {
         p->stats.hits++;
+        drop_installed(p, reqs, wheels, first);
+        if (check_travel_size(p, wheels, first, err) < 0)
+            rc = ERR_PACKAGE;
+    }
     pthread_mutex_unlock(&p->lock);
+    if (rc == ERR_PACKAGE)
+        return rc;
     if (rc == 0)
         return 0;
     if (!mkdtemp(tmpl))
@@ -958,6 +742,8 @@ int packages_fetch(struct packages *p, json_t *reqs, struct tar_files *wheels,
     if (status == 0) {
         rc = keep_wheels(p, dest, key, wheels, err);
         trim(p);
+        if (rc == 0)
+            drop_installed(p, reqs, wheels, first);
     } else if (timed_out) {
         rc = err_set(err, ERR_INDEX,
                      "the package index did not answer within %ld s",
@@ -972,6 +758,8 @@ int packages_fetch(struct packages *p, json_t *reqs, struct tar_files *wheels,
         rc = err_set(err, status < 0 ? ERR_INTERNAL : ERR_PACKAGE,
                      "pip could not resolve the packages: %s", line);
     }
+    if (rc == 0)
+        rc = check_travel_size(p, wheels, first, err);
     if (rc < 0)
         p->stats.errors++;
     pthread_mutex_unlock(&p->lock);

@@ -195,16 +195,42 @@ static int missing_image(struct err *err, const char *image)
                    image);
 }
 
+/* The engine's description of image (new reference), or an error. */
+static int inspect_image(struct docker *d, const char *image, json_t **info,
+                         struct err *err)
+{
+    char *path = xasprintf("/images/%s/json", image);
+    int rc = docker_call_json(d, "GET", path, NULL, info, 0, err);
+
+    free(path);
+    return rc;
+}
+
+char *sandbox_image_label(struct docker *d, const char *image,
+                          const char *label)
+{
+    json_t *info = NULL;
+    const char *v;
+    char *out = NULL;
+
+    if (inspect_image(d, image, &info, NULL) == 0) {
+        v = json_string_value(json_object_get(
+            json_object_get(json_object_get(info, "Config"), "Labels"),
+            label));
+        out = v ? xstrdup(v) : NULL;
+    }
+    json_decref(info);
+    return out;
+}
+
 int sandbox_image_id(struct docker *d, const char *image, char *out,
                      size_t out_len, struct err *err)
 {
-    char *path = xasprintf("/images/%s/json", image);
     json_t *info = NULL;
     const char *id;
     int rc;
 
-    rc = docker_call_json(d, "GET", path, NULL, &info, 0, err);
-    free(path);
+    rc = inspect_image(d, image, &info, err);
     if (rc == ERR_NOT_FOUND)
         rc = missing_image(err, image);
     else if (rc < 0 && err)

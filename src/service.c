@@ -119,7 +119,7 @@ int service_open(struct service *svc, const struct service_options *opts,
         return rc;
     }
     svc->jobs = jobs_new(svc->cfg.max_jobs, svc->cfg.max_queue);
-    svc->packages = packages_new(&svc->cfg);
+    svc->packages = packages_new(&svc->cfg, svc->docker);
     svc->metrics = metrics_new();
     /* A service's pool starts filling only after the sweep of what its
      * previous run left (service_serve): the sweep goes by owner. */

@@ -23,12 +23,19 @@
 #include <stddef.h>
 
 #include "nbcanvas/config.h"
+#include "nbcanvas/docker.h"
 #include "nbcanvas/err.h"
 #include "nbcanvas/tarball.h"
 
 #define PACKAGES_MAX 32      /* requirements in one request */
 #define PACKAGE_SPEC_MAX 200 /* bytes of one requirement */
 #define PACKAGES_WHEEL_DIR ".nbcanvas/wheels/" /* in the job tar */
+
+/* True when the config names a package source. */
+bool packages_source_set(const struct config *cfg);
+
+/* The length of the project name spec starts with. */
+size_t packages_name_len(const char *spec);
 
 /* True when spec is a requirement this service passes to pip; otherwise
  * why (a short phrase) goes to why. */
@@ -52,8 +59,11 @@ void packages_from_magics(json_t *notebook, json_t **packages,
 struct packages;
 
 /* The wheel cache and fetcher for cfg (borrowed); NULL when neither
- * package_index_url nor wheelhouse_dir is set. */
-struct packages *packages_new(const struct config *cfg);
+ * package_index_url nor wheelhouse_dir is set. d (borrowed, may be NULL)
+ * is asked for the notebook image's label org.nbcanvas.python-packages
+ * (what it has installed, set by scripts/build-images.sh): wheels of
+ * those projects are not sent unless a request names them. */
+struct packages *packages_new(const struct config *cfg, struct docker *d);
 void packages_free(struct packages *p);
 
 /* The wheels for requirements (a JSON array of checked strings) and

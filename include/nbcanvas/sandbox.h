@@ -71,6 +71,11 @@ json_t *sandbox_create_body(const struct sandbox_spec *spec);
 int sandbox_image_id(struct docker *d, const char *image, char *out,
                      size_t out_len, struct err *err);
 
+/* The value of one of image's labels (caller frees), or NULL when the
+ * image or the label is not there. */
+char *sandbox_image_label(struct docker *d, const char *image,
+                          const char *label);
+
 /* Creates the container. A missing image is ERR_ENGINE. */
 int sandbox_create(struct sandbox *sb, struct docker *d,
                    const struct sandbox_spec *spec, struct err *err);

@@ -67,6 +67,9 @@ os.environ.update({
     # the user's code can write: nbconvert would take templates from it and
     # run them in this process. A folder on the read-only root instead.
     "JUPYTER_DATA_DIR": "/opt/nbcanvas/no-user-data",
+    # Packages installed at run time go here (pip install --user): on the
+    # working folder's tmpfs, under .nbcanvas so they are no artifacts.
+    "PYTHONUSERBASE": "/home/sandbox/.nbcanvas/pkgs",
 })
 os.environ.pop("JUPYTER_PATH", None)
 # jupyter_core also adds the user's site folder (~/.local/share/jupyter)
@@ -199,6 +202,58 @@ def wait_for_job():
                 INPUTS[path] = hashlib.sha256(data).digest()
     with open(os.path.join(JOBDIR, "job.json")) as f:
         return json.load(f), nonce
+
+
+WHEELS = os.path.join(JOBDIR, "wheels")
+
+# Run silently in the kernel once packages are installed: it started
+# before their folder existed, so the folder joins its path now.
+ADD_USER_SITE = """
+def __nbcanvas_site():
+    import importlib, site
+    site.addsitedir(site.getusersitepackages())
+    importlib.invalidate_caches()
+__nbcanvas_site()
+del __nbcanvas_site
+"""
+
+
+def install_packages(job, kc, status):
+    """Installs the job's packages from the wheels that came with it, with
+    pip and no index (the sandbox has no network), into the user's site
+    folder; False, with the status saying why, when pip fails."""
+    import subprocess
+
+    from nbclient.util import run_sync
+
+    reqs = job.get("packages") or []
+    if not reqs:
+        return True
+    t0 = now_ms()
+    cmd = [sys.executable, "-m", "pip", "install", "--user",
+           "--break-system-packages", "--no-index", "--find-links", WHEELS,
+           "--disable-pip-version-check", "--no-input", "--progress-bar",
+           "off", "--no-warn-script-location", "--no-cache-dir", "--"] + reqs
+    try:
+        p = subprocess.run(cmd, cwd=WORKDIR, stdin=subprocess.DEVNULL,
+                           capture_output=True,
+                           timeout=max(10, float(job.get("timeout_s", 60))),
+                           env=dict(os.environ, PIP_CONFIG_FILE=os.devnull))
+        failed, out = p.returncode != 0, p.stderr + p.stdout
+    except subprocess.TimeoutExpired:
+        failed, out = True, b"pip did not finish in time"
+    status.setdefault("timing_ms", {})["install"] = now_ms() - t0
+    if failed:
+        lines = [l for l in out.decode(errors="replace").splitlines()
+                 if l.strip()]
+        errors = [l for l in lines if l.startswith("ERROR")]
+        status.update(status="package_failed",
+                      message=((errors or lines or ["pip failed"])[-1])[:500])
+        return False
+    run_sync(kc.execute_interactive)(
+        ADD_USER_SITE, silent=True, store_history=False, timeout=30,
+        output_hook=lambda msg: None)
+    return True
 
 
 def error_of(cell):
@@ -583,6 +638,8 @@ def run_job(job, nonce, km, kc, t_ready):
         status.update(status="invalid_notebook",
                       message=str(e).strip().splitlines()[0][:500])
         return None, None, status
+    if not install_packages(job, kc, status):
+        return nb, None, status
     t0 = now_ms()
     execute(nb, job, km, kc, status, nonce)
     t1 = now_ms()
@@ -644,10 +701,12 @@ class Session:
         self.structured = False
 
     def open(self, job):
+        status = {"status": "ok"}
         if job.get("structured"):
             install_structured(self.kc, job)
             self.structured = True
-        return {"status": "ok"}, [], False
+        install_packages(job, self.kc, status)
+        return status, [], False
 
     def execute(self, job, nonce):
         """Runs the job's cells after the session's; one reply for all."""
@@ -657,6 +716,8 @@ class Session:
                             as_version=4).cells
         state = JobState(job, nonce, job["timeout_s"])
         status, done = {"status": "ok"}, []
+        if not install_packages(job, self.kc, status):
+            return status, None, False
         for cell in new:
             index = len(self.nb.cells)
             self.nb.cells.append(cell)
