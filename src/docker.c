@@ -39,6 +39,10 @@ struct docker {
     long call_timeout_ms;
 };
 
+static bool stream_cancelled(const struct docker_stream_cb *cb)
+{
+    return (cb->cancel && *cb->cancel) || (cb->cancel_too && *cb->cancel_too);
+}
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
 static void curl_global(void)
@@ -315,7 +319,7 @@ static int stream_loop(CURLM *m, CURL *c, struct stream_state *s,
         }
         if (s->stop)
             return s->stop;
-        if (s->cb->cancel && *s->cb->cancel)
+        if (stream_cancelled(s->cb))
             return err_set(err, ERR_CANCELLED, "cancelled by the client");
         now = util_now_ms();
         if (now >= deadline_ms)
@@ -438,7 +442,7 @@ static int duplex_wait(struct duplex *x, long long deadline_ms)
 
         if (x->input_left)
             p.events |= POLLOUT;
-        if (x->cb->cancel && *x->cb->cancel)
+        if (stream_cancelled(x->cb))
             return err_set(x->err, ERR_CANCELLED, "cancelled by the client");
         if (left <= 0)
             return err_set(x->err, ERR_TIMEOUT, "deadline passed");

@@ -70,9 +70,16 @@ static int on_open(void *ctx)
 static void take_events(struct driver_call *c, bool results_found)
 {
     size_t end = results_found ? c->results_at : c->out.len;
+    size_t from = c->events > c->no_newline ? c->events : c->no_newline;
     size_t drop;
     json_t *event;
 
+    /* A line still without its end is not searched again byte by byte
+     * as more of it comes: only what is new. */
+    if (from < end && !memchr(c->out.data + from, '\n', end - from)) {
+        c->no_newline = end;
+        return;
+    }
     while (driver_next_event(c->out.data, end, c->nonce, &c->events, &event) ==
            1) {
         c->on_event(c->event_ctx, event);
@@ -88,6 +95,7 @@ static void take_events(struct driver_call *c, bool results_found)
     c->out.len -= drop;
     c->events -= drop;
     c->scan -= drop;
+    c->no_newline = c->no_newline > drop ? c->no_newline - drop : 0;
 }
 
 static int on_data(void *ctx, const char *data, size_t len)
@@ -121,12 +129,12 @@ int driver_call_run(struct driver_call *c, struct sandbox *sb,
                     long long deadline_ms, const atomic_bool *cancel)
 {
     struct attach a = {c, sb};
-    struct docker_stream_cb cb = {on_open, on_data, &a, cancel};
+    struct docker_stream_cb cb = {on_open, on_data, &a, cancel, c->cancel_too};
 
     buf_reset(&c->out);
     buf_reset(&c->errout);
     c->out.overflow = c->errout.overflow = false;
-    c->scan = c->events = 0;
+    c->scan = c->events = c->no_newline = 0;
     c->uploaded = false;
     demux_init(&c->demux, &c->out, &c->errout);
     return sandbox_attach_stdin(sb, c->upload.data, c->upload.len, &cb,

@@ -65,6 +65,8 @@ static void add_header(struct MHD_Response *r, const char *name,
 /* Text answers are worth compressing (a page with its images inline
  * shrinks about five times); zips and images are compressed already. */
 #define GZIP_MIN_BYTES 1024
+/* At shutdown, how long cancelled stream jobs get to end. */
+#define STREAMS_STOP_MS 60000
 
 static bool compressible(const char *content_type)
 {
@@ -162,6 +164,9 @@ int http_send_json(struct MHD_Connection *c, struct exchange *x,
                    unsigned status, json_t *j)
 {
     struct answer a = {.status = status, .content_type = "application/json"};
+
+    if (!j) /* a bug upstream: never a crash, never an empty body */
+        return http_send_error(c, x, ERR_INTERNAL, "no answer was made", NULL);
 
     a.body = json_dumps(j, JSON_COMPACT);
     a.len = strlen(a.body);
@@ -886,6 +891,7 @@ int http_start(struct http_server **out, struct service *svc, struct err *err)
     s->svc = svc;
     pthread_mutex_init(&s->lock, NULL);
     util_cond_init_monotonic(&s->idle);
+    list_init(&s->running);
     rc = parse_listen(&sa, cfg->listen, err);
     if (rc < 0) {
         free(s);
@@ -936,7 +942,14 @@ void http_stop(struct http_server *srv, long drain_s)
     MHD_quiesce_daemon(srv->daemon);
     until = util_monotonic_in(drain_s * 1000);
     pthread_mutex_lock(&srv->lock);
-    while (srv->active > 0 &&
+    while ((srv->active > 0 || srv->streams > 0) &&
+           pthread_cond_timedwait(&srv->idle, &srv->lock, &until) == 0)
+        ;
+    /* Stream jobs use the service, which goes next: past the drain they
+     * are cancelled, and waited for (a cancelled job ends in seconds). */
+    http_stop_streams(srv);
+    until = util_monotonic_in(STREAMS_STOP_MS);
+    while (srv->streams > 0 &&
            pthread_cond_timedwait(&srv->idle, &srv->lock, &until) == 0)
         ;
     pthread_mutex_unlock(&srv->lock);

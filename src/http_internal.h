@@ -17,6 +17,7 @@
 
 #include "nbcanvas/buf.h"
 #include "nbcanvas/http.h"
+#include "nbcanvas/list.h"
 #include "nbcanvas/request.h"
 #include "nbcanvas/tenants.h"
 
@@ -29,6 +30,8 @@ struct http_server {
     pthread_mutex_t lock;
     pthread_cond_t idle;
     long active; /* requests between their first call and completion */
+    long streams;             /* stream jobs still running (http_stream.c) */
+    struct list_node running; /* those jobs */
     char *tls_key, *tls_cert; /* PEM, kept while the daemon runs */
 };
 
@@ -136,6 +139,9 @@ int http_kept_result(struct http_server *s, struct MHD_Connection *c,
 
 /* True when the client asks for Server-Sent Events. */
 bool http_wants_stream(struct MHD_Connection *c);
+/* Stops every stream job (lock held by the caller). */
+void http_stop_streams(struct http_server *s);
+
 /* Answers with a stream of a render's progress (req taken over). */
 int http_stream_render(struct http_server *s, struct MHD_Connection *c,
                        struct exchange *x, struct render_request *req);

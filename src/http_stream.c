@@ -40,6 +40,8 @@ bool http_wants_stream(struct MHD_Connection *c)
 
 /* One streamed job: what its thread needs, all owned. */
 struct stream_job {
+    struct list_node link; /* in the server's running jobs */
+    struct http_server *server;
     struct service *svc;
     struct sse *sse;
     char id[37];
@@ -121,6 +123,8 @@ static void run_execute(struct stream_job *job)
     rc = sessions_execute(job->svc->sessions, job->tenant.name, job->session,
                           &job->execute, forward_event, job,
                           sse_cancel(job->sse), &out, &details, &err);
+    if (rc == 0 && !out)
+        rc = err_set(&err, ERR_INTERNAL, "no answer was made");
     if (rc < 0)
         send_error_event(job, rc, err.msg, details);
     else
@@ -133,15 +137,30 @@ static void run_execute(struct stream_job *job)
 static void *run_job(void *arg)
 {
     struct stream_job *job = arg;
+    struct http_server *s = job->server;
 
     if (job->session[0])
         run_execute(job);
     else
         run_render(job);
     sse_close(job->sse);
+    pthread_mutex_lock(&s->lock);
+    list_remove(&job->link);
+    s->streams--;
+    pthread_cond_broadcast(&s->idle); /* http_stop waits for these too */
+    pthread_mutex_unlock(&s->lock);
     sse_unref(job->sse);
     free(job);
     return NULL;
+}
+
+void http_stop_streams(struct http_server *s)
+{
+    struct list_node *n;
+
+    list_for_each(n, &s->running) {
+        sse_stop(list_entry(n, struct stream_job, link)->sse);
+    }
 }
 
 static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
@@ -152,8 +171,11 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
     return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : n;
 }
 
+/* MHD is done with the response: the client read it all, went away, or
+ * the connection was closed (a timeout, an error): the job stops. */
 static void end_stream(void *cls)
 {
+    sse_stop(cls);
     sse_unref(cls);
 }
 
@@ -169,6 +191,7 @@ static int start(struct http_server *s, struct MHD_Connection *c,
     pthread_t thread;
     int rc;
 
+    job->server = s;
     job->svc = s->svc;
     snprintf(job->id, sizeof(job->id), "%s", x->id);
     job->tenant = x->tenant;
@@ -182,8 +205,16 @@ static int start(struct http_server *s, struct MHD_Connection *c,
     MHD_add_response_header(r, "X-Accel-Buffering", "no");
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&s->lock);
+    list_push_front(&s->running, &job->link);
+    s->streams++;
+    pthread_mutex_unlock(&s->lock);
     if (pthread_create(&thread, &attr, run_job, job) != 0) {
         /* nothing runs: the stream says so and ends */
+        pthread_mutex_lock(&s->lock);
+        list_remove(&job->link);
+        s->streams--;
+        pthread_mutex_unlock(&s->lock);
         send_error_event(job, ERR_BUSY, "cannot start the job's thread", NULL);
         sse_close(job->sse);
         sse_unref(job->sse);

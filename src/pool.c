@@ -139,7 +139,8 @@ static int start_one(struct pool *p, struct sandbox *sb, struct err *err)
     long long deadline_s = (long long)time(NULL) + POOL_MAX_IDLE_S + longest +
                            120;
     struct warmup w = {.sb = sb, .err = err};
-    struct docker_stream_cb cb = {warm_open, warm_data, &w, &p->stopping};
+    struct docker_stream_cb cb = {warm_open, warm_data, &w, &p->stopping,
+                                  NULL};
     int rc;
 
     buf_init(&w.out, 64 << 10);

@@ -99,7 +99,8 @@ static int ready_on_data(void *ctx, const char *data, size_t len)
 static int deliver(struct run_job *job, const struct buf *tar,
                    const atomic_bool *cancel)
 {
-    struct docker_stream_cb cb = {start_on_open, ready_on_data, job, cancel};
+    struct docker_stream_cb cb = {start_on_open, ready_on_data, job, cancel,
+                                  NULL};
     int rc;
 
     rc = sandbox_attach_stdin(&job->sb, tar->data, tar->len, &cb,
@@ -122,7 +123,7 @@ static int run_step(struct run_job *job, const char *script, long timeout_s,
                     const atomic_bool *cancel, int *exit_code, struct err *err)
 {
     json_t *cmd = json_pack("[s, s, s]", "sh", "-c", script);
-    struct docker_stream_cb cb = {NULL, on_data, job, cancel};
+    struct docker_stream_cb cb = {NULL, on_data, job, cancel, NULL};
     int rc;
 
     rc = sandbox_exec(&job->sb, cmd, &cb, util_now_ms() + timeout_s * 1000LL,

@@ -434,7 +434,7 @@ static bool cgroup_oom_kills(struct sandbox *sb)
                             "/sys/fs/cgroup/memory.events 2>/dev/null");
     struct buf out = BUF_INIT(16 << 10), errout = BUF_INIT(16 << 10);
     struct demux d;
-    struct docker_stream_cb cb = {NULL, collect, &d, NULL};
+    struct docker_stream_cb cb = {NULL, collect, &d, NULL, NULL};
     const char *p;
     int exit_code;
     bool oom = false;

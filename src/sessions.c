@@ -32,11 +32,14 @@
 #define CALL_GRACE_S 30
 /* An export or a file read: no user code runs, only nbconvert. */
 #define EXPORT_TIMEOUT_S 60
+/* At shutdown, how long the calls still under way get to stop. */
+#define SESSIONS_DRAIN_MS 15000
 
 struct session {
     struct list_node link;
     char id[37];
     char tenant[TENANT_NAME_MAX];
+    struct tenant owner; /* its limits: a call takes a slot as it would */
     const struct kernel_info *kernel;
     struct sandbox sb;
     char created_at[32], expires_at[32]; /* RFC 3339, UTC */
@@ -47,6 +50,7 @@ struct session {
     bool ready;                          /* the open job is done */
     bool busy;                           /* a call runs */
     bool ending;                         /* deleted or expired during a call */
+    atomic_bool stop; /* set with ending: the call under way stops */
 };
 
 struct sessions {
@@ -100,8 +104,9 @@ static void *sweep(void *arg)
             if (!s->ready || s->ending ||
                 (now < s->last_used_ms + s->idle_ms && now < s->end_ms))
                 continue;
-            if (s->busy) { /* past its lifetime mid-call */
+            if (s->busy) { /* past its lifetime mid-call: it stops */
                 s->ending = now >= s->end_ms;
+                s->stop = s->ending;
                 continue;
             }
             unlink_session(ss, s);
@@ -138,14 +143,30 @@ struct sessions *sessions_new(struct service *svc)
 
 void sessions_free(struct sessions *ss)
 {
+    struct timespec until = util_monotonic_in(SESSIONS_DRAIN_MS);
+    struct list_node *n;
+    long calls;
+
     if (!ss)
         return;
     pthread_mutex_lock(&ss->lock);
     ss->stopping = true;
+    list_for_each(n, &ss->all) {
+        struct session *s = list_entry(n, struct session, link);
+
+        s->ending = s->stop = s->busy; /* a call still under way stops */
+    }
     pthread_cond_broadcast(&ss->wake);
+    while (ss->stats.calls > 0 &&
+           pthread_cond_timedwait(&ss->wake, &ss->lock, &until) == 0)
+        ;
+    calls = ss->stats.calls;
     pthread_mutex_unlock(&ss->lock);
     pthread_join(ss->sweeper, NULL);
-    /* The HTTP server has stopped: no call runs any more. */
+    if (calls > 0) { /* never free what a thread still uses */
+        fprintf(stderr, "nbcanvas: %ld session call(s) did not stop\n", calls);
+        return;
+    }
     while (!list_is_empty(&ss->all)) {
         struct session *s = list_entry(ss->all.next, struct session, link);
 
@@ -201,14 +222,18 @@ static int claim(struct sessions *ss, const char *tenant, const char *id,
     return rc;
 }
 
-/* The call is over: the session lives on, or ends (end: by a fault). */
-static void release(struct sessions *ss, struct session *s, bool end)
+/* The call is over: the session lives on, with cells more in its
+ * notebook, or ends (end: by a fault). */
+static void release(struct sessions *ss, struct session *s, long cells,
+                    bool end)
 {
     bool gone;
 
     pthread_mutex_lock(&ss->lock);
     s->busy = false;
+    s->cells += cells;
     ss->stats.calls--;
+    pthread_cond_broadcast(&ss->wake); /* sessions_free may wait for it */
     s->last_used_ms = util_now_ms();
     gone = end || s->ending;
     if (gone)
@@ -228,11 +253,14 @@ static int call(struct sessions *ss, struct session *s,
                 const atomic_bool *cancel, struct driver_call *c)
 {
     struct job_slot slot = JOB_SLOT_INIT;
-    struct tenant who = {0};
     int rc;
 
-    snprintf(who.name, sizeof(who.name), "%s", s->tenant);
-    rc = jobs_acquire(ss->svc->jobs, &who, cancel, &slot, c->err);
+    c->cancel_too = &s->stop; /* deleted or expired meanwhile */
+    rc = jobs_acquire(ss->svc->jobs, &s->owner, cancel, &slot, c->err);
+    if (rc == 0 && s->stop) {
+        jobs_release(&slot);
+        rc = err_set(c->err, ERR_NOT_FOUND, "the session has ended");
+    }
     if (rc < 0)
         return rc;
     rc = driver_call_prepare(c, job, notebook, files);
@@ -262,6 +290,10 @@ static int lost_call(struct sessions *ss, struct session *s, int rc,
 {
     const struct config *cfg = &ss->svc->cfg;
 
+    if (rc == ERR_CANCELLED && s->stop)
+        return err_set(c->err, ERR_NOT_FOUND,
+                       "the session was ended (deleted, or past its "
+                       "lifetime) during this call");
     if (rc == ERR_CANCELLED || rc == ERR_BUSY)
         return rc;
     if (rc == ERR_TIMEOUT)
@@ -314,7 +346,8 @@ static int check_room(struct sessions *ss, const struct tenant *who,
     list_for_each(n, &ss->all) {
         struct session *s = list_entry(n, struct session, link);
 
-        mine += strcmp(s->tenant, who->name) == 0 && !s->ending;
+        /* (an ending one still holds its sandbox until its call ends) */
+        mine += strcmp(s->tenant, who->name) == 0;
     }
     if (who->max_sessions > 0 && mine >= who->max_sessions)
         return err_set(err, ERR_BUSY,
@@ -356,6 +389,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
 
     util_uuid(s->id);
     snprintf(s->tenant, sizeof(s->tenant), "%s", req->tenant.name);
+    s->owner = req->tenant;
     s->kernel = req->kernel;
     s->idle_ms = req->idle_timeout_s * 1000LL;
     s->end_ms = util_now_ms() + cfg->session_max_lifetime_s * 1000LL;
@@ -494,7 +528,7 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
     rc = packages_fetch(ss->svc->packages, req->packages, &wheels, err);
     if (rc < 0) {
         driver_call_release(&c);
-        release(ss, s, false);
+        release(ss, s, 0, false);
         return rc;
     }
     rc = call(ss, s, &job, req->notebook, &req->files, req->timeout_s, cancel,
@@ -518,6 +552,12 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
         case DRIVER_CELL_ERROR:
             *out = execute_answer(&c, s->cells, util_now_ms() - t0,
                                   st.outcome == DRIVER_CELL_ERROR);
+            if (!*out) { /* no code cell came back: not the driver's */
+                end = true;
+                rc = err_set(err, ERR_INTERNAL,
+                             "the session's answer held no cell; it has "
+                             "ended");
+            }
             break;
         case DRIVER_TIMEOUT:
             *details = stopped_details(&c, st.cell);
@@ -564,11 +604,11 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
                          st.message);
         }
     }
-    if (rc == 0 || rc == ERR_TIMEOUT || rc == ERR_OUTPUT)
-        s->cells++; /* the cell is in the session's notebook */
     driver_call_release(&c);
     tarball_files_release(&wheels);
-    release(ss, s, end);
+    /* the cell is in the session's notebook unless the call broke */
+    release(ss, s, rc == 0 || rc == ERR_TIMEOUT || rc == ERR_OUTPUT ? 1 : 0,
+            end);
     return rc;
 }
 
@@ -618,7 +658,7 @@ int sessions_export(struct sessions *ss, const char *tenant, const char *id,
     }
     driver_call_release(&c);
     json_decref(empty);
-    release(ss, s, end);
+    release(ss, s, 0, end);
     return rc;
 }
 
@@ -673,7 +713,7 @@ int sessions_file(struct sessions *ss, const char *tenant, const char *id,
     }
     driver_call_release(&c);
     json_decref(empty);
-    release(ss, s, end);
+    release(ss, s, 0, end);
     return rc;
 }
 
@@ -714,7 +754,8 @@ int sessions_delete(struct sessions *ss, const char *tenant, const char *id,
     pthread_mutex_lock(&ss->lock);
     s = find(ss, tenant, id);
     if (s && s->busy) {
-        s->ending = true; /* its call's thread ends it */
+        s->ending = true; /* its call stops, and its thread ends it */
+        s->stop = true;
     } else if (s) {
         unlink_session(ss, s);
         now = true;

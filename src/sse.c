@@ -87,6 +87,15 @@ void sse_close(struct sse *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+void sse_stop(struct sse *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->closed = true;
+    s->gone = true;
+    pthread_cond_broadcast(&s->more);
+    pthread_mutex_unlock(&s->lock);
+}
+
 const atomic_bool *sse_cancel(struct sse *s)
 {
     return &s->gone;

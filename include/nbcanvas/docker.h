@@ -66,12 +66,14 @@ int docker_call_json(struct docker *d, const char *method, const char *path,
  * headers (the stream is live; e.g. start the container now). Returning
  * non-zero from either callback ends the stream early with that value.
  * The stream ends by EOF, deadline_ms (absolute, util_now_ms clock: then
- * ERR_TIMEOUT) or *cancel becoming true (then ERR_CANCELLED). */
+ * ERR_TIMEOUT) or *cancel or *cancel_too becoming true (then
+ * ERR_CANCELLED). */
 struct docker_stream_cb {
     int (*on_open)(void *ctx);
     int (*on_data)(void *ctx, const char *data, size_t len);
     void *ctx;
     const atomic_bool *cancel;
+    const atomic_bool *cancel_too; /* a second reason to stop, may be NULL */
 };
 
 int docker_stream(struct docker *d, const char *method, const char *path,

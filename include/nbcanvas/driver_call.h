@@ -38,7 +38,9 @@ struct driver_call {
     size_t results_at, results_len; /* the results tar inside `out` */
     driver_event_fn on_event;       /* may be NULL */
     void *event_ctx;
-    bool uploaded; /* the job reached the sandbox */
+    const atomic_bool *cancel_too; /* a second reason to stop, may be NULL */
+    size_t no_newline;             /* `out` has none before this (events) */
+    bool uploaded;                 /* the job reached the sandbox */
     long long t_uploaded;
     long long max_result_bytes;
     /* After driver_call_read: */

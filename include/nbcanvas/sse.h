@@ -35,6 +35,9 @@ void sse_unref(struct sse *s);
 void sse_send(struct sse *s, const char *name, json_t *data);
 /* No more events: the reader ends the stream once all are sent. */
 void sse_close(struct sse *s);
+/* The reader is gone (or the service stops): the stream ends and the
+ * producer's job is cancelled. */
+void sse_stop(struct sse *s);
 /* Set once the client is gone: the producer's job stops. */
 const atomic_bool *sse_cancel(struct sse *s);
 

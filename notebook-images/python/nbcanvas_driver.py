@@ -9,7 +9,8 @@ service needs around it:
    then print "nbcanvas:ready" on the protocol channel.
 2. Read the job from stdin: "nbcanvas:job <n> <nonce>\n" and an n-byte tar
    holding .nbcanvas/input.ipynb, .nbcanvas/job.json and the request's
-   files, which are written into the working directory. The nonce is kept
+   files, which are written into the working directory (the job's own
+   parts are kept in memory only). The nonce is kept
    in memory only.
 3. Execute with a deadline for the whole notebook (each cell may use only
    what is left of it) and export HTML; a failure keeps the executed part.
@@ -187,8 +188,14 @@ def wait_for_job():
     if word != "nbcanvas:job":
         raise ValueError("bad job header")
     data = read_exactly(int(size))
+    job = {}
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
         for member in tar:
+            # The job's own parts stay in memory: in a session, the code
+            # of an earlier call could have put anything at their paths.
+            if member.name in (".nbcanvas/job.json", ".nbcanvas/input.ipynb"):
+                job[member.name] = tar.extractfile(member).read()
+                continue
             path = safe_path(member.name.rstrip("/"))
             if path is None:
                 continue
@@ -197,11 +204,32 @@ def wait_for_job():
             elif member.isfile():
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 data = tar.extractfile(member).read()
-                with open(path, "wb") as f:
-                    f.write(data)
+                write_new(path, data)
                 INPUTS[path] = hashlib.sha256(data).digest()
-    with open(os.path.join(JOBDIR, "job.json")) as f:
-        return json.load(f), nonce
+    JOB_NOTEBOOK[0] = job.get(".nbcanvas/input.ipynb", b"")
+    return json.loads(job[".nbcanvas/job.json"]), nonce
+
+
+JOB_NOTEBOOK = [b""]  # the current job's .nbcanvas/input.ipynb
+
+
+def job_notebook():
+    import nbformat
+
+    return nbformat.reads(JOB_NOTEBOOK[0].decode(), as_version=4)
+
+
+def write_new(path, data):
+    """Writes a file afresh: whatever was at path (a link, a pipe a
+    session's code left there) is replaced, never followed."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 WHEELS = os.path.join(JOBDIR, "wheels")
@@ -632,7 +660,7 @@ def run_job(job, nonce, km, kc, t_ready):
     status = {"status": "internal", "timing_ms": {"kernel": t_ready}}
     nb = html = None
     try:
-        nb = nbformat.read(os.path.join(JOBDIR, "input.ipynb"), as_version=4)
+        nb = job_notebook()
         nbformat.validate(nb)
     except Exception as e:  # the uploaded notebook is not valid nbformat
         status.update(status="invalid_notebook",
@@ -694,8 +722,7 @@ class Session:
         import nbformat
 
         self.km, self.kc = km, kc
-        self.nb = nbformat.read(os.path.join(JOBDIR, "input.ipynb"),
-                                as_version=4)
+        self.nb = job_notebook()
         self.nb.cells = []
         self.kernel = job["kernel"]
         self.structured = False
@@ -712,8 +739,7 @@ class Session:
         """Runs the job's cells after the session's; one reply for all."""
         import nbformat
 
-        new = nbformat.read(os.path.join(JOBDIR, "input.ipynb"),
-                            as_version=4).cells
+        new = job_notebook().cells
         state = JobState(job, nonce, job["timeout_s"])
         status, done = {"status": "ok"}, []
         if not install_packages(job, self.kc, status):

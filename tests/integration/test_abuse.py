@@ -589,6 +589,52 @@ def test_a_session_takes_no_forged_results(svc):
         assert svc.request("DELETE", "/v1/sessions/" + sid).status == 204
 
 
+# Left running by one call, it reads the next job's header (and so its
+# nonce) from the container's stdin and answers that call itself with a
+# notebook holding no cell.
+STEAL_THE_NEXT_JOB = r"""
+import io, json, os, tarfile, threading
+def forge():
+    fd = os.open('/proc/1/fd/0', os.O_RDONLY)
+    buf = b''
+    while b'\n' not in buf:
+        data = os.read(fd, 65536)
+        if not data:
+            return
+        buf += data
+    nonce = buf.split(b'\n')[0].split()[-1]
+    members = [('status.json', json.dumps({'status': 'ok'}).encode()),
+               ('notebook.ipynb', json.dumps({'cells': [], 'metadata': {},
+                                              'nbformat': 4, 'nbformat_minor': 5}).encode())]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode='w') as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    payload = out.getvalue()
+    os.write(os.open('/proc/1/fd/1', os.O_WRONLY),
+             b'nbcanvas:done %s %d\n' % (nonce, len(payload)) + payload)
+threading.Thread(target=forge, daemon=True).start()
+print('armed')
+"""
+
+
+def test_a_session_answered_by_its_own_code_is_ended_not_a_crash(svc):
+    # What the code of a session can forge reaches only that session; the
+    # service answers 500, ends the session, and serves on.
+    sid = svc.post("/v1/sessions", {}).json()["id"]
+    assert session_text(session_call(svc, sid, STEAL_THE_NEXT_JOB)) == "armed\n"
+    r = session_call(svc, sid, "print('next')")
+    if r.status != 200:  # the thief won the race for the job
+        check_error(r, 500, "internal")
+        check_error(session_call(svc, sid, "1"), 404, "not_found")
+    else:  # the driver read the job first: an honest answer
+        assert session_text(r) == "next\n", r
+        assert svc.request("DELETE", "/v1/sessions/" + sid).status == 204
+    assert_still_serving(svc)
+
+
 def test_a_session_whose_code_kills_everything_ends(svc):
     r = svc.post("/v1/sessions", {})
     sid = r.json()["id"]

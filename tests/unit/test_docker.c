@@ -217,7 +217,7 @@ TEST(docker__stream_deadline)
     struct docker *d;
     struct err err = ERR_INIT;
     size_t got = 0;
-    struct docker_stream_cb cb = {NULL, count_data, &got, NULL};
+    struct docker_stream_cb cb = {NULL, count_data, &got, NULL, NULL};
 
     fake_start(&f);
     d = client(&f, 10000);

@@ -298,7 +298,7 @@ TEST(fake_engine__attach_with_stdin)
                             .exit_code = 3};
     json_t *body = json_pack("{s:s}", "Image", "i");
     struct opener o;
-    struct docker_stream_cb cb = {open_start, opener_data, &o, NULL};
+    struct docker_stream_cb cb = {open_start, opener_data, &o, NULL, NULL};
     struct fake_request r;
     char id[65], path[160];
     json_t *info = NULL;
@@ -352,7 +352,7 @@ static int ignore_data(void *ctx, const char *data, size_t len)
 static void *attach_long(void *arg)
 {
     struct attacher *a = arg;
-    struct docker_stream_cb cb = {NULL, ignore_data, NULL, NULL};
+    struct docker_stream_cb cb = {NULL, ignore_data, NULL, NULL, NULL};
     long long t0 = util_now_ms();
 
     a->rc = docker_stream(a->d, "POST", a->path, NULL, &cb, t0 + 5000, NULL);
@@ -367,7 +367,7 @@ TEST(fake_engine__attach_hang_until_client_leaves)
     struct fake_script s = {.chunks = chunks, .nchunks = 1, .hang = true};
     json_t *body = json_pack("{s:s}", "Image", "i");
     struct opener o;
-    struct docker_stream_cb cb = {open_start, opener_data, &o, NULL};
+    struct docker_stream_cb cb = {open_start, opener_data, &o, NULL, NULL};
     char id[65], path[160];
     long long t0;
 
@@ -420,7 +420,7 @@ TEST(fake_engine__exec_exit_code)
     json_t *body = json_pack("{s:s}", "Image", "i"), *resp = NULL, *info;
     json_t *ex = json_pack("{s:[s]}", "Cmd", "true");
     struct collected col;
-    struct docker_stream_cb cb = {NULL, collect, &col, NULL};
+    struct docker_stream_cb cb = {NULL, collect, &col, NULL, NULL};
     struct docker *d;
     char id[65], path[160];
     const char *eid;

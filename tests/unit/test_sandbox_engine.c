@@ -197,7 +197,7 @@ TEST(sandbox_engine__attach_stdin_starts_and_delivers)
     CHECK(sandbox_create(&sb, d, &spec, NULL) == 0);
     fake_engine_script(&f, FAKE_ATTACH, sb.id, &script);
     job_init(&job, &sb);
-    cb = (struct docker_stream_cb){job_open, job_data, &job, NULL};
+    cb = (struct docker_stream_cb){job_open, job_data, &job, NULL, NULL};
     CHECK(!sandbox_is_running(&sb));
     CHECK(sandbox_attach_stdin(&sb, "payload", 7, &cb, util_now_ms() + 5000,
                                NULL) == 1);
@@ -247,7 +247,7 @@ TEST(sandbox_engine__exec_reports_output_and_exit_code)
     CHECK(sandbox_start(&sb, NULL) == 0);
     fake_engine_script(&f, FAKE_EXEC, NULL, &script);
     job_init(&job, &sb);
-    cb = (struct docker_stream_cb){NULL, job_data, &job, NULL};
+    cb = (struct docker_stream_cb){NULL, job_data, &job, NULL, NULL};
     CHECK(sandbox_exec(&sb, run, &cb, util_now_ms() + 5000, &code, NULL) == 0);
     CHECK_STREQ(job.out.data, "ran\n");
     CHECK_STREQ(job.err.data, "oops\n");
@@ -294,7 +294,7 @@ TEST(sandbox_engine__output_in_the_same_read_as_the_headers_is_kept)
     CHECK(sandbox_start(&sb, NULL) == 0);
     fake_engine_script(&f, FAKE_EXEC, NULL, &script);
     job_init(&job, &sb);
-    cb = (struct docker_stream_cb){NULL, job_data, &job, NULL};
+    cb = (struct docker_stream_cb){NULL, job_data, &job, NULL, NULL};
     CHECK(sandbox_exec(&sb, run, &cb, util_now_ms() + 5000, &code, NULL) == 0);
     CHECK_STREQ(job.out.data, "first\n");
     CHECK_STREQ(job.err.data, "second\n");
