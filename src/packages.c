@@ -35,6 +35,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <curl/curl.h>
 #include <zip.h>
 
 #include "nbcanvas/buf.h"
@@ -569,13 +570,29 @@ static bool missing_project(const char *log, char *name, size_t len)
     return false;
 }
 
-static bool index_down(const char *log)
+/* True when the index does not answer at all (pip says only "from
+ * versions: none" when it cannot connect): asked directly, any HTTP
+ * answer counts as up. */
+static bool index_down(const struct config *cfg)
 {
-    return strstr(log, "NewConnectionError") ||
-           strstr(log, "Connection refused") ||
-           strstr(log, "Max retries exceeded") ||
-           strstr(log, "Failed to establish") || strstr(log, "timed out") ||
-           strstr(log, "Temporary failure in name resolution");
+    CURL *h;
+    CURLcode rc;
+
+    if (!cfg->package_index_url[0])
+        return false;
+    h = curl_easy_init();
+    if (!h)
+        return false;
+    curl_easy_setopt(h, CURLOPT_URL, cfg->package_index_url);
+    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    rc = curl_easy_perform(h);
+    curl_easy_cleanup(h);
+    return rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+           rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_SSL_CONNECT_ERROR ||
+           rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING;
 }
 
 /* The last line of pip's log, escaped, for a message. */
@@ -748,7 +765,7 @@ int packages_fetch(struct packages *p, json_t *reqs, struct tar_files *wheels,
         rc = err_set(err, ERR_INDEX,
                      "the package index did not answer within %ld s",
                      p->cfg->package_timeout_s);
-    } else if (index_down(log.data)) {
+    } else if (index_down(p->cfg)) {
         rc = err_set(err, ERR_INDEX, "the package index does not answer");
     } else if (missing_project(log.data, line, sizeof(line))) {
         rc = err_set(err, ERR_PACKAGE, "no wheel for %s (package_unavailable)",

@@ -235,11 +235,14 @@ def write_new(path, data):
 WHEELS = os.path.join(JOBDIR, "wheels")
 
 # Run silently in the kernel once packages are installed: it started
-# before their folder existed, so the folder joins its path now.
+# before their folder existed, so the folder joins its path now, ahead of
+# the image's (a version the request named wins over the image's).
 ADD_USER_SITE = """
 def __nbcanvas_site():
-    import importlib, site
+    import importlib, site, sys
+    before = list(sys.path)
     site.addsitedir(site.getusersitepackages())
+    sys.path[:] = [p for p in sys.path if p not in before] + before
     importlib.invalidate_caches()
 __nbcanvas_site()
 del __nbcanvas_site

@@ -20,11 +20,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t from = 0, scan = 0, at, n;
     json_t *out, *event;
 
-    while (driver_next_event((const char *)data, size, nonce, &from,
-                             &event) == 1)
+    while (driver_next_event((const char *)data, size, nonce, &from, &event) ==
+           1)
         json_decref(event);
-    (void)driver_find_results((const char *)data, size, nonce, &scan, &at,
-                              &n, NULL);
+    (void)driver_find_results((const char *)data, size, nonce, &scan, &at, &n,
+                              NULL);
     if (!doc)
         return 0;
     out = results_output_json(doc);

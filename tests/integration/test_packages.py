@@ -72,6 +72,11 @@ make_wheel("nbtest-greet", "1.0", requires=["nbtest-base>=1.0"],
 make_wheel("nbtest-greet", "2.0", requires=["nbtest-base>=1.0"],
            code="import nbtest_base\ndef hello():\n    return 'greet two'\n")
 make_wheel("nbtest-late", "1.0", code="X = 3\n")
+# the image has tabulate: a dependency on it is met there, and this
+# index's own (fake) tabulate stays home
+make_wheel("tabulate", "99.0", code="__version__ = 'fake'\n")
+make_wheel("nbtest-table", "1.0", requires=["tabulate"],
+           code="import tabulate\ndef table():\n    return tabulate.tabulate([[1, 2]])\n")
 make_wheel("nbtest-escape", "1.0", code="X = 1\n",
            extra={"../../evil.py": b"print('escaped')\n"})
 make_wheel("nbtest-bomb", "1.0", code="X = 1\n", bomb=520)
@@ -127,6 +132,17 @@ def test_install_with_a_dependency(svc):
     assert err["ename"] == "ModuleNotFoundError", err
 
 
+def test_what_the_image_has_stays_home(svc):
+    r = svc.render({"format": "json", "packages": ["nbtest-table"],
+                    "cells": ["import tabulate, nbtest_table\n"
+                              "print(tabulate.__version__ != 'fake', '-' in nbtest_table.table())"]})
+    assert outputs_text(r) == "True True\n", r
+    # named in the request, it is sent and installed over the image's
+    r = svc.render({"format": "json", "packages": ["tabulate==99.0"],
+                    "cells": ["import tabulate\nprint(tabulate.__version__)"]})
+    assert outputs_text(r) == "fake\n", r
+
+
 def test_packages_are_part_of_the_cache_key(svc):
     cell = ["import importlib.util\nprint(importlib.util.find_spec('nbtest_base') is not None)"]
     with_pkg = svc.render({"format": "json", "cells": cell, "packages": ["nbtest-base"]})
@@ -147,7 +163,7 @@ def test_pip_lines_are_read_into_packages(svc):
         "!pip install --no-index --no-cache-dir nbtest-late\nprint('after')"]})
     text = outputs_text(r)
     assert "installed before" not in text and "after" in text, text
-    assert "No matching distribution" in text or "ERROR" in text, text
+    assert "error" in text.lower(), text  # pip's own, as it would today
 
 
 def test_a_session_installs_at_start_and_from_pip_lines(svc):
