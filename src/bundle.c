@@ -117,3 +117,50 @@ done:
     zip_error_fini(&ze);
     return rc;
 }
+
+int bundle_unzip(struct tar_files *files, const char *zip, size_t len,
+                 size_t max_total, struct err *err)
+{
+    zip_error_t ze;
+    zip_source_t *src;
+    zip_t *za;
+    zip_int64_t n, i;
+    size_t total = 0;
+    int rc = 0;
+
+    zip_error_init(&ze);
+    src = zip_source_buffer_create(zip, len, 0, &ze);
+    za = src ? zip_open_from_source(src, ZIP_RDONLY, &ze) : NULL;
+    if (!za) {
+        zip_source_free(src);
+        rc = err_set(err, ERR_INTERNAL, "unzip: %s", zip_error_strerror(&ze));
+        zip_error_fini(&ze);
+        return rc;
+    }
+    n = zip_get_num_entries(za, 0);
+    for (i = 0; i < n && rc == 0; i++) {
+        zip_stat_t st;
+        zip_file_t *f;
+        char *data;
+
+        if (zip_stat_index(za, (zip_uint64_t)i, 0, &st) < 0 ||
+            (total += (size_t)st.size) > max_total) {
+            rc = err_set(err, ERR_INTERNAL, "unzip: too large");
+            break;
+        }
+        data = xmalloc((size_t)st.size + 1);
+        f = zip_fopen_index(za, (zip_uint64_t)i, 0);
+        if (!f || zip_fread(f, data, st.size) != (zip_int64_t)st.size) {
+            rc = err_set(err, ERR_INTERNAL, "unzip: cannot read %s", st.name);
+            free(data);
+        } else {
+            data[st.size] = '\0';
+            tarball_files_add(files, xstrdup(st.name), data, (size_t)st.size);
+        }
+        if (f)
+            zip_fclose(f);
+    }
+    zip_discard(za); /* frees src */
+    zip_error_fini(&ze);
+    return rc;
+}

@@ -105,6 +105,8 @@ static void run_render(struct stream_job *job)
         result = formats_result_json(&in);
         json_object_set_new(result, "result_url",
                             json_sprintf("/v1/results/%s", job->id));
+        json_object_set_new(result, "cache",
+                            json_string(res.cache_hit ? "hit" : "miss"));
         sse_send(job->sse, "result", result);
         json_decref(result);
         kept_results_put(job->svc->kept, job->tenant.name, res.kept);

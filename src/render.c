@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "nbcanvas/bundle.h"
 #include "nbcanvas/cache.h"
 #include "nbcanvas/cache_key.h"
 #include "nbcanvas/driver.h"
@@ -307,6 +308,64 @@ static int build_answer(struct render_job *job, struct render_result *out)
     return rc;
 }
 
+/*
+ * A streamed render is cached as the zip a plain zip request with the same
+ * fields gets: it holds every part /v1/results builds from, so a repeated
+ * stream is a hit too (its result event comes at once, with no progress
+ * events before it).
+ */
+static void cache_key(struct service *svc, const struct render_request *req,
+                      unsigned char key[32])
+{
+    struct render_request as_zip = *req; /* borrowed fields, not owned */
+
+    if (req->keep)
+        as_zip.format = FORMAT_ZIP;
+    cache_keys_render(svc->cache_keys, &as_zip, key);
+}
+
+static void cache_put_kept(struct service *svc, struct render_kept *k,
+                           const unsigned char key[32])
+{
+    struct formats_input in = {k->id, &k->results, k->notebook, k->timing};
+    const char *type;
+    char *zip = NULL;
+    size_t len;
+
+    if (formats_build(FORMAT_ZIP, &in, &zip, &len, &type, NULL) == 0)
+        cache_put(svc->cache, key, zip, len, type);
+    free(zip);
+}
+
+/* Turns a cached zip (out->body) into out->kept; false when it cannot. */
+static bool kept_from_cache(struct render_result *out, const char *id)
+{
+    struct render_kept *k = xcalloc(1, sizeof(*k));
+    const struct tar_entry *nb, *result;
+    json_t *summary = NULL;
+
+    snprintf(k->id, sizeof(k->id), "%s", id);
+    if (bundle_unzip(&k->results, out->body, out->body_len,
+                     out->body_len * 64 + (64 << 20), NULL) == 0 &&
+        tarball_find(&k->results, DRIVER_RESULT_PAGE) &&
+        (nb = tarball_find(&k->results, DRIVER_RESULT_NOTEBOOK)) &&
+        (result = tarball_find(&k->results, "result.json"))) {
+        k->notebook = json_loadb(nb->data, nb->len, JSON_ALLOW_NUL, NULL);
+        summary = json_loadb(result->data, result->len, 0, NULL);
+        k->timing = json_incref(json_object_get(summary, "timing_ms"));
+    }
+    json_decref(summary);
+    free(out->body);
+    out->body = NULL;
+    out->body_len = 0;
+    if (!json_is_object(k->notebook)) {
+        render_kept_free(k);
+        return false;
+    }
+    out->kept = k;
+    return true;
+}
+
 /* Hands the driver's results over to out->kept, to build any format
  * later (a streamed render's /v1/results). */
 static void keep_results(struct render_job *job, struct render_result *out)
@@ -359,11 +418,13 @@ int render_run(struct render_result *out, struct service *svc,
     memset(out, 0, sizeof(*out));
     job.t_start = util_now_ms();
     if (svc->cache)
-        cache_keys_render(svc->cache_keys, req, key);
-    if (svc->cache && req->cache && !req->keep)
+        cache_key(svc, req, key);
+    if (svc->cache && req->cache)
         lookup = cache_get_or_claim(
             svc->cache, key, &out->body, &out->body_len, &out->content_type,
             cancel, (req->timeout_s + RENDER_GRACE_S * 2) * 1000LL);
+    if (lookup == CACHE_HIT && req->keep && !kept_from_cache(out, request_id))
+        lookup = CACHE_MISS; /* unreadable: run it */
     if (lookup == CACHE_HIT) {
         out->cache_hit = true;
         snprintf(out->server_timing, sizeof(out->server_timing),
@@ -399,7 +460,9 @@ int render_run(struct render_result *out, struct service *svc,
         keep_results(&job, out);
     else if (rc == 0)
         rc = build_answer(&job, out);
-    if (rc == 0 && svc->cache && !req->keep)
+    if (rc == 0 && svc->cache && req->keep)
+        cache_put_kept(svc, out->kept, key);
+    else if (rc == 0 && svc->cache)
         cache_put(svc->cache, key, out->body, out->body_len,
                   out->content_type);
     out->warm = job.warm;

@@ -30,4 +30,10 @@ char *bundle_safe_name(const char *name, bool *changed);
 int bundle_zip(char **out, size_t *out_len, const struct bundle_part *parts,
                size_t n, struct err *err);
 
+/* Reads a zip this service made (one kept in the result cache) back into
+ * files, at most max_total bytes unpacked (release with
+ * tarball_files_release). */
+int bundle_unzip(struct tar_files *files, const char *zip, size_t len,
+                 size_t max_total, struct err *err);
+
 #endif

@@ -38,7 +38,8 @@ struct render_result {
     char server_timing[256];
     bool cache_hit;
     bool warm; /* ran in a sandbox from the warm pool */
-    /* With req->keep, on success: the results (owned), and no body. */
+    /* With req->keep, on success: the results (owned), and no body (a
+     * cache hit too: the cached zip read back). */
     struct render_kept *kept;
 };
 

@@ -35,8 +35,8 @@ struct render_request {
     bool cache;
     bool structured; /* chart/table data (default: json and zip) */
     bool force_cold; /* not from the body: skip the warm pool */
-    bool
-        keep; /* not from the body: keep the results (render_kept), uncached */
+    /* not from the body: keep the results (render_kept) */
+    bool keep;
     struct tenant tenant;   /* not from the body: who asked */
     struct tar_files files; /* request files, decoded */
     json_t *packages;       /* owned; checked requirements, or NULL */

@@ -82,12 +82,24 @@ def test_errors_before_the_job_are_plain_answers(svc):
     check_error(resp, 404, "not_found")
 
 
-def test_streamed_renders_are_never_cached(svc):
-    body = {"cells": ["import random\nprint(random.random())"]}
-    a = terminal(svc.stream("/v1/render", body)[2])[1]
-    b = terminal(svc.stream("/v1/render", body)[2])[1]
+def test_a_repeated_stream_is_a_cache_hit(svc):
+    body = {"cells": ["import random\nopen('out.txt', 'w').write('kept')\n"
+                      "print(random.random())"]}
+    first = svc.stream("/v1/render", body)[2]
+    second = svc.stream("/v1/render", body)[2]
+    a, b = terminal(first)[1], terminal(second)[1]
     text = lambda r: r["cells"][0]["outputs"][0]["text"]
-    assert text(a) != text(b)
+    assert a["cache"] == "miss" and b["cache"] == "hit", (a, b)
+    assert text(a) == text(b)  # the same run, not another
+    assert len(second) == 1, second  # no progress to show: the result
+    assert b["id"] != a["id"] and b["result_url"].endswith(b["id"])
+    for fmt in ("html", "ipynb", "json"):
+        assert svc.get(b["result_url"] + "?format=" + fmt).status == 200
+    z = zipfile.ZipFile(io.BytesIO(svc.get(b["result_url"] + "?format=zip").body))
+    assert z.read("artifacts/out.txt") == b"kept", z.namelist()
+    # "cache": false runs it again
+    c = terminal(svc.stream("/v1/render", dict(body, cache=False))[2])[1]
+    assert c["cache"] == "miss" and text(c) != text(a)
 
 
 def test_a_silent_job_gets_pings(svc):

@@ -42,3 +42,27 @@ TEST(bundle__zip_holds_what_it_was_given)
     CHECK(memmem(zip, len, "dir/b.bin", 9) != NULL);
     free(zip);
 }
+
+TEST(bundle__a_zip_reads_back_as_it_was_written)
+{
+    struct bundle_part parts[] = {{"index.html", "<p>page</p>", 11},
+                                  {"artifacts/out.csv", "a,b\n1,2\n", 8},
+                                  {"empty", "", 0}};
+    struct tar_files files = TAR_FILES_INIT;
+    const struct tar_entry *e;
+    char *zip = NULL;
+    size_t len = 0;
+
+    CHECK(bundle_zip(&zip, &len, parts, 3, NULL) == 0);
+    CHECK(bundle_unzip(&files, zip, len, 1 << 20, NULL) == 0);
+    CHECK(files.n == 3);
+    e = tarball_find(&files, "artifacts/out.csv");
+    CHECK(e && e->len == 8 && memcmp(e->data, "a,b\n1,2\n", 8) == 0);
+    tarball_files_release(&files);
+    /* past the cap, or not a zip: refused */
+    CHECK(bundle_unzip(&files, zip, len, 10, NULL) < 0);
+    tarball_files_release(&files);
+    CHECK(bundle_unzip(&files, "not a zip", 9, 1 << 20, NULL) < 0);
+    tarball_files_release(&files);
+    free(zip);
+}
