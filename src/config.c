@@ -91,6 +91,7 @@ static const struct key keys[] = {
     LONG("max_sessions", max_sessions, 0, 4096),
     LONG("session_idle_timeout_s", session_idle_timeout_s, 1, 7 * 86400),
     LONG("session_max_lifetime_s", session_max_lifetime_s, 1, 30 * 86400),
+    LONG("session_pause_after_s", session_pause_after_s, 0, 86400),
     LONG("result_ttl_s", result_ttl_s, 1, 86400),
     LLONG("kept_results_bytes", kept_results_bytes, 0, 64 * GiB),
     STR("package_index_url", package_index_url),
@@ -158,6 +159,7 @@ void config_defaults(struct config *cfg)
     cfg->max_sessions = 8;
     cfg->session_idle_timeout_s = 600;
     cfg->session_max_lifetime_s = 3600;
+    cfg->session_pause_after_s = 10;
     cfg->result_ttl_s = 300;
     cfg->kept_results_bytes = 256LL << 20;
     cfg->run_timeout_s = 10;

@@ -409,6 +409,16 @@ int sandbox_lost_error(struct err *err)
                    "the job ran; retry");
 }
 
+int sandbox_pause(struct sandbox *sb, bool pause, struct err *err)
+{
+    char *path = xasprintf("/containers/%s/%s", sb->id,
+                           pause ? "pause" : "unpause");
+    int rc = docker_call_json(sb->docker, "POST", path, NULL, NULL, 0, err);
+
+    free(path);
+    return rc;
+}
+
 bool sandbox_is_running(struct sandbox *sb)
 {
     json_t *state = container_state(sb);

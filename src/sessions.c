@@ -51,6 +51,8 @@ struct session {
     bool busy;                           /* a call runs */
     bool ending;                         /* deleted or expired during a call */
     atomic_bool stop; /* set with ending: the call under way stops */
+    bool pausing;     /* the sweeper is freezing it (busy meanwhile) */
+    bool paused;      /* frozen between calls: thawed by the next one */
 };
 
 struct sessions {
@@ -85,6 +87,47 @@ static void dispose(struct sessions *ss, struct session *s)
     free(s);
 }
 
+/* Freezes the sessions idle for session_pause_after_s (lock held; it is
+ * dropped around each engine call, the session marked busy meanwhile):
+ * what their code left running stops using the CPU until the next call. */
+static void pause_idle(struct sessions *ss, long long now)
+{
+    long long after = ss->svc->cfg.session_pause_after_s * 1000LL;
+    struct list_node *n;
+    struct session *s;
+
+    if (after <= 0)
+        return;
+    for (;;) {
+        s = NULL;
+        list_for_each(n, &ss->all) {
+            struct session *c = list_entry(n, struct session, link);
+
+            if (c->ready && !c->busy && !c->ending && !c->paused &&
+                now >= c->last_used_ms + after) {
+                s = c;
+                break;
+            }
+        }
+        if (!s)
+            return;
+        s->busy = s->pausing = true;
+        pthread_mutex_unlock(&ss->lock);
+        s->paused = sandbox_pause(&s->sb, true, NULL) == 0;
+        pthread_mutex_lock(&ss->lock);
+        s->busy = s->pausing = false;
+        if (!s->paused) /* not again until it is used */
+            s->last_used_ms = now;
+        pthread_cond_broadcast(&ss->wake); /* a claim may wait for it */
+        if (s->ending) {                   /* deleted meanwhile */
+            unlink_session(ss, s);
+            pthread_mutex_unlock(&ss->lock);
+            dispose(ss, s);
+            pthread_mutex_lock(&ss->lock);
+        }
+    }
+}
+
 static void *sweep(void *arg)
 {
     struct sessions *ss = arg;
@@ -96,6 +139,7 @@ static void *sweep(void *arg)
         long long now = util_now_ms();
 
         pthread_cond_timedwait(&ss->wake, &ss->lock, &in_a_second);
+        pause_idle(ss, now);
         list_init(&gone);
         for (n = ss->all.next; n != &ss->all; n = next) {
             struct session *s = list_entry(n, struct session, link);
@@ -200,7 +244,10 @@ static int not_found(struct err *err)
                    "no such session (it ended, or was never made)");
 }
 
-/* Marks the session busy for one call. */
+static void release(struct sessions *ss, struct session *s, long cells,
+                    bool end);
+
+/* Marks the session busy for one call (thawing it if it was frozen). */
 static int claim(struct sessions *ss, const char *tenant, const char *id,
                  struct session **out, struct err *err)
 {
@@ -208,7 +255,9 @@ static int claim(struct sessions *ss, const char *tenant, const char *id,
     int rc = 0;
 
     pthread_mutex_lock(&ss->lock);
-    s = find(ss, tenant, id);
+    /* being frozen is no call: wait the moment it takes */
+    while ((s = find(ss, tenant, id)) && s->pausing)
+        pthread_cond_wait(&ss->wake, &ss->lock);
     if (!s)
         rc = not_found(err);
     else if (s->busy)
@@ -219,6 +268,15 @@ static int claim(struct sessions *ss, const char *tenant, const char *id,
     ss->stats.calls += rc == 0;
     pthread_mutex_unlock(&ss->lock);
     *out = s;
+    if (rc == 0 && s->paused) { /* the call owns it now */
+        s->paused = false;
+        if (sandbox_pause(&s->sb, false, err) < 0) {
+            release(ss, s, 0, true);
+            return err_set(err, ERR_ENGINE,
+                           "the session's sandbox could not be thawed; it "
+                           "has ended");
+        }
+    }
     return rc;
 }
 
@@ -721,10 +779,11 @@ int sessions_file(struct sessions *ss, const char *tenant, const char *id,
 static json_t *session_json(const struct session *s, long long now)
 {
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:I, s:b, s:I}", "id", s->id, "kernel",
+        "{s:s, s:s, s:s, s:s, s:I, s:b, s:b, s:I}", "id", s->id, "kernel",
         s->kernel->name, "created_at", s->created_at, "expires_at",
-        s->expires_at, "cells", (json_int_t)s->cells, "busy", s->busy,
-        "idle_s", (json_int_t)(s->busy ? 0 : (now - s->last_used_ms) / 1000));
+        s->expires_at, "cells", (json_int_t)s->cells, "busy",
+        s->busy && !s->pausing, "paused", s->paused, "idle_s",
+        (json_int_t)(s->busy ? 0 : (now - s->last_used_ms) / 1000));
 }
 
 json_t *sessions_list(struct sessions *ss, const char *tenant)

@@ -64,6 +64,7 @@ struct config {
     long max_sessions;            /* live at once, service-wide */
     long session_idle_timeout_s;  /* the default and most for a request */
     long session_max_lifetime_s;  /* every session ends by then */
+    long session_pause_after_s;   /* idle this long: frozen; 0: never */
     long result_ttl_s;            /* a streamed render's /v1/results */
     long long kept_results_bytes; /* all kept results at most */
 

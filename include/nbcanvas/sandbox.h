@@ -93,6 +93,9 @@ int sandbox_attach_stdin(struct sandbox *sb, const char *input, size_t len,
 int sandbox_exec(struct sandbox *sb, json_t *cmd,
                  const struct docker_stream_cb *cb, long long deadline_ms,
                  int *exit_code, struct err *err);
+/* Freezes (or thaws) every process of the container: a session's
+ * sandbox between calls uses no CPU. Removal works on a frozen one. */
+int sandbox_pause(struct sandbox *sb, bool pause, struct err *err);
 /* True when the container's main process is running. */
 bool sandbox_is_running(struct sandbox *sb);
 /* True when the container was removed from outside while we used it: it

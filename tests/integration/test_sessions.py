@@ -330,6 +330,27 @@ def test_lifetime_restart_and_sigterm_leave_nothing(svc):
         assert s3.stop() == 0
 
 
+def test_an_idle_session_is_frozen_until_its_next_call(svc):
+    # this service freezes a session unused for 2 s
+    sid = create(svc)["id"]
+    try:
+        ok(svc, sid, "import threading, time\nticks = [0]\ndef spin():\n"
+                     "    while True:\n        ticks[0] += 1\n        time.sleep(0.01)\n"
+                     "threading.Thread(target=spin, daemon=True).start()")
+        before = int(text_of(ok(svc, sid, "ticks[0]")))
+        time.sleep(5)
+        info = svc.get("/v1/sessions/" + sid).json()
+        assert info["paused"] is True and info["busy"] is False, info
+        frozen = [c for c in containers(svc.listen) if c["State"] == "paused"]
+        assert len(frozen) == 1, containers(svc.listen)
+        after = int(text_of(ok(svc, sid, "ticks[0]")))  # thawed by the call
+        # about 2 s of ticks (100 a second), not 5 s: it was frozen
+        assert 100 < after - before < 400, (before, after)
+        assert svc.get("/v1/sessions/" + sid).json()["paused"] is False
+    finally:
+        delete(svc, sid)  # a frozen sandbox is removed as any other
+
+
 def test_metrics(svc):
     sid = create(svc)["id"]
     try:
@@ -343,4 +364,5 @@ def test_metrics(svc):
 
 if __name__ == "__main__":
     main(globals(), {"pool_size": 1, "max_sessions": 3, "max_html_bytes": 2 << 20,
+                     "session_pause_after_s": 2,
                      "render_memory_bytes": 512 << 20})
