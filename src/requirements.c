@@ -295,6 +295,12 @@ static char *rewrite_source(const char *src, json_t **packages, bool on)
         json_t *reqs = words ? line_requirements(words) : NULL;
         size_t indent = strspn(text, " \t");
 
+        if (reqs && *packages &&
+            json_array_size(*packages) + json_array_size(reqs) >
+                PACKAGES_MAX) { /* past the cap: the line stays */
+            json_decref(reqs);
+            reqs = NULL;
+        }
         if (reqs) {
             char *list = json_dumps(reqs, JSON_COMPACT);
 

@@ -53,6 +53,7 @@ struct session {
     atomic_bool stop; /* set with ending: the call under way stops */
     bool pausing;     /* the sweeper is freezing it (busy meanwhile) */
     bool paused;      /* frozen between calls: thawed by the next one */
+    long long pause_retry_ms; /* a freeze failed: not again before */
 };
 
 struct sessions {
@@ -104,7 +105,7 @@ static void pause_idle(struct sessions *ss, long long now)
             struct session *c = list_entry(n, struct session, link);
 
             if (c->ready && !c->busy && !c->ending && !c->paused &&
-                now >= c->last_used_ms + after) {
+                now >= c->last_used_ms + after && now >= c->pause_retry_ms) {
                 s = c;
                 break;
             }
@@ -116,8 +117,8 @@ static void pause_idle(struct sessions *ss, long long now)
         s->paused = sandbox_pause(&s->sb, true, NULL) == 0;
         pthread_mutex_lock(&ss->lock);
         s->busy = s->pausing = false;
-        if (!s->paused) /* not again until it is used */
-            s->last_used_ms = now;
+        if (!s->paused) /* not again for a while; idleness counts on */
+            s->pause_retry_ms = now + after;
         pthread_cond_broadcast(&ss->wake); /* a claim may wait for it */
         if (s->ending) {                   /* deleted meanwhile */
             unlink_session(ss, s);
@@ -838,7 +839,7 @@ int sessions_check(struct sessions *ss, const char *tenant, const char *id,
     s = find(ss, tenant, id);
     if (!s)
         rc = not_found(err);
-    else if (kernel && s->busy)
+    else if (kernel && s->busy && !s->pausing)
         rc = err_set(err, ERR_SESSION_BUSY,
                      "the session is running another call; one at a time");
     if (s && kernel)

@@ -4,6 +4,7 @@
  * model writes become packages (or a clear error without a source).
  */
 #include "../check.h"
+#include "nbcanvas/buf.h"
 #include "nbcanvas/packages.h"
 
 #include <string.h>
@@ -147,4 +148,25 @@ TEST(packages__without_a_source_a_pip_line_says_how)
     CHECK(strstr(source_of(nb), "raise RuntimeError") != NULL);
     CHECK(strstr(source_of(nb), "package_index_url") != NULL);
     json_decref(nb);
+}
+
+TEST(packages__pip_lines_stop_at_the_cap)
+{
+    struct config cfg;
+    struct buf src = BUF_INIT((size_t)-1);
+    json_t *pk = NULL, *nb;
+    int i;
+
+    for (i = 0; i < 40; i++)
+        buf_printf(&src, "%%pip install pkg%d\n", i);
+    nb = notebook(src.data);
+    config_defaults(&cfg);
+    snprintf(cfg.wheelhouse_dir, sizeof(cfg.wheelhouse_dir), "/srv/wheels");
+    packages_from_magics(nb, &pk, &cfg);
+    CHECK(json_array_size(pk) == PACKAGES_MAX);
+    /* the lines past the cap are left as they were */
+    CHECK(strstr(source_of(nb), "%pip install pkg39") != NULL);
+    json_decref(nb);
+    json_decref(pk);
+    buf_release(&src);
 }
