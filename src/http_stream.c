@@ -107,10 +107,11 @@ static void run_render(struct stream_job *job)
                             json_sprintf("/v1/results/%s", job->id));
         json_object_set_new(result, "cache",
                             json_string(res.cache_hit ? "hit" : "miss"));
-        sse_send(job->sse, "result", result);
-        json_decref(result);
+        /* kept before the client hears of it: it may ask at once */
         kept_results_put(job->svc->kept, job->tenant.name, res.kept);
         res.kept = NULL;
+        sse_send(job->sse, "result", result);
+        json_decref(result);
     }
     render_result_release(&res);
     request_render_release(&job->render);

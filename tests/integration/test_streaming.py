@@ -85,9 +85,18 @@ def test_errors_before_the_job_are_plain_answers(svc):
 def test_a_repeated_stream_is_a_cache_hit(svc):
     body = {"cells": ["import random\nopen('out.txt', 'w').write('kept')\n"
                       "print(random.random())"]}
-    first = svc.stream("/v1/render", body)[2]
-    second = svc.stream("/v1/render", body)[2]
+    fetched = []
+
+    def fetch_at_once(conn, events):
+        # asked for the moment the result is heard of, it is there
+        if events[-1][0] == "result":
+            fetched.append(svc.get(events[-1][1]["result_url"] + "?format=zip").status)
+        return False
+
+    first = svc.stream("/v1/render", body, on_open=fetch_at_once)[2]
+    second = svc.stream("/v1/render", body, on_open=fetch_at_once)[2]
     a, b = terminal(first)[1], terminal(second)[1]
+    assert fetched == [200, 200], fetched
     text = lambda r: r["cells"][0]["outputs"][0]["text"]
     assert a["cache"] == "miss" and b["cache"] == "hit", (a, b)
     assert text(a) == text(b)  # the same run, not another
