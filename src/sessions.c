@@ -199,7 +199,8 @@ void sessions_free(struct sessions *ss)
     list_for_each(n, &ss->all) {
         struct session *s = list_entry(n, struct session, link);
 
-        s->ending = s->stop = s->busy; /* a call still under way stops */
+        s->ending = s->busy; /* a call still under way stops */
+        s->stop = s->busy;
     }
     pthread_cond_broadcast(&ss->wake);
     while (ss->stats.calls > 0 &&
