@@ -672,40 +672,51 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
     return rc;
 }
 
+/* An export or a file read in the claimed session s: one job with no
+ * cell, through the driver. Returns 0 with the driver's status in *st, or
+ * the error; *end says whether the session must end (the call broke, the
+ * driver misbehaved or said its session is over). */
+static int quiet_call(struct sessions *ss, struct session *s,
+                      const struct driver_job *job, const atomic_bool *cancel,
+                      struct driver_call *c, struct driver_status *st,
+                      bool *end)
+{
+    json_t *empty = json_object();
+    struct tar_files none = TAR_FILES_INIT;
+    int rc = call(ss, s, job, empty, &none, EXPORT_TIMEOUT_S, cancel, c);
+
+    json_decref(empty);
+    if (rc != 0) {
+        *end = call_broke(rc, c);
+        return lost_call(ss, s, rc, c, NULL);
+    }
+    rc = driver_parse_status(st, c->status, c->err);
+    *end = rc < 0 || st->session_over;
+    return rc;
+}
+
 int sessions_export(struct sessions *ss, const char *tenant, const char *id,
                     enum render_format format, const char *template_name,
                     bool include_input, const atomic_bool *cancel, char **body,
                     size_t *len, const char **content_type, struct err *err)
 {
     const struct config *cfg = &ss->svc->cfg;
-    json_t *empty = json_object();
     struct session *s;
     struct driver_call c;
     struct driver_job job;
     struct driver_status st;
-    struct tar_files none = TAR_FILES_INIT;
     bool end = false;
     int rc;
 
     rc = claim(ss, tenant, id, &s, err);
-    if (rc < 0) {
-        json_decref(empty);
+    if (rc < 0)
         return rc;
-    }
     driver_call_init(&c, cfg, err);
     fill_job(&job, cfg, s, DRIVER_EXPORT);
     job.template_name = template_name;
     job.include_input = include_input;
     job.artifacts = format == FORMAT_ZIP;
-    rc = call(ss, s, &job, empty, &none, EXPORT_TIMEOUT_S, cancel, &c);
-    if (rc != 0) {
-        end = call_broke(rc, &c);
-        rc = lost_call(ss, s, rc, &c, NULL);
-    }
-    if (rc == 0)
-        rc = driver_parse_status(&st, c.status, err);
-    if (rc == 0 && st.session_over)
-        end = true;
+    rc = quiet_call(ss, s, &job, cancel, &c, &st, &end);
     if (rc == 0 && st.outcome == DRIVER_OUTPUT_LIMIT)
         rc = err_set(err, ERR_OUTPUT, "output too large: %s", st.message);
     else if (rc == 0 && st.outcome != DRIVER_OK)
@@ -717,7 +728,6 @@ int sessions_export(struct sessions *ss, const char *tenant, const char *id,
         rc = formats_build(format, &in, body, len, content_type, err);
     }
     driver_call_release(&c);
-    json_decref(empty);
     release(ss, s, 0, end);
     return rc;
 }
@@ -727,33 +737,21 @@ int sessions_file(struct sessions *ss, const char *tenant, const char *id,
                   size_t *len, struct err *err)
 {
     const struct config *cfg = &ss->svc->cfg;
-    json_t *empty = json_object();
     struct session *s;
     struct driver_call c;
     struct driver_job job;
     struct driver_status st;
-    struct tar_files none = TAR_FILES_INIT;
     const struct tar_entry *e;
     bool end = false;
     int rc;
 
     rc = claim(ss, tenant, id, &s, err);
-    if (rc < 0) {
-        json_decref(empty);
+    if (rc < 0)
         return rc;
-    }
     driver_call_init(&c, cfg, err);
     fill_job(&job, cfg, s, DRIVER_FILE);
     job.path = path;
-    rc = call(ss, s, &job, empty, &none, EXPORT_TIMEOUT_S, cancel, &c);
-    if (rc != 0) {
-        end = call_broke(rc, &c);
-        rc = lost_call(ss, s, rc, &c, NULL);
-    }
-    if (rc == 0)
-        rc = driver_parse_status(&st, c.status, err);
-    if (rc == 0 && st.session_over)
-        end = true;
+    rc = quiet_call(ss, s, &job, cancel, &c, &st, &end);
     if (rc == 0 && st.outcome == DRIVER_NOT_FOUND)
         rc = err_set(err, ERR_NOT_FOUND,
                      "the session has no regular file at that path (or one "
@@ -772,7 +770,6 @@ int sessions_file(struct sessions *ss, const char *tenant, const char *id,
         *len = e->len;
     }
     driver_call_release(&c);
-    json_decref(empty);
     release(ss, s, 0, end);
     return rc;
 }
