@@ -6,7 +6,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 mapfile -t files < <(git ls-files -co --exclude-standard -- \
-    'src/*.c' 'include/*.h' 'tests/*.c' 'tests/*.h')
+    'src/*.c' 'src/*.h' 'include/*.h' 'tests/*.c' 'tests/*.h')
 if [ "${1:-}" = "--fix" ]; then
     clang-format -i "${files[@]}"
     exit 0

@@ -29,8 +29,8 @@ struct http_server {
     struct conn_guard *guard; /* the absolute deadline of a client's turn */
     pthread_mutex_t lock;
     pthread_cond_t idle;
-    long active; /* requests between their first call and completion */
-    long streams;             /* stream jobs still running (http_stream.c) */
+    long active;  /* requests between their first call and completion */
+    long streams; /* stream jobs still running (http_stream.c) */
     struct list_node running; /* those jobs */
     char *tls_key, *tls_cert; /* PEM, kept while the daemon runs */
 };
@@ -85,11 +85,11 @@ struct answer {
     bool no_framing;         /* X-Frame-Options: DENY */
     const char *disposition; /* Content-Disposition */
     const char *retry_after;
-    const char *allow;   /* for 405 */
-    const char *cache;   /* X-Nbcanvas-Cache */
+    const char *allow;    /* for 405 */
+    const char *cache;    /* X-Nbcanvas-Cache */
     const char *sandbox;  /* X-Nbcanvas-Sandbox */
     const char *location; /* Location, for a 201 */
-    bool challenge;      /* WWW-Authenticate, for a 401 */
+    bool challenge;       /* WWW-Authenticate, for a 401 */
 };
 
 int http_respond(struct MHD_Connection *c, struct exchange *x,
