@@ -11,6 +11,8 @@ packages=(
     curl python3 ca-certificates faketime
     # packages at run time: pip resolves requirements on the host
     python3-pip
+    # the cluster (scripts/cluster.sh): the shared cache and the front
+    libhiredis-dev redis-server haproxy
 )
 
 missing=()

@@ -47,6 +47,7 @@ struct key {
 
 static const struct key keys[] = {
     STR("listen", listen),
+    STR("replica_id", replica_id),
     STR("docker_host", docker_host),
     LONG("docker_timeout_ms", docker_timeout_ms, 100, 600000),
     STR("runtime", runtime),
@@ -69,6 +70,9 @@ static const struct key keys[] = {
     LONG("max_table_rows", max_table_rows, 1, 1000000),
     LONG("pool_size", pool_size, -1, 1024),
     LLONG("cache_bytes", cache_bytes, 0, 64 * GiB),
+    STR("cache_redis_url", cache_redis_url),
+    LONG("cache_ttl_s", cache_ttl_s, 1, 365 * 86400),
+    LONG("cache_redis_timeout_ms", cache_redis_timeout_ms, 10, 60000),
     LLONG("render_memory_bytes", render_limits.memory_bytes, 16 * MiB,
           256 * GiB),
     DBL("render_cpus", render_limits.cpus, 0.01, 256),
@@ -145,6 +149,8 @@ void config_defaults(struct config *cfg)
     cfg->max_table_rows = 1000;
     cfg->pool_size = -1;
     cfg->cache_bytes = 256LL << 20;
+    cfg->cache_ttl_s = 3600;
+    cfg->cache_redis_timeout_ms = 250;
     cfg->render_limits = (struct sandbox_limits){
         512LL << 20, 1.0, 128, 128LL << 20, 64LL << 20, 256, 32LL << 20};
     snprintf(cfg->wheel_cache_dir, sizeof(cfg->wheel_cache_dir),
@@ -271,6 +277,60 @@ int config_load(struct config *cfg, const char *path, struct err *err)
 done:
     json_decref(root);
     return rc;
+}
+
+/* An environment variable's text as the JSON value its key takes: strings
+ * as they are, lists split at commas, numbers and booleans parsed. */
+static json_t *env_value(const struct key *k, const char *text)
+{
+    json_t *v, *list;
+    const char *p = text;
+
+    if (k->type == KEY_STR)
+        return json_string(text);
+    if (k->type != KEY_NAMES)
+        return json_loads(text, JSON_DECODE_ANY, NULL); /* NULL: wrong */
+    list = json_array();
+    while (*p) {
+        size_t n = strcspn(p, ",");
+
+        v = json_stringn(p, n);
+        json_array_append_new(list, v ? v : json_string(""));
+        p += n + (p[n] == ',');
+    }
+    return list;
+}
+
+int config_load_env(struct config *cfg, const char *(*get)(const char *name),
+                    struct err *err)
+{
+    char name[96];
+    size_t i, j;
+
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const char *text;
+        json_t *v;
+        int rc;
+
+        j = (size_t)snprintf(name, sizeof(name), "NBCANVAS_");
+        for (const char *p = keys[i].name; *p && j + 1 < sizeof(name); p++)
+            name[j++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        name[j] = '\0';
+        text = get(name);
+        if (!text)
+            continue;
+        v = env_value(&keys[i], text);
+        rc = v ? set_key(cfg, &keys[i], v, err)
+               : err_set(err, ERR_INVALID, "config key '%s'", keys[i].name);
+        json_decref(v);
+        if (rc < 0) {
+            char why[sizeof(err->msg)];
+
+            snprintf(why, sizeof(why), "%s", err->msg);
+            return err_set(err, ERR_INVALID, "%s: %s", name, why);
+        }
+    }
+    return 0;
 }
 
 void config_finish(struct config *cfg)

@@ -49,6 +49,11 @@ void service_close(struct service *svc)
     memset(svc, 0, sizeof(*svc));
 }
 
+static const char *env(const char *name)
+{
+    return getenv(name);
+}
+
 static int load_config(struct config *cfg, const struct service_options *o,
                        struct err *err)
 {
@@ -62,6 +67,9 @@ static int load_config(struct config *cfg, const struct service_options *o,
         if (rc < 0)
             return rc;
     }
+    rc = config_load_env(cfg, env, err); /* the environment wins */
+    if (rc < 0)
+        return rc;
     if (o->listen)
         snprintf(cfg->listen, sizeof(cfg->listen), "%s", o->listen);
     config_finish(cfg);
@@ -105,7 +113,9 @@ int service_open(struct service *svc, const struct service_options *opts,
     if (opts->one_shot)
         snprintf(svc->owner, sizeof(svc->owner), "cli-%ld", (long)getpid());
     else
-        snprintf(svc->owner, sizeof(svc->owner), "%s", svc->cfg.listen);
+        snprintf(svc->owner, sizeof(svc->owner), "%s",
+                 svc->cfg.replica_id[0] ? svc->cfg.replica_id
+                                        : svc->cfg.listen);
     svc->live = sandbox_set_new();
     dopts.host = svc->cfg.docker_host;
     dopts.call_timeout_ms = svc->cfg.docker_timeout_ms;

@@ -26,6 +26,7 @@ struct sandbox_limits {
 
 struct config {
     char listen[64];
+    char replica_id[64]; /* labels our sandboxes; "": the listen address */
     char docker_host[256];
     long docker_timeout_ms;
     char runtime[32]; /* "" for the engine's default, "runsc" for gVisor */
@@ -51,6 +52,9 @@ struct config {
     long max_table_rows;   /* rows of a table+json's data at most */
     long pool_size;        /* warm sandboxes; -1: as many as max_jobs */
     long long cache_bytes; /* result cache size; 0 turns it off */
+    char cache_redis_url[256]; /* "": the cache is in this process */
+    long cache_ttl_s;          /* a shared cache entry's life */
+    long cache_redis_timeout_ms; /* one Redis command at most */
     struct sandbox_limits render_limits;
 
     /* /v1/run */
@@ -97,6 +101,13 @@ void config_defaults(struct config *cfg);
 /* Overrides cfg with the keys of the JSON file at path. Unknown keys, wrong
  * types and out-of-range values fail with ERR_INVALID naming the key. */
 int config_load(struct config *cfg, const char *path, struct err *err);
+
+/* Overrides cfg with NBCANVAS_<KEY> environment variables (the key's name
+ * in capitals: NBCANVAS_MAX_JOBS=4), read through get (getenv in the
+ * service). Values are checked as the file's are; a list is written with
+ * commas. */
+int config_load_env(struct config *cfg, const char *(*get)(const char *name),
+                    struct err *err);
 
 /* Settles derived values (max_jobs from the machine, ...). */
 void config_finish(struct config *cfg);

@@ -76,3 +76,51 @@ TEST(config__bad_languages)
     free(p);
     free(q);
 }
+
+/* A fake environment for config_load_env: name=value pairs. */
+static const char *const *fake_env;
+
+static const char *fake_get(const char *name)
+{
+    for (const char *const *p = fake_env; *p; p += 2)
+        if (strcmp(p[0], name) == 0)
+            return p[1];
+    return NULL;
+}
+
+TEST(config__environment_overrides)
+{
+    static const char *const good[] = {
+        "NBCANVAS_LISTEN", "127.0.0.1:8182",
+        "NBCANVAS_MAX_JOBS", "3",
+        "NBCANVAS_RUN_CPUS", "0.25",
+        "NBCANVAS_ALLOW_UNAUTHENTICATED", "true",
+        "NBCANVAS_ALLOWED_HOSTS", "a.example,b.example",
+        "NBCANVAS_CACHE_REDIS_URL", "redis://127.0.0.1:6390",
+        "NBCANVAS_CONFIG", "/not/a/key", /* not a key: ignored */
+        NULL};
+    static const char *const bad_number[] = {"NBCANVAS_MAX_JOBS", "three",
+                                             NULL};
+    static const char *const out_of_range[] = {"NBCANVAS_RENDER_PIDS", "1",
+                                               NULL};
+    struct config cfg;
+    struct err err = ERR_INIT;
+
+    config_defaults(&cfg);
+    fake_env = good;
+    CHECK(config_load_env(&cfg, fake_get, &err) == 0);
+    CHECK_STREQ(cfg.listen, "127.0.0.1:8182");
+    CHECK(cfg.max_jobs == 3);
+    CHECK(cfg.run_limits.cpus == 0.25);
+    CHECK(cfg.allow_unauthenticated);
+    CHECK_STREQ(cfg.allowed_hosts, "a.example\nb.example\n");
+    CHECK_STREQ(cfg.cache_redis_url, "redis://127.0.0.1:6390");
+
+    fake_env = bad_number;
+    CHECK(config_load_env(&cfg, fake_get, &err) == ERR_INVALID);
+    CHECK(strstr(err.msg, "NBCANVAS_MAX_JOBS") != NULL);
+    CHECK(cfg.max_jobs == 3); /* unchanged */
+    fake_env = out_of_range;
+    CHECK(config_load_env(&cfg, fake_get, &err) == ERR_INVALID);
+    CHECK(strstr(err.msg, "between") != NULL);
+}
