@@ -1,5 +1,8 @@
 /*
- * LRU result cache: a doubly linked list in recency order (newest first)
+ * The result cache's front: in this process, or handed to Redis
+ * (cache_redis.c) when the service shares it with other replicas.
+ *
+ * In this process it is an LRU: a doubly linked list in recency order (newest first)
  * and a linear key search. With answers of hundreds of KiB and a cap of
  * hundreds of MiB the list holds a few thousand entries at most, and a
  * scan of 32-byte keys costs microseconds next to a render's seconds; a
@@ -11,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "nbcanvas/cache_redis.h"
 #include "nbcanvas/list.h"
 #include "nbcanvas/util.h"
 
@@ -35,6 +39,7 @@ struct cache {
     struct list_node entries;
     long long max_bytes;
     struct cache_stats stats;
+    struct cache_redis *shared; /* set: every call goes there */
 };
 
 struct cache *cache_new(long long max_bytes)
@@ -46,6 +51,25 @@ struct cache *cache_new(long long max_bytes)
     c->max_bytes = max_bytes;
     list_init(&c->entries);
     return c;
+}
+
+int cache_new_shared(struct cache **out, const char *redis_url, long ttl_s,
+                     long timeout_ms, long long max_bytes, struct err *err)
+{
+    struct cache_redis *shared;
+    int rc = cache_redis_new(&shared, redis_url, ttl_s, timeout_ms,
+                             max_bytes / 8, err);
+
+    if (rc < 0)
+        return rc;
+    *out = cache_new(max_bytes);
+    (*out)->shared = shared;
+    return 0;
+}
+
+bool cache_is_shared(const struct cache *c)
+{
+    return c->shared != NULL;
 }
 
 static struct entry *oldest(struct cache *c)
@@ -74,6 +98,7 @@ void cache_free(struct cache *c)
 {
     if (!c)
         return;
+    cache_redis_free(c->shared);
     clear(c);
     while (c->flights) {
         struct flight *f = c->flights;
@@ -122,6 +147,8 @@ bool cache_get(struct cache *c, const unsigned char key[32], char **body,
 {
     bool hit;
 
+    if (c->shared)
+        return cache_redis_get(c->shared, key, body, len, content_type);
     pthread_mutex_lock(&c->lock);
     hit = take_copy(c, key, body, len, content_type);
     if (hit)
@@ -152,6 +179,9 @@ enum cache_lookup cache_get_or_claim(struct cache *c,
     long long until = util_now_ms() + wait_ms;
     enum cache_lookup result;
 
+    if (c->shared)
+        return cache_redis_get_or_claim(c->shared, key, body, len,
+                                        content_type, cancel, wait_ms);
     pthread_mutex_lock(&c->lock);
     for (;;) {
         struct timespec slice;
@@ -188,6 +218,10 @@ void cache_finish(struct cache *c, const unsigned char key[32])
 {
     struct flight **f, *gone;
 
+    if (c->shared) {
+        cache_redis_finish(c->shared, key);
+        return;
+    }
     pthread_mutex_lock(&c->lock);
     f = find_flight(c, key);
     if (f) {
@@ -204,6 +238,10 @@ void cache_put(struct cache *c, const unsigned char key[32], const char *body,
 {
     struct entry *e;
 
+    if (c->shared) {
+        cache_redis_put(c->shared, key, body, len, content_type);
+        return;
+    }
     if ((long long)len > c->max_bytes / 8)
         return;
     e = xcalloc(1, sizeof(*e));
@@ -225,6 +263,10 @@ void cache_put(struct cache *c, const unsigned char key[32], const char *body,
 
 void cache_stats(struct cache *c, struct cache_stats *out)
 {
+    if (c->shared) {
+        cache_redis_stats(c->shared, out);
+        return;
+    }
     pthread_mutex_lock(&c->lock);
     *out = c->stats;
     pthread_mutex_unlock(&c->lock);

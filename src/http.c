@@ -389,7 +389,7 @@ static int handle_languages(struct http_server *s, struct MHD_Connection *c,
 static void write_pool_cache_metrics(struct service *svc, struct buf *out)
 {
     struct pool_stats p;
-    struct cache_stats c = {0, 0, 0, 0};
+    struct cache_stats c = {0, 0, 0, 0, 0};
     struct sessions_stats ss = {0};
     struct packages_stats pk;
     long running, waiting;
@@ -452,8 +452,13 @@ static void write_pool_cache_metrics(struct service *svc, struct buf *out)
                "# TYPE nbcanvas_cache_hits_total counter\n"
                "nbcanvas_cache_hits_total %ld\n"
                "# TYPE nbcanvas_cache_misses_total counter\n"
-               "nbcanvas_cache_misses_total %ld\n",
-               c.entries, c.bytes, c.hits, c.misses);
+               "nbcanvas_cache_misses_total %ld\n"
+               "# TYPE nbcanvas_cache_errors_total counter\n"
+               "nbcanvas_cache_errors_total %ld\n"
+               "# TYPE nbcanvas_cache_shared gauge\n"
+               "nbcanvas_cache_shared %d\n",
+               c.entries, c.bytes, c.hits, c.misses, c.errors,
+               svc->cache && cache_is_shared(svc->cache));
 }
 
 static int handle_metrics(struct http_server *s, struct MHD_Connection *c,

@@ -98,6 +98,23 @@ static int refuse_open_by_accident(const struct config *cfg, struct err *err)
                    cfg->listen);
 }
 
+/* In this process, or in Redis when the config names one; none at 0. */
+static int open_cache(struct service *svc, struct err *err)
+{
+    const struct config *cfg = &svc->cfg;
+
+    if (cfg->cache_bytes == 0)
+        return 0;
+    if (!cfg->cache_redis_url[0])
+        svc->cache = cache_new(cfg->cache_bytes);
+    else if (cache_new_shared(&svc->cache, cfg->cache_redis_url,
+                              cfg->cache_ttl_s, cfg->cache_redis_timeout_ms,
+                              cfg->cache_bytes, err) < 0)
+        return ERR_INVALID;
+    svc->cache_keys = cache_keys_new(svc->docker, cfg->notebook_image);
+    return 0;
+}
+
 int service_open(struct service *svc, const struct service_options *opts,
                  struct err *err)
 {
@@ -135,9 +152,9 @@ int service_open(struct service *svc, const struct service_options *opts,
      * previous run left (service_serve): the sweep goes by owner. */
     if (opts->one_shot)
         svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner, svc->live, 0);
-    if (!opts->one_shot && svc->cfg.cache_bytes > 0) {
-        svc->cache = cache_new(svc->cfg.cache_bytes);
-        svc->cache_keys = cache_keys_new(svc->docker, svc->cfg.notebook_image);
+    if (!opts->one_shot && open_cache(svc, err) < 0) {
+        service_close(svc);
+        return ERR_INVALID;
     }
     if (!opts->one_shot) {
         svc->kept = kept_results_new(svc->cfg.kept_results_bytes,

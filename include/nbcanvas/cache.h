@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "nbcanvas/err.h"
+
 struct cache;
 
 struct cache_stats {
@@ -20,9 +22,15 @@ struct cache_stats {
     long long bytes;
     long hits;
     long misses;
+    long errors; /* the shared cache's failed commands */
 };
 
 struct cache *cache_new(long long max_bytes);
+/* The same cache in Redis, shared by every replica that names the same
+ * URL (cache_redis.h); ERR_INVALID for a URL it cannot read. Answers over
+ * an eighth of max_bytes are not kept, as in memory. */
+int cache_new_shared(struct cache **out, const char *redis_url, long ttl_s,
+                     long timeout_ms, long long max_bytes, struct err *err);
 void cache_free(struct cache *c);
 
 /* Copies the answer for key into *body (caller frees) and its type into
@@ -55,5 +63,7 @@ enum cache_lookup cache_get_or_claim(struct cache *c,
 void cache_finish(struct cache *c, const unsigned char key[32]);
 
 void cache_stats(struct cache *c, struct cache_stats *out);
+/* True when the cache is Redis's (cache_new_shared). */
+bool cache_is_shared(const struct cache *c);
 
 #endif

@@ -49,11 +49,11 @@ struct config {
     long long max_html_bytes;
     long long max_result_bytes; /* everything fetched back from a sandbox */
     long long max_artifact_bytes;
-    long max_table_rows;   /* rows of a table+json's data at most */
-    long pool_size;        /* warm sandboxes; -1: as many as max_jobs */
-    long long cache_bytes; /* result cache size; 0 turns it off */
-    char cache_redis_url[256]; /* "": the cache is in this process */
-    long cache_ttl_s;          /* a shared cache entry's life */
+    long max_table_rows;         /* rows of a table+json's data at most */
+    long pool_size;              /* warm sandboxes; -1: as many as max_jobs */
+    long long cache_bytes;       /* result cache size; 0 turns it off */
+    char cache_redis_url[256];   /* "": the cache is in this process */
+    long cache_ttl_s;            /* a shared cache entry's life */
     long cache_redis_timeout_ms; /* one Redis command at most */
     struct sandbox_limits render_limits;
 

@@ -90,15 +90,21 @@ static const char *fake_get(const char *name)
 
 TEST(config__environment_overrides)
 {
-    static const char *const good[] = {
-        "NBCANVAS_LISTEN", "127.0.0.1:8182",
-        "NBCANVAS_MAX_JOBS", "3",
-        "NBCANVAS_RUN_CPUS", "0.25",
-        "NBCANVAS_ALLOW_UNAUTHENTICATED", "true",
-        "NBCANVAS_ALLOWED_HOSTS", "a.example,b.example",
-        "NBCANVAS_CACHE_REDIS_URL", "redis://127.0.0.1:6390",
-        "NBCANVAS_CONFIG", "/not/a/key", /* not a key: ignored */
-        NULL};
+    static const char *const good[] = {"NBCANVAS_LISTEN",
+                                       "127.0.0.1:8182",
+                                       "NBCANVAS_MAX_JOBS",
+                                       "3",
+                                       "NBCANVAS_RUN_CPUS",
+                                       "0.25",
+                                       "NBCANVAS_ALLOW_UNAUTHENTICATED",
+                                       "true",
+                                       "NBCANVAS_ALLOWED_HOSTS",
+                                       "a.example,b.example",
+                                       "NBCANVAS_CACHE_REDIS_URL",
+                                       "redis://127.0.0.1:6390",
+                                       "NBCANVAS_CONFIG",
+                                       "/not/a/key", /* not a key: ignored */
+                                       NULL};
     static const char *const bad_number[] = {"NBCANVAS_MAX_JOBS", "three",
                                              NULL};
     static const char *const out_of_range[] = {"NBCANVAS_RENDER_PIDS", "1",

@@ -1,0 +1,221 @@
+/*
+ * The shared cache against a real redis-server (Debian's, installed by
+ * scripts/install-deps.sh), started here on a Unix socket in a temporary
+ * folder: two cache objects stand for two replicas.
+ */
+#include "../check.h"
+#include "nbcanvas/cache.h"
+#include "nbcanvas/util.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char folder[] = "/tmp/nbcanvas-redis-XXXXXX";
+static char socket_path[128], url[160];
+
+static void remove_folder(void)
+{
+    rmdir(folder);
+}
+
+__attribute__((constructor)) static void make_folder(void)
+{
+    if (!mkdtemp(folder))
+        abort();
+    snprintf(socket_path, sizeof(socket_path), "%s/redis.sock", folder);
+    snprintf(url, sizeof(url), "unix://%s", socket_path);
+    atexit(remove_folder);
+}
+
+static pid_t start_redis(void)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout))
+            _exit(127);
+        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket",
+               socket_path, "--save", "", "--appendonly", "no", "--dir",
+               folder, "--loglevel", "warning", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100 && access(socket_path, F_OK) != 0; i++)
+        usleep(20000);
+    return pid;
+}
+
+static void stop_redis(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    unlink(socket_path);
+}
+
+static void redis_cli(const char *args)
+{
+    char cmd[512];
+
+    snprintf(cmd, sizeof(cmd), "redis-cli -s %s %s >/dev/null", socket_path,
+             args);
+    CHECK(system(cmd) == 0);
+}
+
+static struct cache *replica(void)
+{
+    struct cache *c = NULL;
+    struct err err = ERR_INIT;
+
+    CHECK(cache_new_shared(&c, url, 60, 200, 8 << 20, &err) == 0);
+    return c;
+}
+
+static const unsigned char KEY[32] = {7, 7, 7};
+
+TEST(cache_redis__urls)
+{
+    struct cache *c = NULL;
+    struct err err = ERR_INIT;
+    const char *good[] = {"redis://127.0.0.1", "redis://h:6390/2",
+                          "redis://:secret@h:1", "unix:///run/r.sock?db=1"};
+    const char *bad[] = {"http://h",        "redis://",         "redis://h:0",
+                         "redis://h:99999", "redis://h:12x",    "redis://h/x",
+                         "unix://relative", "redis://user:pw@h"};
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        CHECK(cache_new_shared(&c, good[i], 1, 100, 1 << 20, &err) == 0);
+        CHECK(cache_is_shared(c));
+        cache_free(c);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK(cache_new_shared(&c, bad[i], 1, 100, 1 << 20, &err) ==
+              ERR_INVALID);
+        CHECK(strstr(err.msg, "cache_redis_url") != NULL);
+    }
+}
+
+TEST(cache_redis__one_replica_puts_another_hits)
+{
+    pid_t redis = start_redis();
+    struct cache *a = replica(), *b = replica();
+    struct cache_stats st;
+    const char *type;
+    char *body = NULL;
+    size_t len;
+
+    CHECK(!cache_get(b, KEY, &body, &len, &type));
+    cache_put(a, KEY, "<p>\n\0x", 6, "text/html; charset=utf-8");
+    CHECK(cache_get(b, KEY, &body, &len, &type));
+    CHECK(len == 6 && memcmp(body, "<p>\n\0x", 6) == 0);
+    CHECK_STREQ(type, "text/html; charset=utf-8");
+    free(body);
+    cache_stats(b, &st);
+    CHECK(st.hits == 1 && st.misses == 1 && st.errors == 0);
+    /* the TTL is Redis's: set on every answer */
+    redis_cli("FLUSHALL");
+    CHECK(!cache_get(b, KEY, &body, &len, &type));
+    cache_free(a);
+    cache_free(b);
+    stop_redis(redis);
+}
+
+struct waiter {
+    struct cache *cache;
+    long long wait_ms;
+    enum cache_lookup got;
+    long long took_ms;
+    char *body;
+};
+
+static void *wait_for_key(void *arg)
+{
+    struct waiter *w = arg;
+    const char *type;
+    size_t len;
+    long long t0 = util_now_ms();
+
+    w->got = cache_get_or_claim(w->cache, KEY, &w->body, &len, &type, NULL,
+                                w->wait_ms);
+    w->took_ms = util_now_ms() - t0;
+    return NULL;
+}
+
+TEST(cache_redis__single_flight_across_replicas)
+{
+    pid_t redis = start_redis();
+    struct cache *a = replica(), *b = replica();
+    struct waiter w = {b, 5000, CACHE_MISS, 0, NULL};
+    pthread_t t;
+    const char *type;
+    char *body = NULL;
+    size_t len;
+
+    CHECK(cache_get_or_claim(a, KEY, &body, &len, &type, NULL, 5000) ==
+          CACHE_CLAIMED);
+    pthread_create(&t, NULL, wait_for_key, &w);
+    usleep(300000); /* b waits on a's claim */
+    cache_put(a, KEY, "answer", 6, "text/plain");
+    cache_finish(a, KEY);
+    pthread_join(t, NULL);
+    CHECK(w.got == CACHE_HIT);
+    CHECK(w.took_ms >= 250);
+    CHECK(w.body && strcmp(w.body, "answer") == 0);
+    free(w.body);
+    cache_free(a);
+    cache_free(b);
+    stop_redis(redis);
+}
+
+TEST(cache_redis__a_crashed_claimers_claim_lapses)
+{
+    pid_t redis = start_redis();
+    struct cache *b = replica();
+    struct waiter w = {b, 5000, CACHE_MISS, 0, NULL};
+    char args[256];
+
+    /* a replica that claimed and died: its claim has a TTL of 400 ms */
+    snprintf(args, sizeof(args),
+             "SET nbcanvas:v1:claim:070707%058d gone-replica PX 400", 0);
+    redis_cli(args);
+    wait_for_key(&w);
+    CHECK(w.got == CACHE_CLAIMED);
+    CHECK(w.took_ms >= 300 && w.took_ms < 2000);
+    /* ... and finishing releases only our own claim */
+    cache_finish(b, KEY);
+    cache_free(b);
+    stop_redis(redis);
+}
+
+TEST(cache_redis__down_then_back)
+{
+    pid_t redis = start_redis();
+    struct cache *a = replica();
+    struct waiter w = {a, 5000, CACHE_HIT, 0, NULL};
+    struct cache_stats st;
+    const char *type;
+    char *body = NULL;
+    size_t len;
+
+    stop_redis(redis);
+    /* down: a miss at once, counted as an error, no claim */
+    wait_for_key(&w);
+    CHECK(w.got == CACHE_MISS);
+    CHECK(w.took_ms < 1000);
+    cache_put(a, KEY, "x", 1, "text/plain"); /* resting: no wait */
+    cache_stats(a, &st);
+    CHECK(st.errors >= 1);
+    /* back: hits resume by themselves once the rest is over */
+    redis = start_redis();
+    usleep(1100 * 1000);
+    cache_put(a, KEY, "again", 5, "text/plain");
+    CHECK(cache_get(a, KEY, &body, &len, &type));
+    CHECK(len == 5);
+    free(body);
+    cache_free(a);
+    stop_redis(redis);
+}
