@@ -9,8 +9,14 @@
 #
 # Both stages are cached by content hash: stage 1 by packages.txt, stage 2 by
 # every file of notebook-images/<name>/ (and templates/ for the python image),
-# recorded as the image label org.nbcanvas.hash. Usage:
-#   scripts/build-images.sh [--force] [name ...]     (default: every image)
+# recorded as the image label org.nbcanvas.hash.
+#
+# "server" is the service's own image (deploy/image/, for scripts/cluster.sh):
+# the same two stages, with the nbcanvas binary ($NBCANVAS_BINARY, default
+# build/nbcanvas, built first), languages.json and examples/ in the context.
+# Usage:
+#   scripts/build-images.sh [--force] [name ...]
+#       (default: every sandbox image; "server" only when named)
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,9 +54,18 @@ image_label() {
         "$1" 2>/dev/null || true
 }
 
+# Where an image's files are.
+image_dir() {
+    if [ "$1" = server ]; then
+        echo deploy/image
+    else
+        echo "notebook-images/$1"
+    fi
+}
+
 build_base() {
     local name=$1 tag=$2 pkgs
-    pkgs=$(grep -v '^\s*#' "$top/notebook-images/$name/packages.txt" |
+    pkgs=$(grep -v '^\s*#' "$top/$(image_dir "$name")/packages.txt" |
         tr -s ' \n' ',' | sed 's/^,//; s/,$//')
     echo "build-images: $tag: mmdebstrap bookworm with $pkgs"
     mmdebstrap --variant=minbase --include="$pkgs" \
@@ -67,10 +82,20 @@ build_base() {
 }
 
 build_one() {
-    local name=$1 dir="$top/notebook-images/$1" base_hash base full_hash
-    local paths=("notebook-images/$name")
+    local name=$1 rel dir base_hash base full_hash
+    rel=$(image_dir "$name")
+    dir="$top/$rel"
+    local paths=("$rel")
     [ "$name" = python ] && paths+=(templates)
-    base_hash=$(hash_files "notebook-images/$name/packages.txt")
+    if [ "$name" = server ]; then
+        binary=${NBCANVAS_BINARY:-$top/build/nbcanvas}
+        [ -x "$binary" ] || {
+            echo "build-images: no nbcanvas binary at $binary (build it first)" >&2
+            exit 1
+        }
+        paths+=("$binary" languages.json examples)
+    fi
+    base_hash=$(hash_files "$rel/packages.txt")
     base="nbcanvas-base/$name:$base_hash"
     full_hash=$(hash_files "${paths[@]}" scripts/build-images.sh)
 
@@ -87,6 +112,10 @@ build_one() {
     trap 'rm -rf "$ctx"' RETURN
     cp -a "$dir/." "$ctx/"
     [ "$name" = python ] && cp -a "$top/templates" "$ctx/templates"
+    if [ "$name" = server ]; then
+        cp "$binary" "$ctx/nbcanvas"
+        cp -a "$top/languages.json" "$top/examples" "$ctx/"
+    fi
     if [ ! -f "$ctx/Dockerfile" ]; then
         printf 'ARG BASE\nFROM $BASE\n' >"$ctx/Dockerfile"
     fi
