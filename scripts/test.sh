@@ -14,7 +14,7 @@ bash "$top/scripts/check-format.sh"
 
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Debug \
     -DSANITIZE=address,undefined -DWERROR=ON \
-    -DSOAK_BINARY="$top/build/nbcanvas" >/dev/null
+    -DPLAIN_BINARY="$top/build/nbcanvas" >/dev/null
 cmake --build "$build" -j"$(nproc)"
 cd "$build"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0

@@ -1,0 +1,320 @@
+"""nbcanvas on a real single-node Docker Swarm (scripts/cluster.sh, deploy/).
+
+`scripts/cluster.sh up` deploys the stack (2 api replicas on 127.0.0.1:8181
+and :8182, Redis, HAProxy on :8180) with a keys file made here; the tests
+then go through the front, or to one replica directly where the point is
+which replica answers; the last one is `cluster.sh down`, which must leave
+no service, sandbox or swarm behind. The binary under test goes into the
+image, so it must be one built without sanitizers (tests/CMakeLists.txt,
+PLAIN_BINARY).
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+CLUSTER = os.path.join(harness.REPO, "scripts", "cluster.sh")
+STACK = "nbcanvas"
+
+
+class Endpoint(harness.Service):
+    """A running listener of the stack: the front or one replica."""
+
+    def __init__(self, port, key):
+        self.port, self.key, self.tls_ca = port, key, None
+
+
+def sh(*args, check=True, timeout=600):
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError("%s: %s%s" % (" ".join(args), r.stdout, r.stderr))
+    return r.stdout
+
+
+def unique_cells(sleep_s=0.0):
+    """A render no earlier run can have cached (the cache outlives tests)."""
+    tag = uuid.uuid4().hex
+    code = "import time\ntime.sleep(%s)\nprint('%s')" % (sleep_s, tag)
+    return {"cells": [{"source": code}]}, tag
+
+
+def metric(ep, name):
+    for line in ep.get("/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no %s in /metrics" % name)
+
+
+def replicas_running():
+    return sh("docker", "service", "ls", "--filter", "name=%s_api" % STACK,
+              "--format", "{{.Replicas}}").strip()
+
+
+def wait_until(what, pred, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.5)
+    raise AssertionError("not within %d s: %s" % (timeout, what))
+
+
+def ready(ep):
+    try:
+        return ep.get("/readyz", timeout=3).status == 200
+    except OSError:
+        return False
+
+
+class Load:
+    """Clients sending renders through the front until stopped; every
+    answer is recorded. Renders are cheap ones with cache off, so each
+    really runs on a replica."""
+
+    def __init__(self, front, clients=2):
+        self.front, self.answers, self.errors = front, [], []
+        self.stop_flag = threading.Event()
+        self.threads = [threading.Thread(target=self.client, args=(i,))
+                        for i in range(clients)]
+
+    def client(self, i):
+        n = 0
+        while not self.stop_flag.is_set():
+            n += 1
+            body = {"cells": [{"source": "print(%d * %d)" % (i, n)}],
+                    "cache": False}
+            try:
+                r = self.front.render(body, timeout=120)
+                self.answers.append(r.status)
+                if r.status != 200:
+                    self.errors.append(repr(r))
+            except OSError as e:
+                self.errors.append("client %d: %r" % (i, e))
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join()
+
+
+def test_a_render_through_the_front(front, api):
+    r = front.render({"cells": [{"source": "print(6 * 7)"}]})
+    assert r.status == 200, r
+    assert b"42" in r.body, r
+    assert r.header("content-type").startswith("text/html"), r.headers
+    harness.check_error(front.render({"cells": "nope"}), 400, "invalid_request")
+    r = front.request("POST", "/v1/render", {"cells": []},
+                      headers={"Authorization": "Bearer wrong"})
+    harness.check_error(r, 401, "unauthenticated")
+
+
+def test_replica_two_answers_from_the_cache_what_replica_one_rendered(front, api):
+    body, tag = unique_cells()
+    shared = [metric(a, "nbcanvas_cache_shared") for a in api]
+    assert shared == [1, 1], shared
+    first = api[0].render(body)
+    assert first.status == 200 and tag.encode() in first.body, first
+    assert first.header("x-nbcanvas-cache") == "miss", first.headers
+    hits = metric(api[1], "nbcanvas_cache_hits_total")
+    second = api[1].render(body)
+    assert second.status == 200, second
+    assert second.header("x-nbcanvas-cache") == "hit", second.headers
+    assert second.body == first.body
+    assert metric(api[1], "nbcanvas_cache_hits_total") == hits + 1
+
+
+def test_the_same_request_sent_to_both_at_once_runs_once(front, api):
+    body, tag = unique_cells(sleep_s=2)
+    misses = sum(metric(a, "nbcanvas_cache_misses_total") for a in api)
+    results = [None, None]
+
+    def send(i):
+        results[i] = api[i].render(body)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.2)  # replica 1 claims first
+    for t in threads:
+        t.join()
+    assert all(r.status == 200 and tag.encode() in r.body for r in results), results
+    kinds = sorted(r.header("x-nbcanvas-cache") for r in results)
+    assert kinds == ["hit", "miss"], kinds
+    assert sum(metric(a, "nbcanvas_cache_misses_total") for a in api) == misses + 1
+
+
+def test_a_session_stays_with_its_replica_through_the_front(front, api):
+    r = front.post("/v1/sessions", {})
+    assert r.status == 201, r
+    sid = r.json()["id"]
+    try:
+        assert front.post("/v1/sessions/%s/execute" % sid,
+                          {"code": "n = 0"}).status == 200
+        for i in range(1, 7):  # round robin would send half elsewhere
+            r = front.post("/v1/sessions/%s/execute" % sid,
+                           {"code": "n += 1\nprint(n)"})
+            assert r.status == 200, r
+            assert str(i) in json.dumps(r.json()), r
+    finally:
+        assert front.request("DELETE", "/v1/sessions/" + sid).status == 204
+
+
+def test_a_streamed_renders_result_is_found_through_the_front(front, api):
+    body, tag = unique_cells()
+    status, headers, events = front.stream("/v1/render", body)
+    assert status == 200, (status, events)
+    result = [data for name, data, _ in events if name == "result"]
+    assert result and result[0]["result_url"], events
+    for _ in range(6):  # kept by the replica that rendered it
+        r = front.get(result[0]["result_url"] + "?format=html")
+        assert r.status == 200 and tag.encode() in r.body, r
+
+
+def test_killing_a_replica_under_load_loses_no_request(front, api):
+    victim = sh("docker", "ps", "-q", "--filter",
+                "label=com.docker.swarm.service.name=%s_api" % STACK).split()[0]
+    with Load(front) as load:
+        time.sleep(4)
+        before = len(load.answers)
+        sh("docker", "kill", victim)
+        time.sleep(6)
+        after_kill = len(load.answers) - before
+        wait_until("Swarm restores 2/2", lambda: replicas_running() == "2/2"
+                   and all(ready(a) for a in api))
+        time.sleep(3)  # and keeps serving with both
+    assert not load.errors, load.errors[:5]
+    assert before > 0 and after_kill > 0, (before, after_kill)
+
+
+def test_a_rolling_restart_under_load_loses_no_request(front, api):
+    with Load(front) as load:
+        time.sleep(3)
+        sh("docker", "service", "update", "--force", "--detach=false", "-q",
+           "%s_api" % STACK)
+        wait_until("both replicas ready", lambda: all(ready(a) for a in api))
+        time.sleep(2)
+    assert not load.errors, load.errors[:5]
+    assert len(load.answers) > 10, len(load.answers)
+
+
+def test_renders_answer_while_redis_is_down_and_hits_resume(front, api):
+    errors = sum(metric(a, "nbcanvas_cache_errors_total") for a in api)
+    sh("docker", "service", "scale", "--detach=false", "%s_cache=0" % STACK)
+    try:
+        for _ in range(3):
+            body, tag = unique_cells()
+            t0 = time.time()
+            r = front.render(body)
+            assert r.status == 200 and tag.encode() in r.body, r
+            assert time.time() - t0 < 20
+        # the same request twice: no cache to answer the second
+        r = front.render(body)
+        assert r.header("x-nbcanvas-cache") == "miss", r.headers
+        assert sum(metric(a, "nbcanvas_cache_errors_total") for a in api) > errors
+    finally:
+        sh("docker", "service", "scale", "--detach=false", "%s_cache=1" % STACK)
+    body, tag = unique_cells()
+
+    def hit_again():
+        return (front.render(body).status == 200 and
+                front.render(body).header("x-nbcanvas-cache") == "hit")
+    wait_until("cache hits resume", hit_again, timeout=30)
+
+
+def test_down_leaves_no_service_sandbox_or_swarm(front, api, made_swarm):
+    sh("bash", CLUSTER, "down")
+    state = sh("docker", "info", "--format", "{{.Swarm.LocalNodeState}}").strip()
+    if state == "active":  # a swarm of someone else's: only the stack goes
+        stacks = sh("docker", "stack", "ls", "--format", "{{.Name}}").split()
+        assert STACK not in stacks, stacks
+    left = sh("docker", "ps", "-aq", "--filter",
+              "label=com.docker.stack.namespace=%s" % STACK).split()
+    assert not left, left
+    sandboxes = [c for c in harness.containers()
+                 if c["Labels"].get("org.nbcanvas.owner", "").startswith("api-")]
+    assert not sandboxes, [c["Id"][:12] for c in sandboxes]
+    if made_swarm:
+        assert state == "inactive", state
+        nets = sh("docker", "network", "ls", "--format", "{{.Name}}").split()
+        assert "docker_gwbridge" not in nets, nets
+
+
+TESTS = [
+    test_a_render_through_the_front,
+    test_replica_two_answers_from_the_cache_what_replica_one_rendered,
+    test_the_same_request_sent_to_both_at_once_runs_once,
+    test_a_session_stays_with_its_replica_through_the_front,
+    test_a_streamed_renders_result_is_found_through_the_front,
+    test_killing_a_replica_under_load_loses_no_request,
+    test_a_rolling_restart_under_load_loses_no_request,
+    test_renders_answer_while_redis_is_down_and_hits_resume,
+]
+
+
+def main():
+    binary = os.path.abspath(sys.argv[1])
+    made_swarm = sh("docker", "info", "--format",
+                    "{{.Swarm.LocalNodeState}}").strip() != "active"
+    folder = tempfile.mkdtemp(prefix="nbcanvas-cluster-")
+    made = sh(binary, "key", "new", "cluster-test")
+    key = made.split("key: ")[1].split()[0]
+    entry = json.loads(made.split("entry: ")[1].strip())
+    entry["metrics"] = True
+    keys = os.path.join(folder, "keys.json")
+    with open(keys, "w") as f:
+        json.dump([entry], f)
+    env = dict(os.environ, NBCANVAS_BINARY=binary, NBCANVAS_KEYS_FILE=keys)
+    passed = failed = 0
+    t0 = time.time()
+    up = subprocess.run(["bash", CLUSTER, "up"], env=env, capture_output=True,
+                        text=True, timeout=1800)
+    print("cluster.sh up: exit %d in %.0f s" % (up.returncode, time.time() - t0))
+    front = Endpoint(8180, key)
+    api = [Endpoint(8181, key), Endpoint(8182, key)]
+    tests = TESTS if up.returncode == 0 else []
+    if up.returncode != 0:
+        failed += 1
+        print("FAIL cluster.sh up\n%s%s" % (up.stdout[-3000:], up.stderr[-3000:]))
+    only = os.environ.get("NBCANVAS_TEST")
+    for fn in tests:
+        if only and only not in fn.__name__:
+            continue
+        t0 = time.time()
+        try:
+            fn(front, api)
+            passed += 1
+            print("ok   %s (%.1fs)" % (fn.__name__, time.time() - t0), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %s (%.1fs)" % (fn.__name__, time.time() - t0), flush=True)
+            traceback.print_exc()
+    t0 = time.time()
+    try:  # always, so a failed run leaves nothing either
+        test_down_leaves_no_service_sandbox_or_swarm(front, api, made_swarm)
+        passed += 1
+        print("ok   cluster.sh down (%.1fs)" % (time.time() - t0))
+    except Exception:
+        failed += 1
+        print("FAIL cluster.sh down")
+        traceback.print_exc()
+    os.unlink(keys)
+    os.rmdir(folder)
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
