@@ -69,6 +69,8 @@ static const struct key keys[] = {
     LLONG("max_artifact_bytes", max_artifact_bytes, 0, 4 * GiB),
     LONG("max_table_rows", max_table_rows, 1, 1000000),
     LONG("pool_size", pool_size, -1, 1024),
+    LONG("pool_max_size", pool_max_size, -1, 1024),
+    DBL("pool_memory_share", pool_memory_share, 0, 0.9),
     LLONG("cache_bytes", cache_bytes, 0, 64 * GiB),
     STR("cache_redis_url", cache_redis_url),
     LONG("cache_ttl_s", cache_ttl_s, 1, 365 * 86400),
@@ -148,6 +150,8 @@ void config_defaults(struct config *cfg)
     cfg->max_artifact_bytes = 32 << 20;
     cfg->max_table_rows = 1000;
     cfg->pool_size = -1;
+    cfg->pool_max_size = -1;
+    cfg->pool_memory_share = 0.25;
     cfg->cache_bytes = 256LL << 20;
     cfg->cache_ttl_s = 3600;
     cfg->cache_redis_timeout_ms = 250;
@@ -347,6 +351,8 @@ void config_finish(struct config *cfg)
     }
     if (cfg->pool_size < 0)
         cfg->pool_size = cfg->max_jobs;
+    if (cfg->pool_max_size >= 0 && cfg->pool_max_size < cfg->pool_size)
+        cfg->pool_max_size = cfg->pool_size;
     if (cfg->max_queue == 0)
         cfg->max_queue = 2 * cfg->max_jobs;
 }

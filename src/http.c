@@ -430,6 +430,12 @@ static void write_pool_cache_metrics(struct service *svc, struct buf *out)
                ss.active, ss.created, ss.expired, ss.faulted);
     buf_printf(out,
                "# TYPE nbcanvas_pool_size gauge\nnbcanvas_pool_size %ld\n"
+               "# TYPE nbcanvas_pool_min_size gauge\n"
+               "nbcanvas_pool_min_size %ld\n"
+               "# TYPE nbcanvas_pool_max_size gauge\n"
+               "nbcanvas_pool_max_size %ld\n"
+               "# TYPE nbcanvas_pool_sandbox_footprint_bytes gauge\n"
+               "nbcanvas_pool_sandbox_footprint_bytes %lld\n"
                "# TYPE nbcanvas_pool_idle gauge\nnbcanvas_pool_idle %ld\n"
                "# TYPE nbcanvas_pool_starting gauge\n"
                "nbcanvas_pool_starting %ld\n"
@@ -443,8 +449,9 @@ static void write_pool_cache_metrics(struct service *svc, struct buf *out)
                "nbcanvas_pool_replaced_total %ld\n"
                "# TYPE nbcanvas_pool_refill_seconds gauge\n"
                "nbcanvas_pool_refill_seconds %g\n",
-               p.size, p.idle, p.starting, p.handed_out, p.waited, p.misses,
-               p.replaced, (double)p.last_refill_ms / 1000);
+               p.size, p.min_size, p.max_size, p.footprint_bytes, p.idle,
+               p.starting, p.handed_out, p.waited, p.misses, p.replaced,
+               (double)p.last_refill_ms / 1000);
     buf_printf(out,
                "# TYPE nbcanvas_cache_entries gauge\n"
                "nbcanvas_cache_entries %ld\n"

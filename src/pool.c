@@ -23,6 +23,14 @@
  * instead of starting a cold one that would compete with the refill for
  * the same CPU; no more requests wait than sandboxes are starting.
  *
+ * Depth: idle sandboxes cost memory, not CPU, so the pool may hold as many
+ * as memory allows, but fills only as deep as demand asks: it starts at
+ * pool_size, every request that finds it empty adds POOL_GROW_STEP (up to
+ * the ceiling: pool_max_size, or pool_memory_share of RAM over the first
+ * ready sandbox's measured footprint), and after POOL_SHRINK_AFTER_MS with
+ * no such request it gives one back every POOL_SHRINK_EVERY_MS, removing
+ * the idle sandbox that has waited longest.
+ *
  * Caveat: a container's deadline label covers its idle time plus the
  * longest render or session it may be taken for, so another service's
  * reaper does not remove one in use; this service's own reaper never does
@@ -45,6 +53,10 @@
 #define POOL_CHECK_EVERY_MS 5000
 #define POOL_MAX_THREADS 8
 #define POOL_WAIT_SLICE_MS 100
+#define POOL_HARD_MAX 64 /* the ceiling from memory goes no higher */
+#define POOL_GROW_STEP 2
+#define POOL_SHRINK_AFTER_MS 120000
+#define POOL_SHRINK_EVERY_MS 30000
 
 struct idle_sandbox {
     struct sandbox sb;
@@ -71,7 +83,13 @@ struct pool {
     pthread_t threads[POOL_MAX_THREADS];
     struct refiller refillers[POOL_MAX_THREADS];
     int nthreads;
-    long waiting; /* requests waiting for a start under way */
+    long waiting;             /* requests waiting for a start under way */
+    long capacity;            /* of idle[] */
+    bool ceiling_from_memory; /* max_size waits for a measured footprint */
+    long long last_empty_ms;  /* a request found no idle sandbox */
+    long long last_shrink_ms;
+    long long retry_at_ms; /* after a failed start, no thread tries before */
+    long fail_delay_ms;    /* the next failure's wait: doubles to 30 s */
     atomic_bool stopping;
     struct idle_sandbox *idle;
     struct pool_stats stats;
@@ -162,14 +180,67 @@ static int start_one(struct pool *p, struct sandbox *sb, struct err *err)
     return rc;
 }
 
-/* Removes idle sandboxes that died or waited too long. Called unlocked
- * with a snapshot so engine calls never hold the lock. */
+/* The ceiling from memory, once an idle sandbox has been measured. */
+static void measure_footprint(struct pool *p, struct sandbox *sb)
+{
+    long long ram = (long long)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
+    long long bytes = sandbox_memory_bytes(sb);
+    long most;
+
+    if (bytes <= 0)
+        return;
+    most = (long)(p->cfg->pool_memory_share * (double)ram / (double)bytes);
+    if (most > p->capacity)
+        most = p->capacity;
+    pthread_mutex_lock(&p->lock);
+    p->stats.footprint_bytes = bytes;
+    p->stats.max_size = most > p->stats.min_size ? most : p->stats.min_size;
+    p->ceiling_from_memory = false;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Under the lock: a request found no idle sandbox; deepen the pool. */
+static void grow(struct pool *p)
+{
+    p->last_empty_ms = util_now_ms();
+    p->stats.size += POOL_GROW_STEP;
+    if (p->stats.size > p->stats.max_size)
+        p->stats.size = p->stats.max_size;
+    pthread_cond_broadcast(&p->wake);
+}
+
+/* Under the lock: after a quiet while, one sandbox less to keep. */
+static void shrink(struct pool *p, long long now)
+{
+    if (p->stats.size > p->stats.min_size &&
+        now - p->last_empty_ms > POOL_SHRINK_AFTER_MS &&
+        now - p->last_shrink_ms > POOL_SHRINK_EVERY_MS) {
+        p->stats.size--;
+        p->last_shrink_ms = now;
+    }
+}
+
+/* Removes idle sandboxes that died or waited too long, and those past the
+ * pool's depth. Called unlocked with a snapshot so engine calls never hold
+ * the lock. */
 static void check_idle(struct pool *p)
 {
     long long now = util_now_ms();
     long i = 0;
 
     pthread_mutex_lock(&p->lock);
+    shrink(p, now);
+    while (p->stats.idle > 0 && p->stats.idle > p->stats.size) {
+        /* the one readied first: the longest idle (take uses the last) */
+        struct idle_sandbox s = p->idle[0];
+
+        memmove(&p->idle[0], &p->idle[1],
+                (size_t)(p->stats.idle - 1) * sizeof(p->idle[0]));
+        p->stats.idle--;
+        pthread_mutex_unlock(&p->lock);
+        sandbox_destroy(&s.sb);
+        pthread_mutex_lock(&p->lock);
+    }
     while (i < p->stats.idle) {
         struct idle_sandbox s = p->idle[i];
         bool old = now - s.ready_at_ms > POOL_MAX_IDLE_S * 1000LL;
@@ -204,13 +275,13 @@ static void *refill(void *arg)
 {
     struct refiller *me = arg;
     struct pool *p = me->pool;
-    long delay_ms = 1000;
     long long last_check = util_now_ms();
 
     while (!p->stopping) {
         struct sandbox sb;
         struct err err = ERR_INIT;
         long long t0;
+        long delay;
         bool need;
         int rc;
 
@@ -221,7 +292,8 @@ static void *refill(void *arg)
         }
         t0 = util_now_ms();
         pthread_mutex_lock(&p->lock);
-        need = p->stats.idle + p->stats.starting < p->stats.size;
+        need = p->stats.idle + p->stats.starting < p->stats.size &&
+               t0 >= p->retry_at_ms;
         if (need) {
             p->stats.starting++;
             me->started = t0;
@@ -232,6 +304,8 @@ static void *refill(void *arg)
             continue;
         }
         rc = start_one(p, &sb, &err);
+        if (rc == 0 && p->ceiling_from_memory)
+            measure_footprint(p, &sb);
         pthread_mutex_lock(&p->lock);
         p->stats.starting--;
         me->started = 0;
@@ -239,18 +313,20 @@ static void *refill(void *arg)
             p->idle[p->stats.idle++] = (struct idle_sandbox){sb,
                                                              util_now_ms()};
             p->stats.last_refill_ms = util_now_ms() - t0;
+            p->fail_delay_ms = 1000;
             pthread_cond_signal(&p->ready);
-        }
-        pthread_mutex_unlock(&p->lock);
-        if (rc == 0) {
-            delay_ms = 1000;
+            pthread_mutex_unlock(&p->lock);
             continue;
         }
+        /* one back-off for the whole pool, however many threads */
+        delay = p->fail_delay_ms;
+        p->retry_at_ms = util_now_ms() + delay;
+        p->fail_delay_ms = delay * 2 > 30000 ? 30000 : delay * 2;
+        pthread_mutex_unlock(&p->lock);
         if (!p->stopping)
             fprintf(stderr, "nbcanvas: pool: %s (retry in %ld ms)\n", err.msg,
-                    delay_ms);
-        wait_a_while(p, delay_ms);
-        delay_ms = delay_ms * 2 > 30000 ? 30000 : delay_ms * 2;
+                    delay);
+        wait_a_while(p, delay);
     }
     return NULL;
 }
@@ -271,14 +347,23 @@ struct pool *pool_new(struct docker *d, const struct config *cfg,
                       const char *owner, struct sandbox_set *live, long size)
 {
     struct pool *p = xcalloc(1, sizeof(*p));
-    int i, want = size > 0 ? refill_threads(size) : 0;
+    int i, want;
 
     p->docker = d;
     p->cfg = cfg;
     snprintf(p->owner, sizeof(p->owner), "%s", owner);
     p->live = live;
-    p->stats.size = size;
-    p->idle = xcalloc((size_t)size + 1, sizeof(*p->idle));
+    p->stats.size = p->stats.min_size = p->stats.max_size = size;
+    p->fail_delay_ms = 1000;
+    /* until a sandbox is measured, the pool stays at its floor */
+    p->ceiling_from_memory = size > 0 && cfg->pool_max_size < 0;
+    if (size > 0 && cfg->pool_max_size > size)
+        p->stats.max_size = cfg->pool_max_size;
+    p->capacity = p->ceiling_from_memory
+                      ? (size > POOL_HARD_MAX ? size : POOL_HARD_MAX)
+                      : p->stats.max_size;
+    p->idle = xcalloc((size_t)p->capacity + 1, sizeof(*p->idle));
+    want = size > 0 ? refill_threads(p->capacity) : 0;
     pthread_mutex_init(&p->lock, NULL);
     util_cond_init_monotonic(&p->wake);
     util_cond_init_monotonic(&p->ready);
@@ -344,6 +429,8 @@ bool pool_take(struct pool *p, struct sandbox *out, const atomic_bool *cancel)
         return false;
     pthread_mutex_lock(&p->lock);
     pthread_cond_signal(&p->wake); /* whatever happens: refill */
+    if (p->stats.idle == 0 && p->nthreads > 0)
+        grow(p);
     wait_ms = p->stats.idle > 0 ? 0 : soonest_ready_in(p);
     if (wait_ms >= 0 && p->stats.idle == 0) {
         /* A start under way beats a cold one beside it; give it its

@@ -419,6 +419,29 @@ int sandbox_pause(struct sandbox *sb, bool pause, struct err *err)
     return rc;
 }
 
+long long sandbox_memory_bytes(struct sandbox *sb)
+{
+    char path[160];
+    json_t *stats = NULL, *mem, *detail;
+    long long usage, reclaimable;
+
+    snprintf(path, sizeof(path),
+             "/containers/%s/stats?stream=false&one-shot=true", sb->id);
+    if (docker_call_json(sb->docker, "GET", path, NULL, &stats, 0, NULL) < 0)
+        return -1;
+    mem = json_object_get(stats, "memory_stats");
+    detail = json_object_get(mem, "stats");
+    usage = json_integer_value(json_object_get(mem, "usage"));
+    /* the page cache is not the sandbox's to keep: cgroup v1 "cache",
+     * v2 "inactive_file" (what `docker stats` leaves out too) */
+    reclaimable = json_integer_value(json_object_get(detail, "cache"));
+    if (!reclaimable)
+        reclaimable = json_integer_value(
+            json_object_get(detail, "inactive_file"));
+    json_decref(stats);
+    return usage > reclaimable ? usage - reclaimable : usage;
+}
+
 bool sandbox_is_running(struct sandbox *sb)
 {
     json_t *state = container_state(sb);

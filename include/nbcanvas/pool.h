@@ -7,6 +7,11 @@
  * for a job. Each is used once: a request takes one, runs its notebook in
  * it, and the container is destroyed; the pool refills in the background.
  * When the pool is empty a request falls back to a cold sandbox.
+ *
+ * Its depth follows demand: it starts at pool_size; each request that
+ * finds it empty deepens it (up to the most memory allows: pool_max_size,
+ * or pool_memory_share of RAM over an idle sandbox's measured footprint);
+ * after a quiet while it gives the extra back, one sandbox at a time.
  */
 
 #include <stdbool.h>
@@ -18,20 +23,24 @@
 struct pool;
 
 struct pool_stats {
-    long size;       /* target */
-    long idle;       /* ready now */
-    long starting;   /* being started */
-    long handed_out; /* requests served warm */
-    long waited;     /* of those, served by waiting for a start under way */
-    long misses;     /* requests that found the pool empty: cold starts */
-    long replaced;   /* containers dropped for age or death */
+    long size;     /* target now: between min_size and max_size */
+    long min_size; /* pool_size */
+    long max_size; /* pool_max_size, or from memory once measured */
+    long long footprint_bytes; /* an idle sandbox's memory, measured */
+    long idle;                 /* ready now */
+    long starting;             /* being started */
+    long handed_out;           /* requests served warm */
+    long waited;   /* of those, served by waiting for a start under way */
+    long misses;   /* requests that found the pool empty: cold starts */
+    long replaced; /* containers dropped for age or death */
     long last_refill_ms;
 };
 
-/* Starts a pool of size sandboxes made on d from cfg's notebook image and
- * limits, labelled as owner's and kept in live (all borrowed; they must
- * outlive the pool; live may be NULL). A size of 0 gives a pool that is
- * always empty (one-shot commands). */
+/* Starts a pool of at least size sandboxes (more under demand, as cfg
+ * allows) made on d from cfg's notebook image and limits, labelled as
+ * owner's and kept in live (all borrowed; they must outlive the pool; live
+ * may be NULL). A size of 0 gives a pool that is always empty (one-shot
+ * commands). */
 struct pool *pool_new(struct docker *d, const struct config *cfg,
                       const char *owner, struct sandbox_set *live, long size);
 /* Stops refilling and removes every idle container. */

@@ -98,6 +98,9 @@ int sandbox_exec(struct sandbox *sb, json_t *cmd,
 int sandbox_pause(struct sandbox *sb, bool pause, struct err *err);
 /* True when the container's main process is running. */
 bool sandbox_is_running(struct sandbox *sb);
+/* The memory the container holds now, page cache left out; -1 when the
+ * engine cannot say. */
+long long sandbox_memory_bytes(struct sandbox *sb);
 /* True when the container was removed from outside while we used it: it
  * is gone, or being removed. A forced removal kills the processes a moment
  * before the container stops reading as running, so a container that

@@ -279,6 +279,41 @@ TEST(pool__an_empty_pool_hands_out_nothing)
     stop(&fs, &r);
 }
 
+TEST(pool__a_pool_found_empty_grows_up_to_its_ceiling)
+{
+    struct fake_service fs;
+    struct ready_driver r;
+    struct sandbox sb;
+
+    start_engine(&fs, &r, false);
+    fs.svc.cfg.pool_max_size = 3;
+    CHECK(fake_service_open(&fs, 1, false) == 0);
+    WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
+    CHECK(stats(&fs).size == 1 && stats(&fs).max_size == 3);
+    /* taken while idle: no demand signal, the depth stays */
+    CHECK(pool_take(fs.svc.pool, &sb, NULL));
+    sandbox_destroy(&sb);
+    CHECK(stats(&fs).size == 1);
+    WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
+    CHECK(pool_take(fs.svc.pool, &sb, NULL));
+    sandbox_destroy(&sb);
+    /* found empty: deeper, by two, and never past the ceiling */
+    CHECK(!pool_take(fs.svc.pool, &sb, NULL) || (sandbox_destroy(&sb), 1));
+    CHECK(stats(&fs).size == 3);
+    WAIT_UNTIL(settled(&fs, 3), PATIENCE_MS);
+    CHECK(settled(&fs, 3));
+    while (stats(&fs).idle > 0) {
+        CHECK(pool_take(fs.svc.pool, &sb, NULL));
+        sandbox_destroy(&sb);
+    }
+    CHECK(!pool_take(fs.svc.pool, &sb, NULL) || (sandbox_destroy(&sb), 1));
+    CHECK(stats(&fs).size == 3);
+    /* without a measured footprint (this engine has no stats), the depth
+     * from memory would stay at the floor: the ceiling here is the
+     * config's */
+    stop(&fs, &r);
+}
+
 /* ---- upkeep --------------------------------------------------------- */
 
 TEST(pool__an_idle_sandbox_that_stopped_is_replaced)
