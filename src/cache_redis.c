@@ -1,6 +1,17 @@
 /*
  * The shared result cache in Redis (see cache_redis.h for the design).
  * A stored answer is "<content type>\n<body>", so one GET brings both.
+ *
+ * What Redis hands back is not trusted further than a cache's word: an
+ * answer is read only if it is at most max_entry_bytes (Redis checks the
+ * length before sending it) and its content type is one of the four the
+ * service itself makes (formats.h), so a value planted in Redis cannot
+ * choose how the answer is served or how much memory it takes.
+ *
+ * A claim is held with a token of its own and a short TTL that a renewer
+ * thread extends every few seconds while the render runs; released or
+ * renewed only by a script that checks the token, so a claim that lapsed
+ * and was taken over by another request is never touched again.
  */
 #include "nbcanvas/cache_redis.h"
 
@@ -11,15 +22,35 @@
 #include <string.h>
 #include <time.h>
 
+#include "nbcanvas/formats.h"
 #include "nbcanvas/util.h"
 
 #define KEY_PREFIX "nbcanvas:v1:"
 #define RETRY_AFTER_FAILURE_MS 1000 /* a Redis that failed is left alone */
 #define POLL_MS 50                  /* a waiter looks again this often */
-#define MAX_TYPES 16                /* distinct content types kept */
+#define CLAIM_TTL_MS 10000 /* a claim lapses this long after its renewal */
+#define RENEW_EVERY_MS 3000
+#define MAX_CLAIMS 256 /* claims one process holds at once at most */
+
+/* GET, unless the value is longer than ARGV[1]: then nothing. */
+static const char GET_CAPPED[] =
+    "if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[1]) then "
+    "return false end return redis.call('GET', KEYS[1])";
+/* Only the holder may release or renew a claim. */
+static const char RELEASE[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                              "return redis.call('DEL', KEYS[1]) end return 0";
+static const char RENEW[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+
+struct held_claim {
+    unsigned char key[32];
+    char token[64];
+    pthread_t holder; /* cache_redis_finish is called on the same thread */
+};
 
 struct cache_redis {
-    pthread_mutex_t lock; /* the connection, the types and the stats */
+    pthread_mutex_t lock; /* everything below */
     redisContext *conn;   /* NULL: not connected */
     long long retry_at_ms;
     /* where */
@@ -32,66 +63,251 @@ struct cache_redis {
     long ttl_s;
     long timeout_ms;
     long long max_entry_bytes;
-    char token[64]; /* this process's claims hold it */
-    char types[MAX_TYPES][96];
-    long n_types;
+    /* claims */
+    char token_prefix[40]; /* this process's; each claim adds a number */
+    unsigned long claims_made;
+    struct held_claim held[MAX_CLAIMS];
+    long n_held;
+    pthread_t renewer;
+    pthread_cond_t stop; /* the renewer's sleep */
+    bool stopping;
     struct cache_stats stats;
 };
 
+static int bad_url(struct err *err)
+{
+    return err_set(err, ERR_INVALID,
+                   "cache_redis_url: not redis://[:password@]host[:port][/db] "
+                   "or unix:///path[?db=N]");
+}
+
+/* A number of at most max, all of text; -1 when it is not. */
+static long whole_number(const char *text, size_t len, long max)
+{
+    long n = 0;
+
+    if (len == 0 || len > 9)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] < '0' || text[i] > '9')
+            return -1;
+        n = n * 10 + (text[i] - '0');
+    }
+    return n <= max ? n : -1;
+}
+
 static int parse_url(struct cache_redis *r, const char *url, struct err *err)
 {
-    const char *p, *at, *colon, *slash;
-    char *end;
+    const char *p, *end, *at, *colon, *slash, *q;
+    size_t host_len;
 
     if (strncmp(url, "unix://", 7) == 0) {
         p = url + 7;
+        q = strstr(p, "?db=");
+        end = q ? q : p + strlen(p);
+        if (*p != '/' || (size_t)(end - p) >= 108 /* sun_path */ ||
+            (q && (r->db = whole_number(q + 4, strlen(q + 4), 1 << 20)) < 0))
+            return bad_url(err);
         r->unix_socket = true;
-        slash = strstr(p, "?db=");
-        snprintf(r->host, sizeof(r->host), "%.*s",
-                 (int)(slash ? (size_t)(slash - p) : strlen(p)), p);
-        if (slash)
-            r->db = strtol(slash + 4, &end, 10);
-        if (r->host[0] != '/' || (slash && (*end || r->db < 0)))
-            goto bad;
+        snprintf(r->host, sizeof(r->host), "%.*s", (int)(end - p), p);
         return 0;
     }
     if (strncmp(url, "redis://", 8) != 0)
-        goto bad;
+        return bad_url(err);
     p = url + 8;
-    at = strchr(p, '@');
+    end = p + strcspn(p, "/"); /* the authority ends at the path */
+    at = memrchr(p, '@', (size_t)(end - p)); /* a password may hold '@' */
     if (at) {
-        if (*p != ':' || (size_t)(at - p - 1) >= sizeof(r->password))
-            goto bad;
+        if (*p != ':' || (size_t)(at - p - 1) >= sizeof(r->password) ||
+            at == p + 1)
+            return bad_url(err);
         snprintf(r->password, sizeof(r->password), "%.*s", (int)(at - p - 1),
                  p + 1);
         p = at + 1;
     }
-    slash = strchr(p, '/');
-    colon = memchr(p, ':', slash ? (size_t)(slash - p) : strlen(p));
+    colon = memchr(p, ':', (size_t)(end - p));
     r->port = 6379;
-    if (colon) {
-        r->port = (int)strtol(colon + 1, &end, 10);
-        if (end == colon + 1 || (*end && *end != '/') || r->port < 1 ||
-            r->port > 65535)
-            goto bad;
-    }
-    snprintf(r->host, sizeof(r->host), "%.*s",
-             (int)(colon   ? colon - p
-                   : slash ? slash - p
-                           : (long)strlen(p)),
-             p);
-    if (slash && slash[1]) {
-        r->db = strtol(slash + 1, &end, 10);
-        if (*end || r->db < 0)
-            goto bad;
-    }
-    if (!r->host[0])
-        goto bad;
+    if (colon && (r->port = (int)whole_number(
+                      colon + 1, (size_t)(end - colon - 1), 65535)) < 1)
+        return bad_url(err);
+    host_len = (size_t)((colon ? colon : end) - p);
+    if (host_len == 0 || host_len >= sizeof(r->host))
+        return bad_url(err);
+    snprintf(r->host, sizeof(r->host), "%.*s", (int)host_len, p);
+    slash = *end == '/' ? end : NULL;
+    if (slash && slash[1] &&
+        (r->db = whole_number(slash + 1, strlen(slash + 1), 1 << 20)) < 0)
+        return bad_url(err);
     return 0;
-bad:
-    return err_set(err, ERR_INVALID,
-                   "cache_redis_url: not redis://[:password@]host[:port][/db] "
-                   "or unix:///path[?db=N]");
+}
+
+/* Under the lock: the connection is broken; rest a while. */
+static void failed(struct cache_redis *r, const char *what, const char *why)
+{
+    if (r->retry_at_ms == 0 || r->stats.errors % 100 == 0)
+        fprintf(stderr, "nbcanvas: redis cache: %s: %s\n", what, why);
+    r->stats.errors++;
+    if (r->conn)
+        redisFree(r->conn);
+    r->conn = NULL;
+    r->retry_at_ms = util_now_ms() + RETRY_AFTER_FAILURE_MS;
+}
+
+/* Under the lock: the answer to a connection's AUTH or SELECT (freed). */
+static bool setup_ok(struct cache_redis *r, const char *what, redisReply *ok)
+{
+    bool good = ok && ok->type != REDIS_REPLY_ERROR;
+
+    if (!good)
+        failed(r, what, ok ? ok->str : r->conn->errstr);
+    freeReplyObject(ok);
+    return good;
+}
+
+/* Under the lock: a connection, made if need be; false while resting
+ * (unless force) or when Redis cannot be reached. */
+static bool connected(struct cache_redis *r, bool force)
+{
+    struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
+
+    if (r->conn)
+        return true;
+    if (!force && util_now_ms() < r->retry_at_ms)
+        return false;
+    r->conn = r->unix_socket ? redisConnectUnixWithTimeout(r->host, tv)
+                             : redisConnectWithTimeout(r->host, r->port, tv);
+    if (!r->conn || r->conn->err || redisSetTimeout(r->conn, tv) != REDIS_OK) {
+        failed(r, "connect", r->conn ? r->conn->errstr : "out of memory");
+        return false;
+    }
+    if (r->password[0] &&
+        !setup_ok(r, "AUTH", redisCommand(r->conn, "AUTH %s", r->password)))
+        return false;
+    if (r->db &&
+        !setup_ok(r, "SELECT", redisCommand(r->conn, "SELECT %ld", r->db)))
+        return false;
+    if (r->retry_at_ms)
+        fprintf(stderr, "nbcanvas: redis cache: connected again\n");
+    r->retry_at_ms = 0;
+    return true;
+}
+
+/* Under the lock: one command; NULL (and counted) when it fails. An error
+ * reply (a full Redis, a wrong type) is counted and logged, and the
+ * connection kept; a broken connection is dropped and rested. */
+static redisReply *command(struct cache_redis *r, bool force, int argc,
+                           const char **argv, const size_t *lens)
+{
+    redisReply *reply;
+
+    if (!connected(r, force))
+        return NULL;
+    reply = redisCommandArgv(r->conn, argc, argv, lens);
+    if (!reply) {
+        failed(r, argv[0], r->conn->errstr);
+        return NULL;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (r->stats.errors++ % 100 == 0)
+            fprintf(stderr, "nbcanvas: redis cache: %s: %s\n", argv[0],
+                    reply->str);
+        freeReplyObject(reply);
+        return NULL;
+    }
+    return reply;
+}
+
+static void key_name(char out[96], const char *kind, const unsigned char k[32])
+{
+    int n = snprintf(out, 96, KEY_PREFIX "%s:", kind);
+
+    for (int i = 0; i < 32; i++)
+        n += snprintf(out + n, (size_t)(96 - n), "%02x", k[i]);
+}
+
+/* Under the lock: the answer; true when there is one worth reading. */
+static bool fetch(struct cache_redis *r, const unsigned char key[32],
+                  char **body, size_t *len, const char **content_type)
+{
+    char name[96], most[24];
+    const char *argv[5] = {"EVAL", GET_CAPPED, "1", name, most};
+    redisReply *reply;
+    const char *nl, *type = NULL;
+    bool found = false;
+
+    key_name(name, "answer", key);
+    snprintf(most, sizeof(most), "%lld", r->max_entry_bytes + 128);
+    reply = command(r, false, 5, argv, NULL);
+    if (reply && reply->type == REDIS_REPLY_STRING &&
+        (nl = memchr(reply->str, '\n', reply->len)))
+        type = formats_content_type(reply->str, (size_t)(nl - reply->str));
+    if (type) {
+        *len = reply->len - (size_t)(nl + 1 - reply->str);
+        *body = xmalloc(*len + 1);
+        memcpy(*body, nl + 1, *len);
+        (*body)[*len] = '\0';
+        *content_type = type;
+        found = true;
+    } else if (reply && reply->type == REDIS_REPLY_STRING) {
+        r->stats.errors++; /* not an answer of ours: ignored */
+    }
+    freeReplyObject(reply);
+    return found;
+}
+
+/* Under the lock: SET the claim NX with a fresh token; true when it is
+ * now ours (and held, for renewal). *down: Redis did not answer. */
+static bool claim(struct cache_redis *r, const unsigned char key[32],
+                  bool *down)
+{
+    char name[96], token[64], ms[24];
+    const char *argv[6] = {"SET", name, token, "NX", "PX", ms};
+    redisReply *reply;
+    bool ours;
+
+    *down = false;
+    if (r->n_held == MAX_CLAIMS)
+        return false; /* run it unclaimed: single flight is an economy */
+    key_name(name, "claim", key);
+    snprintf(token, sizeof(token), "%s-%lu", r->token_prefix,
+             ++r->claims_made);
+    snprintf(ms, sizeof(ms), "%d", CLAIM_TTL_MS);
+    reply = command(r, false, 6, argv, NULL);
+    *down = reply == NULL;
+    ours = reply && reply->type == REDIS_REPLY_STATUS;
+    freeReplyObject(reply);
+    if (ours) {
+        struct held_claim *h = &r->held[r->n_held++];
+
+        memcpy(h->key, key, 32);
+        snprintf(h->token, sizeof(h->token), "%s", token);
+        h->holder = pthread_self();
+    }
+    return ours;
+}
+
+/* Renews every claim held, every RENEW_EVERY_MS, until stopped. */
+static void *renew_claims(void *arg)
+{
+    struct cache_redis *r = arg;
+
+    pthread_mutex_lock(&r->lock);
+    while (!r->stopping) {
+        struct timespec next = util_monotonic_in(RENEW_EVERY_MS);
+
+        pthread_cond_timedwait(&r->stop, &r->lock, &next);
+        for (long i = 0; i < r->n_held && !r->stopping; i++) {
+            char name[96], ms[24];
+            const char *argv[6] = {"EVAL",           RENEW, "1", name,
+                                   r->held[i].token, ms};
+
+            key_name(name, "claim", r->held[i].key);
+            snprintf(ms, sizeof(ms), "%d", CLAIM_TTL_MS);
+            freeReplyObject(command(r, false, 6, argv, NULL));
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
 }
 
 int cache_redis_new(struct cache_redis **out, const char *url, long ttl_s,
@@ -106,11 +322,14 @@ int cache_redis_new(struct cache_redis **out, const char *url, long ttl_s,
         return ERR_INVALID;
     }
     pthread_mutex_init(&r->lock, NULL);
+    util_cond_init_monotonic(&r->stop);
     r->ttl_s = ttl_s;
     r->timeout_ms = timeout_ms;
     r->max_entry_bytes = max_entry_bytes;
     util_uuid(id);
-    snprintf(r->token, sizeof(r->token), "%s", id);
+    snprintf(r->token_prefix, sizeof(r->token_prefix), "%s", id);
+    if (pthread_create(&r->renewer, NULL, renew_claims, r) != 0)
+        abort();
     *out = r;
     return 0;
 }
@@ -119,142 +338,16 @@ void cache_redis_free(struct cache_redis *r)
 {
     if (!r)
         return;
+    pthread_mutex_lock(&r->lock);
+    r->stopping = true;
+    pthread_cond_signal(&r->stop);
+    pthread_mutex_unlock(&r->lock);
+    pthread_join(r->renewer, NULL);
     if (r->conn)
         redisFree(r->conn);
     pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->stop);
     free(r);
-}
-
-/* Under the lock: a failure drops the connection and rests a while. */
-static void failed(struct cache_redis *r, const char *what)
-{
-    if (r->retry_at_ms == 0 || r->stats.errors % 100 == 0)
-        fprintf(stderr, "nbcanvas: redis cache: %s: %s\n", what,
-                r->conn && r->conn->errstr[0] ? r->conn->errstr
-                                              : "no connection");
-    r->stats.errors++;
-    if (r->conn)
-        redisFree(r->conn);
-    r->conn = NULL;
-    r->retry_at_ms = util_now_ms() + RETRY_AFTER_FAILURE_MS;
-}
-
-/* Under the lock: runs one command; NULL (and counted) when Redis fails. */
-static redisReply *command(struct cache_redis *r, int argc, const char **argv,
-                           const size_t *lens)
-{
-    struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
-    redisReply *reply;
-
-    if (!r->conn) {
-        if (util_now_ms() < r->retry_at_ms)
-            return NULL; /* resting: neither an error nor a wait */
-        r->conn = r->unix_socket
-                      ? redisConnectUnixWithTimeout(r->host, tv)
-                      : redisConnectWithTimeout(r->host, r->port, tv);
-        if (!r->conn || r->conn->err ||
-            redisSetTimeout(r->conn, tv) != REDIS_OK) {
-            failed(r, "connect");
-            return NULL;
-        }
-        if (r->password[0] || r->db) {
-            redisReply *ok = NULL;
-
-            if (r->password[0])
-                ok = redisCommand(r->conn, "AUTH %s", r->password);
-            if ((!r->password[0] || (ok && ok->type != REDIS_REPLY_ERROR)) &&
-                r->db) {
-                freeReplyObject(ok);
-                ok = redisCommand(r->conn, "SELECT %ld", r->db);
-            }
-            if (!ok || ok->type == REDIS_REPLY_ERROR) {
-                freeReplyObject(ok);
-                failed(r, "AUTH/SELECT");
-                return NULL;
-            }
-            freeReplyObject(ok);
-        }
-        if (r->retry_at_ms)
-            fprintf(stderr, "nbcanvas: redis cache: connected again\n");
-        r->retry_at_ms = 0;
-    }
-    reply = redisCommandArgv(r->conn, argc, argv, lens);
-    if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        freeReplyObject(reply);
-        failed(r, argv[0]);
-        return NULL;
-    }
-    return reply;
-}
-
-static void key_name(char out[96], const char *kind, const unsigned char k[32])
-{
-    int n = snprintf(out, 96, KEY_PREFIX "%s:", kind);
-
-    for (int i = 0; i < 32; i++)
-        n += snprintf(out + n, (size_t)(96 - n), "%02x", k[i]);
-}
-
-/* Under the lock: one of our own copies of type (NULL: too many kinds). */
-static const char *intern_type(struct cache_redis *r, const char *type,
-                               size_t len)
-{
-    long i;
-
-    if (len >= sizeof(r->types[0]))
-        return NULL;
-    for (i = 0; i < r->n_types; i++)
-        if (strlen(r->types[i]) == len && memcmp(r->types[i], type, len) == 0)
-            return r->types[i];
-    if (r->n_types == MAX_TYPES)
-        return NULL;
-    memcpy(r->types[r->n_types], type, len);
-    r->types[r->n_types][len] = '\0';
-    return r->types[r->n_types++];
-}
-
-/* Under the lock: GET the answer; true when there is one. */
-static bool fetch(struct cache_redis *r, const unsigned char key[32],
-                  char **body, size_t *len, const char **content_type)
-{
-    char name[96];
-    const char *argv[2] = {"GET", name};
-    redisReply *reply;
-    const char *nl, *type;
-    bool found = false;
-
-    key_name(name, "answer", key);
-    reply = command(r, 2, argv, NULL);
-    if (reply && reply->type == REDIS_REPLY_STRING &&
-        (nl = memchr(reply->str, '\n', reply->len)) &&
-        (type = intern_type(r, reply->str, (size_t)(nl - reply->str)))) {
-        *len = reply->len - (size_t)(nl + 1 - reply->str);
-        *body = xmalloc(*len + 1);
-        memcpy(*body, nl + 1, *len);
-        (*body)[*len] = '\0';
-        *content_type = type;
-        found = true;
-    }
-    freeReplyObject(reply);
-    return found;
-}
-
-/* Under the lock: SET the claim NX; true when it is now ours. */
-static bool claim(struct cache_redis *r, const unsigned char key[32],
-                  long long ttl_ms, bool *failed_out)
-{
-    char name[96], ms[24];
-    const char *argv[6] = {"SET", name, r->token, "NX", "PX", ms};
-    redisReply *reply;
-    bool ours;
-
-    key_name(name, "claim", key);
-    snprintf(ms, sizeof(ms), "%lld", ttl_ms > 0 ? ttl_ms : 1);
-    reply = command(r, 6, argv, NULL);
-    *failed_out = reply == NULL;
-    ours = reply && reply->type == REDIS_REPLY_STATUS;
-    freeReplyObject(reply);
-    return ours;
 }
 
 bool cache_redis_get(struct cache_redis *r, const unsigned char key[32],
@@ -290,7 +383,7 @@ enum cache_lookup cache_redis_get_or_claim(struct cache_redis *r,
         if (fetch(r, key, body, len, content_type)) {
             r->stats.hits++;
             result = CACHE_HIT;
-        } else if (claim(r, key, wait_ms, &down)) {
+        } else if (claim(r, key, &down)) {
             r->stats.misses++;
             result = CACHE_CLAIMED;
         } else if (down || !r->conn || (cancel && *cancel) ||
@@ -299,7 +392,7 @@ enum cache_lookup cache_redis_get_or_claim(struct cache_redis *r,
             result = CACHE_MISS;
         } else {
             pthread_mutex_unlock(&r->lock);
-            nanosleep(&pause, NULL); /* another replica runs it */
+            nanosleep(&pause, NULL); /* another request runs it */
             continue;
         }
         pthread_mutex_unlock(&r->lock);
@@ -309,16 +402,23 @@ enum cache_lookup cache_redis_get_or_claim(struct cache_redis *r,
 
 void cache_redis_finish(struct cache_redis *r, const unsigned char key[32])
 {
-    /* only our own claim: one that lapsed may be another's by now */
-    static const char release[] =
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-        "return redis.call('DEL', KEYS[1]) end return 0";
     char name[96];
-    const char *argv[5] = {"EVAL", release, "1", name, r->token};
+    const char *argv[5] = {"EVAL", RELEASE, "1", name, NULL};
 
     key_name(name, "claim", key);
     pthread_mutex_lock(&r->lock);
-    freeReplyObject(command(r, 5, argv, NULL));
+    for (long i = 0; i < r->n_held; i++) {
+        struct held_claim h = r->held[i];
+
+        if (memcmp(h.key, key, 32) != 0 ||
+            !pthread_equal(h.holder, pthread_self()))
+            continue;
+        r->held[i] = r->held[--r->n_held];
+        argv[4] = h.token;
+        /* even while resting: waiters should not sit out the TTL */
+        freeReplyObject(command(r, true, 5, argv, NULL));
+        break;
+    }
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -342,7 +442,7 @@ void cache_redis_put(struct cache_redis *r, const unsigned char key[32],
     for (int i = 0; i < 5; i++)
         lens[i] = i == 2 ? type_len + 1 + len : strlen(argv[i]);
     pthread_mutex_lock(&r->lock);
-    freeReplyObject(command(r, 5, argv, lens));
+    freeReplyObject(command(r, false, 5, argv, lens));
     pthread_mutex_unlock(&r->lock);
     free(value);
 }

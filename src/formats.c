@@ -134,6 +134,24 @@ static int build_zip(const struct formats_input *in, char **body, size_t *len,
     return rc;
 }
 
+/* Each format's Content-Type, by enum render_format. */
+static const char *const CONTENT_TYPES[] = {
+    [FORMAT_HTML] = "text/html; charset=utf-8",
+    [FORMAT_ZIP] = "application/zip",
+    [FORMAT_IPYNB] = "application/x-ipynb+json",
+    [FORMAT_JSON] = "application/json",
+};
+
+const char *formats_content_type(const char *text, size_t len)
+{
+    for (size_t i = 0; i < sizeof(CONTENT_TYPES) / sizeof(CONTENT_TYPES[0]);
+         i++)
+        if (strlen(CONTENT_TYPES[i]) == len &&
+            memcmp(CONTENT_TYPES[i], text, len) == 0)
+            return CONTENT_TYPES[i];
+    return NULL;
+}
+
 int formats_build(enum render_format format, const struct formats_input *in,
                   char **body, size_t *len, const char **content_type,
                   struct err *err)
@@ -151,25 +169,25 @@ int formats_build(enum render_format format, const struct formats_input *in,
             return err_set(err, ERR_INTERNAL, "no page was exported");
         *body = xstrndup(page->data, page->len);
         *len = page->len;
-        *content_type = "text/html; charset=utf-8";
+        *content_type = CONTENT_TYPES[FORMAT_HTML];
         return 0;
     case FORMAT_IPYNB:
         if (!nb)
             return err_set(err, ERR_INTERNAL, "no executed notebook");
         *body = xstrndup(nb->data, nb->len);
         *len = nb->len;
-        *content_type = "application/x-ipynb+json";
+        *content_type = CONTENT_TYPES[FORMAT_IPYNB];
         return 0;
     case FORMAT_JSON:
         if (!in->notebook)
             return err_set(err, ERR_INTERNAL, "no executed notebook");
         *body = result_json(in, NULL, len);
-        *content_type = "application/json";
+        *content_type = CONTENT_TYPES[FORMAT_JSON];
         return 0;
     case FORMAT_ZIP:
         if (!page || !nb || !in->notebook)
             return err_set(err, ERR_INTERNAL, "results are missing");
-        *content_type = "application/zip";
+        *content_type = CONTENT_TYPES[FORMAT_ZIP];
         return build_zip(in, body, len, err);
     }
     return err_set(err, ERR_INTERNAL, "unknown format");

@@ -7,16 +7,18 @@
  * this file. Answers live under nbcanvas:v1:answer:<key> with a TTL
  * (cache_ttl_s); Redis's own memory cap and LRU policy bound the total.
  * Single flight across replicas is a claim, SET nbcanvas:v1:claim:<key>
- * NX PX: the holder runs, the others poll for the answer and take the
- * claim over when it is released or expires (a crashed holder's claim
- * lapses by itself).
+ * NX PX with a token of its own: the holder runs, and a thread renews its
+ * claims every 3 s for 10 s more; the others poll for the answer and take
+ * the claim over when it is released or lapses (a crashed holder's claim
+ * lapses within 10 s).
  *
- * Redis is a cache, never a dependency: every command has a timeout
- * (cache_redis_timeout_ms), a failure counts as an error and a miss, and
- * the connection is not tried again for a second, so a request waits at
- * most one timeout for a Redis that is down or slow. Hits come back by
+ * Redis is a cache, never a dependency: every read or write on its socket
+ * has a timeout (cache_redis_timeout_ms), a broken connection counts as an
+ * error and a miss and is not tried again for a second, so a Redis that is
+ * down costs a request one failed connection at most. Hits come back by
  * themselves when it answers again. One connection serves every thread,
- * under a lock held only for a command.
+ * under a lock held only for a command. What Redis returns is checked
+ * (size, content type) before it is served.
  */
 
 #include <stdatomic.h>
@@ -36,8 +38,8 @@ int cache_redis_new(struct cache_redis **out, const char *url, long ttl_s,
 void cache_redis_free(struct cache_redis *r);
 
 /* As cache_get / cache_get_or_claim / cache_finish / cache_put (cache.h);
- * a content type read back is one of this cache's own copies, valid until
- * cache_redis_free. */
+ * a content type read back is one of formats.h's static strings. A claim
+ * is finished on the thread that made it. */
 bool cache_redis_get(struct cache_redis *r, const unsigned char key[32],
                      char **body, size_t *len, const char **content_type);
 enum cache_lookup cache_redis_get_or_claim(struct cache_redis *r,

@@ -30,6 +30,10 @@ int formats_build(enum render_format format, const struct formats_input *in,
                   char **body, size_t *len, const char **content_type,
                   struct err *err);
 
+/* The static Content-Type string of one of the four formats whose text is
+ * the len bytes at text; NULL for anything else. */
+const char *formats_content_type(const char *text, size_t len);
+
 /* The json format's object (new reference). */
 json_t *formats_result_json(const struct formats_input *in);
 

@@ -82,10 +82,13 @@ TEST(cache_redis__urls)
     struct cache *c = NULL;
     struct err err = ERR_INIT;
     const char *good[] = {"redis://127.0.0.1", "redis://h:6390/2",
-                          "redis://:secret@h:1", "unix:///run/r.sock?db=1"};
-    const char *bad[] = {"http://h",        "redis://",         "redis://h:0",
-                         "redis://h:99999", "redis://h:12x",    "redis://h/x",
-                         "unix://relative", "redis://user:pw@h"};
+                          "redis://:secret@h:1", "redis://:p@ss@h:1/0",
+                          "unix:///run/r.sock?db=1"};
+    const char *bad[] = {
+        "http://h",        "redis://",          "redis://h:0",
+        "redis://h:99999", "redis://h:12x",     "redis://h/x",
+        "unix://relative", "redis://user:pw@h", "redis://h:4294973675",
+        "redis://:@h"};
 
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         CHECK(cache_new_shared(&c, good[i], 1, 100, 1 << 20, &err) == 0);
@@ -124,6 +127,44 @@ TEST(cache_redis__one_replica_puts_another_hits)
     stop_redis(redis);
 }
 
+TEST(cache_redis__what_redis_holds_is_checked_before_it_is_served)
+{
+    pid_t redis = start_redis();
+    struct cache *a = NULL;
+    struct err err = ERR_INIT;
+    struct cache_stats st;
+    const char *type;
+    char *body = NULL, args[512], hex[65];
+    size_t len;
+
+    /* entries of at most 64 KiB (an eighth of 512 KiB) */
+    CHECK(cache_new_shared(&a, url, 60, 200, 512 << 10, &err) == 0);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", KEY[i]);
+    /* a type the service never makes: it would choose how it is served */
+    snprintf(args, sizeof(args),
+             "SET nbcanvas:v1:answer:%s 'Text/HTML\n<script>x</script>'", hex);
+    redis_cli(args);
+    CHECK(!cache_get(a, KEY, &body, &len, &type));
+    /* too long: not even sent */
+    snprintf(args, sizeof(args),
+             "EVAL \"redis.call('SET', KEYS[1], 'application/json' .. "
+             "string.char(10) .. string.rep('x', 200000))\" 1 "
+             "nbcanvas:v1:answer:%s",
+             hex);
+    redis_cli(args);
+    CHECK(!cache_get(a, KEY, &body, &len, &type));
+    cache_stats(a, &st);
+    CHECK(st.errors == 1 && st.misses == 2);
+    /* one of ours */
+    cache_put(a, KEY, "{}", 2, "application/json");
+    CHECK(cache_get(a, KEY, &body, &len, &type));
+    CHECK_STREQ(type, "application/json");
+    free(body);
+    cache_free(a);
+    stop_redis(redis);
+}
+
 struct waiter {
     struct cache *cache;
     long long wait_ms;
@@ -159,7 +200,7 @@ TEST(cache_redis__single_flight_across_replicas)
           CACHE_CLAIMED);
     pthread_create(&t, NULL, wait_for_key, &w);
     usleep(300000); /* b waits on a's claim */
-    cache_put(a, KEY, "answer", 6, "text/plain");
+    cache_put(a, KEY, "answer", 6, "application/json");
     cache_finish(a, KEY);
     pthread_join(t, NULL);
     CHECK(w.got == CACHE_HIT);
@@ -206,13 +247,13 @@ TEST(cache_redis__down_then_back)
     wait_for_key(&w);
     CHECK(w.got == CACHE_MISS);
     CHECK(w.took_ms < 1000);
-    cache_put(a, KEY, "x", 1, "text/plain"); /* resting: no wait */
+    cache_put(a, KEY, "x", 1, "application/json"); /* resting: no wait */
     cache_stats(a, &st);
     CHECK(st.errors >= 1);
     /* back: hits resume by themselves once the rest is over */
     redis = start_redis();
     usleep(1100 * 1000);
-    cache_put(a, KEY, "again", 5, "text/plain");
+    cache_put(a, KEY, "again", 5, "application/json");
     CHECK(cache_get(a, KEY, &body, &len, &type));
     CHECK(len == 5);
     free(body);
