@@ -26,4 +26,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # Debian starts the Redis and HAProxy it installs; the cluster runs its
+    # own (scripts/cluster.sh), so these would only be open ports
+    if [ -d /run/systemd/system ]; then
+        for s in redis-server haproxy; do
+            if [[ " ${missing[*]} " == *" $s "* ]]; then
+                systemctl disable --now "$s" >/dev/null 2>&1 || true
+            fi
+        done
+    fi
 fi

@@ -207,9 +207,14 @@ int service_serve(struct service *svc)
         return 1;
     }
     fprintf(stderr,
-            "nbcanvas: serving on %s://%s (jobs %ld, queue %ld, pool %ld)\n",
+            "nbcanvas: serving on %s://%s as %s (jobs %ld, queue %ld, pool "
+            "%ld, cache %s)\n",
             svc->cfg.tls_cert_file[0] ? "https" : "http", svc->cfg.listen,
-            svc->cfg.max_jobs, svc->cfg.max_queue, svc->cfg.pool_size);
+            svc->owner, svc->cfg.max_jobs, svc->cfg.max_queue,
+            svc->cfg.pool_size,
+            !svc->cache                   ? "off"
+            : cache_is_shared(svc->cache) ? "in Redis"
+                                          : "in memory");
     for (;;) {
         sig = sigtimedwait(&stop, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)

@@ -17,6 +17,7 @@ point is the overhead, not scaling.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -101,7 +102,8 @@ def main():
     keys = os.path.join(folder, "keys.json")
     with open(keys, "w") as f:
         json.dump([json.loads(made.split("entry: ")[1])], f)
-    env = dict(os.environ, NBCANVAS_BINARY=binary, NBCANVAS_KEYS_FILE=keys)
+    env = dict(os.environ, NBCANVAS_BINARY=binary, CLUSTER_KEYS_FILE=keys,
+               CLUSTER_SECRETS_DIR=os.path.join(folder, "secrets"))
     sh("bash", CLUSTER, "up", env=env)
     front = Endpoint(8180, key)
     try:
@@ -113,8 +115,7 @@ def main():
             rates[n] = run_load(front, args.clients, args.seconds)
     finally:
         sh("bash", CLUSTER, "down", env=env)
-        os.unlink(keys)
-        os.rmdir(folder)
+        shutil.rmtree(folder)
 
     lines = [
         "### Through the front: HAProxy and Redis against one plain service (runc)\n",

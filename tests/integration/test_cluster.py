@@ -10,6 +10,7 @@ PLAIN_BINARY).
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -244,7 +245,7 @@ def test_down_leaves_no_service_sandbox_or_swarm(front, api, made_swarm):
               "label=com.docker.stack.namespace=%s" % STACK).split()
     assert not left, left
     sandboxes = [c for c in harness.containers()
-                 if c["Labels"].get("org.nbcanvas.owner", "").startswith("api-")]
+                 if c["Labels"].get("org.nbcanvas.owner", "").startswith(STACK + "_api.")]
     assert not sandboxes, [c["Id"][:12] for c in sandboxes]
     if made_swarm:
         assert state == "inactive", state
@@ -276,7 +277,8 @@ def main():
     keys = os.path.join(folder, "keys.json")
     with open(keys, "w") as f:
         json.dump([entry], f)
-    env = dict(os.environ, NBCANVAS_BINARY=binary, NBCANVAS_KEYS_FILE=keys)
+    env = dict(os.environ, NBCANVAS_BINARY=binary, CLUSTER_KEYS_FILE=keys,
+               CLUSTER_SECRETS_DIR=os.path.join(folder, "secrets"))
     passed = failed = 0
     t0 = time.time()
     up = subprocess.run(["bash", CLUSTER, "up"], env=env, capture_output=True,
@@ -310,8 +312,7 @@ def main():
         failed += 1
         print("FAIL cluster.sh down")
         traceback.print_exc()
-    os.unlink(keys)
-    os.rmdir(folder)
+    shutil.rmtree(folder)
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)
 
