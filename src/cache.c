@@ -20,9 +20,7 @@
 
 struct entry {
     unsigned char key[32];
-    char *body;
-    size_t len;
-    const char *content_type;
+    struct cached answer;
     struct list_node link; /* in recency order, newest first */
 };
 
@@ -83,8 +81,8 @@ static void drop(struct cache *c, struct entry *e)
 {
     list_remove(&e->link);
     c->stats.entries--;
-    c->stats.bytes -= (long long)e->len;
-    free(e->body);
+    c->stats.bytes -= (long long)e->answer.len;
+    free(e->answer.body);
     free(e);
 }
 
@@ -126,7 +124,7 @@ static struct entry *find(struct cache *c, const unsigned char key[32])
 
 /* Under the lock: copies out the answer for key if there is one. */
 static bool take_copy(struct cache *c, const unsigned char key[32],
-                      char **body, size_t *len, const char **content_type)
+                      struct cached *out)
 {
     struct entry *e = find(c, key);
 
@@ -134,23 +132,22 @@ static bool take_copy(struct cache *c, const unsigned char key[32],
         return false;
     list_remove(&e->link);
     list_push_front(&c->entries, &e->link);
-    *body = xmalloc(e->len + 1);
-    memcpy(*body, e->body, e->len);
-    (*body)[e->len] = '\0';
-    *len = e->len;
-    *content_type = e->content_type;
+    *out = e->answer;
+    out->body = xmalloc(e->answer.len + 1);
+    memcpy(out->body, e->answer.body, e->answer.len);
+    out->body[e->answer.len] = '\0';
     return true;
 }
 
-bool cache_get(struct cache *c, const unsigned char key[32], char **body,
-               size_t *len, const char **content_type)
+bool cache_get(struct cache *c, const unsigned char key[32],
+               struct cached *out)
 {
     bool hit;
 
     if (c->shared)
-        return cache_redis_get(c->shared, key, body, len, content_type);
+        return cache_redis_get(c->shared, key, out);
     pthread_mutex_lock(&c->lock);
-    hit = take_copy(c, key, body, len, content_type);
+    hit = take_copy(c, key, out);
     if (hit)
         c->stats.hits++;
     else
@@ -171,8 +168,8 @@ static struct flight **find_flight(struct cache *c,
 }
 
 enum cache_lookup cache_get_or_claim(struct cache *c,
-                                     const unsigned char key[32], char **body,
-                                     size_t *len, const char **content_type,
+                                     const unsigned char key[32],
+                                     struct cached *out,
                                      const atomic_bool *cancel,
                                      long long wait_ms)
 {
@@ -180,13 +177,12 @@ enum cache_lookup cache_get_or_claim(struct cache *c,
     enum cache_lookup result;
 
     if (c->shared)
-        return cache_redis_get_or_claim(c->shared, key, body, len,
-                                        content_type, cancel, wait_ms);
+        return cache_redis_get_or_claim(c->shared, key, out, cancel, wait_ms);
     pthread_mutex_lock(&c->lock);
     for (;;) {
         struct timespec slice;
 
-        if (take_copy(c, key, body, len, content_type)) {
+        if (take_copy(c, key, out)) {
             c->stats.hits++;
             result = CACHE_HIT;
             break;
@@ -233,29 +229,28 @@ void cache_finish(struct cache *c, const unsigned char key[32])
     pthread_mutex_unlock(&c->lock);
 }
 
-void cache_put(struct cache *c, const unsigned char key[32], const char *body,
-               size_t len, const char *content_type)
+void cache_put(struct cache *c, const unsigned char key[32],
+               const struct cached *in)
 {
     struct entry *e;
 
     if (c->shared) {
-        cache_redis_put(c->shared, key, body, len, content_type);
+        cache_redis_put(c->shared, key, in);
         return;
     }
-    if ((long long)len > c->max_bytes / 8)
+    if ((long long)in->len > c->max_bytes / 8)
         return;
     e = xcalloc(1, sizeof(*e));
     memcpy(e->key, key, 32);
-    e->body = xmalloc(len + 1);
-    memcpy(e->body, body, len);
-    e->len = len;
-    e->content_type = content_type;
+    e->answer = *in;
+    e->answer.body = xmalloc(in->len + 1);
+    memcpy(e->answer.body, in->body, in->len);
     pthread_mutex_lock(&c->lock);
     if (find(c, key))
         drop(c, find(c, key));
     list_push_front(&c->entries, &e->link);
     c->stats.entries++;
-    c->stats.bytes += (long long)len;
+    c->stats.bytes += (long long)in->len;
     while (c->stats.bytes > c->max_bytes && oldest(c))
         drop(c, oldest(c));
     pthread_mutex_unlock(&c->lock);

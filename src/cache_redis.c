@@ -1,6 +1,7 @@
 /*
  * The shared result cache in Redis (see cache_redis.h for the design).
- * A stored answer is "<content type>\n<body>", so one GET brings both.
+ * A stored answer is "<content type>\n<body>", or "gzip <content type>\n
+ * <gzip stream>" for one kept compressed, so one GET brings all of it.
  *
  * What Redis hands back is not trusted further than a cache's word: an
  * answer is read only if it is at most max_entry_bytes (Redis checks the
@@ -227,26 +228,32 @@ static void key_name(char out[96], const char *kind, const unsigned char k[32])
 
 /* Under the lock: the answer; true when there is one worth reading. */
 static bool fetch(struct cache_redis *r, const unsigned char key[32],
-                  char **body, size_t *len, const char **content_type)
+                  struct cached *out)
 {
     char name[96], most[24];
     const char *argv[5] = {"EVAL", GET_CAPPED, "1", name, most};
     redisReply *reply;
-    const char *nl, *type = NULL;
-    bool found = false;
+    const char *nl = NULL, *type = NULL, *head;
+    bool found = false, gzipped = false;
 
     key_name(name, "answer", key);
     snprintf(most, sizeof(most), "%lld", r->max_entry_bytes + 128);
     reply = command(r, false, 5, argv, NULL);
     if (reply && reply->type == REDIS_REPLY_STRING &&
-        (nl = memchr(reply->str, '\n', reply->len)))
-        type = formats_content_type(reply->str, (size_t)(nl - reply->str));
+        (nl = memchr(reply->str, '\n', reply->len))) {
+        head = reply->str;
+        gzipped = nl - head > 5 && memcmp(head, "gzip ", 5) == 0;
+        if (gzipped)
+            head += 5;
+        type = formats_content_type(head, (size_t)(nl - head));
+    }
     if (type) {
-        *len = reply->len - (size_t)(nl + 1 - reply->str);
-        *body = xmalloc(*len + 1);
-        memcpy(*body, nl + 1, *len);
-        (*body)[*len] = '\0';
-        *content_type = type;
+        out->len = reply->len - (size_t)(nl + 1 - reply->str);
+        out->body = xmalloc(out->len + 1);
+        memcpy(out->body, nl + 1, out->len);
+        out->body[out->len] = '\0';
+        out->content_type = type;
+        out->gzipped = gzipped;
         found = true;
     } else if (reply && reply->type == REDIS_REPLY_STRING) {
         r->stats.errors++; /* not an answer of ours: ignored */
@@ -351,12 +358,12 @@ void cache_redis_free(struct cache_redis *r)
 }
 
 bool cache_redis_get(struct cache_redis *r, const unsigned char key[32],
-                     char **body, size_t *len, const char **content_type)
+                     struct cached *out)
 {
     bool hit;
 
     pthread_mutex_lock(&r->lock);
-    hit = fetch(r, key, body, len, content_type);
+    hit = fetch(r, key, out);
     if (hit)
         r->stats.hits++;
     else
@@ -367,8 +374,7 @@ bool cache_redis_get(struct cache_redis *r, const unsigned char key[32],
 
 enum cache_lookup cache_redis_get_or_claim(struct cache_redis *r,
                                            const unsigned char key[32],
-                                           char **body, size_t *len,
-                                           const char **content_type,
+                                           struct cached *out,
                                            const atomic_bool *cancel,
                                            long long wait_ms)
 {
@@ -380,7 +386,7 @@ enum cache_lookup cache_redis_get_or_claim(struct cache_redis *r,
         struct timespec pause = {0, POLL_MS * 1000000L};
 
         pthread_mutex_lock(&r->lock);
-        if (fetch(r, key, body, len, content_type)) {
+        if (fetch(r, key, out)) {
             r->stats.hits++;
             result = CACHE_HIT;
         } else if (claim(r, key, &down)) {
@@ -423,24 +429,25 @@ void cache_redis_finish(struct cache_redis *r, const unsigned char key[32])
 }
 
 void cache_redis_put(struct cache_redis *r, const unsigned char key[32],
-                     const char *body, size_t len, const char *content_type)
+                     const struct cached *in)
 {
-    size_t type_len = strlen(content_type);
-    char name[96], ms[24], *value;
+    char name[96], ms[24], head[128], *value;
+    size_t head_len = (size_t)snprintf(head, sizeof(head), "%s%s\n",
+                                       in->gzipped ? "gzip " : "",
+                                       in->content_type);
     const char *argv[5] = {"SET", name, NULL, "PX", ms};
     size_t lens[5];
 
-    if ((long long)len > r->max_entry_bytes)
+    if ((long long)in->len > r->max_entry_bytes || head_len >= sizeof(head))
         return;
-    value = xmalloc(type_len + 1 + len);
-    memcpy(value, content_type, type_len);
-    value[type_len] = '\n';
-    memcpy(value + type_len + 1, body, len);
+    value = xmalloc(head_len + in->len);
+    memcpy(value, head, head_len);
+    memcpy(value + head_len, in->body, in->len);
     key_name(name, "answer", key);
     snprintf(ms, sizeof(ms), "%lld", r->ttl_s * 1000LL);
     argv[2] = value;
     for (int i = 0; i < 5; i++)
-        lens[i] = i == 2 ? type_len + 1 + len : strlen(argv[i]);
+        lens[i] = i == 2 ? head_len + in->len : strlen(argv[i]);
     pthread_mutex_lock(&r->lock);
     freeReplyObject(command(r, false, 5, argv, lens));
     pthread_mutex_unlock(&r->lock);

@@ -142,6 +142,14 @@ static const char *const CONTENT_TYPES[] = {
     [FORMAT_JSON] = "application/json",
 };
 
+bool formats_compressible(const char *content_type, size_t len)
+{
+    return len >= 1024 &&
+           (strncmp(content_type, "text/", 5) == 0 ||
+            strncmp(content_type, "application/json", 16) == 0 ||
+            strncmp(content_type, "application/x-ipynb+json", 24) == 0);
+}
+
 const char *formats_content_type(const char *text, size_t len)
 {
     for (size_t i = 0; i < sizeof(CONTENT_TYPES) / sizeof(CONTENT_TYPES[0]);

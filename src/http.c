@@ -30,6 +30,7 @@
 #include "nbcanvas/buf.h"
 #include "nbcanvas/cache.h"
 #include "nbcanvas/conn_guard.h"
+#include "nbcanvas/formats.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/packages.h"
 #include "nbcanvas/pool.h"
@@ -62,18 +63,8 @@ static void add_header(struct MHD_Response *r, const char *name,
         MHD_add_response_header(r, name, value);
 }
 
-/* Text answers are worth compressing (a page with its images inline
- * shrinks about five times); zips and images are compressed already. */
-#define GZIP_MIN_BYTES 1024
 /* At shutdown, how long cancelled stream jobs get to end. */
 #define STREAMS_STOP_MS 60000
-
-static bool compressible(const char *content_type)
-{
-    return strncmp(content_type, "text/", 5) == 0 ||
-           strncmp(content_type, "application/json", 16) == 0 ||
-           strncmp(content_type, "application/x-ipynb+json", 24) == 0;
-}
 
 /* True when the client's Accept-Encoding names gzip (or *) with a
  * weight above zero. */
@@ -105,11 +96,11 @@ int http_respond(struct MHD_Connection *c, struct exchange *x,
 {
     struct MHD_Response *r;
     struct buf packed = BUF_INIT((size_t)-1);
-    bool gzipped = false;
+    bool gzipped = a->gzipped; /* compressed already (the cache keeps it so) */
     int rc;
 
-    if (x->gzip_ok && a->len >= GZIP_MIN_BYTES &&
-        compressible(a->content_type) &&
+    if (!gzipped && x->gzip_ok &&
+        formats_compressible(a->content_type, a->len) &&
         tarball_gzip(&packed, a->body, a->len, NULL) == 0 &&
         packed.len < a->len) {
         size_t len;
@@ -125,7 +116,7 @@ int http_respond(struct MHD_Connection *c, struct exchange *x,
             a->is_static ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_FREE);
     }
     buf_release(&packed);
-    if (compressible(a->content_type))
+    if (formats_compressible(a->content_type, (size_t)-1)) /* by type */
         add_header(r, "Vary", "Accept-Encoding");
     add_header(r, "Content-Encoding", gzipped ? "gzip" : NULL);
     http_common_headers(r, x, a);
@@ -270,6 +261,7 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
     route = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                         "X-Nbcanvas-Route");
     req.force_cold = route && strcasecmp(route, "cold") == 0;
+    req.gzip_ok = x->gzip_ok;
     req.tenant = x->tenant;
     if (http_wants_stream(c))
         return http_stream_render(s, c, x, &req);
@@ -291,6 +283,7 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
     a.content_type = res.content_type;
     a.body = res.body;
     a.len = res.body_len;
+    a.gzipped = res.gzipped;
     res.body = NULL;
     a.timing = res.server_timing;
     a.cache = res.cache_hit ? "hit" : "miss";

@@ -80,6 +80,7 @@ struct answer {
     char *body; /* taken over (freed) unless is_static */
     size_t len;
     bool is_static;
+    bool gzipped;            /* body is gzip already: Content-Encoding */
     const char *timing;      /* Server-Timing; NULL: the total only */
     const char *csp;         /* Content-Security-Policy */
     bool no_framing;         /* X-Frame-Options: DENY */

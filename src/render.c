@@ -333,8 +333,55 @@ static void cache_put_kept(struct service *svc, struct render_kept *k,
     size_t len;
 
     if (formats_build(FORMAT_ZIP, &in, &zip, &len, &type, NULL) == 0)
-        cache_put(svc->cache, key, zip, len, type);
+        cache_put(svc->cache, key, &(struct cached){zip, len, type, false});
     free(zip);
+}
+
+/* Keeps a fresh answer in the cache, text compressed; a client that takes
+ * gzip gets it as kept (out->gzipped), so compressing costs it nothing
+ * more. */
+static void cache_answer(struct service *svc, const unsigned char key[32],
+                         struct render_result *out, bool gzip_ok)
+{
+    struct cached kept = {out->body, out->body_len, out->content_type, false};
+    struct buf packed = BUF_INIT((size_t)-1);
+
+    if (formats_compressible(out->content_type, out->body_len) &&
+        tarball_gzip(&packed, out->body, out->body_len, NULL) == 0 &&
+        packed.len < out->body_len)
+        kept = (struct cached){packed.data, packed.len, out->content_type,
+                               true};
+    cache_put(svc->cache, key, &kept);
+    if (kept.gzipped && gzip_ok) {
+        free(out->body);
+        out->body = buf_detach(&packed, &out->body_len);
+        out->gzipped = true;
+    }
+    buf_release(&packed);
+}
+
+/* A cache hit into out: as kept when the client takes gzip (or it is not
+ * compressed), else unpacked. False when it cannot be read. */
+static bool answer_from_cache(struct render_result *out, struct cached *hit,
+                              bool gzip_ok)
+{
+    struct buf plain = BUF_INIT((size_t)-1);
+
+    out->content_type = hit->content_type;
+    if (!hit->gzipped || gzip_ok) {
+        out->body = hit->body;
+        out->body_len = hit->len;
+        out->gzipped = hit->gzipped;
+        return true;
+    }
+    if (tarball_gunzip(&plain, hit->body, hit->len, NULL) < 0) {
+        buf_release(&plain);
+        free(hit->body);
+        return false;
+    }
+    free(hit->body);
+    out->body = buf_detach(&plain, &out->body_len);
+    return true;
 }
 
 /* Turns a cached zip (out->body) into out->kept; false when it cannot. */
@@ -412,6 +459,7 @@ int render_run(struct render_result *out, struct service *svc,
     struct render_job job = {.svc = svc, .req = req, .id = request_id};
     enum cache_lookup lookup = CACHE_MISS;
     struct job_slot slot = JOB_SLOT_INIT;
+    struct cached hit = {NULL, 0, NULL, false};
     unsigned char key[32];
     int rc;
 
@@ -420,10 +468,12 @@ int render_run(struct render_result *out, struct service *svc,
     if (svc->cache)
         cache_key(svc, req, key);
     if (svc->cache && req->cache)
-        lookup = cache_get_or_claim(
-            svc->cache, key, &out->body, &out->body_len, &out->content_type,
-            cancel, (req->timeout_s + RENDER_GRACE_S * 2) * 1000LL);
-    if (lookup == CACHE_HIT && req->keep && !kept_from_cache(out, request_id))
+        lookup = cache_get_or_claim(svc->cache, key, &hit, cancel,
+                                    (req->timeout_s + RENDER_GRACE_S * 2) *
+                                        1000LL);
+    if (lookup == CACHE_HIT &&
+        (!answer_from_cache(out, &hit, req->gzip_ok && !req->keep) ||
+         (req->keep && !kept_from_cache(out, request_id))))
         lookup = CACHE_MISS; /* unreadable: run it */
     if (lookup == CACHE_HIT) {
         out->cache_hit = true;
@@ -463,8 +513,7 @@ int render_run(struct render_result *out, struct service *svc,
     if (rc == 0 && svc->cache && req->keep)
         cache_put_kept(svc, out->kept, key);
     else if (rc == 0 && svc->cache)
-        cache_put(svc->cache, key, out->body, out->body_len,
-                  out->content_type);
+        cache_answer(svc, key, out, req->gzip_ok);
     out->warm = job.warm;
     if (rc < 0 && rc != ERR_CELL && job.call.errout.len)
         log_sandbox_stderr(&job);

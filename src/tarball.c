@@ -180,6 +180,34 @@ int tarball_gzip(struct buf *out, const char *data, size_t len,
     return rc;
 }
 
+int tarball_gunzip(struct buf *out, const char *data, size_t len,
+                   struct err *err)
+{
+    struct archive *a = archive_read_new();
+    struct archive_entry *e;
+    char chunk[64 << 10];
+    la_ssize_t n;
+    int rc = 0;
+
+    archive_read_support_filter_gzip(a);
+    archive_read_support_format_raw(a);
+    if (archive_read_open_memory(a, data, len) != ARCHIVE_OK ||
+        archive_read_next_header(a, &e) != ARCHIVE_OK) {
+        rc = err_set(err, ERR_INTERNAL, "gunzip: %s", archive_error_string(a));
+        goto done;
+    }
+    while ((n = archive_read_data(a, chunk, sizeof(chunk))) > 0)
+        if (buf_append(out, chunk, (size_t)n) < 0) {
+            rc = err_set(err, ERR_INTERNAL, "gunzip: too large");
+            goto done;
+        }
+    if (n < 0)
+        rc = err_set(err, ERR_INTERNAL, "gunzip: %s", archive_error_string(a));
+done:
+    archive_read_free(a);
+    return rc;
+}
+
 int tarball_read(struct tar_files *out, const char *data, size_t len,
                  const char *strip, size_t max_files, size_t max_total,
                  struct err *err)

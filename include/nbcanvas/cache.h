@@ -33,14 +33,23 @@ int cache_new_shared(struct cache **out, const char *redis_url, long ttl_s,
                      long timeout_ms, long long max_bytes, struct err *err);
 void cache_free(struct cache *c);
 
-/* Copies the answer for key into *body (caller frees) and its type into
- * *content_type (static storage). False when absent. */
-bool cache_get(struct cache *c, const unsigned char key[32], char **body,
-               size_t *len, const char **content_type);
-/* Stores a copy of body (an answer over an eighth of the cap is not kept).
- * content_type must be static storage. */
-void cache_put(struct cache *c, const unsigned char key[32], const char *body,
-               size_t len, const char *content_type);
+/* An answer as it is kept: text is kept gzip-compressed (a hit then costs
+ * no CPU for the clients that take gzip, and the cache holds five times as
+ * many pages). The content type is static storage. */
+struct cached {
+    char *body; /* owned by whoever was handed it */
+    size_t len;
+    const char *content_type;
+    bool gzipped; /* body is a gzip stream of the answer */
+};
+
+/* Copies the answer for key into *out (caller frees out->body). False
+ * when absent. */
+bool cache_get(struct cache *c, const unsigned char key[32],
+               struct cached *out);
+/* Stores a copy of in (an answer over an eighth of the cap is not kept). */
+void cache_put(struct cache *c, const unsigned char key[32],
+               const struct cached *in);
 
 /* Single flight: identical requests that arrive while one of them runs
  * wait for its answer instead of running again. */
@@ -55,8 +64,8 @@ enum cache_lookup {
  * shared; if it failed (failures are not kept), this request claims the
  * key and runs. */
 enum cache_lookup cache_get_or_claim(struct cache *c,
-                                     const unsigned char key[32], char **body,
-                                     size_t *len, const char **content_type,
+                                     const unsigned char key[32],
+                                     struct cached *out,
                                      const atomic_bool *cancel,
                                      long long wait_ms);
 /* Ends a CACHE_CLAIMED run (after cache_put, or after a failure). */

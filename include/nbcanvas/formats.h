@@ -34,6 +34,11 @@ int formats_build(enum render_format format, const struct formats_input *in,
  * the len bytes at text; NULL for anything else. */
 const char *formats_content_type(const char *text, size_t len);
 
+/* True when an answer of this type and size is worth gzip: text of at
+ * least 1 KiB (a page with its images inline shrinks about five times);
+ * zips and images are compressed already. */
+bool formats_compressible(const char *content_type, size_t len);
+
 /* The json format's object (new reference). */
 json_t *formats_result_json(const struct formats_input *in);
 

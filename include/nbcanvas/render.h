@@ -37,7 +37,8 @@ struct render_result {
     char message[256];
     char server_timing[256];
     bool cache_hit;
-    bool warm; /* ran in a sandbox from the warm pool */
+    bool gzipped; /* body is gzip-encoded (only when req->gzip_ok) */
+    bool warm;    /* ran in a sandbox from the warm pool */
     /* With req->keep, on success: the results (owned), and no body (a
      * cache hit too: the cached zip read back). */
     struct render_kept *kept;

@@ -35,6 +35,7 @@ struct render_request {
     bool cache;
     bool structured; /* chart/table data (default: json and zip) */
     bool force_cold; /* not from the body: skip the warm pool */
+    bool gzip_ok;    /* not from the body: the client takes gzip */
     /* not from the body: keep the results (render_kept) */
     bool keep;
     struct tenant tenant;   /* not from the body: who asked */

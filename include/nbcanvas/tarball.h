@@ -49,6 +49,10 @@ int tarball_write_files(struct buf *out, const struct tar_files *files,
 /* Appends len bytes of data, gzip-compressed (RFC 1952), to out. */
 int tarball_gzip(struct buf *out, const char *data, size_t len,
                  struct err *err);
+/* Appends what the gzip stream of len bytes at data holds to out (its cap
+ * bounds the result). */
+int tarball_gunzip(struct buf *out, const char *data, size_t len,
+                   struct err *err);
 
 /* Reads the regular files of a tar held in memory into out (caller releases
  * with tarball_files_release). strip is a leading folder to drop from every

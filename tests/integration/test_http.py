@@ -174,8 +174,15 @@ def test_idempotency_key_is_not_interpreted(svc):
 
 def test_text_answers_are_gzipped_when_the_client_takes_it(svc):
     import gzip
+    def cache_bytes():
+        for line in svc.get("/metrics").body.decode().splitlines():
+            if line.startswith("nbcanvas_cache_bytes "):
+                return int(line.split()[1])
     body = {"cells": ["import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()"]}
+    before = cache_bytes()
     plain = svc.render(body)
+    # the cache keeps the page compressed
+    assert 0 < cache_bytes() - before < len(plain.body) / 3, (cache_bytes(), before)
     assert plain.status == 200 and plain.header("content-encoding") is None, plain.headers
     assert plain.header("vary") == "Accept-Encoding"
     packed = svc.render(body, headers={"Accept-Encoding": "br, gzip;q=0.8"})
@@ -189,6 +196,15 @@ def test_text_answers_are_gzipped_when_the_client_takes_it(svc):
     assert errors.status == 400 and errors.header("content-encoding") is None  # small
     r = svc.get("/", headers={"Accept-Encoding": "gzip"})
     assert r.header("content-encoding") == "gzip" and b"nbcanvas" in gzip.decompress(r.body)
+    # a fresh render asked with gzip: the same page, compressed; then plain
+    body = {"cells": ["print('%s')" % ("x" * 3000)]}
+    packed = svc.render(body, headers={"Accept-Encoding": "gzip"})
+    assert packed.header("content-encoding") == "gzip", packed.headers
+    assert packed.header("x-nbcanvas-cache") == "miss"
+    plain = svc.render(body)
+    assert plain.header("x-nbcanvas-cache") == "hit"
+    assert plain.header("content-encoding") is None
+    assert gzip.decompress(packed.body) == plain.body and b"xxxxxxxx" in plain.body
 
 
 def test_metrics(svc):

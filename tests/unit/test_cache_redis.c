@@ -77,6 +77,44 @@ static struct cache *replica(void)
 
 static const unsigned char KEY[32] = {7, 7, 7};
 
+/* The calls in the shape the tests read best: body, length and type. */
+static bool get(struct cache *c, const unsigned char key[32], char **body,
+                size_t *len, const char **type)
+{
+    struct cached got;
+    bool hit = cache_get(c, key, &got);
+
+    if (hit) {
+        *body = got.body;
+        *len = got.len;
+        *type = got.content_type;
+    }
+    return hit;
+}
+
+static enum cache_lookup get_or_claim(struct cache *c,
+                                      const unsigned char key[32], char **body,
+                                      size_t *len, const char **type,
+                                      const atomic_bool *cancel,
+                                      long long wait_ms)
+{
+    struct cached got = {NULL, 0, NULL, false};
+    enum cache_lookup r = cache_get_or_claim(c, key, &got, cancel, wait_ms);
+
+    if (r == CACHE_HIT) {
+        *body = got.body;
+        *len = got.len;
+        *type = got.content_type;
+    }
+    return r;
+}
+
+static void put(struct cache *c, const unsigned char key[32], const char *body,
+                size_t len, const char *type)
+{
+    cache_put(c, key, &(struct cached){(char *)body, len, type, false});
+}
+
 TEST(cache_redis__urls)
 {
     struct cache *c = NULL;
@@ -111,17 +149,29 @@ TEST(cache_redis__one_replica_puts_another_hits)
     char *body = NULL;
     size_t len;
 
-    CHECK(!cache_get(b, KEY, &body, &len, &type));
-    cache_put(a, KEY, "<p>\n\0x", 6, "text/html; charset=utf-8");
-    CHECK(cache_get(b, KEY, &body, &len, &type));
+    CHECK(!get(b, KEY, &body, &len, &type));
+    put(a, KEY, "<p>\n\0x", 6, "text/html; charset=utf-8");
+    CHECK(get(b, KEY, &body, &len, &type));
     CHECK(len == 6 && memcmp(body, "<p>\n\0x", 6) == 0);
     CHECK_STREQ(type, "text/html; charset=utf-8");
     free(body);
     cache_stats(b, &st);
     CHECK(st.hits == 1 && st.misses == 1 && st.errors == 0);
+    /* kept compressed: handed back as kept, to another replica too */
+    cache_put(
+        a, KEY,
+        &(struct cached){(char *)"\x1f\x8bzz", 4, "application/json", true});
+    {
+        struct cached got;
+
+        CHECK(cache_get(b, KEY, &got));
+        CHECK(got.gzipped && got.len == 4);
+        CHECK_STREQ(got.content_type, "application/json");
+        free(got.body);
+    }
     /* the TTL is Redis's: set on every answer */
     redis_cli("FLUSHALL");
-    CHECK(!cache_get(b, KEY, &body, &len, &type));
+    CHECK(!get(b, KEY, &body, &len, &type));
     cache_free(a);
     cache_free(b);
     stop_redis(redis);
@@ -145,7 +195,7 @@ TEST(cache_redis__what_redis_holds_is_checked_before_it_is_served)
     snprintf(args, sizeof(args),
              "SET nbcanvas:v1:answer:%s 'Text/HTML\n<script>x</script>'", hex);
     redis_cli(args);
-    CHECK(!cache_get(a, KEY, &body, &len, &type));
+    CHECK(!get(a, KEY, &body, &len, &type));
     /* too long: not even sent */
     snprintf(args, sizeof(args),
              "EVAL \"redis.call('SET', KEYS[1], 'application/json' .. "
@@ -153,12 +203,12 @@ TEST(cache_redis__what_redis_holds_is_checked_before_it_is_served)
              "nbcanvas:v1:answer:%s",
              hex);
     redis_cli(args);
-    CHECK(!cache_get(a, KEY, &body, &len, &type));
+    CHECK(!get(a, KEY, &body, &len, &type));
     cache_stats(a, &st);
     CHECK(st.errors == 1 && st.misses == 2);
     /* one of ours */
-    cache_put(a, KEY, "{}", 2, "application/json");
-    CHECK(cache_get(a, KEY, &body, &len, &type));
+    put(a, KEY, "{}", 2, "application/json");
+    CHECK(get(a, KEY, &body, &len, &type));
     CHECK_STREQ(type, "application/json");
     free(body);
     cache_free(a);
@@ -180,8 +230,8 @@ static void *wait_for_key(void *arg)
     size_t len;
     long long t0 = util_now_ms();
 
-    w->got = cache_get_or_claim(w->cache, KEY, &w->body, &len, &type, NULL,
-                                w->wait_ms);
+    w->got = get_or_claim(w->cache, KEY, &w->body, &len, &type, NULL,
+                          w->wait_ms);
     w->took_ms = util_now_ms() - t0;
     return NULL;
 }
@@ -196,11 +246,11 @@ TEST(cache_redis__single_flight_across_replicas)
     char *body = NULL;
     size_t len;
 
-    CHECK(cache_get_or_claim(a, KEY, &body, &len, &type, NULL, 5000) ==
+    CHECK(get_or_claim(a, KEY, &body, &len, &type, NULL, 5000) ==
           CACHE_CLAIMED);
     pthread_create(&t, NULL, wait_for_key, &w);
     usleep(300000); /* b waits on a's claim */
-    cache_put(a, KEY, "answer", 6, "application/json");
+    put(a, KEY, "answer", 6, "application/json");
     cache_finish(a, KEY);
     pthread_join(t, NULL);
     CHECK(w.got == CACHE_HIT);
@@ -247,14 +297,14 @@ TEST(cache_redis__down_then_back)
     wait_for_key(&w);
     CHECK(w.got == CACHE_MISS);
     CHECK(w.took_ms < 1000);
-    cache_put(a, KEY, "x", 1, "application/json"); /* resting: no wait */
+    put(a, KEY, "x", 1, "application/json"); /* resting: no wait */
     cache_stats(a, &st);
     CHECK(st.errors >= 1);
     /* back: hits resume by themselves once the rest is over */
     redis = start_redis();
     usleep(1100 * 1000);
-    cache_put(a, KEY, "again", 5, "application/json");
-    CHECK(cache_get(a, KEY, &body, &len, &type));
+    put(a, KEY, "again", 5, "application/json");
+    CHECK(get(a, KEY, &body, &len, &type));
     CHECK(len == 5);
     free(body);
     cache_free(a);
