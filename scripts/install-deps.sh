@@ -13,6 +13,8 @@ packages=(
     python3-pip
     # the cluster (scripts/cluster.sh): the shared cache and the front
     libhiredis-dev redis-server haproxy
+    # plotly.js minified when the notebook image is built
+    terser
 )
 
 missing=()
