@@ -53,7 +53,13 @@ import sys
 import time
 import traceback
 
+# The debugger is never used in a sandbox, and jupyter_client's lookup of
+# the python3 kernel spec imports it through ipykernel (0.1 CPU-s of every
+# sandbox); the kernel itself is started without it too (nbcanvas_kernel.py).
+sys.modules.setdefault("debugpy", None)
+
 WORKDIR = "/home/sandbox"
+KERNEL_LAUNCHER = "/opt/nbcanvas/nbcanvas_kernel.py"
 JOBDIR = os.path.join(WORKDIR, ".nbcanvas")
 
 # The root is read-only: everything Jupyter, IPython and matplotlib write
@@ -138,6 +144,9 @@ def start_kernel(kernel_name, preload):
     from nbclient.util import run_sync
 
     km = AsyncKernelManager(kernel_name=kernel_name)
+    argv = km.kernel_spec.argv  # the spec is loaded once and kept
+    if argv[1:3] == ["-m", "ipykernel_launcher"]:
+        argv[1:3] = [KERNEL_LAUNCHER]  # without debugpy and jedi
     # nbclient's own default: history in memory, not in a sqlite file that
     # every cell would write to.
     run_sync(km.start_kernel)(
