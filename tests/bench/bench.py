@@ -139,10 +139,18 @@ def sequential(svc, baseline, name, runs):
     return res
 
 
+def pool_metric(svc, name):
+    for line in svc.get("/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    return 0
+
+
 def back_to_back(svc, n):
     """n distinct chart renders in a row with no pause, as a person re-running
-    a cell would: (seconds, warm or cold) of each."""
-    wait_pool(svc, 2)
+    a cell would: (seconds, warm or cold) of each. Starts once the pool is
+    as deep as it is now (its target) and full."""
+    wait_pool(svc, pool_metric(svc, "nbcanvas_pool_size"))
     out = []
     for i in range(n):
         t0 = time.perf_counter()
@@ -221,8 +229,12 @@ def main():
             print("sequential:", name, flush=True)
             results[name] = sequential(svc, baseline, name, args.runs)
 
+        # the first burst finds the pool at its floor; the demand deepens
+        # it, and the second finds it as deep as that made it
         print("back to back", flush=True)
         b2b = back_to_back(svc, args.back_to_back)
+        depth_after_first = pool_metric(svc, "nbcanvas_pool_size")
+        b2b_again = back_to_back(svc, args.back_to_back)
 
         print("throughput: baseline", flush=True)
         cpu0 = cpu_busy_seconds()
@@ -236,9 +248,15 @@ def main():
             r = svc.render(request_body("chart", "tp-%d-%d-%f" % (i, k, time.time())))
             assert r.status == 200, r
             return r.header("x-nbcanvas-sandbox")
+        stock0 = pool_idle(svc)
         cpu0 = cpu_busy_seconds()
         c_done, c_secs = throughput(nb_call, args.clients, args.seconds)
-        c_cpu = (cpu_busy_seconds() - cpu0) / max(1, len(c_done))
+        c_cpu_all = cpu_busy_seconds() - cpu0
+        stock1 = pool_idle(svc)
+        # sandboxes made before the window and used in it were not paid
+        # for in it: they do not count (a stock that grew is not credited)
+        c_net = len(c_done) - max(0, stock0 - stock1)
+        c_cpu = c_cpu_all / max(1, c_net)
         peak_rss = rss_kb(svc.proc.pid)
     finally:
         baseline.close()
@@ -255,24 +273,32 @@ def main():
                         for k in "abcd"]
         row += ["%.3f" % (pct(r["c"], 50) / a50), "%.3f" % (pct(r["c"], 95) / a50)]
         lines.append("| " + " | ".join(row) + " |")
+    b2b_p90 = None
     if "chart" in results and b2b:
-        times = [t for t, _ in b2b]
         a50 = pct(results["chart"]["a"], 50)
-        lines.append("")
-        lines.append("Back to back, chart, %d distinct renders in a row with no pause: p50 %s ms, "
-                     "p90 %s ms (%.3f / %.3f of (a) p50); %d of them cold; in order: %s."
-                     % (len(b2b), fmt_ms(pct(times, 50)), fmt_ms(pct(times, 90)),
-                        pct(times, 50) / a50, pct(times, 90) / a50,
-                        sum(1 for _, k in b2b if k == "cold"),
-                        ", ".join("%s %s" % (fmt_ms(t), k) for t, k in b2b)))
+        for label, series in (("first burst, the pool at its floor (%d)" % 2, b2b),
+                              ("second burst, the pool as deep as the first made it "
+                               "(%d)" % depth_after_first, b2b_again)):
+            times = [t for t, _ in series]
+            lines.append("")
+            lines.append("Back to back, chart, %d distinct renders in a row with no pause, %s: "
+                         "p50 %s ms, p90 %s ms (%.3f / %.3f of (a) p50); %d of them cold; "
+                         "in order: %s."
+                         % (len(series), label, fmt_ms(pct(times, 50)), fmt_ms(pct(times, 90)),
+                            pct(times, 50) / a50, pct(times, 90) / a50,
+                            sum(1 for _, k in series if k == "cold"),
+                            ", ".join("%s %s" % (fmt_ms(t), k) for t, k in series)))
+            b2b_p90 = pct(times, 90) / a50
     a_tp = len(a_done) / a_secs
-    c_tp = len(c_done) / c_secs
+    c_tp = c_net / c_secs
     warm_share = sum(1 for k in c_done if k == "warm") / max(1, len(c_done))
     lines.append("")
     lines.append("Throughput, chart workload, %d concurrent clients for %d s: "
                  "(a) %.2f renders/s; nbcanvas (no cache) %.2f renders/s = **%.2fx** "
-                 "(%.0f%% of them warm, the rest cold when the pool was empty)."
-                 % (args.clients, args.seconds, a_tp, c_tp, c_tp / a_tp, warm_share * 100))
+                 "(%.0f%% of them warm, the rest cold when the pool was empty), counted "
+                 "net of the pool's stock: %d renders, idle sandboxes %d before and %d after."
+                 % (args.clients, args.seconds, a_tp, c_tp, c_tp / a_tp, warm_share * 100,
+                    len(c_done), stock0, stock1))
     lines.append("")
     lines.append("CPU per render during those runs (all processes, from /proc/stat): "
                  "(a) %.2f CPU-s, nbcanvas %.2f CPU-s. With %d cores busy in both runs, "
@@ -285,13 +311,16 @@ def main():
     if chart:
         a50 = pct(chart["a"], 50)
         lines.append("")
-        lines.append("Targets (chart): warm p50 <= 0.08 x (a) p50: %.3f %s; warm p95 <= 0.15 x (a) p50: "
-                     "%.3f %s; cache hit p50 < 10 ms: %.1f ms %s; throughput >= 2x: %.2fx %s; "
+        lines.append("Targets (chart): warm p50 <= 0.08 x (a) p50: %.3f %s; back-to-back p90 "
+                     "(second burst) <= 0.15 x (a) p50: %s %s; cache hit p50 < 10 ms: %.1f ms %s; "
+                     "throughput >= 3x: %.2fx %s; about 1 CPU-s or less per render: %.2f %s; "
                      "idle RSS < 30 MB: %.1f MB %s."
                      % (pct(chart["c"], 50) / a50, "met" if pct(chart["c"], 50) / a50 <= 0.08 else "NOT met",
-                        pct(chart["c"], 95) / a50, "met" if pct(chart["c"], 95) / a50 <= 0.15 else "NOT met",
+                        "%.3f" % b2b_p90 if b2b_p90 is not None else "-",
+                        "met" if b2b_p90 is not None and b2b_p90 <= 0.15 else "NOT met",
                         pct(chart["d"], 50) * 1000, "met" if pct(chart["d"], 50) < 0.01 else "NOT met",
-                        c_tp / a_tp, "met" if c_tp / a_tp >= 2 else "NOT met",
+                        c_tp / a_tp, "met" if c_tp / a_tp >= 3 else "NOT met",
+                        c_cpu, "met" if c_cpu <= 1.1 else "NOT met",
                         idle_rss / 1024, "met" if idle_rss < 30 * 1024 else "NOT met"))
     report = "\n".join(lines) + "\n"
     print(report)
