@@ -198,6 +198,15 @@ def rss_kb(pid):
     return 0
 
 
+def write_report(lines, out):
+    """Prints the report and appends it to the file out (if given)."""
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if out:
+        with open(out, "a") as f:
+            f.write("\n" + report)
+
+
 def fmt_ms(v):
     return "%.0f" % (v * 1000) if v >= 0.01 else "%.1f" % (v * 1000)
 
@@ -322,11 +331,7 @@ def main():
                         c_tp / a_tp, "met" if c_tp / a_tp >= 3 else "NOT met",
                         c_cpu, "met" if c_cpu <= 1.1 else "NOT met",
                         idle_rss / 1024, "met" if idle_rss < 30 * 1024 else "NOT met"))
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write("\n" + report)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

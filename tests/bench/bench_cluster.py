@@ -25,7 +25,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench import cpu_busy_seconds, fmt_ms, pct, request_body, throughput, wait_pool  # noqa: E402
+from bench import write_report, cpu_busy_seconds, fmt_ms, pct, request_body, throughput, wait_pool  # noqa: E402
 from harness import REPO, Service  # noqa: E402
 
 CLUSTER = os.path.join(REPO, "scripts", "cluster.sh")
@@ -141,11 +141,7 @@ def main():
         "--clients %d --hits %d --out docs/BENCHMARKS.md`."
         % (args.seconds, args.clients, args.hits),
     ]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write("\n" + report)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

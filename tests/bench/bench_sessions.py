@@ -20,7 +20,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench import Baseline, fmt_ms, pct, wait_pool  # noqa: E402
+from bench import write_report, Baseline, fmt_ms, pct, wait_pool  # noqa: E402
 from harness import Service  # noqa: E402
 
 STEPS = ["import pandas as pd\nimport numpy as np\n"
@@ -96,11 +96,7 @@ def main():
              "",
              "Command: `python3 tests/bench/bench_sessions.py build/nbcanvas --runs %d "
              "--out docs/BENCHMARKS.md`." % args.runs]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write("\n" + report)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench import cpu_busy_seconds  # noqa: E402
+from bench import write_report, cpu_busy_seconds  # noqa: E402
 
 IMAGE = "nbcanvas/python:latest"
 STAGES = ["engine", "python", "imports", "kernel", "preload", "execute", "export"]
@@ -112,11 +112,7 @@ def main():
                  % " | ".join("**%.2f**" % results[rt]["export"] for rt in runtimes))
     lines += ["", "Command: `python3 tests/bench/profile_sandbox.py --runs %d --runtimes %s"
               " --out docs/BENCHMARKS.md`." % (args.runs, args.runtimes)]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write("\n" + report)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
  * folder: two cache objects stand for two replicas.
  */
 #include "../check.h"
+#include "cache_calls.h"
 #include "nbcanvas/cache.h"
 #include "nbcanvas/util.h"
 
@@ -76,44 +77,6 @@ static struct cache *replica(void)
 }
 
 static const unsigned char KEY[32] = {7, 7, 7};
-
-/* The calls in the shape the tests read best: body, length and type. */
-static bool get(struct cache *c, const unsigned char key[32], char **body,
-                size_t *len, const char **type)
-{
-    struct cached got;
-    bool hit = cache_get(c, key, &got);
-
-    if (hit) {
-        *body = got.body;
-        *len = got.len;
-        *type = got.content_type;
-    }
-    return hit;
-}
-
-static enum cache_lookup get_or_claim(struct cache *c,
-                                      const unsigned char key[32], char **body,
-                                      size_t *len, const char **type,
-                                      const atomic_bool *cancel,
-                                      long long wait_ms)
-{
-    struct cached got = {NULL, 0, NULL, false};
-    enum cache_lookup r = cache_get_or_claim(c, key, &got, cancel, wait_ms);
-
-    if (r == CACHE_HIT) {
-        *body = got.body;
-        *len = got.len;
-        *type = got.content_type;
-    }
-    return r;
-}
-
-static void put(struct cache *c, const unsigned char key[32], const char *body,
-                size_t len, const char *type)
-{
-    cache_put(c, key, &(struct cached){(char *)body, len, type, false});
-}
 
 TEST(cache_redis__urls)
 {
