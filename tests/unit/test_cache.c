@@ -13,9 +13,9 @@ static const unsigned char KEY_B[32] = {2};
 TEST(cache__lru_evicts_the_oldest)
 {
     struct cache *c = cache_new(8 * 100);
-    const char *type;
-    char big[100], *body;
-    size_t len;
+    const char *type = NULL;
+    char big[100], *body = NULL;
+    size_t len = 0;
     unsigned char key[32] = {0};
     int i;
 
@@ -45,8 +45,8 @@ struct waiter {
 static void *wait_for_a(void *arg)
 {
     struct waiter *w = arg;
-    const char *type;
-    size_t len;
+    const char *type = NULL;
+    size_t len = 0;
 
     w->got = get_or_claim(w->cache, KEY_A, &w->body, &len, &type, &w->cancel,
                           w->wait_ms);
@@ -58,9 +58,9 @@ TEST(cache__single_flight_shares_the_answer)
 {
     struct cache *c = cache_new(1 << 20);
     struct waiter w = {c, false, 10000, CACHE_MISS, NULL};
-    const char *type;
-    char *body;
-    size_t len;
+    const char *type = NULL;
+    char *body = NULL;
+    size_t len = 0;
     pthread_t t;
 
     CHECK(get_or_claim(c, KEY_A, &body, &len, &type, NULL, 0) ==
@@ -85,9 +85,9 @@ TEST(cache__single_flight_after_a_failure_claims)
 {
     struct cache *c = cache_new(1 << 20);
     struct waiter w = {c, false, 10000, CACHE_MISS, NULL};
-    const char *type;
-    char *body;
-    size_t len;
+    const char *type = NULL;
+    char *body = NULL;
+    size_t len = 0;
     pthread_t t;
 
     CHECK(get_or_claim(c, KEY_A, &body, &len, &type, NULL, 0) ==
@@ -107,9 +107,9 @@ TEST(cache__single_flight_gives_up)
     struct cache *c = cache_new(1 << 20);
     struct waiter timed = {c, false, 300, CACHE_HIT, NULL};
     struct waiter cancelled = {c, false, 60000, CACHE_HIT, NULL};
-    const char *type;
-    char *body;
-    size_t len;
+    const char *type = NULL;
+    char *body = NULL;
+    size_t len = 0;
     pthread_t t1, t2;
 
     CHECK(get_or_claim(c, KEY_A, &body, &len, &type, NULL, 0) ==

@@ -108,9 +108,9 @@ TEST(cache_redis__one_replica_puts_another_hits)
     pid_t redis = start_redis();
     struct cache *a = replica(), *b = replica();
     struct cache_stats st;
-    const char *type;
+    const char *type = NULL;
     char *body = NULL;
-    size_t len;
+    size_t len = 0;
 
     CHECK(!get(b, KEY, &body, &len, &type));
     put(a, KEY, "<p>\n\0x", 6, "text/html; charset=utf-8");
@@ -146,9 +146,9 @@ TEST(cache_redis__what_redis_holds_is_checked_before_it_is_served)
     struct cache *a = NULL;
     struct err err = ERR_INIT;
     struct cache_stats st;
-    const char *type;
+    const char *type = NULL;
     char *body = NULL, args[512], hex[65];
-    size_t len;
+    size_t len = 0;
 
     /* entries of at most 64 KiB (an eighth of 512 KiB) */
     CHECK(cache_new_shared(&a, url, 60, 200, 512 << 10, &err) == 0);
@@ -189,8 +189,8 @@ struct waiter {
 static void *wait_for_key(void *arg)
 {
     struct waiter *w = arg;
-    const char *type;
-    size_t len;
+    const char *type = NULL;
+    size_t len = 0;
     long long t0 = util_now_ms();
 
     w->got = get_or_claim(w->cache, KEY, &w->body, &len, &type, NULL,
@@ -205,9 +205,9 @@ TEST(cache_redis__single_flight_across_replicas)
     struct cache *a = replica(), *b = replica();
     struct waiter w = {b, 5000, CACHE_MISS, 0, NULL};
     pthread_t t;
-    const char *type;
+    const char *type = NULL;
     char *body = NULL;
-    size_t len;
+    size_t len = 0;
 
     CHECK(get_or_claim(a, KEY, &body, &len, &type, NULL, 5000) ==
           CACHE_CLAIMED);
@@ -251,9 +251,9 @@ TEST(cache_redis__down_then_back)
     struct cache *a = replica();
     struct waiter w = {a, 5000, CACHE_HIT, 0, NULL};
     struct cache_stats st;
-    const char *type;
+    const char *type = NULL;
     char *body = NULL;
-    size_t len;
+    size_t len = 0;
 
     stop_redis(redis);
     /* down: a miss at once, counted as an error, no claim */
