@@ -83,8 +83,9 @@ struct pool {
     pthread_t threads[POOL_MAX_THREADS];
     struct refiller refillers[POOL_MAX_THREADS];
     int nthreads;
-    long waiting;             /* requests waiting for a start under way */
-    long capacity;            /* of idle[] */
+    long waiting;  /* requests waiting for a start under way */
+    long capacity; /* of idle[] */
+    long checking; /* idle ones out of idle[] while check_idle looks */
     bool ceiling_from_memory; /* max_size waits for a measured footprint */
     long long last_empty_ms;  /* a request found no idle sandbox */
     long long last_shrink_ms;
@@ -187,22 +188,28 @@ static void measure_footprint(struct pool *p, struct sandbox *sb)
     long long bytes = sandbox_memory_bytes(sb);
     long most;
 
-    if (bytes <= 0)
-        return;
+    if (bytes <= 0) {
+        /* the engine cannot say: the sandbox's limit is an upper bound */
+        fprintf(stderr, "nbcanvas: pool: an idle sandbox's memory cannot be "
+                        "measured; sizing by its limit\n");
+        bytes = p->cfg->render_limits.memory_bytes;
+    }
     most = (long)(p->cfg->pool_memory_share * (double)ram / (double)bytes);
     if (most > p->capacity)
         most = p->capacity;
     pthread_mutex_lock(&p->lock);
     p->stats.footprint_bytes = bytes;
     p->stats.max_size = most > p->stats.min_size ? most : p->stats.min_size;
-    p->ceiling_from_memory = false;
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Under the lock: a request found no idle sandbox; deepen the pool. */
+/* Under the lock: a request found no idle sandbox; deepen the pool (not
+ * while starts fail: the engine's return would start them all at once). */
 static void grow(struct pool *p)
 {
     p->last_empty_ms = util_now_ms();
+    if (p->last_empty_ms < p->retry_at_ms)
+        return;
     p->stats.size += POOL_GROW_STEP;
     if (p->stats.size > p->stats.max_size)
         p->stats.size = p->stats.max_size;
@@ -245,16 +252,20 @@ static void check_idle(struct pool *p)
         struct idle_sandbox s = p->idle[i];
         bool old = now - s.ready_at_ms > POOL_MAX_IDLE_S * 1000LL;
 
-        /* Take it out while it is checked, so nobody is handed it. */
+        /* Take it out while it is checked, so nobody is handed it; it
+         * still counts, so no other thread starts one in its place. */
         p->idle[i] = p->idle[--p->stats.idle];
+        p->checking++;
         pthread_mutex_unlock(&p->lock);
         if (old || !sandbox_is_running(&s.sb)) {
             sandbox_destroy(&s.sb);
             pthread_mutex_lock(&p->lock);
+            p->checking--;
             p->stats.replaced++;
             continue;
         }
         pthread_mutex_lock(&p->lock);
+        p->checking--;
         p->idle[p->stats.idle++] = s;
         i++;
     }
@@ -282,7 +293,7 @@ static void *refill(void *arg)
         struct err err = ERR_INIT;
         long long t0;
         long delay;
-        bool need;
+        bool need, measure;
         int rc;
 
         if (me->index == 0 &&
@@ -292,7 +303,8 @@ static void *refill(void *arg)
         }
         t0 = util_now_ms();
         pthread_mutex_lock(&p->lock);
-        need = p->stats.idle + p->stats.starting < p->stats.size &&
+        need = p->stats.idle + p->stats.starting + p->checking <
+                   p->stats.size &&
                t0 >= p->retry_at_ms;
         if (need) {
             p->stats.starting++;
@@ -304,7 +316,11 @@ static void *refill(void *arg)
             continue;
         }
         rc = start_one(p, &sb, &err);
-        if (rc == 0 && p->ceiling_from_memory)
+        pthread_mutex_lock(&p->lock);
+        measure = rc == 0 && p->ceiling_from_memory;
+        p->ceiling_from_memory = p->ceiling_from_memory && !measure; /* once */
+        pthread_mutex_unlock(&p->lock);
+        if (measure)
             measure_footprint(p, &sb);
         pthread_mutex_lock(&p->lock);
         p->stats.starting--;

@@ -361,13 +361,21 @@ static void cache_answer(struct service *svc, const unsigned char key[32],
 }
 
 /* A cache hit into out: as kept when the client takes gzip (or it is not
- * compressed), else unpacked. False when it cannot be read. */
+ * compressed), else unpacked, to at most `most` bytes (the cache may be a
+ * Redis that others can write to: no gzip bomb). False when it cannot be
+ * read. */
 static bool answer_from_cache(struct render_result *out, struct cached *hit,
-                              bool gzip_ok)
+                              bool gzip_ok, size_t most)
 {
-    struct buf plain = BUF_INIT((size_t)-1);
+    struct buf plain = BUF_INIT(most);
+    const unsigned char *magic = (const unsigned char *)hit->body;
 
     out->content_type = hit->content_type;
+    if (hit->gzipped &&
+        (hit->len < 18 || magic[0] != 0x1f || magic[1] != 0x8b)) {
+        free(hit->body); /* not a gzip stream */
+        return false;
+    }
     if (!hit->gzipped || gzip_ok) {
         out->body = hit->body;
         out->body_len = hit->len;
@@ -472,7 +480,8 @@ int render_run(struct render_result *out, struct service *svc,
                                     (req->timeout_s + RENDER_GRACE_S * 2) *
                                         1000LL);
     if (lookup == CACHE_HIT &&
-        (!answer_from_cache(out, &hit, req->gzip_ok && !req->keep) ||
+        (!answer_from_cache(out, &hit, req->gzip_ok && !req->keep,
+                            (size_t)svc->cfg.max_result_bytes) ||
          (req->keep && !kept_from_cache(out, request_id))))
         lookup = CACHE_MISS; /* unreadable: run it */
     if (lookup == CACHE_HIT) {

@@ -432,9 +432,10 @@ long long sandbox_memory_bytes(struct sandbox *sb)
     mem = json_object_get(stats, "memory_stats");
     detail = json_object_get(mem, "stats");
     usage = json_integer_value(json_object_get(mem, "usage"));
-    /* the page cache is not the sandbox's to keep: cgroup v1 "cache",
-     * v2 "inactive_file" (what `docker stats` leaves out too) */
-    reclaimable = json_integer_value(json_object_get(detail, "cache"));
+    /* what `docker stats` leaves out: the inactive page cache (cgroup v1
+     * "total_inactive_file", v2 "inactive_file"); tmpfs pages stay in */
+    reclaimable = json_integer_value(
+        json_object_get(detail, "total_inactive_file"));
     if (!reclaimable)
         reclaimable = json_integer_value(
             json_object_get(detail, "inactive_file"));

@@ -145,8 +145,10 @@ def start_kernel(kernel_name, preload):
 
     km = AsyncKernelManager(kernel_name=kernel_name)
     argv = km.kernel_spec.argv  # the spec is loaded once and kept
-    if argv[1:3] == ["-m", "ipykernel_launcher"]:
-        argv[1:3] = [KERNEL_LAUNCHER]  # without debugpy and jedi
+    for i in range(len(argv) - 1):
+        if argv[i:i + 2] == ["-m", "ipykernel_launcher"]:
+            argv[i:i + 2] = [KERNEL_LAUNCHER]  # without debugpy and jedi
+            break
     # nbclient's own default: history in memory, not in a sqlite file that
     # every cell would write to.
     run_sync(km.start_kernel)(

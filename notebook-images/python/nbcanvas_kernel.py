@@ -6,18 +6,28 @@ Together they are about 0.13 CPU-s of every kernel's start, in every
 render (docs/BENCHMARKS.md). Both handle their absence themselves.
 
 Started by nbcanvas_driver.py in place of `python3 -m ipykernel_launcher`,
-with the same arguments.
+with the same arguments. Once the kernel is up, both are importable again:
+the user's code sees what a plain kernel's sees.
 """
+import importlib.util
 import os
 import sys
 
-sys.modules["debugpy"] = None
-sys.modules["jedi"] = None
+KEPT_OUT = ("debugpy", "jedi")
+
+for name in KEPT_OUT:
+    sys.modules[name] = None  # an import of it fails: it is "not installed"
 
 if __name__ == "__main__":
-    # as `python3 -m` has it: the working directory first, not this
-    # file's folder, so the user's imports see what a plain kernel sees
+    # as `python3 -m ipykernel_launcher` has them: the working directory
+    # first on the path, the launcher's own file as argv[0]
     sys.path[0] = os.getcwd()
-    from ipykernel import kernelapp
+    sys.argv[0] = importlib.util.find_spec("ipykernel_launcher").origin
+    from ipykernel.kernelapp import IPKernelApp
 
-    kernelapp.launch_new_instance()
+    app = IPKernelApp.instance()
+    app.initialize()
+    for name in KEPT_OUT:
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
+    app.start()

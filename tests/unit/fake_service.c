@@ -32,6 +32,7 @@ int fake_service_start(struct fake_service *fs)
     cfg->max_jobs = 2;
     cfg->max_queue = 4;
     cfg->pool_size = 0;
+    cfg->pool_max_size = 0; /* a fixed depth unless a test asks for more */
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "nbcanvas/sandbox.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 #define PATIENCE_MS 5000
 #define CHECK_INTERVAL_MS 5000 /* pool.c's POOL_CHECK_EVERY_MS */
@@ -311,6 +312,26 @@ TEST(pool__a_pool_found_empty_grows_up_to_its_ceiling)
     /* without a measured footprint (this engine has no stats), the depth
      * from memory would stay at the floor: the ceiling here is the
      * config's */
+    stop(&fs, &r);
+}
+
+TEST(pool__an_engine_without_stats_sizes_the_ceiling_by_the_limit)
+{
+    struct fake_service fs;
+    struct ready_driver r;
+    long long ram = (long long)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
+    long expect;
+
+    start_engine(&fs, &r, false);
+    fs.svc.cfg.pool_max_size = -1; /* from memory: the fake has no stats */
+    CHECK(fake_service_open(&fs, 1, false) == 0);
+    WAIT_UNTIL(stats(&fs).footprint_bytes > 0, PATIENCE_MS);
+    expect = (long)(fs.svc.cfg.pool_memory_share * (double)ram /
+                    (double)fs.svc.cfg.render_limits.memory_bytes);
+    expect = expect > 64 ? 64 : expect < 1 ? 1 : expect;
+    CHECK(stats(&fs).footprint_bytes == fs.svc.cfg.render_limits.memory_bytes);
+    CHECK(stats(&fs).max_size == expect);
+    CHECK(fake_service_count_with(&fs, "GET", "/containers/", "/stats") == 1);
     stop(&fs, &r);
 }
 
