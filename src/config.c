@@ -325,7 +325,10 @@ int config_load_env(struct config *cfg, const char *(*get)(const char *name),
             continue;
         v = env_value(&keys[i], text);
         rc = v ? set_key(cfg, &keys[i], v, err)
-               : err_set(err, ERR_INVALID, "config key '%s'", keys[i].name);
+               : err_set(
+                     err, ERR_INVALID, "config key '%s': '%.40s' is not %s",
+                     keys[i].name, text,
+                     keys[i].type == KEY_BOOL ? "true or false" : "a number");
         json_decref(v);
         if (rc < 0) {
             char why[sizeof(err->msg)];

@@ -196,6 +196,10 @@ int tarball_gunzip(struct buf *out, const char *data, size_t len,
         rc = err_set(err, ERR_INTERNAL, "gunzip: %s", archive_error_string(a));
         goto done;
     }
+    if (archive_filter_code(a, 0) != ARCHIVE_FILTER_GZIP) { /* raw bytes */
+        rc = err_set(err, ERR_INTERNAL, "gunzip: not a gzip stream");
+        goto done;
+    }
     while ((n = archive_read_data(a, chunk, sizeof(chunk))) > 0)
         if (buf_append(out, chunk, (size_t)n) < 0) {
             rc = err_set(err, ERR_INTERNAL, "gunzip: too large");

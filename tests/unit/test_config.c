@@ -125,6 +125,7 @@ TEST(config__environment_overrides)
     fake_env = bad_number;
     CHECK(config_load_env(&cfg, fake_get, &err) == ERR_INVALID);
     CHECK(strstr(err.msg, "NBCANVAS_MAX_JOBS") != NULL);
+    CHECK(strstr(err.msg, "'three' is not a number") != NULL);
     CHECK(cfg.max_jobs == 3); /* unchanged */
     fake_env = out_of_range;
     CHECK(config_load_env(&cfg, fake_get, &err) == ERR_INVALID);

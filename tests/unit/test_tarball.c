@@ -147,3 +147,27 @@ TEST(tarball__gzip_round_trip)
     archive_read_free(a);
     buf_release(&packed);
 }
+
+TEST(tarball__gunzip_round_trip_and_its_cap)
+{
+    size_t n = 1 << 20;
+    char *zeros = calloc(1, n);
+    struct buf packed = BUF_INIT((size_t)-1), plain = BUF_INIT((size_t)-1);
+    struct buf small = BUF_INIT(64 << 10); /* a bomb's target */
+    struct err err = ERR_INIT;
+
+    CHECK(tarball_gzip(&packed, zeros, n, &err) == 0);
+    CHECK(packed.len < n / 100); /* a MiB of zeros packs to a few KiB */
+    CHECK(tarball_gunzip(&plain, packed.data, packed.len, &err) == 0);
+    CHECK(plain.len == n && memcmp(plain.data, zeros, n) == 0);
+    /* unpacking stops at the buffer's cap: no memory for a gzip bomb */
+    CHECK(tarball_gunzip(&small, packed.data, packed.len, &err) ==
+          ERR_INTERNAL);
+    CHECK(small.len <= 64 << 10);
+    /* not gzip at all */
+    CHECK(tarball_gunzip(&plain, "not gzip", 8, &err) == ERR_INTERNAL);
+    buf_release(&packed);
+    buf_release(&plain);
+    buf_release(&small);
+    free(zeros);
+}
