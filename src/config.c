@@ -114,6 +114,7 @@ static const struct key keys[] = {
     STR("api_keys_file", api_keys_file),
     BOOL("allow_unauthenticated", allow_unauthenticated),
     NAMES("allowed_hosts", allowed_hosts),
+    NAMES("allowed_origins", allowed_origins),
     STR("tls_cert_file", tls_cert_file),
     STR("tls_key_file", tls_key_file),
 };

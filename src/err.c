@@ -33,6 +33,7 @@ static const struct {
     {ERR_SESSION_BUSY, "session_busy", 409},
     {ERR_PACKAGE, "package_unavailable", 422},
     {ERR_INDEX, "index_unavailable", 503},
+    {ERR_ORIGIN, "origin_not_allowed", 403},
 };
 
 int err_set(struct err *err, int code, const char *fmt, ...)

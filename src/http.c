@@ -27,6 +27,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "nbcanvas/api_doc.h"
 #include "nbcanvas/buf.h"
 #include "nbcanvas/cache.h"
 #include "nbcanvas/conn_guard.h"
@@ -147,6 +148,7 @@ void http_common_headers(struct MHD_Response *r, struct exchange *x,
     add_header(r, "X-Nbcanvas-Cache", a->cache);
     add_header(r, "X-Nbcanvas-Sandbox", a->sandbox);
     add_header(r, "Location", a->location);
+    add_header(r, "Mcp-Session-Id", a->mcp_session);
     add_header(r, "WWW-Authenticate",
                a->challenge ? "Bearer realm=\"nbcanvas\"" : NULL);
 }
@@ -500,6 +502,18 @@ static int handle_page(struct http_server *s, struct MHD_Connection *c,
     return http_respond(c, x, &a);
 }
 
+/* The OpenAPI document, as compiled in (src/openapi.json). */
+static int handle_openapi(struct http_server *s, struct MHD_Connection *c,
+                          struct exchange *x)
+{
+    struct answer a = {
+        .status = 200, .content_type = "application/json", .is_static = true};
+
+    (void)s;
+    a.body = (char *)api_doc_text(&a.len);
+    return http_respond(c, x, &a);
+}
+
 static int handle_examples(struct http_server *s, struct MHD_Connection *c,
                            struct exchange *x)
 {
@@ -509,26 +523,92 @@ static int handle_examples(struct http_server *s, struct MHD_Connection *c,
     return http_send_json(c, x, 200, list);
 }
 
+/* The query parameters of the routes that export a notebook. */
+#define EXPORT_QUERY "format,template,include_input"
+
 static const struct route routes[] = {
-    {"GET", "/", handle_page, false, OPEN},
-    {"GET", "/v1/examples", handle_examples, false, TENANT},
-    {"GET", "/healthz", handle_healthz, false, OPEN},
-    {"GET", "/readyz", handle_readyz, false, OPEN},
-    {"GET", "/metrics", handle_metrics, false, METRICS},
-    {"GET", "/v1/kernels", handle_kernels, false, TENANT},
-    {"GET", "/v1/languages", handle_languages, false, TENANT},
-    {"POST", "/v1/render", handle_render, true, TENANT},
-    {"POST", "/v1/run", handle_run, true, TENANT},
-    {"POST", "/v1/sessions", http_create_session, true, TENANT},
-    {"GET", "/v1/sessions", http_list_sessions, false, TENANT},
-    {"GET", "/v1/sessions/*", http_get_session, false, TENANT},
-    {"DELETE", "/v1/sessions/*", http_delete_session, false, TENANT},
-    {"POST", "/v1/sessions/*/execute", http_execute, true, TENANT},
-    {"GET", "/v1/sessions/*/notebook", http_session_notebook, false, TENANT},
-    {"GET", "/v1/sessions/*/files/**", http_session_file, false, TENANT},
-    {"GET", "/v1/results/*", http_kept_result, false, TENANT},
+    {"GET", "/", handle_page, false, OPEN, NULL},
+    {"GET", "/v1/examples", handle_examples, false, TENANT, NULL},
+    {"GET", "/healthz", handle_healthz, false, OPEN, NULL},
+    {"GET", "/readyz", handle_readyz, false, OPEN, NULL},
+    {"GET", "/metrics", handle_metrics, false, METRICS, NULL},
+    {"GET", "/openapi.json", handle_openapi, false, OPEN, NULL},
+    {"GET", "/v1/kernels", handle_kernels, false, TENANT, NULL},
+    {"GET", "/v1/languages", handle_languages, false, TENANT, NULL},
+    {"POST", "/v1/render", handle_render, true, TENANT, NULL},
+    {"POST", "/v1/run", handle_run, true, TENANT, NULL},
+    {"POST", "/v1/sessions", http_create_session, true, TENANT, NULL},
+    {"GET", "/v1/sessions", http_list_sessions, false, TENANT, NULL},
+    {"GET", "/v1/sessions/*", http_get_session, false, TENANT, NULL},
+    {"DELETE", "/v1/sessions/*", http_delete_session, false, TENANT, NULL},
+    {"POST", "/v1/sessions/*/execute", http_execute, true, TENANT, NULL},
+    {"GET", "/v1/sessions/*/notebook", http_session_notebook, false, TENANT,
+     EXPORT_QUERY},
+    {"GET", "/v1/sessions/*/files/**", http_session_file, false, TENANT, NULL},
+    {"GET", "/v1/results/*", http_kept_result, false, TENANT, EXPORT_QUERY},
+    {"POST", "/mcp", http_mcp, true, TENANT, NULL},
+    {"DELETE", "/mcp", http_mcp_end, false, TENANT, NULL},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+bool http_route_at(size_t i, const char **method, const char **path,
+                   const char **query)
+{
+    if (i >= NROUTES)
+        return false;
+    *method = routes[i].method;
+    *path = routes[i].path;
+    *query = routes[i].query;
+    return true;
+}
+
+/* Whether name is one of list's comma-separated names. */
+static bool listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+
+    while (list && *list) {
+        size_t m = strcspn(list, ",");
+
+        if (m == n && strncmp(list, name, n) == 0)
+            return true;
+        list += m + (list[m] == ',');
+    }
+    return false;
+}
+
+struct query_check {
+    const char *allowed;
+    char unknown[64]; /* the first parameter not allowed */
+};
+
+static enum MHD_Result check_query_arg(void *cls, enum MHD_ValueKind kind,
+                                       const char *key, const char *value)
+{
+    struct query_check *q = cls;
+
+    (void)kind;
+    (void)value;
+    if (listed(q->allowed, key))
+        return MHD_YES;
+    snprintf(q->unknown, sizeof(q->unknown), "%s", key);
+    return MHD_NO;
+}
+
+/* A query parameter the route does not take is an error, as an unknown
+ * body field is: a typo (?fmt=zip) must not silently answer HTML. */
+static int check_query(struct MHD_Connection *c, const struct route *r,
+                       struct err *err)
+{
+    struct query_check q = {r->query, ""};
+
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, check_query_arg, &q);
+    if (!q.unknown[0])
+        return 0;
+    return err_set(err, ERR_INVALID,
+                   "unknown query parameter '%s' (%s %s takes %s)", q.unknown,
+                   r->method, r->path, r->query ? r->query : "none");
+}
 
 /* True when url fits pattern, where "*" stands for one path segment and a
  * final "**" for the rest (one byte at least); those parts go to params
@@ -741,7 +821,7 @@ static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
         return http_send_error(c, x, ERR_NOT_FOUND, "no such path", NULL) == 0
                    ? MHD_YES
                    : MHD_NO;
-    if (admit(s, c, x, r, &err) < 0)
+    if (admit(s, c, x, r, &err) < 0 || check_query(c, r, &err) < 0)
         return http_send_error(c, x, err.code, err.msg, NULL) == 0 ? MHD_YES
                                                                    : MHD_NO;
     if (r->has_body && !is_json_type(MHD_lookup_connection_value(

@@ -66,6 +66,8 @@ struct route {
                    struct exchange *);
     bool has_body;
     enum access access;
+    const char *query; /* the query parameters it takes, comma-separated;
+                          NULL: none (any other is a 400 naming it) */
 };
 
 /*
@@ -86,11 +88,12 @@ struct answer {
     bool no_framing;         /* X-Frame-Options: DENY */
     const char *disposition; /* Content-Disposition */
     const char *retry_after;
-    const char *allow;    /* for 405 */
-    const char *cache;    /* X-Nbcanvas-Cache */
-    const char *sandbox;  /* X-Nbcanvas-Sandbox */
-    const char *location; /* Location, for a 201 */
-    bool challenge;       /* WWW-Authenticate, for a 401 */
+    const char *allow;       /* for 405 */
+    const char *cache;       /* X-Nbcanvas-Cache */
+    const char *sandbox;     /* X-Nbcanvas-Sandbox */
+    const char *location;    /* Location, for a 201 */
+    const char *mcp_session; /* Mcp-Session-Id, for MCP's initialize */
+    bool challenge;          /* WWW-Authenticate, for a 401 */
 };
 
 int http_respond(struct MHD_Connection *c, struct exchange *x,
@@ -150,5 +153,18 @@ int http_stream_render(struct http_server *s, struct MHD_Connection *c,
  * (req taken over). */
 int http_stream_execute(struct http_server *s, struct MHD_Connection *c,
                         struct exchange *x, struct execute_request *req);
+/* Answers with a stream that fn fills on a thread of its own; fn owns
+ * ctx from its call on, and drop frees ctx if fn never runs. */
+struct sse;
+int http_stream_call(struct http_server *s, struct MHD_Connection *c,
+                     struct exchange *x,
+                     void (*fn)(void *ctx, struct sse *sse),
+                     void (*drop)(void *ctx), void *ctx);
+
+/* The MCP routes (http_mcp.c). */
+int http_mcp(struct http_server *s, struct MHD_Connection *c,
+             struct exchange *x);
+int http_mcp_end(struct http_server *s, struct MHD_Connection *c,
+                 struct exchange *x);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * Streamed answers (Accept: text/event-stream) for POST /v1/render and a
- * session's execute: 200 at once, then "cell" and "output" events as the
+ * session's execute (and, through http_stream_call, for any work that
+ * sends events of its own: an MCP tool call with progress): 200 at once, then "cell" and "output" events as the
  * driver sends them, then one "result" or "error" event (the error object
  * the plain request would have answered), with a ": ping" comment in any
  * silence of 15 s, or of half the connection's inactivity timeout if that
@@ -49,6 +50,10 @@ struct stream_job {
     char session[HTTP_PARAM_MAX]; /* "" for a render */
     struct render_request render;
     struct execute_request execute;
+    /* Or any other work (http_stream_call): fn sends its events. */
+    void (*fn)(void *ctx, struct sse *sse);
+    void (*drop)(void *ctx);
+    void *ctx;
 };
 
 /* A driver event as the API's: "cell" as it is, "output" with the output
@@ -142,7 +147,9 @@ static void *run_job(void *arg)
     struct stream_job *job = arg;
     struct http_server *s = job->server;
 
-    if (job->session[0])
+    if (job->fn)
+        job->fn(job->ctx, job->sse);
+    else if (job->session[0])
         run_execute(job);
     else
         run_render(job);
@@ -223,6 +230,8 @@ static int start(struct http_server *s, struct MHD_Connection *c,
         sse_unref(job->sse);
         request_render_release(&job->render);
         request_execute_release(&job->execute);
+        if (job->drop)
+            job->drop(job->ctx);
         free(job);
     }
     pthread_attr_destroy(&attr);
@@ -251,5 +260,18 @@ int http_stream_execute(struct http_server *s, struct MHD_Connection *c,
     snprintf(job->session, sizeof(job->session), "%s", x->params[0]);
     job->execute = *req;
     memset(req, 0, sizeof(*req));
+    return start(s, c, x, job);
+}
+
+int http_stream_call(struct http_server *s, struct MHD_Connection *c,
+                     struct exchange *x,
+                     void (*fn)(void *ctx, struct sse *sse),
+                     void (*drop)(void *ctx), void *ctx)
+{
+    struct stream_job *job = xcalloc(1, sizeof(*job));
+
+    job->fn = fn;
+    job->drop = drop;
+    job->ctx = ctx;
     return start(s, c, x, job);
 }

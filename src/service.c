@@ -22,6 +22,7 @@
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/kept_results.h"
 #include "nbcanvas/languages.h"
+#include "nbcanvas/mcp.h"
 #include "nbcanvas/metrics.h"
 #include "nbcanvas/packages.h"
 #include "nbcanvas/pool.h"
@@ -33,6 +34,7 @@
 void service_close(struct service *svc)
 {
     sessions_free(svc->sessions);
+    mcp_free(svc->mcp);
     kept_results_free(svc->kept);
     packages_free(svc->packages);
     pool_free(svc->pool);
@@ -161,6 +163,7 @@ int service_open(struct service *svc, const struct service_options *opts,
                                      svc->cfg.result_ttl_s);
         svc->janitor = janitor_new();
         svc->examples = examples_load(svc->cfg.examples_dir);
+        svc->mcp = mcp_new(svc);
     }
     return 0;
 }

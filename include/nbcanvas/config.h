@@ -93,6 +93,7 @@ struct config {
     char api_keys_file[512];    /* "": no keys, loopback only */
     bool allow_unauthenticated; /* serve without keys beyond loopback */
     char allowed_hosts[1024];   /* Host names served, one per line */
+    char allowed_origins[1024]; /* Origins that may call /mcp, one a line */
     char tls_cert_file[512];    /* both set: HTTPS */
     char tls_key_file[512];
 };

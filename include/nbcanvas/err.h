@@ -29,6 +29,7 @@ enum err_code {
     ERR_SESSION_BUSY = -17,    /* 409 session_busy */
     ERR_PACKAGE = -18,         /* 422 package_unavailable */
     ERR_INDEX = -19,           /* 503 index_unavailable */
+    ERR_ORIGIN = -20,          /* 403 origin_not_allowed */
 };
 
 struct err {

@@ -8,6 +8,8 @@
  */
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "nbcanvas/err.h"
 #include "nbcanvas/service.h"
@@ -23,5 +25,12 @@ void http_stop(struct http_server *srv, long drain_s);
 /* A new error body {"error": {"code", "message", ...details}}; details
  * (borrowed, may be NULL) are merged into the error object. */
 json_t *http_error_json(int code, const char *message, json_t *details);
+
+/* The route table, for the test that holds it and the OpenAPI document
+ * together: the i-th route's method, path ("*" a segment, "**" the rest)
+ * and query parameters (comma-separated, NULL for none); false past the
+ * last. */
+bool http_route_at(size_t i, const char **method, const char **path,
+                   const char **query);
 
 #endif

@@ -23,6 +23,7 @@ struct cache_keys;
 struct janitor;
 struct kept_results;
 struct languages;
+struct mcp;
 struct metrics;
 struct packages;
 struct pool;
@@ -45,6 +46,7 @@ struct service {
     struct janitor *janitor;       /* NULL: sandboxes are removed in-line */
     struct sessions *sessions;     /* live kernels; from service_serve */
     struct kept_results *kept;     /* streamed renders' results */
+    struct mcp *mcp;               /* MCP sessions and calls (mcp.h) */
     struct packages *packages;     /* NULL: no package source */
     json_t *examples;              /* for GET /v1/examples */
 };
