@@ -15,6 +15,8 @@ packages=(
     libhiredis-dev redis-server haproxy
     # plotly.js minified when the notebook image is built
     terser
+    # test_mcp.py validates answers against /openapi.json
+    python3-jsonschema
 )
 
 missing=()

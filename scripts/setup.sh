@@ -11,6 +11,7 @@ bash "$top/scripts/install-deps.sh"
 bash "$top/scripts/start-docker.sh"
 bash "$top/scripts/build-images.sh"
 bash "$top/scripts/install-browser.sh"
+bash "$top/scripts/install-clients.sh"
 
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)"

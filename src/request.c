@@ -200,11 +200,20 @@ static int check_fields(json_t *root, const char *const *allowed, size_t n,
     size_t i;
 
     json_object_foreach(root, key, v) {
+        char names[256] = "";
+
         for (i = 0; i < n; i++)
             if (strcmp(key, allowed[i]) == 0)
                 break;
-        if (i == n)
-            return err_set(err, ERR_INVALID, "unknown field '%s'", key);
+        if (i < n)
+            continue;
+        /* name what is taken: the fix of a typo is in the message */
+        for (i = 0; i < n; i++)
+            snprintf(names + strlen(names), sizeof(names) - strlen(names),
+                     "%s%s", i ? ", " : "", allowed[i]);
+        return err_set(err, ERR_INVALID,
+                       "unknown field '%.64s' (the fields are %s)", key,
+                       names);
     }
     return 0;
 }

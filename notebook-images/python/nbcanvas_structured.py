@@ -51,8 +51,11 @@ def text(v):
 
 
 def label_and_unit(s):
+    """The label as the figure shows it, and the unit it ends with (or
+    None): "Time (s)" is ("Time (s)", "s"), as a reader of the chart sees
+    it and as E2B's extractor has it."""
     m = UNIT.match(s or "")
-    return (m.group(1), m.group(2)) if m else (s or "", None)
+    return (s or "", m.group(2) if m else None)
 
 
 def axis_kind(axis):

@@ -45,7 +45,7 @@ def test_line_with_labels_units_and_title(svc):
                        "plt.title('Server load')\nplt.xlabel('Time (s)')\n"
                        "plt.ylabel('Load [%]')\nplt.legend()\nplt.show()")
     assert c["type"] == "line" and c["title"] == "Server load", c
-    assert (c["x_label"], c["x_unit"], c["y_label"], c["y_unit"]) == ("Time", "s", "Load", "%"), c
+    assert (c["x_label"], c["x_unit"], c["y_label"], c["y_unit"]) == ("Time (s)", "s", "Load [%]", "%"), c
     assert c["x_scale"] == c["y_scale"] == "linear"
     assert c["elements"] == [{"label": "load", "points": [[0, 10], [1, 20], [2, 15]]}], c
     assert c["x_ticks"] and len(c["x_ticks"]) == len(c["x_tick_labels"])
