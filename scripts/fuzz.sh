@@ -12,10 +12,10 @@ build=$top/build-fuzz
 
 CC=clang cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DFUZZ=ON \
     -DSANITIZE=address,undefined >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fuzz_request fuzz_demux fuzz_tar fuzz_results
+cmake --build "$build" -j"$(nproc)" --target fuzz_request fuzz_demux fuzz_tar fuzz_results fuzz_mcp
 
 status=0
-for target in request demux tar results; do
+for target in request demux tar results mcp; do
     work=$(mktemp -d)
     echo "== fuzz_$target for ${seconds}s"
     if ! "$build/tests/fuzz/fuzz_$target" -max_total_time="$seconds" \

@@ -157,8 +157,8 @@ static json_t *failure(int code, const char *message, json_t *details)
 
 /* Every argument must be one the schema names, and every required one
  * there: the same rule as the body's unknown fields. */
-static int check_args(const char *tool, json_t *args, json_t *schema,
-                      struct err *err)
+int mcp_tool_check_args(const char *tool, json_t *args, json_t *schema,
+                        struct err *err)
 {
     json_t *props = json_object_get(schema, "properties"), *v;
     const char *key;
@@ -599,7 +599,7 @@ int mcp_tool_run(const struct mcp_call *call, const char *name, json_t *args,
     int rc;
 
     *out = NULL;
-    rc = check_args(name, args, schema, err);
+    rc = mcp_tool_check_args(name, args, schema, err);
     if (rc < 0)
         return rc;
     for (i = 0; i < sizeof(tools) / sizeof(tools[0]); i++) {

@@ -27,4 +27,9 @@
 int mcp_tool_run(const struct mcp_call *call, const char *name, json_t *args,
                  json_t *schema, json_t **out, struct err *err);
 
+/* The first step of mcp_tool_run: every argument one that schema names,
+ * every required one there. 0, or ERR_INVALID naming the argument. */
+int mcp_tool_check_args(const char *tool, json_t *args, json_t *schema,
+                        struct err *err);
+
 #endif

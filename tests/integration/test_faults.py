@@ -60,16 +60,17 @@ def test_engine_gone_mid_job(svc):
     try:
         result = {}
         t = threading.Thread(target=lambda: result.update(
-            r=s.render({"cells": ["import time\ntime.sleep(20)"], "timeout_s": 60})))
+            r=s.render({"cells": ["import time\ntime.sleep(120)"], "timeout_s": 150})))
         t0 = time.time()
         t.start()
         wait_until(lambda: jobs_of(s), 30, "the job's container")
         proxy.stop()
-        t.join(60)
+        t.join(100)
         assert not t.is_alive(), "the request hung"
         r = result["r"]
         assert r.status in (500, 503), r
-        assert time.time() - t0 < 30
+        # answered long before the cell's own 120 s: not left waiting
+        assert time.time() - t0 < 60, time.time() - t0
         assert s.get("/healthz").status == 200
         proxy.start()
         # the service's own clean-up (or the reaper) removes the container
@@ -89,7 +90,9 @@ def test_engine_hangs(svc):
     try:
         t0 = time.time()
         check_error(s.run({"language": "python3", "code": "1"}), 503, "engine_unavailable")
-        assert time.time() - t0 < 10
+        # the engine never answers: without docker_timeout_ms the request
+        # would hang as long as the client waits
+        assert time.time() - t0 < 60, time.time() - t0
         check_error(s.get("/readyz"), 503, "engine_unavailable")
     finally:
         proxy.stop()
@@ -146,10 +149,10 @@ def test_container_removed_by_someone_else_mid_job(svc):
     # An operator (or another tool) force-removes a job's container while
     # it runs: the request is answered at once with a retryable 503 that
     # says so, not blamed on the user's code, and the service goes on.
-    cases = (("render", lambda: svc.render({"cells": ["import time\ntime.sleep(30)"],
-                                            "cache": False})),
+    cases = (("render", lambda: svc.render({"cells": ["import time\ntime.sleep(120)"],
+                                            "timeout_s": 150, "cache": False})),
              ("run", lambda: svc.run({"language": "python3",
-                                      "code": "import time\ntime.sleep(30)", "timeout_s": 40})))
+                                      "code": "import time\ntime.sleep(120)", "timeout_s": 150})))
     for name, call in cases:
         result = {}
         t = threading.Thread(target=lambda: result.update(r=call()))
@@ -160,8 +163,9 @@ def test_container_removed_by_someone_else_mid_job(svc):
         t0 = time.time()
         for c in jobs_of(svc):
             engine("DELETE", "/containers/%s?force=1&v=1" % c["Id"])
-        t.join(60)
-        assert time.time() - t0 < 15, (name, time.time() - t0)
+        t.join(120)
+        # "at once": long before the code's own 120 s would have ended it
+        assert time.time() - t0 < 60, (name, time.time() - t0)
         err = check_error(result["r"], 503, "engine_unavailable")
         assert "removed" in err["message"], err
         assert result["r"].header("retry-after"), result["r"].headers
@@ -237,9 +241,8 @@ def test_client_hangup_cancels_the_job(svc):
     wait_until(lambda: any(c["State"] == "running" and c["Labels"].get("org.nbcanvas.job") != "pool"
                            for c in containers(svc.listen)), 30, "the job to start")
     sock.close()
-    t0 = time.time()
-    wait_until(lambda: not jobs_of(svc), 15, "the container to go")
-    assert time.time() - t0 < 15
+    # long before the cell's own 60 s
+    wait_until(lambda: not jobs_of(svc), 40, "the container to go")
 
 
 def test_back_pressure_429(svc):

@@ -121,7 +121,9 @@ def test_program_that_never_ends_times_out(svc):
         res = run(svc, lang, code, timeout_s=2)
         took = time.time() - t0
         assert res["status"] == "timeout", (lang, res)
-        assert took < 2 + 15, (lang, took)  # the deadline plus compile and grace
+        # the deadline plus compile and grace; a program never stopped
+        # would run to the client's 300 s timeout
+        assert took < 60, (lang, took)
 
 
 def test_interleaved_streams_come_back_apart(svc):

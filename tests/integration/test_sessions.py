@@ -154,7 +154,7 @@ def test_timeout_interrupts_and_the_kernel_lives_on(svc):
                     timeout_s=2)
         took = time.time() - t0
         err = check_error(r, 422, "timeout")
-        assert took < 2 + 6, took
+        assert took < 30, took  # the cell's own 60 s were cut short
         assert err["cell"] == 1, err
         assert "started" in "".join(o.get("text", "") for o in err["outputs"]), err
         assert "lives on" in err["message"], err
@@ -251,7 +251,7 @@ def test_delete_during_a_call(svc):
     # the call under way stops with the session, and says why
     err = check_error(got["r"], 404, "not_found")
     assert "during this call" in err["message"], err
-    assert got["took"] < 15, got
+    assert got["took"] < 40, got  # not the cell's own 60 s
     check_error(execute(svc, sid, "1"), 404, "not_found")
 
 
@@ -267,11 +267,14 @@ def test_max_sessions(svc):
 
 
 def test_idle_sessions_end(svc):
-    sid = create(svc, idle_timeout_s=2)["id"]
+    sid = create(svc, idle_timeout_s=5)["id"]
     ok(svc, sid, "1")
-    time.sleep(1.2)
-    ok(svc, sid, "2")  # use keeps it alive
-    time.sleep(4)
+    time.sleep(2)
+    ok(svc, sid, "2")  # use keeps it alive (3 s to spare for a slow call)
+    deadline = time.time() + 30  # the idle check runs every second
+    while svc.get("/v1/sessions/" + sid).status == 200:
+        assert time.time() < deadline, "the idle session did not end"
+        time.sleep(0.5)
     check_error(execute(svc, sid, "3"), 404, "not_found")
     text = svc.get("/metrics").body.decode()
     assert "nbcanvas_sessions_expired_total 0" not in text, text
@@ -282,12 +285,15 @@ def test_a_session_is_warm_when_the_pool_has_one(svc):
     while "nbcanvas_pool_idle 1" not in svc.get("/metrics").body.decode():
         assert time.time() < deadline, "the pool did not fill"
         time.sleep(0.2)
-    t0 = time.time()
+    def counter(name):
+        return [float(line.split()[1]) for line in svc.get("/metrics").body.decode().splitlines()
+                if line.startswith(name + " ")][0]
+    taken, cold = counter("nbcanvas_pool_taken_total"), counter("nbcanvas_pool_empty_total")
     sid = create(svc)["id"]
-    took = time.time() - t0
     try:
-        # a cold sandbox takes seconds to start its kernel; a warm one not
-        assert took < 1.5, took
+        # taken from the pool, not started cold (the pool's own counters)
+        assert counter("nbcanvas_pool_taken_total") == taken + 1
+        assert counter("nbcanvas_pool_empty_total") == cold
         assert "pandas" in text_of(ok(svc, sid, "import sys\n"
                                                 "'pandas' in sys.modules and 'pandas'"))
     finally:
