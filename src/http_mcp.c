@@ -39,9 +39,11 @@ static int send_rpc(struct MHD_Connection *c, struct exchange *x,
                        .content_type = "application/json",
                        .mcp_session = new_session};
 
-    a.body = json_dumps(j, JSON_COMPACT);
-    a.len = strlen(a.body);
+    a.body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
+    if (!a.body) /* a bug upstream: never a crash, never an empty body */
+        return http_send_error(c, x, ERR_INTERNAL, "no answer was made", NULL);
+    a.len = strlen(a.body);
     return http_respond(c, x, &a);
 }
 
@@ -253,12 +255,14 @@ int http_mcp(struct http_server *s, struct MHD_Connection *c,
         return send_rpc(c, x, 400, answer, NULL);
     }
     if (version && !mcp_version_known(version)) {
+        json_t *answer;
+
         snprintf(text, sizeof(text),
                  "MCP-Protocol-Version %.40s is not served (%s is the newest)",
                  version, mcp_versions[0]);
+        answer = mcp_error(id, MCP_INVALID_REQUEST, text); /* id is msg's */
         json_decref(msg);
-        return send_rpc(c, x, 400, mcp_error(id, MCP_INVALID_REQUEST, text),
-                        NULL);
+        return send_rpc(c, x, 400, answer, NULL);
     }
     method = json_string_value(json_object_get(msg, "method"));
     if (kind == MCP_REQUEST && strcmp(method, "initialize") == 0)

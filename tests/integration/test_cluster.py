@@ -75,11 +75,13 @@ def ready(ep):
         return False
 
 
-# How long renders may pause around a replica's death or restart: measured
-# at most 13 s on this kind of machine (2 cores, docs/BENCHMARKS.md, "the
-# cluster under a kill"), and allowed ten times that, so the bound tells a
-# stuck front or a lost replica from a slow machine, never a slow machine
-# from a fast one.
+# How long renders may pause around a replica's death or restart. On 2
+# cores two clients rendering back to back already wait 3-4 s now and
+# then for a fresh sandbox, killed replica or not; the longest pause after
+# a kill measured 4.0 s here (docs/BENCHMARKS.md, "A replica killed under
+# load"), and more than 6 s on a slower machine. Thirty times that: the
+# bound tells a front that lost a replica for good from a slow machine,
+# never a slow machine from a fast one.
 RESUME_S = 120
 
 # The cache's password, made by cluster.sh up for this run (main()).

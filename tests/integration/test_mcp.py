@@ -12,11 +12,16 @@ python3-jsonschema), and the document names exactly the routes and query
 parameters the service answers.
 """
 import json
+import os
+import re
+import socket
 import sys
+import threading
+import time
 
 import jsonschema
 
-from harness import Service, b64, check_error, main
+from harness import REPO, Service, b64, check_error, main
 
 BINARY = sys.argv[1]
 ACCEPT = "application/json, text/event-stream"
@@ -154,6 +159,66 @@ def test_progress_comes_as_a_stream_only_when_asked_and_accepted(svc):
     assert r.json()["result"]["structuredContent"]["status"] == "ok", r.json()
 
 
+def metric(svc, name):
+    for line in svc.get("/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no %s" % name)
+
+
+def test_a_flood_of_progress_calls_is_answered_and_leaves_nothing(svc):
+    # more streamed calls at once than the service has job slots and queue
+    # places: each is answered (a result, or a busy error result), none
+    # hangs, and the service serves on
+    sid = initialize(svc)
+    answers = []
+
+    def one(i):
+        msg = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
+               "params": {"name": "render_notebook",
+                          "arguments": {"cells": ["import time\ntime.sleep(1)\n%d" % i]},
+                          "_meta": {"progressToken": i}}}
+        r = rpc(svc, msg, session=sid)
+        events = [json.loads(line[6:]) for line in r.body.decode().splitlines()
+                  if line.startswith("data: ")]
+        answers.append(events[-1])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert len(answers) == 16, len(answers)
+    busy = [a for a in answers if a["result"]["isError"]]
+    assert all("busy" in a["result"]["content"][0]["text"] for a in busy), busy[:2]
+    assert len(busy) < 16, "some ran"
+    assert svc.get("/healthz").status == 200
+
+
+def test_a_client_that_never_reads_its_stream_holds_nothing(svc):
+    sid = initialize(svc)
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "render_notebook",
+                                  "arguments": {"cells": ["print('x' * (4 << 20))"]},
+                                  "_meta": {"progressToken": "t"}}}).encode()
+    sock = socket.create_connection(("127.0.0.1", svc.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                 b"Accept: text/event-stream, application/json\r\nMcp-Session-Id: %s\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (sid.encode(), len(body), body))
+    try:
+        # the job ends and its slot is free while the answer waits unread
+        time.sleep(1)
+        deadline = time.time() + 120
+        while metric(svc, "nbcanvas_jobs_running") > 0:
+            assert time.time() < deadline, "the job's slot is still held"
+            time.sleep(0.5)
+        r = svc.render({"cells": ["print(6 * 7)"], "cache": False})
+        assert r.status == 200 and b"42" in r.body, r
+    finally:
+        sock.close()
+
+
 # The document ---------------------------------------------------------------
 
 def document(svc):
@@ -237,6 +302,50 @@ def test_real_answers_match_the_document(svc):
     finally:
         assert svc.request("DELETE", "/v1/sessions/" + sid).status == 204
     validate(doc, "/v1/sessions/{id}", "get", svc.get("/v1/sessions/" + sid))
+
+
+# The examples in docs/API.md ------------------------------------------------
+
+def shape(v):
+    """What a reader of an example relies on: the keys of every object (a
+    list's by its first item) and the type of every leaf."""
+    if isinstance(v, dict):
+        return {k: shape(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [shape(v[0])] if v else []
+    return type(v).__name__ if v is not None else "null"
+
+
+def doc_examples():
+    """The JSON answers docs/API.md shows, by the name of their marker
+    (<!-- answer: NAME --> before the block)."""
+    with open(os.path.join(REPO, "docs", "API.md")) as f:
+        text = f.read()
+    return {m.group(1): json.loads(m.group(2))
+            for m in re.finditer(r"<!-- answer: (\w+) -->\n```json\n(.*?)\n```", text, re.S)}
+
+
+def test_the_examples_in_the_docs_have_the_real_answers_shape(svc):
+    examples = doc_examples()
+    csv = b"region,revenue\nNorth,150\nSouth,120\nNorth,180\nEast,90\n"
+    r = svc.post("/v1/sessions", {"files": [{"name": "sales.csv", "content_base64": b64(csv)}]})
+    sid = r.json()["id"]
+    real = {"session": r.json()}
+    try:
+        real["execute"] = svc.post("/v1/sessions/%s/execute" % sid, {
+            "code": "import pandas as pd\ndf = pd.read_csv('sales.csv')\n"
+                    "print(len(df), 'rows, total', df.revenue.sum())"}).json()
+        real["execute_error"] = svc.post("/v1/sessions/%s/execute" % sid,
+                                         {"code": "revenue / units"}).json()
+        real["sessions"] = svc.get("/v1/sessions").json()
+    finally:
+        svc.request("DELETE", "/v1/sessions/" + sid)
+    _, _, events = svc.stream("/v1/render", {"cells": ["print(3)", "'liftoff'"], "cache": False})
+    url = [d for name, d, _ in events if name == "result"][0]["result_url"]
+    real["result_json"] = svc.get(url + "?format=json").json()
+    assert set(examples) == set(real), (sorted(examples), sorted(real))
+    for name, example in examples.items():
+        assert shape(example) == shape(real[name]), (name, shape(example), shape(real[name]))
 
 
 if __name__ == "__main__":
