@@ -17,6 +17,8 @@ packages=(
     terser
     # test_mcp.py validates answers against /openapi.json
     python3-jsonschema
+    # datasources for Text2SQL: the clients, and a PostgreSQL for the tests
+    libpq-dev libsqlite3-dev postgresql
 )
 
 missing=()

@@ -19,7 +19,8 @@ enum key_type {
     KEY_LLONG,
     KEY_DOUBLE,
     KEY_BOOL,
-    KEY_NAMES /* a JSON list of strings, kept one per line */
+    KEY_NAMES, /* a JSON list of strings, kept one per line */
+    KEY_JSON   /* any JSON list, kept as its text (checked by its module) */
 };
 
 struct key {
@@ -41,6 +42,8 @@ struct key {
 #define BOOL(n, f) {n, KEY_BOOL, offsetof(struct config, f), 0, 0, 0}
 #define NAMES(n, f) {n, KEY_NAMES, offsetof(struct config, f), \
                      sizeof(((struct config *)0)->f), 0, 0}
+#define JSONLIST(n, f) {n, KEY_JSON, offsetof(struct config, f), \
+                        sizeof(((struct config *)0)->f), 0, 0}
 /* clang-format on */
 #define MiB (1024.0 * 1024.0)
 #define GiB (1024.0 * MiB)
@@ -115,6 +118,7 @@ static const struct key keys[] = {
     BOOL("allow_unauthenticated", allow_unauthenticated),
     NAMES("allowed_hosts", allowed_hosts),
     NAMES("allowed_origins", allowed_origins),
+    JSONLIST("datasources", datasources),
     STR("tls_cert_file", tls_cert_file),
     STR("tls_key_file", tls_key_file),
 };
@@ -223,6 +227,19 @@ static int set_key(struct config *cfg, const struct key *k, json_t *v,
     }
     if (k->type == KEY_NAMES)
         return set_names(field, k, v, err);
+    if (k->type == KEY_JSON) {
+        char *text = json_is_array(v) ? json_dumps(v, JSON_COMPACT) : NULL;
+        bool fits = text && strlen(text) < k->size;
+
+        if (fits)
+            snprintf(field, k->size, "%s", text);
+        free(text);
+        return fits ? 0
+                    : err_set(err, ERR_INVALID,
+                              "config key '%s' must be a list, %zu bytes of "
+                              "JSON at most",
+                              k->name, k->size - 1);
+    }
 
     if (k->type == KEY_STR) {
         if (!json_is_string(v) || json_string_length(v) >= k->size)
@@ -293,6 +310,8 @@ static json_t *env_value(const struct key *k, const char *text)
 
     if (k->type == KEY_STR)
         return json_string(text);
+    if (k->type == KEY_JSON)
+        return json_loads(text, 0, NULL);
     if (k->type != KEY_NAMES)
         return json_loads(text, JSON_DECODE_ANY, NULL); /* NULL: wrong */
     list = json_array();
@@ -326,10 +345,12 @@ int config_load_env(struct config *cfg, const char *(*get)(const char *name),
             continue;
         v = env_value(&keys[i], text);
         rc = v ? set_key(cfg, &keys[i], v, err)
-               : err_set(
-                     err, ERR_INVALID, "config key '%s': '%.40s' is not %s",
-                     keys[i].name, text,
-                     keys[i].type == KEY_BOOL ? "true or false" : "a number");
+               : err_set(err, ERR_INVALID,
+                         "config key '%s': '%.40s' is not %s", keys[i].name,
+                         text,
+                         keys[i].type == KEY_BOOL   ? "true or false"
+                         : keys[i].type == KEY_JSON ? "a JSON list"
+                                                    : "a number");
         json_decref(v);
         if (rc < 0) {
             char why[sizeof(err->msg)];

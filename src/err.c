@@ -34,6 +34,9 @@ static const struct {
     {ERR_PACKAGE, "package_unavailable", 422},
     {ERR_INDEX, "index_unavailable", 503},
     {ERR_ORIGIN, "origin_not_allowed", 403},
+    {ERR_SQL, "sql_error", 422},
+    {ERR_DATASOURCE, "datasource_unavailable", 503},
+    {ERR_FORBIDDEN, "datasource_forbidden", 403},
 };
 
 int err_set(struct err *err, int code, const char *fmt, ...)

@@ -31,6 +31,7 @@
 #include "nbcanvas/buf.h"
 #include "nbcanvas/cache.h"
 #include "nbcanvas/conn_guard.h"
+#include "nbcanvas/datasources.h"
 #include "nbcanvas/formats.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/packages.h"
@@ -180,7 +181,7 @@ int http_send_error_full(struct MHD_Connection *c, struct exchange *x,
 
     if (code == ERR_BUSY)
         a.retry_after = "2";
-    else if (code == ERR_ENGINE || code == ERR_INDEX)
+    else if (code == ERR_ENGINE || code == ERR_INDEX || code == ERR_DATASOURCE)
         a.retry_after = "5";
     else if (code == ERR_RATE_LIMITED)
         a.retry_after = x->retry_after;
@@ -472,6 +473,7 @@ static int handle_metrics(struct http_server *s, struct MHD_Connection *c,
 
     metrics_write(s->svc->metrics, s->svc->jobs, &out);
     write_pool_cache_metrics(s->svc, &out);
+    datasources_metrics(s->svc->datasources, &out);
     a.body = buf_detach(&out, &a.len);
     return http_respond(c, x, &a);
 }
@@ -546,6 +548,10 @@ static const struct route routes[] = {
      EXPORT_QUERY},
     {"GET", "/v1/sessions/*/files/**", http_session_file, false, TENANT, NULL},
     {"GET", "/v1/results/*", http_kept_result, false, TENANT, EXPORT_QUERY},
+    {"GET", "/v1/datasources", http_list_datasources, false, TENANT, NULL},
+    {"GET", "/v1/datasources/*/schema", http_datasource_schema, false, TENANT,
+     NULL},
+    {"POST", "/v1/sql", http_sql, true, TENANT, NULL},
     {"POST", "/mcp", http_mcp, true, TENANT, NULL},
     {"DELETE", "/mcp", http_mcp_end, false, TENANT, NULL},
 };

@@ -161,6 +161,14 @@ int http_stream_call(struct http_server *s, struct MHD_Connection *c,
                      void (*fn)(void *ctx, struct sse *sse),
                      void (*drop)(void *ctx), void *ctx);
 
+/* The datasource routes (http_sql.c). */
+int http_list_datasources(struct http_server *s, struct MHD_Connection *c,
+                          struct exchange *x);
+int http_datasource_schema(struct http_server *s, struct MHD_Connection *c,
+                           struct exchange *x);
+int http_sql(struct http_server *s, struct MHD_Connection *c,
+             struct exchange *x);
+
 /* The MCP routes (http_mcp.c). */
 int http_mcp(struct http_server *s, struct MHD_Connection *c,
              struct exchange *x);

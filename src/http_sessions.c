@@ -14,6 +14,7 @@
 #include "nbcanvas/kept_results.h"
 #include "nbcanvas/service.h"
 #include "nbcanvas/sessions.h"
+#include "nbcanvas/sql_cells.h"
 
 /* A page, zip, notebook or JSON made by an export, with the headers of
  * its kind: the page's CSP, the zip as an attachment. */
@@ -131,9 +132,14 @@ int http_execute(struct http_server *s, struct MHD_Connection *c,
         return http_send_error(c, x, rc, err.msg, NULL);
     rc = request_parse_execute(&req, x->body.data, x->body.len, &s->svc->cfg,
                                kernel, &err);
+    if (rc == 0)
+        rc = sql_cells_for_execute(s->svc->datasources, &x->tenant, &req, NULL,
+                                   &details, &err);
     if (rc < 0) {
         request_execute_release(&req);
-        return http_send_error(c, x, rc, err.msg, NULL);
+        rc = http_send_error(c, x, rc, err.msg, details);
+        json_decref(details);
+        return rc;
     }
     if (http_wants_stream(c))
         return http_stream_execute(s, c, x, &req);

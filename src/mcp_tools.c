@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "nbcanvas/buf.h"
+#include "nbcanvas/datasources.h"
 #include "nbcanvas/formats.h"
 #include "nbcanvas/http.h"
 #include "nbcanvas/kept_results.h"
@@ -25,6 +26,7 @@
 #include "nbcanvas/runner.h"
 #include "nbcanvas/service.h"
 #include "nbcanvas/sessions.h"
+#include "nbcanvas/sql_cells.h"
 #include "nbcanvas/util.h"
 
 /* Content items ------------------------------------------------------ */
@@ -450,6 +452,14 @@ static int execute(const struct mcp_call *call, json_t *args, json_t **out,
         request_execute_release(&req);
         return rc;
     }
+    rc = sql_cells_for_execute(call->svc->datasources, &call->tenant, &req,
+                               call->cancel, &details, &fail);
+    if (rc < 0) {
+        request_execute_release(&req);
+        *out = failure(rc, fail.msg, details);
+        json_decref(details);
+        return 0;
+    }
     rc = sessions_execute(call->svc->sessions, call->tenant.name, id, &req,
                           on_event, &p, call->cancel, &answer, &details,
                           &fail);
@@ -582,14 +592,36 @@ static int list_languages(const struct mcp_call *call, json_t *args,
     return 0;
 }
 
+static int list_datasources(const struct mcp_call *call, json_t *args,
+                            json_t **out, struct err *err)
+{
+    json_t *list = datasources_list(call->svc->datasources,
+                                    call->tenant.datasources);
+    char *text = json_dumps(list, JSON_COMPACT);
+    char *said = xasprintf("datasources (%%%%sql <name> -> <variable>): %s",
+                           text);
+
+    (void)args;
+    (void)err;
+    *out = tool_result(json_pack("[o]", text_item(said)),
+                       json_pack("{s:o}", "datasources", list), false);
+    free(said);
+    free(text);
+    return 0;
+}
+
 static const struct {
     const char *name;
     int (*run)(const struct mcp_call *, json_t *, json_t **, struct err *);
 } tools[] = {
-    {"render_notebook", render_notebook}, {"run_code", run_code},
-    {"create_session", create_session},   {"execute", execute},
-    {"get_notebook", get_notebook},       {"end_session", end_session},
+    {"render_notebook", render_notebook},
+    {"run_code", run_code},
+    {"create_session", create_session},
+    {"execute", execute},
+    {"get_notebook", get_notebook},
+    {"end_session", end_session},
     {"list_languages", list_languages},
+    {"list_datasources", list_datasources},
 };
 
 int mcp_tool_run(const struct mcp_call *call, const char *name, json_t *args,

@@ -18,6 +18,7 @@
  * start and export) in case the driver itself hangs or dies.
  */
 #include "nbcanvas/render.h"
+#include "nbcanvas/sql_cells.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -460,8 +461,28 @@ static void server_timing(struct render_job *job, struct render_result *out)
              fetch, job->t_done - job->t_start);
 }
 
+/* The rows of req's %%sql cells, before anything else: they are part of
+ * the request (and so of its cache key). */
+static int run_sql_cells(struct render_result *out, struct service *svc,
+                         struct render_request *req, const atomic_bool *cancel)
+{
+    struct sql_cells_info info;
+    struct err err = ERR_INIT;
+    int rc = sql_cells_run(svc->datasources, &req->tenant, req->notebook,
+                           &req->files, cancel, &info, &out->details, &err);
+
+    if (rc < 0) {
+        out->code = rc;
+        snprintf(out->message, sizeof(out->message), "%s", err.msg);
+        return rc;
+    }
+    if (info.cells > 0 && info.min_ttl == 0)
+        req->cache = false;
+    return 0;
+}
+
 int render_run(struct render_result *out, struct service *svc,
-               const struct render_request *req, const char *request_id,
+               struct render_request *req, const char *request_id,
                const atomic_bool *cancel)
 {
     struct render_job job = {.svc = svc, .req = req, .id = request_id};
@@ -473,6 +494,8 @@ int render_run(struct render_result *out, struct service *svc,
 
     memset(out, 0, sizeof(*out));
     job.t_start = util_now_ms();
+    if (svc->datasources && run_sql_cells(out, svc, req, cancel) < 0)
+        return out->code;
     if (svc->cache)
         cache_key(svc, req, key);
     if (svc->cache && req->cache)

@@ -509,3 +509,48 @@ int request_parse_export(struct export_request *r, const char *format,
     r->include_input = include_input && strcmp(include_input, "true") == 0;
     return 0;
 }
+
+int request_parse_sql(struct sql_request *r, const char *body, size_t len,
+                      struct err *err)
+{
+    static const char *const fields[] = {"datasource", "query", "format",
+                                         "template"};
+    static const char *const formats[] = {"html", "json", "csv"};
+    json_t *root = NULL, *ds;
+    int format = SQL_HTML, tmpl = 2, rc; /* the canvas template */
+
+    memset(r, 0, sizeof(*r));
+    rc = load_object(&root, body, len, err);
+    if (rc == 0)
+        rc = check_fields(root, fields, sizeof(fields) / sizeof(fields[0]),
+                          err);
+    ds = json_object_get(root, "datasource");
+    if (rc == 0 && (!json_is_string(ds) || json_string_length(ds) == 0 ||
+                    json_string_length(ds) >= sizeof(r->datasource)))
+        rc = err_set(err, ERR_INVALID,
+                     "datasource must name one of GET /v1/datasources");
+    if (rc == 0)
+        rc = copy_string(&r->query, &r->query_len,
+                         json_object_get(root, "query"), "query", err);
+    if (rc == 0)
+        rc = parse_choice(&format, json_object_get(root, "format"), "format",
+                          formats, 3, err);
+    if (rc == 0)
+        rc = parse_choice(&tmpl, json_object_get(root, "template"), "template",
+                          templates, 3, err);
+    if (rc == 0) {
+        snprintf(r->datasource, sizeof(r->datasource), "%s",
+                 json_string_value(ds));
+        r->format = (enum sql_format)format;
+        snprintf(r->template_name, sizeof(r->template_name), "%s",
+                 templates[tmpl]);
+    }
+    json_decref(root);
+    return rc;
+}
+
+void request_sql_release(struct sql_request *r)
+{
+    free(r->query);
+    r->query = NULL;
+}

@@ -23,6 +23,7 @@
 #include "nbcanvas/kept_results.h"
 #include "nbcanvas/languages.h"
 #include "nbcanvas/mcp.h"
+#include "nbcanvas/datasources.h"
 #include "nbcanvas/metrics.h"
 #include "nbcanvas/packages.h"
 #include "nbcanvas/pool.h"
@@ -35,6 +36,7 @@ void service_close(struct service *svc)
 {
     sessions_free(svc->sessions);
     mcp_free(svc->mcp);
+    datasources_free(svc->datasources);
     kept_results_free(svc->kept);
     packages_free(svc->packages);
     pool_free(svc->pool);
@@ -143,6 +145,8 @@ int service_open(struct service *svc, const struct service_options *opts,
         rc = docker_new(&svc->docker, &dopts, err);
     if (rc == 0)
         rc = languages_load(&svc->languages, svc->cfg.languages_file, err);
+    if (rc == 0)
+        rc = datasources_new(&svc->datasources, svc->cfg.datasources, err);
     if (rc < 0) {
         service_close(svc);
         return rc;

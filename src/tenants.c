@@ -87,12 +87,40 @@ static int read_limit(long *out, json_t *entry, const char *field,
     return 0;
 }
 
+/* An optional list of names into field, one a line. */
+static int read_names(char *field, size_t size, json_t *v, size_t i,
+                      struct err *err)
+{
+    size_t used = 0, j;
+    json_t *name;
+
+    field[0] = '\0';
+    if (!v)
+        return 0;
+    if (!json_is_array(v))
+        return err_set(err, ERR_INVALID,
+                       "keys entry %zu: datasources must be a list of names",
+                       i);
+    json_array_foreach(v, j, name) {
+        const char *s = json_string_value(name);
+
+        if (!s || !*s || strchr(s, '\n') || used + strlen(s) + 2 > size)
+            return err_set(err, ERR_INVALID,
+                           "keys entry %zu: datasources must be a list of "
+                           "names, %zu bytes in all at most",
+                           i, size - 2);
+        used += (size_t)snprintf(field + used, size - used, "%s\n", s);
+    }
+    return 0;
+}
+
 static int parse_entry(struct key_entry *k, json_t *e, size_t i,
                        struct err *err)
 {
     static const char *const fields[] = {
         "tenant",       "key_sha256",          "max_jobs",
-        "max_sessions", "requests_per_minute", "metrics"};
+        "max_sessions", "requests_per_minute", "metrics",
+        "datasources"};
     const char *name = json_string_value(json_object_get(e, "tenant"));
     json_t *metrics = json_object_get(e, "metrics"), *v;
     const char *field;
@@ -129,6 +157,9 @@ static int parse_entry(struct key_entry *k, json_t *e, size_t i,
         rc = err_set(err, ERR_INVALID,
                      "keys entry %zu: metrics must be true or false", i);
     k->tenant.metrics = json_is_true(metrics);
+    if (rc == 0)
+        rc = read_names(k->tenant.datasources, sizeof(k->tenant.datasources),
+                        json_object_get(e, "datasources"), i, err);
     return rc;
 }
 
@@ -242,8 +273,10 @@ int tenants_authenticate(struct tenants *t, const char *authorization,
     size_t i, n;
 
     memset(out, 0, sizeof(*out));
-    if (!tenants_required(t))
+    if (!tenants_required(t)) { /* everyone is the operator */
+        snprintf(out->datasources, sizeof(out->datasources), "*\n");
         return 0;
+    }
     if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
         return err_set(err, ERR_UNAUTHENTICATED, "an API key is required");
     authorization += 7;

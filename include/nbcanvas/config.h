@@ -94,6 +94,7 @@ struct config {
     bool allow_unauthenticated; /* serve without keys beyond loopback */
     char allowed_hosts[1024];   /* Host names served, one per line */
     char allowed_origins[1024]; /* Origins that may call /mcp, one a line */
+    char datasources[16384];    /* the databases, as JSON (datasources.h) */
     char tls_cert_file[512];    /* both set: HTTPS */
     char tls_key_file[512];
 };

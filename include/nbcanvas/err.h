@@ -30,6 +30,9 @@ enum err_code {
     ERR_PACKAGE = -18,         /* 422 package_unavailable */
     ERR_INDEX = -19,           /* 503 index_unavailable */
     ERR_ORIGIN = -20,          /* 403 origin_not_allowed */
+    ERR_SQL = -21,             /* 422 sql_error */
+    ERR_DATASOURCE = -22,      /* 503 datasource_unavailable */
+    ERR_FORBIDDEN = -23,       /* 403 datasource_forbidden */
 };
 
 struct err {

@@ -45,9 +45,12 @@ struct render_result {
 };
 
 /* Runs req and fills out (release with render_result_release). Returns
- * out->code. cancel, when set, ends the job early (client gone). */
+ * out->code. cancel, when set, ends the job early (client gone). The
+ * queries of req's %%sql cells run first (sql_cells.h): their rows join
+ * req->files, and req->cache is turned off unless every datasource they
+ * use has a cache_ttl_s. */
 int render_run(struct render_result *out, struct service *svc,
-               const struct render_request *req, const char *request_id,
+               struct render_request *req, const char *request_id,
                const atomic_bool *cancel);
 void render_result_release(struct render_result *r);
 

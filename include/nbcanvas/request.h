@@ -58,6 +58,17 @@ struct run_request {
     struct tenant tenant; /* not from the body: who asked */
 };
 
+/* POST /v1/sql. */
+enum sql_format { SQL_HTML, SQL_JSON, SQL_CSV };
+
+struct sql_request {
+    char datasource[64];
+    char *query; /* owned */
+    size_t query_len;
+    enum sql_format format;
+    char template_name[16];
+};
+
 /* POST /v1/sessions. */
 struct session_request {
     const struct kernel_info *kernel;
@@ -75,6 +86,12 @@ struct execute_request {
     struct tar_files files;
     json_t *packages; /* owned; from %pip install lines, or NULL */
 };
+
+/* Parses a POST /v1/sql body; out is released with request_sql_release
+ * even when parsing fails. */
+int request_parse_sql(struct sql_request *out, const char *body, size_t len,
+                      struct err *err);
+void request_sql_release(struct sql_request *r);
 
 /* Parses a render request body; out is released with
  * request_render_release even when parsing fails. */

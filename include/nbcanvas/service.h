@@ -20,6 +20,7 @@
 
 struct cache;
 struct cache_keys;
+struct datasources;
 struct janitor;
 struct kept_results;
 struct languages;
@@ -42,13 +43,14 @@ struct service {
     struct metrics *metrics;
     struct pool *pool;   /* size 0 for one-shot commands; from service_serve */
     struct cache *cache; /* NULL: no result cache */
-    struct cache_keys *cache_keys; /* with cache */
-    struct janitor *janitor;       /* NULL: sandboxes are removed in-line */
-    struct sessions *sessions;     /* live kernels; from service_serve */
-    struct kept_results *kept;     /* streamed renders' results */
-    struct mcp *mcp;               /* MCP sessions and calls (mcp.h) */
-    struct packages *packages;     /* NULL: no package source */
-    json_t *examples;              /* for GET /v1/examples */
+    struct cache_keys *cache_keys;   /* with cache */
+    struct janitor *janitor;         /* NULL: sandboxes are removed in-line */
+    struct sessions *sessions;       /* live kernels; from service_serve */
+    struct kept_results *kept;       /* streamed renders' results */
+    struct mcp *mcp;                 /* MCP sessions and calls (mcp.h) */
+    struct datasources *datasources; /* databases for %%sql (never NULL) */
+    struct packages *packages;       /* NULL: no package source */
+    json_t *examples;                /* for GET /v1/examples */
 };
 
 struct service_options {

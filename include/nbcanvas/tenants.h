@@ -24,6 +24,9 @@ struct tenant {
     long max_sessions;          /* 0: only the service's limit */
     long requests_per_minute;   /* 0: no rate limit */
     bool metrics;               /* may read /metrics */
+    /* the datasources it may query, one name a line ("*": every one;
+     * "": none, the default for a key; every one without a keys file) */
+    char datasources[512];
 };
 
 struct tenants;

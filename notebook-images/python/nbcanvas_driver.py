@@ -329,6 +329,32 @@ def install_structured(kc, job):
         store_history=False, timeout=30, output_hook=lambda msg: None)
 
 
+# Run silently in the kernel when the job's files hold a %%sql cell's rows
+# (.nbcanvas/sql/): registers the %%sql magic (nbcanvas_sql.py), which
+# reads them back as a DataFrame. The service ran the query; the sandbox
+# never reaches a database.
+SQL = """
+def __nbcanvas_sql():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "nbcanvas_sql", "/opt/nbcanvas/nbcanvas_sql.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.install()
+__nbcanvas_sql()
+del __nbcanvas_sql
+"""
+
+
+def install_sql(kc):
+    from nbclient.util import run_sync
+
+    if os.path.isdir(os.path.join(JOBDIR, "sql")):
+        run_sync(kc.execute_interactive)(
+            SQL, silent=True, store_history=False, timeout=30,
+            output_hook=lambda msg: None)
+
+
 def emit(nonce, kind, data):
     """One progress event on the protocol channel (one line)."""
     if nonce is None:
@@ -439,6 +465,7 @@ def execute(nb, job, km, kc, status, nonce=None):
     ep = make_executor(job, kc, state, bool(job["allow_errors"]))
     if job.get("structured"):
         install_structured(kc, job)
+    install_sql(kc)
     try:
         ep.preprocess(nb, {"metadata": {"path": WORKDIR}}, km=km)
         status["status"] = "ok"
@@ -769,6 +796,7 @@ class Session:
         status, done = {"status": "ok"}, []
         if not install_packages(job, self.kc, status):
             return status, None, False
+        install_sql(self.kc)
         for cell in new:
             index = len(self.nb.cells)
             self.nb.cells.append(cell)

@@ -236,13 +236,14 @@ def check_error(resp, status, code):
     return err
 
 
-def main(namespace, config=None):
+def main(namespace, config=None, key=None):
+    """key: the API key the tests' requests carry (with a keys file)."""
     binary = sys.argv[1]
     if not os.path.exists(DOCKER_SOCK):
         print("no Docker engine at %s: run scripts/start-docker.sh" % DOCKER_SOCK)
         print("0 passed, 1 failed")
         sys.exit(1)
-    svc = Service(binary, config).start()
+    svc = Service(binary, config, key=key).start()
     tests = sorted((n, f) for n, f in namespace.items()
                    if n.startswith("test_") and callable(f))
     only = os.environ.get("NBCANVAS_TEST")

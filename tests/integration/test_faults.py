@@ -429,4 +429,4 @@ def test_a_long_job_is_not_cut_by_the_request_deadline(svc):
 
 
 if __name__ == "__main__":
-    main(globals(), config={"pool_size": 0})
+    main(globals(), config={"pool_size": 0, "run_max_timeout_s": 300})

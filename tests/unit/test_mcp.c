@@ -107,7 +107,7 @@ TEST(mcp__answers_that_need_no_sandbox)
     json_decref(a);
     a = answer(m, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
     CHECK(json_array_size(
-              json_object_get(json_object_get(a, "result"), "tools")) == 7);
+              json_object_get(json_object_get(a, "result"), "tools")) == 8);
     json_decref(a);
     a = answer(m, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"nope\"}");
     CHECK(error_code(a) == MCP_METHOD_NOT_FOUND);
@@ -284,7 +284,7 @@ TEST(api_doc__every_tool_schema_stands_alone)
         json_decref(in);
         json_decref(out);
     }
-    CHECK(i == 7);
+    CHECK(i == 8);
     CHECK(api_doc_schema(doc, "NoSuchSchema") == NULL);
     json_decref(doc);
 }
