@@ -51,8 +51,8 @@ struct render_job {
     struct tar_files wheels; /* the packages' wheels, for the job */
     struct err err;
     json_t *details; /* error details found before the results */
-    long long t_start, t_packages, t_queued, t_sandbox, t_finished, t_fetched,
-        t_done;
+    long long t_start, t_sql, t_packages, t_queued, t_sandbox, t_finished,
+        t_fetched, t_done;
 };
 
 /* The job as the driver reads it from stdin (driver.h). */
@@ -447,16 +447,17 @@ static void server_timing(struct render_job *job, struct render_result *out)
                            : 0;
     long long fetch = job->t_fetched ? job->t_fetched - job->t_finished : 0;
     long long install = json_integer_value(json_object_get(t, "install"));
-    /* packages: wheels resolved on the host; install: pip in the sandbox */
-    long long packages = job->t_packages ? job->t_packages - job->t_start : 0;
+    /* sql: %%sql cells' queries; packages: wheels resolved on the host;
+     * install: pip in the sandbox */
+    long long packages = job->t_packages ? job->t_packages - job->t_sql : 0;
 
     snprintf(out->server_timing, sizeof(out->server_timing),
-             "packages;dur=%lld, queue;dur=%lld, sandbox;dur=%lld;desc=%s, "
-             "upload;dur=%lld, install;dur=%lld, execute;dur=%lld, "
-             "export;dur=%lld, fetch;dur=%lld, total;dur=%lld",
-             packages,
-             job->t_queued -
-                 (job->t_packages ? job->t_packages : job->t_start),
+             "sql;dur=%lld, packages;dur=%lld, queue;dur=%lld, "
+             "sandbox;dur=%lld;desc=%s, upload;dur=%lld, install;dur=%lld, "
+             "execute;dur=%lld, export;dur=%lld, fetch;dur=%lld, "
+             "total;dur=%lld",
+             job->t_sql - job->t_start, packages,
+             job->t_queued - (job->t_packages ? job->t_packages : job->t_sql),
              sandbox, job->warm ? "warm" : "cold", upload, install, exec, exp,
              fetch, job->t_done - job->t_start);
 }
@@ -496,6 +497,7 @@ int render_run(struct render_result *out, struct service *svc,
     job.t_start = util_now_ms();
     if (svc->datasources && run_sql_cells(out, svc, req, cancel) < 0)
         return out->code;
+    job.t_sql = util_now_ms();
     if (svc->cache)
         cache_key(svc, req, key);
     if (svc->cache && req->cache)

@@ -72,14 +72,17 @@ int sql_cell_parse(const char *source, size_t len, struct sql_cell *out,
     snprintf(out->name, sizeof(out->name), "_sql");
     n = word(&p, end);
     if (n) {
-        size_t m;
+        const char *name;
+        size_t m = 0;
 
-        if (n != 2 || strncmp(p - 2, "->", 2) != 0 || !(m = word(&p, end)) ||
-            !identifier(p - m, m) || word(&p, end))
+        if (n == 2 && strncmp(p - 2, "->", 2) == 0)
+            m = word(&p, end);
+        name = p - m;
+        if (m == 0 || !identifier(name, m) || word(&p, end))
             return err_set(err, ERR_INVALID,
                            "a %%%%sql cell starts with %%%%sql <datasource> "
                            "[-> <name>], the name a Python identifier");
-        snprintf(out->name, sizeof(out->name), "%.*s", (int)m, p - m);
+        snprintf(out->name, sizeof(out->name), "%.*s", (int)m, name);
     }
     p = nl ? nl + 1 : source + len;
     end = source + len;

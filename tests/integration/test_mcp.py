@@ -95,7 +95,7 @@ def test_sessions_are_required_owned_and_ended(svc):
                   session="00000000-0000-4000-8000-000000000000"), 404, -32001)
     sid = initialize(svc)
     tools = rpc(svc, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, session=sid).json()
-    assert len(tools["result"]["tools"]) == 7, tools
+    assert len(tools["result"]["tools"]) == 8, tools
     r = svc.request("DELETE", "/mcp", headers={"Mcp-Session-Id": sid})
     assert r.status == 204, r
     rpc_error(rpc(svc, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, session=sid),
@@ -268,7 +268,7 @@ def test_the_document_names_the_routes_the_service_answers(svc):
     # the MCP tools' schemas are the document's
     assert {t["name"] for t in doc["x-mcp-tools"]} == {
         "render_notebook", "run_code", "create_session", "execute", "get_notebook",
-        "end_session", "list_languages"}
+        "end_session", "list_languages", "list_datasources"}
 
 
 def test_real_answers_match_the_document(svc):

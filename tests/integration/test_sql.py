@@ -261,6 +261,17 @@ def test_the_sandbox_cannot_reach_the_database(svc):
     assert r.json()["cells"][0]["outputs"][0]["text"] == "False\n", r.json()
 
 
+def test_the_live_sql_example_renders_a_table_and_a_chart(svc):
+    with open(os.path.join(REPO, "examples", "sql-chart.json")) as f:
+        body = json.load(f)
+    r = svc.render(body)
+    assert r.status == 200, r
+    page = r.body.decode()
+    assert "<table" in page and "Rock" in page, page[:300]
+    assert "data:image/png;base64," in page
+    assert "%%sql" not in page  # --no-input: the query is not on the page
+
+
 def test_metrics_per_datasource(svc):
     text = svc.get("/metrics").body.decode()
     for name in ("queries", "errors", "rows", "seconds"):

@@ -99,7 +99,7 @@ test("the tools are listed with input and output schemas", async () => {
   const { tools } = await client.listTools();
   assert.deepEqual(tools.map((t) => t.name).sort(),
     ["create_session", "end_session", "execute", "get_notebook",
-     "list_languages", "render_notebook", "run_code"]);
+     "list_datasources", "list_languages", "render_notebook", "run_code"]);
   for (const t of tools) {
     assert.equal(t.inputSchema.type, "object", t.name);
     assert.equal(t.outputSchema.type, "object", t.name);
@@ -222,10 +222,13 @@ test("run_code: stdout and stderr apart, a compile error is an error result", as
     (e) => e.code === -32602);
 });
 
-test("list_languages", async () => {
+test("list_languages and list_datasources", async () => {
   const r = await client.callTool({ name: "list_languages", arguments: {} });
   assert.ok(r.structuredContent.languages.some((l) => l.name === "python3"));
   assert.ok(r.structuredContent.kernels.some((k) => k.name === "python3"));
+  // this service has none: the key's entry lists none (test_sql.py has some)
+  const d = await client.callTool({ name: "list_datasources", arguments: {} });
+  assert.deepEqual(d.structuredContent, { datasources: [] });
 });
 
 test("the MCP Inspector's command line lists the tools and calls one", async () => {
