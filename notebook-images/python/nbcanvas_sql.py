@@ -6,7 +6,8 @@ placed its rows in the working folder as .nbcanvas/sql/<key>.json, key
 being the SHA-256 of the datasource's name, a newline, and the query with
 the blanks around it removed. This magic computes the same key, reads the
 rows back as a pandas DataFrame with their types (integers, with NULLs as
-pandas' nullable Int64; floats; numeric as decimal.Decimal, exact; text;
+pandas' nullable Int64; floats, and numeric as float64 as pandas.read_sql
+makes it by default, so it charts; text;
 booleans; dates as datetime.date; timestamps as datetime64, in UTC for
 those with a time zone; JSON as Python objects), binds it to the name the
 header gives (default _sql) and returns it, so the cell shows the table.
@@ -16,7 +17,6 @@ header gives (default _sql) and returns it, so the cell shows the table.
 
 Registered by the driver when a job carries such files (install()).
 """
-import decimal
 import hashlib
 import json
 import os
@@ -51,10 +51,7 @@ def column(values, field):
     if kind == "integer":
         return pd.array(values, dtype="Int64") if len(present) < len(values) \
             else pd.array(values, dtype="int64")
-    if kind == "number" and db.startswith(("numeric", "decimal")):
-        return pd.array([None if v is None else decimal.Decimal(str(v)) for v in values],
-                        dtype=object)
-    if kind == "number":
+    if kind == "number":  # numeric too, as pandas.read_sql's coerce_float has it
         return pd.array([float("nan") if v is None else float(v) for v in values],
                         dtype="float64")
     if kind == "boolean":

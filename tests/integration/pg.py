@@ -2,7 +2,9 @@
 temporary folder as the unprivileged user nobody, listening on a Unix
 socket in that folder and on a loopback port, and loaded with the Chinook
 sample database (examples/data/chinook). The service under test connects
-as `reader`, a role that may only read (SELECT on chinook's tables); the
+as `reader`, a role that may only read (SELECT on chinook's tables), and
+as `writer`, a role that may write anything (what an operator who skipped
+the docs would give): the read-only transaction must hold on its own. The
 tests check the data with the superuser's psql before and after."""
 import glob
 import os
@@ -57,6 +59,10 @@ class Postgres:
         self.psql("postgres", "", file=CHINOOK)
         self.psql("chinook", """
             CREATE ROLE reader LOGIN PASSWORD '%s';
+            CREATE ROLE writer LOGIN PASSWORD '%s';
+            GRANT CONNECT, TEMPORARY ON DATABASE chinook TO writer;
+            GRANT USAGE, CREATE ON SCHEMA public TO writer;
+            GRANT ALL ON ALL TABLES IN SCHEMA public TO writer;
             GRANT CONNECT ON DATABASE chinook TO reader;
             GRANT USAGE ON SCHEMA public TO reader;
             GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader;
@@ -73,7 +79,8 @@ class Postgres:
               (3, -5, -0.5, 'Infinity', false, '1999-12-31', '1999-12-31 23:59:59+00',
                '[]', '');
             GRANT SELECT ON kinds TO reader;
-            """ % READER_PASSWORD)
+            GRANT ALL ON kinds TO writer;
+            """ % (READER_PASSWORD, READER_PASSWORD))
         return self
 
     def psql(self, db, sql, file=None):
@@ -94,9 +101,9 @@ class Postgres:
                           "rolcreaterole::text, ',' ORDER BY rolname) FROM pg_roles")
         return list(zip(tables, parts)) + [roles.strip()]
 
-    def conninfo(self, socket_dir=False):
+    def conninfo(self, socket_dir=False, user="reader"):
         host = self.dir if socket_dir else "127.0.0.1"
-        return "host=%s port=%d dbname=chinook user=reader" % (host, self.port)
+        return "host=%s port=%d dbname=chinook user=%s" % (host, self.port, user)
 
     def stop(self):
         try:
