@@ -135,6 +135,49 @@ test("keyboard: add a cell, type, Ctrl+Enter runs", async () => {
   assert.match(await frame().locator("body").textContent(), /typed 42/);
 });
 
+test("a datasource: picked, its tables shown, a live SQL example drawn", async () => {
+  // A second service with the demo database as its datasource "demo".
+  const { execFileSync } = await import("node:child_process");
+  const os = await import("node:os");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nbcanvas-sql-"));
+  const db = path.join(dir, "chinook.db");
+  const top = path.join(path.dirname(new URL(import.meta.url).pathname), "..", "..");
+  execFileSync("bash", [path.join(top, "scripts", "demo-db.sh"), db]);
+  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({
+    pool_size: 1, datasources: [{ name: "demo", kind: "sqlite", path: db }] }));
+  const port = await freePort();
+  const served = spawn(bin, ["serve", "--listen", `127.0.0.1:${port}`, "--config", path.join(dir, "config.json")],
+                       { stdio: "inherit" });
+  const url = `http://127.0.0.1:${port}`;
+  const tab = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  try {
+    await waitHealthy(url);
+    await tab.goto(url + "/");
+    await tab.locator("#sql").waitFor({ state: "attached" });
+    await tab.waitForFunction(() => !document.querySelector("#sql").hidden);
+    await tab.click("#sql summary");
+    assert.deepEqual(await tab.locator("#datasource option").allTextContents(), ["demo (sqlite)"]);
+    await tab.locator("#schema .table-schema", { hasText: /^Track:/ }).waitFor();
+    assert.match(await tab.locator("#schema").textContent(), /TrackId \(key\)/);
+    await tab.click("#add-sql");
+    assert.match(await tab.locator("#cells textarea").last().inputValue(), /^%%sql demo -> df\nSELECT /);
+    await tab.selectOption("#examples", "sql-chart");
+    await tab.waitForFunction(() => /Rendered|Failed/.test(document.querySelector("#status").textContent),
+                              null, { timeout: 120000 });
+    assert.match(await tab.locator("#status").textContent(), /Rendered/);
+    const drawn = tab.frameLocator("#frame");
+    assert.ok(await drawn.locator("img[src^='data:image/png']").count() >= 1);
+    assert.match(await drawn.locator("table").first().textContent(), /Rock/);
+    if (shots) await tab.screenshot({ path: path.join(shots, "canvas-sql.png") });
+  } finally {
+    await tab.close();
+    const done = new Promise((r) => served.on("exit", r));
+    served.kill("SIGTERM");
+    assert.equal(await done, 0);
+    fs.rmSync(dir, { recursive: true });
+  }
+});
+
 test("with API keys, the page asks for a key once and keeps it for the tab", async () => {
   // A second service with a keys file; the key comes from the CLI.
   const { execFileSync } = await import("node:child_process");
