@@ -9,6 +9,7 @@
 
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
+#include <errno.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -22,6 +23,8 @@
 #define NAME_MAX_LEN 64
 #define CONNECT_TIMEOUT_S 5
 #define POLL_SLICE_MS 100
+#define CANCEL_GRACE_MS 5000 /* past the deadline, for the server's cancel */
+#define MAX_RESULT_BYTES (64LL << 20) /* a result's values, at most */
 
 enum kind { DS_POSTGRESQL, DS_SQLITE };
 
@@ -245,10 +248,14 @@ static bool allowed_name(const char *allowed, const char *name)
 int datasources_check(struct datasources *ds, const char *name,
                       const char *allowed, struct err *err)
 {
+    if (!name || !name_ok(name)) /* a URL with a password, say: not echoed */
+        return err_set(err, ERR_INVALID,
+                       "a datasource is named by letters, digits, _ and - "
+                       "(see GET /v1/datasources)");
     if (!find(ds, name))
         return err_set(err, ERR_INVALID,
-                       "unknown datasource '%.64s' (see GET /v1/datasources)",
-                       name ? name : "");
+                       "unknown datasource '%s' (see GET /v1/datasources)",
+                       name);
     if (!allowed_name(allowed, name))
         return err_set(err, ERR_FORBIDDEN,
                        "this key may not use datasource '%s' (its entry's "
@@ -421,9 +428,20 @@ static PGconn *pg_acquire(struct datasource *d, long long deadline_ms,
                           struct err *err)
 {
     char timeout[24];
-    const char *keys[5] = {"dbname", "connect_timeout", "application_name",
-                           NULL, NULL};
-    const char *values[5] = {d->conninfo, timeout, "nbcanvas", NULL, NULL};
+    /* keepalives and tcp_user_timeout: a peer that vanished is noticed in
+     * seconds, by our own blocking commands (BEGIN, ROLLBACK) too */
+    const char *keys[10] = {"dbname",
+                            "connect_timeout",
+                            "application_name",
+                            "keepalives",
+                            "keepalives_idle",
+                            "keepalives_interval",
+                            "keepalives_count",
+                            "tcp_user_timeout",
+                            NULL,
+                            NULL};
+    const char *values[10] = {d->conninfo, timeout, "nbcanvas", "1",  "5",
+                              "2",         "3",     "10000",    NULL, NULL};
     PGconn *c = NULL;
 
     pthread_mutex_lock(&d->lock);
@@ -457,8 +475,8 @@ static PGconn *pg_acquire(struct datasource *d, long long deadline_ms,
              d->timeout_s < CONNECT_TIMEOUT_S ? d->timeout_s
                                               : CONNECT_TIMEOUT_S);
     if (d->password) {
-        keys[3] = "password";
-        values[3] = d->password;
+        keys[8] = "password";
+        values[8] = d->password;
     }
     c = PQconnectdbParams(keys, values, 1);
     if (PQstatus(c) != CONNECTION_OK) {
@@ -471,8 +489,10 @@ static PGconn *pg_acquire(struct datasource *d, long long deadline_ms,
         d->open--;
         pthread_cond_signal(&d->freed);
         pthread_mutex_unlock(&d->lock);
-        err_set(err, ERR_DATASOURCE, "datasource '%s' does not answer: %s",
-                d->name, why);
+        /* libpq's words name hosts and users: the operator's log has them */
+        fprintf(stderr, "nbcanvas: datasource '%s': %s\n", d->name, why);
+        err_set(err, ERR_DATASOURCE,
+                "datasource '%s' does not answer; try again later", d->name);
         return NULL;
     }
     return c;
@@ -521,7 +541,8 @@ struct pg_run {
     long long deadline_ms;
     const atomic_bool *cancel;
     json_t *fields, *rows;
-    bool truncated, cancelled_by_us, gone;
+    long long bytes; /* the values' bytes so far */
+    bool truncated, cancelled_by_us, gone, abandoned, copying;
     int code; /* the first error */
     json_t *details;
     struct err *err;
@@ -557,14 +578,22 @@ static bool pg_wait(struct pg_run *run)
 {
     while (PQisBusy(run->c)) {
         struct pollfd p = {PQsocket(run->c), POLLIN, 0};
+        long long now = util_now_ms();
 
-        if (!run->cancelled_by_us && ((run->cancel && *run->cancel) ||
-                                      util_now_ms() >= run->deadline_ms)) {
+        if (!run->cancelled_by_us &&
+            ((run->cancel && *run->cancel) || now >= run->deadline_ms)) {
             run->gone = run->cancel && *run->cancel;
             run->cancelled_by_us = true;
             pg_cancel(run->c);
         }
-        if (poll(&p, 1, POLL_SLICE_MS) < 0 || !PQconsumeInput(run->c))
+        if (now >= run->deadline_ms + CANCEL_GRACE_MS) {
+            run->abandoned = true; /* a server that does not answer even a
+                                      cancel: the connection goes */
+            return false;
+        }
+        if (poll(&p, 1, POLL_SLICE_MS) < 0 && errno != EINTR)
+            return false;
+        if (!PQconsumeInput(run->c))
             return false;
     }
     return true;
@@ -579,7 +608,10 @@ static void pg_take(struct pg_run *run, PGresult *r)
     case PGRES_SINGLE_TUPLE:
         if (!run->fields)
             run->fields = pg_fields(r);
-        if ((long)json_array_size(run->rows) >= run->d->max_rows) {
+        for (i = 0; i < PQnfields(r); i++)
+            run->bytes += PQgetlength(r, 0, i) + 8;
+        if ((long)json_array_size(run->rows) >= run->d->max_rows ||
+            run->bytes > MAX_RESULT_BYTES) {
             if (!run->truncated)
                 pg_cancel(run->c); /* the rest is not wanted */
             run->truncated = true;
@@ -598,11 +630,12 @@ static void pg_take(struct pg_run *run, PGresult *r)
     case PGRES_FATAL_ERROR:
         pg_error(run, r);
         break;
-    default: /* COPY and the like: not served */
+    default: /* COPY: libpq would hand it out again and again */
+        run->copying = true;
         if (run->code == 0)
             run->code = err_set(run->err, ERR_SQL,
-                                "this kind of statement is not served here "
-                                "(a query that returns rows is)");
+                                "COPY is not served here (a query that "
+                                "returns rows is)");
         break;
     }
 }
@@ -612,8 +645,11 @@ static int query_pg(struct datasource *d, const char *query,
                     struct err *err)
 {
     long long deadline = util_now_ms() + d->timeout_s * 1000;
-    struct pg_run run = {d,     NULL,  deadline, cancel, NULL, json_array(),
-                         false, false, false,    0,      NULL, err};
+    struct pg_run run = {.d = d,
+                         .deadline_ms = deadline,
+                         .cancel = cancel,
+                         .rows = json_array(),
+                         .err = err};
     char settings[320];
     bool clean, reused = true;
     PGresult *r;
@@ -644,17 +680,26 @@ static int query_pg(struct datasource *d, const char *query,
         !pg_command(run.c, settings) ||
         !PQsendQueryParams(run.c, query, 0, NULL, NULL, NULL, NULL, 0) ||
         !PQsetSingleRowMode(run.c)) {
-        err_set(err, ERR_DATASOURCE, "datasource '%s': %s", d->name,
-                PQerrorMessage(run.c));
-        err->msg[strcspn(err->msg, "\n")] = '\0';
+        char why[200];
+
+        snprintf(why, sizeof(why), "%s", PQerrorMessage(run.c));
+        why[strcspn(why, "\n")] = '\0';
+        fprintf(stderr, "nbcanvas: datasource '%s': %s\n", d->name, why);
+        err_set(err, ERR_DATASOURCE,
+                "datasource '%s' does not answer; try again later", d->name);
         pg_release(d, run.c, false);
         json_decref(run.rows);
         return ERR_DATASOURCE;
     }
-    while (pg_wait(&run) && (r = PQgetResult(run.c)) != NULL) {
+    while (!run.copying && pg_wait(&run) && (r = PQgetResult(run.c)) != NULL) {
         pg_take(&run, r);
         PQclear(r);
     }
+    if (run.abandoned && run.code == 0)
+        run.code = err_set(err, ERR_TIMEOUT,
+                           "datasource '%s' did not answer within its timeout "
+                           "of %ld s",
+                           d->name, d->timeout_s);
     if (PQstatus(run.c) != CONNECTION_OK && run.code == 0)
         run.code = err_set(err, ERR_DATASOURCE,
                            "datasource '%s' closed the connection", d->name);
@@ -666,7 +711,8 @@ static int query_pg(struct datasource *d, const char *query,
                                  "timeout of %ld s",
                                  d->name, d->timeout_s);
     /* whatever the statement was (a COMMIT too), nothing it set stays */
-    clean = PQstatus(run.c) == CONNECTION_OK &&
+    clean = !run.copying && !run.abandoned &&
+            PQstatus(run.c) == CONNECTION_OK &&
             PQtransactionStatus(run.c) != PQTRANS_ACTIVE;
     if (clean) {
         PQclear(PQexec(run.c, "ROLLBACK"));
@@ -790,6 +836,7 @@ static int sqlite_open(sqlite3 **db, struct datasource *d, struct err *err)
         return ERR_DATASOURCE;
     }
     sqlite3_limit(*db, SQLITE_LIMIT_ATTACHED, 0);
+    sqlite3_limit(*db, SQLITE_LIMIT_LENGTH, 16 << 20); /* a value, at most */
     sqlite3_db_config(*db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
     sqlite3_exec(*db, "PRAGMA query_only = ON", NULL, NULL, NULL);
     sqlite3_busy_timeout(*db, (int)(d->timeout_s * 1000));
@@ -804,6 +851,7 @@ static int query_sqlite(struct datasource *d, const char *query, size_t len,
     sqlite3_stmt *st = NULL, *more = NULL;
     json_t *fields, *rows, *row;
     const char *tail;
+    long long bytes = 0;
     bool truncated = false;
     sqlite3 *db;
     int rc, i, n;
@@ -853,7 +901,10 @@ static int query_sqlite(struct datasource *d, const char *query, size_t len,
                               "db_type", decl ? decl : ""));
             }
         }
-        if ((long)json_array_size(rows) >= d->max_rows) {
+        for (i = 0; i < n; i++)
+            bytes += sqlite3_column_bytes(st, i) + 8;
+        if ((long)json_array_size(rows) >= d->max_rows ||
+            bytes > MAX_RESULT_BYTES) {
             truncated = true;
             break;
         }

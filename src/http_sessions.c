@@ -132,9 +132,12 @@ int http_execute(struct http_server *s, struct MHD_Connection *c,
         return http_send_error(c, x, rc, err.msg, NULL);
     rc = request_parse_execute(&req, x->body.data, x->body.len, &s->svc->cfg,
                                kernel, &err);
-    if (rc == 0)
-        rc = sql_cells_for_execute(s->svc->datasources, &x->tenant, &req, NULL,
-                                   &details, &err);
+    if (rc == 0) { /* the queries of a %%sql cell, watched for a hang-up */
+        http_watch_start(&watch, c);
+        rc = sql_cells_for_execute(s->svc->datasources, &x->tenant, &req,
+                                   &watch.cancel, &details, &err);
+        http_watch_stop(&watch);
+    }
     if (rc < 0) {
         request_execute_release(&req);
         rc = http_send_error(c, x, rc, err.msg, details);

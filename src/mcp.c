@@ -23,6 +23,7 @@
 #include "nbcanvas/util.h"
 
 #define MAX_SESSIONS 1024
+#define MAX_SESSIONS_PER_TENANT 64 /* one tenant cannot fill the table */
 #define SESSION_IDLE_MS (3600 * 1000LL)
 #define CALL_ID_MAX 256 /* a request id's JSON text, at most */
 
@@ -212,13 +213,21 @@ int mcp_session_open(struct mcp *m, const char *tenant,
     long long now = util_now_ms();
     struct session *s;
 
+    struct list_node *n;
+    long mine = 0;
+
     pthread_mutex_lock(&m->lock);
     expire(m, now);
-    if (m->nsessions >= MAX_SESSIONS) {
+    list_for_each(n, &m->sessions) {
+        mine += strcmp(list_entry(n, struct session, link)->tenant, tenant) ==
+                0;
+    }
+    if (m->nsessions >= MAX_SESSIONS || mine >= MAX_SESSIONS_PER_TENANT) {
         pthread_mutex_unlock(&m->lock);
         return err_set(err, ERR_BUSY,
-                       "too many MCP sessions (%d): end one with DELETE /mcp",
-                       MAX_SESSIONS);
+                       "too many MCP sessions (%ld of this key's, %d in all): "
+                       "end one with DELETE /mcp",
+                       mine, MAX_SESSIONS);
     }
     s = xcalloc(1, sizeof(*s));
     util_uuid(s->id);

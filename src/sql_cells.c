@@ -51,11 +51,18 @@ static bool identifier(const char *s, size_t n)
 int sql_cell_parse(const char *source, size_t len, struct sql_cell *out,
                    struct err *err)
 {
-    const char *nl, *end, *p, *w;
+    const char *nl, *end, *p, *w, *line = source, *stop = source + len;
     size_t n;
 
+    /* IPython drops blank lines before a cell magic: so do we */
+    for (p = source; p < stop && is_blank(*p); p++)
+        if (*p == '\n')
+            line = p + 1;
+    len -= (size_t)(line - source);
+    source = line;
+    /* and takes its name up to a space: "%%sql\tdemo" is no %%sql cell */
     if (len < strlen(MAGIC) || strncmp(source, MAGIC, strlen(MAGIC)) != 0 ||
-        (len > strlen(MAGIC) && !is_blank(source[strlen(MAGIC)])))
+        (len > strlen(MAGIC) && !strchr(" \r\n", source[strlen(MAGIC)])))
         return 0;
     nl = memchr(source, '\n', len);
     end = nl ? nl : source + len;

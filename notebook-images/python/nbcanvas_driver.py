@@ -334,14 +334,14 @@ def install_structured(kc, job):
 # reads them back as a DataFrame. The service ran the query; the sandbox
 # never reaches a database.
 SQL = """
-def __nbcanvas_sql():
+def __nbcanvas_sql(folder):
     import importlib.util
     spec = importlib.util.spec_from_file_location(
         "nbcanvas_sql", "/opt/nbcanvas/nbcanvas_sql.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.install()
-__nbcanvas_sql()
+    module.install(folder)
+__nbcanvas_sql(%r)
 del __nbcanvas_sql
 """
 
@@ -349,9 +349,10 @@ del __nbcanvas_sql
 def install_sql(kc):
     from nbclient.util import run_sync
 
-    if os.path.isdir(os.path.join(JOBDIR, "sql")):
+    folder = os.path.join(JOBDIR, "sql")
+    if os.path.isdir(folder):
         run_sync(kc.execute_interactive)(
-            SQL, silent=True, store_history=False, timeout=30,
+            SQL % folder, silent=True, store_history=False, timeout=30,
             output_hook=lambda msg: None)
 
 

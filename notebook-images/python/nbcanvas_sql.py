@@ -22,7 +22,9 @@ import json
 import os
 
 BLANKS = " \t\r\n\f\v"
-FOLDER = os.path.join(".nbcanvas", "sql")
+# where the driver puts the rows: absolute, so a cell's os.chdir does not
+# lose them (install() is told the folder)
+FOLDER = ["/home/sandbox/.nbcanvas/sql"]
 
 
 class SQLCellError(Exception):
@@ -88,7 +90,7 @@ def sql(line, cell):
 
     datasource, name = parse_header(line)
     query = cell.strip(BLANKS)
-    path = os.path.join(FOLDER, key(datasource, query) + ".json")
+    path = os.path.join(FOLDER[0], key(datasource, query) + ".json")
     if not os.path.exists(path):
         raise SQLCellError("no rows for this query: %%sql cells run through the "
                            "nbcanvas service, which runs the query first")
@@ -97,7 +99,8 @@ def sql(line, cell):
     return df
 
 
-def install():
+def install(folder):
     from IPython import get_ipython
 
+    FOLDER[0] = folder
     get_ipython().register_magic_function(sql, magic_kind="cell", magic_name="sql")

@@ -155,6 +155,11 @@ TEST(mcp__sessions_belong_to_their_tenant)
     CHECK(mcp_session_end(m, "acme", a) == 0);
     CHECK(mcp_session_check(m, "acme", a) == ERR_NOT_FOUND);
     CHECK(mcp_session_count(m) == 1);
+    /* one key cannot fill the table for the others */
+    for (int i = 0; i < 64; i++)
+        CHECK(mcp_session_open(m, "greedy", a, NULL) == 0);
+    CHECK(mcp_session_open(m, "greedy", a, NULL) == ERR_BUSY);
+    CHECK(mcp_session_open(m, "acme", b, NULL) == 0);
     mcp_free(m);
 }
 

@@ -42,6 +42,12 @@ TEST(sql_cells__headers)
     CHECK(parse("%%sql demo -> a b\nSELECT 1", &c) == ERR_INVALID);
     CHECK(parse("%%sql demo => a\nSELECT 1", &c) == ERR_INVALID);
     CHECK(parse("%%sql demo\n   \n", &c) == ERR_INVALID);
+    /* as IPython reads a cell magic: blank lines before it are dropped,
+     * and its name ends at a space */
+    CHECK(parse("\n  \n%%sql demo -> x\nSELECT 3", &c) == 1);
+    CHECK_STREQ(c.name, "x");
+    CHECK(parse("%%sql\tdemo\nSELECT 1", &c) == 0);
+    CHECK(parse("  %%sql demo\nSELECT 1", &c) == 0);
 }
 
 TEST(sql_cells__the_config_is_checked)
