@@ -1003,6 +1003,16 @@ static json_t *catalogue(struct datasources *ds, const char *name,
     return rows;
 }
 
+/* One more column of foreign key fk and the column it refers to (both
+ * taken). */
+static void fk_add(json_t *fk, json_t *column, json_t *referred)
+{
+    json_array_append_new(json_object_get(fk, "columns"), column);
+    json_array_append_new(
+        json_object_get(json_object_get(fk, "references"), "columns"),
+        referred);
+}
+
 /* The table of rows[i] = [schema, table, ...], made on first sight. */
 static json_t *table_of(json_t *tables, json_t *by_name, json_t *row)
 {
@@ -1097,11 +1107,8 @@ static int schema_pg(struct datasources *ds, const char *name, json_t *tables,
                              "table", json_array_get(row, 4), "columns");
             json_array_append_new(list, last);
         }
-        json_array_append(json_object_get(last, "columns"),
-                          json_array_get(row, 3));
-        json_array_append(
-            json_object_get(json_object_get(last, "references"), "columns"),
-            json_array_get(row, 5));
+        fk_add(last, json_incref(json_array_get(row, 3)),
+               json_incref(json_array_get(row, 5)));
     }
     json_decref(cols);
     json_decref(pks);
@@ -1172,11 +1179,7 @@ static int schema_sqlite(struct datasource *d, json_t *tables, struct err *err)
                                "columns");
                 json_array_append_new(json_object_get(t, "foreign_keys"), fk);
             }
-            json_array_append_new(json_object_get(fk, "columns"),
-                                  sqlite_value(fks, 1));
-            json_array_append_new(
-                json_object_get(json_object_get(fk, "references"), "columns"),
-                sqlite_value(fks, 3));
+            fk_add(fk, sqlite_value(fks, 1), sqlite_value(fks, 3));
         }
         sqlite3_reset(fks);
         json_array_append_new(tables, t);

@@ -305,55 +305,41 @@ def error_of(cell):
     return None
 
 
-# Run silently in the kernel when the job asks for structured outputs:
-# registers the chart and table formatters (nbcanvas_structured.py) without
-# binding a name in the user's namespace or changing sys.path.
-STRUCTURED = """
-def __nbcanvas_structured(max_rows):
+# Run silently in the kernel: loads one of nbcanvas's kernel-side modules
+# from /opt/nbcanvas and calls its install(), without binding a name in the
+# user's namespace or changing sys.path. nbcanvas_structured registers the
+# chart and table formatters (when the job asks for structured outputs);
+# nbcanvas_sql the %%sql magic (when the job's files hold a %%sql cell's
+# rows: the service ran the query, the sandbox never reaches a database).
+INSTALL = """
+def __nbcanvas_install(name, *args):
     import importlib.util
     spec = importlib.util.spec_from_file_location(
-        "nbcanvas_structured", "/opt/nbcanvas/nbcanvas_structured.py")
+        name, "/opt/nbcanvas/%%s.py" %% name)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.install(max_rows)
-__nbcanvas_structured(%d)
-del __nbcanvas_structured
+    module.install(*args)
+__nbcanvas_install(%r, %r)
+del __nbcanvas_install
 """
 
 
-def install_structured(kc, job):
+def install_module(kc, name, arg):
     from nbclient.util import run_sync
 
     run_sync(kc.execute_interactive)(
-        STRUCTURED % int(job.get("table_rows", 1000)), silent=True,
-        store_history=False, timeout=30, output_hook=lambda msg: None)
+        INSTALL % (name, arg), silent=True, store_history=False, timeout=30,
+        output_hook=lambda msg: None)
 
 
-# Run silently in the kernel when the job's files hold a %%sql cell's rows
-# (.nbcanvas/sql/): registers the %%sql magic (nbcanvas_sql.py), which
-# reads them back as a DataFrame. The service ran the query; the sandbox
-# never reaches a database.
-SQL = """
-def __nbcanvas_sql(folder):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "nbcanvas_sql", "/opt/nbcanvas/nbcanvas_sql.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.install(folder)
-__nbcanvas_sql(%r)
-del __nbcanvas_sql
-"""
+def install_structured(kc, job):
+    install_module(kc, "nbcanvas_structured", int(job.get("table_rows", 1000)))
 
 
 def install_sql(kc):
-    from nbclient.util import run_sync
-
     folder = os.path.join(JOBDIR, "sql")
     if os.path.isdir(folder):
-        run_sync(kc.execute_interactive)(
-            SQL % folder, silent=True, store_history=False, timeout=30,
-            output_hook=lambda msg: None)
+        install_module(kc, "nbcanvas_sql", folder)
 
 
 def emit(nonce, kind, data):

@@ -9,12 +9,11 @@ tests check the data with the superuser's psql before and after."""
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 
-from harness import REPO
+from harness import REPO, free_port
 
 CHINOOK = os.path.join(REPO, "examples", "data", "chinook", "Chinook_PostgreSql.sql")
 READER_PASSWORD = "reader-password-not-secret"
@@ -25,14 +24,6 @@ def bindir():
     if not found:
         raise RuntimeError("no PostgreSQL: scripts/install-deps.sh installs it")
     return os.path.dirname(found[-1])
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Postgres:

@@ -345,7 +345,7 @@ def main():
                  "conninfo": postgres.conninfo(user="writer"), "timeout_s": 3},
                 {"name": "demo", "kind": "sqlite", "path": DB["sqlite"], "timeout_s": 3},
                 {"name": "down", "kind": "postgresql", "password_file": password_file,
-                 "conninfo": "host=127.0.0.1 port=%d dbname=x user=reader" % pg.free_port(),
+                 "conninfo": "host=127.0.0.1 port=%d dbname=x user=reader" % harness.free_port(),
                  "timeout_s": 3}]}
         harness.main(globals(), config, key=keys["analyst"])
     finally:
