@@ -227,6 +227,32 @@ def test_a_streamed_renders_result_is_found_through_the_front(front, api):
         assert r.status == 200 and tag.encode() in r.body, r
 
 
+def test_an_mcp_session_stays_with_its_replica_through_the_front(front, api):
+    def rpc(msg, session=None):
+        headers = {"Accept": "application/json, text/event-stream"}
+        if session:
+            headers["Mcp-Session-Id"] = session
+        return front.request("POST", "/mcp", msg, headers=headers)
+
+    r = rpc({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+             "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                        "clientInfo": {"name": "t", "version": "1"}}})
+    assert r.status == 200, r
+    sid = r.header("mcp-session-id")
+    for i in range(1, 7):  # leastconn alone would send some elsewhere: 404
+        r = rpc({"jsonrpc": "2.0", "id": i, "method": "ping"}, sid)
+        assert r.status == 200 and r.json()["result"] == {}, r
+    tag = uuid.uuid4().hex
+    r = rpc({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+             "params": {"name": "render_notebook", "arguments": {"cells": ["print('%s')" % tag]}}},
+            sid)
+    links = [c["uri"] for c in r.json()["result"]["content"] if c["type"] == "resource_link"]
+    for _ in range(4):  # the page is kept by the replica that rendered it
+        page = front.get("/v1/results/" + links[-1].split("/v1/results/")[1])
+        assert page.status == 200 and tag.encode() in page.body, page
+    assert front.request("DELETE", "/mcp", headers={"Mcp-Session-Id": sid}).status == 204
+
+
 def test_killing_a_replica_under_load_loses_no_request(front, api):
     victim = sh("docker", "ps", "-q", "--filter",
                 "label=com.docker.swarm.service.name=%s_api" % STACK).split()[0]
@@ -309,6 +335,7 @@ TESTS = [
     test_the_same_request_sent_to_both_at_once_runs_once,
     test_a_session_stays_with_its_replica_through_the_front,
     test_a_streamed_renders_result_is_found_through_the_front,
+    test_an_mcp_session_stays_with_its_replica_through_the_front,
     test_killing_a_replica_under_load_loses_no_request,
     test_a_rolling_restart_under_load_loses_no_request,
     test_renders_answer_while_redis_is_down_and_hits_resume,
