@@ -607,13 +607,26 @@ static int check_query(struct MHD_Connection *c, const struct route *r,
                        struct err *err)
 {
     struct query_check q = {r->query, ""};
+    char path[128];
+    const char *p;
+    size_t n = 0;
 
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, check_query_arg, &q);
     if (!q.unknown[0])
         return 0;
+    /* the route as the docs write it: /v1/results/{id} */
+    for (p = r->path; *p && n + 8 < sizeof(path); p++) {
+        if (*p != '*')
+            path[n++] = *p;
+        else if (p[1] == '*')
+            n += (size_t)snprintf(path + n, sizeof(path) - n, "{path}"), p++;
+        else
+            n += (size_t)snprintf(path + n, sizeof(path) - n, "{id}");
+    }
+    path[n] = '\0';
     return err_set(err, ERR_INVALID,
                    "unknown query parameter '%s' (%s %s takes %s)", q.unknown,
-                   r->method, r->path, r->query ? r->query : "none");
+                   r->method, path, r->query ? r->query : "none");
 }
 
 /* True when url fits pattern, where "*" stands for one path segment and a
