@@ -11,6 +11,10 @@
 # every file of notebook-images/<name>/ (and templates/ for the python image),
 # recorded as the image label org.nbcanvas.hash.
 #
+# The python image also takes the relay ($NBCANVAS_RELAY, default
+# build/nbcanvas-relay, built first: scripts/setup.sh builds before it
+# builds images).
+#
 # "server" is the service's own image (deploy/image/, for scripts/cluster.sh):
 # the same two stages, with the nbcanvas binary ($NBCANVAS_BINARY, default
 # build/nbcanvas, built first), languages.json and examples/ in the context.
@@ -86,7 +90,14 @@ build_one() {
     rel=$(image_dir "$name")
     dir="$top/$rel"
     local paths=("$rel")
-    [ "$name" = python ] && paths+=(templates)
+    if [ "$name" = python ]; then
+        relay=${NBCANVAS_RELAY:-$top/build/nbcanvas-relay}
+        [ -x "$relay" ] || {
+            echo "build-images: no relay at $relay (build the project first)" >&2
+            exit 1
+        }
+        paths+=(templates "$relay")
+    fi
     if [ "$name" = server ]; then
         binary=${NBCANVAS_BINARY:-$top/build/nbcanvas}
         [ -x "$binary" ] || {
@@ -111,7 +122,10 @@ build_one() {
     ctx=$(mktemp -d)
     trap 'rm -rf "$ctx"' RETURN
     cp -a "$dir/." "$ctx/"
-    [ "$name" = python ] && cp -a "$top/templates" "$ctx/templates"
+    if [ "$name" = python ]; then
+        cp -a "$top/templates" "$ctx/templates"
+        cp "$relay" "$ctx/nbcanvas-relay"
+    fi
     if [ "$name" = server ]; then
         cp "$binary" "$ctx/nbcanvas"
         cp -a "$top/languages.json" "$top/examples" "$ctx/"

@@ -7,6 +7,8 @@ packages=(
     build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
     libcurl4-openssl-dev libjansson-dev libzip-dev libmicrohttpd-dev
     uuid-dev libarchive-dev libssl-dev
+    # the relay inside the notebook sandboxes speaks ZeroMQ to the kernel
+    libzmq3-dev
     docker.io runsc mmdebstrap uidmap
     curl python3 ca-certificates faketime
     # packages at run time: pip resolves requirements on the host

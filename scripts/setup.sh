@@ -9,9 +9,10 @@ build=${1:-$top/build}
 
 bash "$top/scripts/install-deps.sh"
 bash "$top/scripts/start-docker.sh"
-bash "$top/scripts/build-images.sh"
-bash "$top/scripts/install-browser.sh"
-bash "$top/scripts/install-clients.sh"
-
+# the build first: the notebook image takes its relay from it
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)"
+NBCANVAS_RELAY="$build/nbcanvas-relay" NBCANVAS_BINARY="$build/nbcanvas" \
+    bash "$top/scripts/build-images.sh"
+bash "$top/scripts/install-browser.sh"
+bash "$top/scripts/install-clients.sh"

@@ -534,3 +534,153 @@ done:
     curl_easy_cleanup(x.c);
     return rc;
 }
+
+/* ------------------------------------------------- a connection kept open */
+
+struct docker_conn {
+    struct duplex x;
+    struct docker_stream_cb cb;
+    struct buf early; /* stream bytes that came with the handshake */
+    struct buf inbox; /* stream bytes read while a send waited */
+    struct err *err;
+};
+
+static int conn_keep_early(void *ctx, const char *data, size_t len)
+{
+    struct docker_conn *c = ctx;
+
+    return buf_append(&c->early, data, len) < 0
+               ? err_set(c->err, ERR_ENGINE,
+                         "engine: attach: too much at once")
+               : 0;
+}
+
+int docker_conn_open(struct docker *d, const char *path,
+                     struct docker_conn **out, int (*on_open)(void *ctx),
+                     void *ctx, long long deadline_ms, struct err *err)
+{
+    struct docker_conn *c = xcalloc(1, sizeof(*c));
+    CURLcode cc;
+    int rc;
+
+    c->err = err;
+    c->cb = (struct docker_stream_cb){NULL, conn_keep_early, c, NULL, NULL};
+    buf_init(&c->early, 1 << 20);
+    buf_init(&c->inbox, DOCKER_CONN_INBOX_MAX);
+    c->x = (struct duplex){NULL, CURL_SOCKET_BAD, NULL, 0, &c->cb, err};
+    c->x.c = new_handle(d, "POST", path, 0);
+    if (!c->x.c) {
+        rc = err_set(err, ERR_INTERNAL, "curl_easy_init");
+        goto fail;
+    }
+    curl_easy_setopt(c->x.c, CURLOPT_CONNECT_ONLY, 1L);
+    cc = curl_easy_perform(c->x.c);
+    if (cc == CURLE_OK)
+        cc = curl_easy_getinfo(c->x.c, CURLINFO_ACTIVESOCKET, &c->x.fd);
+    if (cc != CURLE_OK) {
+        rc = curl_failure(d, cc, "POST", path, err);
+        goto fail;
+    }
+    rc = duplex_handshake(&c->x, d, path, deadline_ms);
+    if (rc == 0 && on_open)
+        rc = on_open(ctx);
+    if (rc < 0)
+        goto fail;
+    *out = c;
+    return 0;
+fail:
+    docker_conn_close(c);
+    return rc;
+}
+
+void docker_conn_close(struct docker_conn *c)
+{
+    if (!c)
+        return;
+    if (c->x.c)
+        curl_easy_cleanup(c->x.c);
+    buf_release(&c->early);
+    buf_release(&c->inbox);
+    free(c);
+}
+
+/* Reads what the socket has into the inbox (a send must not wait on a
+ * peer that waits for us to read). */
+static int conn_fill_inbox(struct docker_conn *c)
+{
+    for (;;) {
+        char chunk[65536];
+        size_t got = 0;
+        CURLcode cc = curl_easy_recv(c->x.c, chunk, sizeof(chunk), &got);
+
+        if (cc == CURLE_AGAIN || (cc == CURLE_OK && got == 0))
+            return 0;
+        if (cc != CURLE_OK)
+            return err_set(c->err, ERR_ENGINE, "engine: recv: %s",
+                           curl_easy_strerror(cc));
+        if (buf_append(&c->inbox, chunk, got) < 0)
+            return err_set(c->err, ERR_OUTPUT,
+                           "the sandbox wrote more than %zu bytes while "
+                           "its input was sent",
+                           c->inbox.cap);
+    }
+}
+
+int docker_conn_send(struct docker_conn *c, const void *data, size_t len,
+                     long long deadline_ms, const atomic_bool *cancel)
+{
+    struct docker_stream_cb cb = {NULL, NULL, NULL, cancel, NULL};
+    int rc = 0;
+
+    c->x.cb = &cb;
+    c->x.input = data;
+    c->x.input_left = len;
+    while (rc == 0 && c->x.input_left > 0) {
+        rc = duplex_send(&c->x);
+        if (rc == 0 && c->x.input_left > 0)
+            rc = conn_fill_inbox(c);
+        if (rc == 0 && c->x.input_left > 0)
+            rc = duplex_wait(&c->x, deadline_ms);
+    }
+    c->x.cb = &c->cb;
+    c->x.input_left = 0;
+    return rc;
+}
+
+int docker_conn_recv(struct docker_conn *c, char *out, size_t cap, size_t *got,
+                     long long deadline_ms, const atomic_bool *cancel)
+{
+    struct docker_stream_cb cb = {NULL, NULL, NULL, cancel, NULL};
+    struct buf *held = c->early.len ? &c->early : &c->inbox;
+    int rc;
+
+    *got = 0;
+    if (held->len) {
+        size_t n = held->len < cap ? held->len : cap;
+
+        memcpy(out, held->data, n);
+        memmove(held->data, held->data + n, held->len - n + 1);
+        held->len -= n;
+        *got = n;
+        return 0;
+    }
+    c->x.cb = &cb;
+    for (;;) {
+        CURLcode cc = curl_easy_recv(c->x.c, out, cap, got);
+
+        if (cc == CURLE_OK) {
+            rc = *got == 0 ? 1 : 0;
+            break;
+        }
+        if (cc != CURLE_AGAIN) {
+            rc = err_set(c->err, ERR_ENGINE, "engine: recv: %s",
+                         curl_easy_strerror(cc));
+            break;
+        }
+        rc = duplex_wait(&c->x, deadline_ms);
+        if (rc < 0)
+            break;
+    }
+    c->x.cb = &c->cb;
+    return rc;
+}

@@ -13,7 +13,8 @@
 #include "nbcanvas/sandbox.h"
 #include "nbcanvas/util.h"
 
-#define DRIVER_PATH "/opt/nbcanvas/nbcanvas_driver.py"
+#define RELAY_PATH "/opt/nbcanvas/nbcanvas-relay"
+#define KERNEL_LAUNCHER "/opt/nbcanvas/nbcanvas_kernel.py"
 #define JOB_WORD "nbcanvas:job "
 #define DONE_WORD "nbcanvas:done "
 #define CELL_WORD "nbcanvas:cell "
@@ -21,14 +22,29 @@
 /* Room in the results stream for the tar's headers and status.json. */
 #define RESULTS_HEADROOM (1 << 20)
 
+/* The relay, and after it the kernel's command line as a kernel spec has
+ * it (nbclient's own history setting: in memory, not a sqlite file that
+ * every cell would write to). */
 json_t *driver_command(void)
 {
-    return json_pack("[s, s]", "python3", DRIVER_PATH);
+    return json_pack("[s, s, s, s, s, s]", RELAY_PATH, "python3",
+                     KERNEL_LAUNCHER, "-f", "{connection_file}",
+                     "--HistoryManager.hist_file=:memory:");
 }
 
 json_t *driver_environment(const char *kernel, bool preload)
 {
-    json_t *env = json_array();
+    /* The root is read-only: everything Jupyter, IPython and matplotlib
+     * write goes to the sandbox's /tmp. Jupyter's per-user data folder
+     * would be ~/.local/share/jupyter, which the code can write: one on
+     * the read-only root instead. Packages installed at run time go to
+     * the working folder's tmpfs, under .nbcanvas (no artifacts). */
+    json_t *env = json_pack(
+        "[s, s, s, s, s, s]", "JUPYTER_RUNTIME_DIR=/tmp/jupyter-runtime",
+        "IPYTHONDIR=/tmp/ipython", "MPLCONFIGDIR=/tmp/matplotlib",
+        "XDG_CACHE_HOME=/tmp/cache",
+        "JUPYTER_DATA_DIR=/opt/nbcanvas/no-user-data",
+        "PYTHONUSERBASE=" SANDBOX_WORKDIR "/.nbcanvas/pkgs");
 
     json_array_append_new(env, json_sprintf("NBCANVAS_KERNEL=%s", kernel));
     json_array_append_new(

@@ -46,6 +46,7 @@
 
 #include "nbcanvas/demux.h"
 #include "nbcanvas/driver.h"
+#include "nbcanvas/relay_link.h"
 #include "nbcanvas/util.h"
 
 #define POOL_MAX_IDLE_S 600
@@ -125,30 +126,8 @@ int pool_create_cold(struct pool *p, struct sandbox *sb, const char *job_id,
     return create_sandbox(p, sb, false, job_id, deadline_s, err);
 }
 
-struct warmup {
-    struct sandbox *sb;
-    struct buf out, errout;
-    struct demux demux;
-    struct err *err;
-};
-
-static int warm_open(void *ctx)
-{
-    struct warmup *w = ctx;
-
-    return sandbox_start(w->sb, w->err);
-}
-
-static int warm_data(void *ctx, const char *data, size_t len)
-{
-    struct warmup *w = ctx;
-
-    if (demux_feed(&w->demux, data, len) < 0)
-        return ERR_INTERNAL;
-    return driver_is_ready(w->out.data, w->out.len) ? 1 : 0;
-}
-
-/* Creates and starts one preloaded sandbox and waits until it is ready. */
+/* Creates and starts one preloaded sandbox and waits until its relay
+ * says the kernel is ready (relay_link.c keeps the kernel's key in sb). */
 static int start_one(struct pool *p, struct sandbox *sb, struct err *err)
 {
     long long longest = p->cfg->render_max_timeout_s >
@@ -157,27 +136,21 @@ static int start_one(struct pool *p, struct sandbox *sb, struct err *err)
                             : p->cfg->session_max_lifetime_s;
     long long deadline_s = (long long)time(NULL) + POOL_MAX_IDLE_S + longest +
                            120;
-    struct warmup w = {.sb = sb, .err = err};
-    struct docker_stream_cb cb = {warm_open, warm_data, &w, &p->stopping,
-                                  NULL};
+    struct relay_link link;
     int rc;
 
-    buf_init(&w.out, 64 << 10);
-    buf_init(&w.errout, 64 << 10);
-    demux_init(&w.demux, &w.out, &w.errout);
     rc = create_sandbox(p, sb, true, "pool", deadline_s, err);
-    if (rc == 0)
-        rc = sandbox_attach(sb, &cb, util_now_ms() + POOL_READY_TIMEOUT_MS,
-                            err);
-    if (rc == 0)
-        rc = err_set(err, ERR_INTERNAL, "pooled sandbox exited: %.200s",
-                     w.errout.data);
-    if (rc == 1)
-        rc = 0;
+    if (rc < 0)
+        return rc;
+    rc = relay_link_open(&link, sb, 64 << 10,
+                         util_now_ms() + POOL_READY_TIMEOUT_MS, &p->stopping,
+                         err);
+    if (rc < 0 && rc != ERR_CANCELLED)
+        rc = err_set(err, rc, "pooled sandbox did not start: %.200s (%.200s)",
+                     err->msg, link.errout.data);
+    relay_link_close(&link);
     if (rc < 0)
         sandbox_destroy(sb);
-    buf_release(&w.out);
-    buf_release(&w.errout);
     return rc;
 }
 

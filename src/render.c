@@ -2,20 +2,19 @@
  * The render pipeline, one fresh sandbox per request:
  *
  *   queue     wait for a job slot (jobs.c)
- *   sandbox   take a warm container from the pool, or create one, and send
- *             it the job (a tar of the notebook, job.json and the request's
- *             files): one driver call (driver_call.c)
- *   execute   the driver inside executes and exports (see
- *             notebook-images/python/nbcanvas_driver.py), sending progress
- *             events when the client streams, and then its results tar
- *   collect   read that tar (for a zip it also holds, under artifacts/, the
- *             files the notebook wrote); then hand the container to the
- *             janitor, whatever happened
+ *   sandbox   take a warm container from the pool, or create one
+ *   execute   one kernel job (kernel_job.c): the request's files go in
+ *             through the sandbox's relay, the service's own Jupyter
+ *             client executes the notebook on the kernel (executor.c),
+ *             sending progress events when the client streams, collects
+ *             the files the notebook wrote (for a zip) and has a warm
+ *             exporter make the page (exporter.c); then the container
+ *             goes to the janitor, whatever happened
  *   answer    turn status.json, the executed notebook and the page into the
  *             requested format or into an error with details
  *
- * The service keeps its own deadline (timeout_s plus a grace for kernel
- * start and export) in case the driver itself hangs or dies.
+ * The notebook's deadline is the executor's; the job as a whole has
+ * timeout_s plus a grace for kernel start and export.
  */
 #include "nbcanvas/render.h"
 #include "nbcanvas/sql_cells.h"
@@ -29,7 +28,8 @@
 #include "nbcanvas/cache.h"
 #include "nbcanvas/cache_key.h"
 #include "nbcanvas/driver.h"
-#include "nbcanvas/driver_call.h"
+#include "nbcanvas/exporter.h"
+#include "nbcanvas/kernel_job.h"
 #include "nbcanvas/formats.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/packages.h"
@@ -47,7 +47,8 @@ struct render_job {
     const char *id;
     struct sandbox sb;
     bool warm; /* sb came from the pool, already started */
-    struct driver_call call;
+    struct driver_job spec;
+    struct kernel_job kj;
     struct tar_files wheels; /* the packages' wheels, for the job */
     struct err err;
     json_t *details; /* error details found before the results */
@@ -55,12 +56,13 @@ struct render_job {
         t_fetched, t_done;
 };
 
-/* The job as the driver reads it from stdin (driver.h). */
-static int build_upload(struct render_job *job)
+/* What the kernel job is asked to do (driver.h's struct driver_job). */
+static void build_spec(struct render_job *job)
 {
     const struct render_request *r = job->req;
     const struct config *cfg = &job->svc->cfg;
-    struct driver_job spec = {
+
+    job->spec = (struct driver_job){
         .kind = DRIVER_RENDER,
         .events = r->on_event != NULL,
         .kernel = r->kernel->name,
@@ -77,10 +79,15 @@ static int build_upload(struct render_job *job)
         .packages = r->packages,
         .wheels = &job->wheels,
     };
+}
 
-    job->call.on_event = r->on_event;
-    job->call.event_ctx = r->event_ctx;
-    return driver_call_prepare(&job->call, &spec, r->notebook, &r->files);
+/* A kernel job ready to run (again, after a warm sandbox failed). */
+static void reset_kernel_job(struct render_job *job)
+{
+    kernel_job_release(&job->kj);
+    kernel_job_init(&job->kj, &job->svc->cfg, job->svc->exporters, &job->err);
+    job->kj.on_event = job->req->on_event;
+    job->kj.event_ctx = job->req->event_ctx;
 }
 
 /* For the operator: the end of what the sandbox wrote on stderr when a
@@ -89,7 +96,7 @@ static int build_upload(struct render_job *job)
 static void log_sandbox_stderr(struct render_job *job)
 {
     char tail[LOG_TAIL_BYTES * 4 + 1];
-    const struct buf *errout = &job->call.errout;
+    const struct buf *errout = &job->kj.link.errout;
     size_t n = errout->len;
     size_t from = n > LOG_TAIL_BYTES ? n - LOG_TAIL_BYTES : 0;
 
@@ -107,53 +114,34 @@ static int create_cold(struct render_job *job)
                             &job->err);
 }
 
-/* Hands the job to the sandbox and waits for the driver's "done". */
-static int run_driver(struct render_job *job, const atomic_bool *cancel)
+/* Runs the kernel job in the sandbox; a failure of the job itself (not
+ * of the notebook, which its status says) is told apart here. */
+static int run_kernel_job(struct render_job *job, const atomic_bool *cancel)
 {
     const struct config *cfg = &job->svc->cfg;
     long long deadline = util_now_ms() +
                          (job->req->timeout_s + RENDER_GRACE_S) * 1000LL;
     int rc;
 
-    rc = driver_call_run(&job->call, &job->sb, deadline, cancel);
-    if (rc == 1)
-        return 0;
+    rc = kernel_job_render(&job->kj, &job->sb, &job->spec, job->req->notebook,
+                           &job->req->files, deadline, cancel);
+    if (rc == 0 || rc == ERR_CANCELLED)
+        return rc;
     if (rc == ERR_TIMEOUT) {
-        long cell = driver_call_last_cell(&job->call);
-
-        job->details = json_pack("{s:o}", "cell",
-                                 cell < 0 ? json_null() : json_integer(cell));
+        job->details = json_pack("{s:n}", "cell");
         return err_set(&job->err, ERR_TIMEOUT,
                        "the notebook ran past its %ld s deadline",
                        job->req->timeout_s);
     }
-    if (rc == 0) {
-        long cell = driver_call_last_cell(&job->call);
-        char tail[256];
-
-        if (sandbox_oom_killed(&job->sb))
-            return err_set(&job->err, ERR_MEMORY,
-                           "the sandbox ran out of memory (%lld MiB)",
-                           cfg->render_limits.memory_bytes >> 20);
-        /* Removed from outside: not the user's code's doing. */
-        if (sandbox_lost(&job->sb))
-            return sandbox_lost_error(&job->err);
-        if (cell < 0)
-            return err_set(
-                &job->err, ERR_INTERNAL,
-                "the sandbox stopped before the notebook "
-                "finished: %s",
-                driver_call_stderr_tail(&job->call, tail, sizeof(tail)));
-        /* The driver died while a cell ran: that cell's code killed it
-         * (kill -9 of its parent, of every process). */
-        job->details = json_pack(
-            "{s:I, s:s, s:s, s:[]}", "cell", (json_int_t)cell, "ename",
-            "DeadKernelError", "evalue",
-            "the notebook's runner was killed while this cell ran",
-            "traceback");
-        return err_set(&job->err, ERR_CELL,
-                       "cell %ld killed the notebook's runner", cell);
-    }
+    if (rc == ERR_OUTPUT)
+        return rc;
+    if (sandbox_oom_killed(&job->sb))
+        return err_set(&job->err, ERR_MEMORY,
+                       "the sandbox ran out of memory (%lld MiB)",
+                       cfg->render_limits.memory_bytes >> 20);
+    /* Removed from outside: not the user's code's doing. */
+    if (sandbox_lost(&job->sb))
+        return sandbox_lost_error(&job->err);
     return rc;
 }
 
@@ -165,9 +153,8 @@ static int execute(struct render_job *job, const atomic_bool *cancel)
 {
     int rc;
 
-    rc = build_upload(job);
-    if (rc < 0)
-        return rc;
+    build_spec(job);
+    reset_kernel_job(job);
     job->warm = !job->req->force_cold &&
                 pool_take(job->svc->pool, &job->sb, cancel);
     if (job->warm && !sandbox_is_running(&job->sb)) {
@@ -178,16 +165,17 @@ static int execute(struct render_job *job, const atomic_bool *cancel)
     }
     job->t_sandbox = util_now_ms();
     if (job->warm) {
-        rc = run_driver(job, cancel);
-        if (rc == 0 || job->call.uploaded || rc == ERR_CANCELLED)
+        rc = run_kernel_job(job, cancel);
+        if (rc == 0 || job->kj.uploaded || rc == ERR_CANCELLED)
             return rc;
         sandbox_destroy(&job->sb);
         job->warm = false;
+        reset_kernel_job(job);
     }
     rc = create_cold(job);
     job->t_sandbox = util_now_ms();
     if (rc == 0)
-        rc = run_driver(job, cancel);
+        rc = run_kernel_job(job, cancel);
     return rc;
 }
 
@@ -196,9 +184,9 @@ static int execute(struct render_job *job, const atomic_bool *cancel)
  * the completed cells next to the error. */
 static json_t *with_partial_cells(struct render_job *job, json_t *details)
 {
-    if (json_is_object(details) && json_is_object(job->call.notebook))
+    if (json_is_object(details) && json_is_object(job->kj.notebook))
         json_object_set_new(details, "cells",
-                            results_cells_json(job->call.notebook));
+                            results_cells_json(job->kj.notebook));
     return details;
 }
 
@@ -215,7 +203,7 @@ static int status_error(struct render_job *job, json_t **details)
     struct driver_status st;
     char tail[256];
     json_t *cell;
-    int rc = driver_parse_status(&st, job->call.status, &job->err);
+    int rc = driver_parse_status(&st, job->kj.status, &job->err);
 
     if (rc < 0)
         return rc;
@@ -224,8 +212,7 @@ static int status_error(struct render_job *job, json_t **details)
     case DRIVER_OK:
         break;
     case DRIVER_CELL_ERROR:
-        *details = with_partial_cells(job,
-                                      results_cell_error(job->call.status));
+        *details = with_partial_cells(job, results_cell_error(job->kj.status));
         rc = err_set(&job->err, ERR_CELL, "cell %ld raised %s: %s", st.cell,
                      json_string_value(json_object_get(*details, "ename")),
                      json_string_value(json_object_get(*details, "evalue")));
@@ -246,14 +233,13 @@ static int status_error(struct render_job *job, json_t **details)
         }
         /* The cell ended its own kernel (os._exit, a crash, a signal): a
          * failure of that cell, reported as nbclient names it. */
-        json_object_set_new(job->call.status, "ename",
+        json_object_set_new(job->kj.status, "ename",
                             json_string("DeadKernelError"));
-        json_object_set_new(job->call.status, "evalue",
+        json_object_set_new(job->kj.status, "evalue",
                             json_string("the kernel died while running this "
                                         "cell (it exited, crashed or was "
                                         "killed)"));
-        *details = with_partial_cells(job,
-                                      results_cell_error(job->call.status));
+        *details = with_partial_cells(job, results_cell_error(job->kj.status));
         rc = err_set(&job->err, ERR_CELL,
                      "cell %ld stopped the kernel (it exited, crashed or "
                      "was killed)",
@@ -275,8 +261,8 @@ static int status_error(struct render_job *job, json_t **details)
     case DRIVER_FAILED:
         rc = err_set(&job->err, ERR_INTERNAL, "internal: %s",
                      st.message[0] ? st.message
-                                   : driver_call_stderr_tail(&job->call, tail,
-                                                             sizeof(tail)));
+                                   : kernel_job_stderr_tail(&job->kj, tail,
+                                                            sizeof(tail)));
         break;
     }
     json_decref(cell);
@@ -285,7 +271,7 @@ static int status_error(struct render_job *job, json_t **details)
 
 static json_t *timing_json(struct render_job *job)
 {
-    json_t *t = json_deep_copy(json_object_get(job->call.status, "timing_ms"));
+    json_t *t = json_deep_copy(json_object_get(job->kj.status, "timing_ms"));
 
     if (!json_is_object(t)) {
         json_decref(t);
@@ -300,7 +286,7 @@ static json_t *timing_json(struct render_job *job)
 static int build_answer(struct render_job *job, struct render_result *out)
 {
     json_t *timing = timing_json(job);
-    struct formats_input in = {job->id, &job->call.results, job->call.notebook,
+    struct formats_input in = {job->id, &job->kj.results, job->kj.notebook,
                                timing};
     int rc = formats_build(job->req->format, &in, &out->body, &out->body_len,
                            &out->content_type, &job->err);
@@ -429,22 +415,20 @@ static void keep_results(struct render_job *job, struct render_result *out)
     struct render_kept *k = xcalloc(1, sizeof(*k));
 
     snprintf(k->id, sizeof(k->id), "%s", job->id);
-    k->results = job->call.results;
-    memset(&job->call.results, 0, sizeof(job->call.results));
-    k->notebook = json_incref(job->call.notebook);
+    k->results = job->kj.results;
+    memset(&job->kj.results, 0, sizeof(job->kj.results));
+    k->notebook = json_incref(job->kj.notebook);
     k->timing = timing_json(job);
     out->kept = k;
 }
 
 static void server_timing(struct render_job *job, struct render_result *out)
 {
-    json_t *t = json_object_get(job->call.status, "timing_ms");
+    json_t *t = json_object_get(job->kj.status, "timing_ms");
     long long exec = json_integer_value(json_object_get(t, "execute"));
     long long exp = json_integer_value(json_object_get(t, "export"));
     long long sandbox = job->t_sandbox ? job->t_sandbox - job->t_queued : 0;
-    long long upload = job->call.t_uploaded
-                           ? job->call.t_uploaded - job->t_sandbox
-                           : 0;
+    long long upload = json_integer_value(json_object_get(t, "kernel"));
     long long fetch = job->t_fetched ? job->t_fetched - job->t_finished : 0;
     long long install = json_integer_value(json_object_get(t, "install"));
     /* sql: %%sql cells' queries; packages: wheels resolved on the host;
@@ -516,7 +500,7 @@ int render_run(struct render_result *out, struct service *svc,
                  util_now_ms() - job.t_start);
         return 0;
     }
-    driver_call_init(&job.call, &svc->cfg, &job.err);
+    kernel_job_init(&job.kj, &svc->cfg, svc->exporters, &job.err);
 
     /* wheels before a slot: a download must not hold one */
     rc = packages_fetch(svc->packages, req->packages, &job.wheels, &job.err);
@@ -531,8 +515,6 @@ int render_run(struct render_result *out, struct service *svc,
         goto done;
     rc = execute(&job, cancel);
     job.t_finished = util_now_ms();
-    if (rc == 0)
-        rc = driver_call_read(&job.call);
     job.t_fetched = util_now_ms();
     if (rc == 0) /* before disposal: an OOM check asks the container */
         rc = status_error(&job, &out->details);
@@ -549,7 +531,7 @@ int render_run(struct render_result *out, struct service *svc,
     else if (rc == 0 && svc->cache)
         cache_answer(svc, key, out, req->gzip_ok);
     out->warm = job.warm;
-    if (rc < 0 && rc != ERR_CELL && job.call.errout.len)
+    if (rc < 0 && rc != ERR_CELL && job.kj.linked && job.kj.link.errout.len)
         log_sandbox_stderr(&job);
 done:
     job.t_done = util_now_ms();
@@ -557,7 +539,7 @@ done:
     out->code = rc;
     if (rc < 0)
         snprintf(out->message, sizeof(out->message), "%s", job.err.msg);
-    driver_call_release(&job.call);
+    kernel_job_release(&job.kj);
     tarball_files_release(&job.wheels);
     json_decref(job.details);
     if (lookup == CACHE_CLAIMED) /* after cache_put: waiters find it */

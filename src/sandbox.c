@@ -312,6 +312,31 @@ int sandbox_attach_stdin(struct sandbox *sb, const char *input, size_t len,
                                 err);
 }
 
+struct connect {
+    struct sandbox *sb;
+    struct err *err;
+};
+
+static int start_on_open(void *ctx)
+{
+    struct connect *c = ctx;
+
+    return c->sb->started ? 0 : sandbox_start(c->sb, c->err);
+}
+
+int sandbox_connect(struct sandbox *sb, struct docker_conn **out,
+                    long long deadline_ms, struct err *err)
+{
+    struct connect c = {sb, err};
+    char path[160];
+
+    snprintf(path, sizeof(path),
+             "/containers/%s/attach?stream=1&stdin=1&stdout=1&stderr=1",
+             sb->id);
+    return docker_conn_open(sb->docker, path, out, start_on_open, &c,
+                            deadline_ms, err);
+}
+
 int sandbox_exec(struct sandbox *sb, json_t *cmd,
                  const struct docker_stream_cb *cb, long long deadline_ms,
                  int *exit_code, struct err *err)

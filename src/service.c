@@ -27,6 +27,7 @@
 #include "nbcanvas/metrics.h"
 #include "nbcanvas/packages.h"
 #include "nbcanvas/pool.h"
+#include "nbcanvas/exporter.h"
 #include "nbcanvas/sandbox.h"
 #include "nbcanvas/sessions.h"
 #include "nbcanvas/tenants.h"
@@ -40,6 +41,7 @@ void service_close(struct service *svc)
     kept_results_free(svc->kept);
     packages_free(svc->packages);
     pool_free(svc->pool);
+    exporters_free(svc->exporters);
     janitor_free(svc->janitor);
     cache_free(svc->cache);
     cache_keys_free(svc->cache_keys);
@@ -156,8 +158,11 @@ int service_open(struct service *svc, const struct service_options *opts,
     svc->metrics = metrics_new();
     /* A service's pool starts filling only after the sweep of what its
      * previous run left (service_serve): the sweep goes by owner. */
-    if (opts->one_shot)
+    if (opts->one_shot) {
         svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner, svc->live, 0);
+        svc->exporters = exporters_new(svc->docker, &svc->cfg, svc->owner,
+                                       svc->live, 1);
+    }
     if (!opts->one_shot && open_cache(svc, err) < 0) {
         service_close(svc);
         return ERR_INVALID;
@@ -207,6 +212,8 @@ int service_serve(struct service *svc)
     sweep_leftovers(svc);
     svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner, svc->live,
                          svc->cfg.pool_size);
+    svc->exporters = exporters_new(svc->docker, &svc->cfg, svc->owner,
+                                   svc->live, 0);
     svc->sessions = sessions_new(svc);
     rc = http_start(&srv, svc, &err);
     if (rc < 0) {
@@ -252,6 +259,8 @@ int service_serve(struct service *svc)
     svc->sessions = NULL;
     pool_free(svc->pool);
     svc->pool = NULL;
+    exporters_free(svc->exporters);
+    svc->exporters = NULL;
     janitor_free(svc->janitor); /* removes what is still queued */
     svc->janitor = NULL;
     sandbox_reap(svc->docker, REAP_OWNED, svc->owner, NULL, &err);

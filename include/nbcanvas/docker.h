@@ -88,4 +88,25 @@ int docker_stream_duplex(struct docker *d, const char *path, const char *input,
                          size_t input_len, const struct docker_stream_cb *cb,
                          long long deadline_ms, struct err *err);
 
+/* A hijacked attach kept open for a conversation (the relay's): bytes go
+ * to the container's stdin and come from its stdout and stderr
+ * (multiplexed, demux.h) whenever either side has some. on_open (may be
+ * NULL) is called once the attach is live, before anything is read. */
+struct docker_conn;
+#define DOCKER_CONN_INBOX_MAX (80u << 20)
+
+int docker_conn_open(struct docker *d, const char *path,
+                     struct docker_conn **out, int (*on_open)(void *ctx),
+                     void *ctx, long long deadline_ms, struct err *err);
+/* Sends len bytes (borrowed); what arrives meanwhile is kept for recv. */
+int docker_conn_send(struct docker_conn *c, const void *data, size_t len,
+                     long long deadline_ms, const atomic_bool *cancel);
+/* Reads what is there, waiting for some until deadline_ms or *cancel:
+ * 0 with *got > 0 bytes in out, 1 at the end of the stream, or
+ * ERR_TIMEOUT, ERR_CANCELLED, ERR_ENGINE. */
+int docker_conn_recv(struct docker_conn *c, char *out, size_t cap, size_t *got,
+                     long long deadline_ms, const atomic_bool *cancel);
+/* Ends the conversation (NULL is fine). */
+void docker_conn_close(struct docker_conn *c);
+
 #endif

@@ -34,6 +34,10 @@ struct sandbox {
     struct sandbox_set *live; /* borrowed, may be NULL: see below */
     char id[80];
     bool started;
+    /* A notebook sandbox's kernel key, from its relay's READY frame
+     * (relay_link.c); "" until then. Plain bytes: a sandbox is copied by
+     * value between the pool, a job and the janitor. */
+    char kernel_key[72];
 };
 
 struct sandbox_spec {
@@ -88,6 +92,11 @@ int sandbox_attach(struct sandbox *sb, const struct docker_stream_cb *cb,
 int sandbox_attach_stdin(struct sandbox *sb, const char *input, size_t len,
                          const struct docker_stream_cb *cb,
                          long long deadline_ms, struct err *err);
+/* Opens a conversation with the container's stdin, stdout and stderr
+ * (docker_conn), starting the container once the attach is live if it
+ * is not running yet. err (borrowed) describes every later failure too. */
+int sandbox_connect(struct sandbox *sb, struct docker_conn **out,
+                    long long deadline_ms, struct err *err);
 /* Runs cmd inside the running container, streaming its output to cb, and
  * stores its exit code in *exit_code (-1 if it did not finish). */
 int sandbox_exec(struct sandbox *sb, json_t *cmd,

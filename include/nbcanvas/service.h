@@ -21,6 +21,7 @@
 struct cache;
 struct cache_keys;
 struct datasources;
+struct exporters;
 struct janitor;
 struct kept_results;
 struct languages;
@@ -41,8 +42,9 @@ struct service {
     struct jobs *jobs;
     struct languages *languages;
     struct metrics *metrics;
-    struct pool *pool;   /* size 0 for one-shot commands; from service_serve */
-    struct cache *cache; /* NULL: no result cache */
+    struct pool *pool; /* size 0 for one-shot commands; from service_serve */
+    struct exporters *exporters;     /* warm nbconvert workers (exporter.h) */
+    struct cache *cache;             /* NULL: no result cache */
     struct cache_keys *cache_keys;   /* with cache */
     struct janitor *janitor;         /* NULL: sandboxes are removed in-line */
     struct sessions *sessions;       /* live kernels; from service_serve */

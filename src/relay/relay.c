@@ -360,8 +360,10 @@ static void handshake(void)
                 got_idle = got_idle || memmem(payload.data, payload.len,
                                               "\"idle\"", 6) != NULL;
     }
-    snprintf(line, sizeof(line), "{\"key\": \"%s\", \"pid\": %d, "
-             "\"kernel_info\": ", key, (int)kernel_pid);
+    snprintf(line, sizeof(line),
+             "{\"key\": \"%s\", \"pid\": %d, "
+             "\"kernel_info\": ",
+             key, (int)kernel_pid);
     payload.len = 0;
     bytes_add(&payload, line, strlen(line));
     bytes_add(&payload, ready.data, ready.len);
@@ -424,7 +426,8 @@ static void put_file(const uint8_t *payload, size_t len)
     int dir, fd;
     struct stat st;
 
-    if (len < 2 || (plen = (size_t)payload[0] << 8 | payload[1]) >= sizeof(path) ||
+    if (len < 2 ||
+        (plen = (size_t)payload[0] << 8 | payload[1]) >= sizeof(path) ||
         len - 2 < plen) {
         send_failed("a malformed file frame", "");
         return;
@@ -461,8 +464,8 @@ static void put_file(const uint8_t *payload, size_t len)
         p += n;
     }
     if (fstat(fd, &st) == 0 && n_inputs < MAX_INPUTS)
-        inputs[n_inputs++] =
-            (struct input){st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+        inputs[n_inputs++] = (struct input){st.st_dev, st.st_ino, st.st_size,
+                                            st.st_mtim};
     close(fd);
     send_frame(RELAY_FILE, "\1", 1);
 }
@@ -642,7 +645,8 @@ static void collect(int dir, const char *prefix, unsigned long long *left,
             bytes_add(out, head, 2);
             bytes_add(out, path, plen);
             bytes_u32(out, 0);
-            if (read_regular(dirfd(d), names[i], (size_t)*left, out, &st) < 0 ||
+            if (read_regular(dirfd(d), names[i], (size_t)*left, out, &st) <
+                    0 ||
                 unchanged_input(&st)) {
                 out->len = at;
                 continue;
@@ -704,8 +708,7 @@ static void get_file(const uint8_t *payload, size_t len)
         strncmp(real, WORKDIR "/", sizeof(WORKDIR)) == 0 &&
         strncmp(real, WORKDIR "/" JOBDIR_NAME "/",
                 sizeof(WORKDIR) + sizeof(JOBDIR_NAME)) != 0 &&
-        read_regular(AT_FDCWD, real, (size_t)get_u64(payload), &out, &st) ==
-            0)
+        read_regular(AT_FDCWD, real, (size_t)get_u64(payload), &out, &st) == 0)
         out.data[0] = 1;
     else
         out.len = 1;
@@ -807,7 +810,8 @@ static void check_kernel(void)
     int status;
     uint8_t code[4];
 
-    if (kernel_pid > 0 && waitpid(kernel_pid, &status, WNOHANG) == kernel_pid) {
+    if (kernel_pid > 0 &&
+        waitpid(kernel_pid, &status, WNOHANG) == kernel_pid) {
         relay_put_u32(code, (uint32_t)status);
         send_frame(RELAY_EXIT, code, 4);
         kernel_pid = -1;
@@ -864,7 +868,7 @@ int main(int argc, char **argv)
         for (int ch = RELAY_SHELL; ch < RELAY_CHANNELS; ch++)
             while (items[ch].revents & ZMQ_POLLIN &&
                    recv_message(sockets[ch], &payload) == 1)
-                send_frame2(RELAY_RECV, (uint8_t)ch, payload.data,
-                            payload.len, NULL, 0);
+                send_frame2(RELAY_RECV, (uint8_t)ch, payload.data, payload.len,
+                            NULL, 0);
     }
 }

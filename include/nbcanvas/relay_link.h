@@ -1,0 +1,59 @@
+#ifndef NBCANVAS_RELAY_LINK_H
+#define NBCANVAS_RELAY_LINK_H
+
+/*
+ * The service's end of a notebook sandbox's relay (src/relay/relay.c):
+ * one attach to the container kept open while a job talks to its kernel,
+ * with the relay's frames (relay_proto.h) read from stdout and the raw
+ * output of the kernel and the code (its stderr, and whatever bypassed
+ * the kernel) kept apart up to a cap. The first time a sandbox is joined,
+ * the link waits for the relay's READY and keeps the kernel's key in the
+ * sandbox. A caller owns a struct relay_link from relay_link_open (even
+ * when it fails) to relay_link_close.
+ */
+
+#include <stdatomic.h>
+
+#include "nbcanvas/buf.h"
+#include "nbcanvas/demux.h"
+#include "nbcanvas/docker.h"
+#include "nbcanvas/err.h"
+#include "nbcanvas/relay_proto.h"
+#include "nbcanvas/sandbox.h"
+
+struct relay_link {
+    struct sandbox *sb; /* borrowed */
+    struct docker_conn *conn;
+    struct err *err;                        /* borrowed */
+    const atomic_bool *cancel, *cancel_too; /* borrowed, may be NULL */
+    struct buf out;    /* the relay's frames, not all read yet */
+    struct buf errout; /* the sandbox's stderr, capped */
+    struct demux demux;
+    size_t read_to; /* `out` before this has been handed on */
+    bool ended;     /* the container's output ended */
+};
+
+/* Joins sb's relay (starting the container if it is not running) and,
+ * if the sandbox has no kernel key yet, waits for READY. errout_cap:
+ * the most raw output kept (past it, reads fail with ERR_OUTPUT). */
+int relay_link_open(struct relay_link *l, struct sandbox *sb,
+                    size_t errout_cap, long long deadline_ms,
+                    const atomic_bool *cancel, struct err *err);
+void relay_link_close(struct relay_link *l);
+
+/* Sends one frame (the payload borrowed). */
+int relay_link_send(struct relay_link *l, uint8_t type, uint8_t channel,
+                    const void *payload, size_t len, long long deadline_ms);
+
+/* The next frame from the relay into *f (borrowed until the next call).
+ * Returns 0, 1 when the container's output ended, ERR_TIMEOUT,
+ * ERR_CANCELLED, ERR_OUTPUT (raw output past its cap) or ERR_INTERNAL
+ * (the stream broke the framing: the code may write into it). */
+int relay_link_next(struct relay_link *l, struct relay_frame *f,
+                    long long deadline_ms);
+
+/* The last line of raw output, escaped, into out. */
+const char *relay_link_stderr_tail(const struct relay_link *l, char *out,
+                                   size_t out_len);
+
+#endif
