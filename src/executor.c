@@ -32,6 +32,7 @@ struct running {
     json_t *reply; /* the execute_reply's content, once it came */
     bool idle;
     bool clear_pending;
+    bool stopped;   /* interrupted: what it still writes is not kept */
     long long left; /* of the output budget */
 };
 
@@ -392,7 +393,7 @@ static bool on_iopub(struct executor *ex, json_t *nb, struct running *r,
             clear_now(ex, r);
     } else if (!strncmp(t, "comm_", 5)) {
         keep_widget_state(ex, content);
-    } else if (is_output_type(t)) {
+    } else if (is_output_type(t) && !r->stopped) {
         json_t *outs, *out;
 
         r->left -= output_size(content);
@@ -481,7 +482,7 @@ static bool stop_cell(struct executor *ex, json_t *nb, struct running *r,
         return false;
     /* The interrupted cell's reply (and idle) say the kernel is back;
      * its outputs past the budget are not kept. */
-    r->left = (long long)1 << 62;
+    r->stopped = true;
     rc = converse(ex, nb, r, util_now_ms() + INTERRUPT_GRACE_MS, err);
     return rc == CELL_DONE;
 }

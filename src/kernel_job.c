@@ -474,3 +474,186 @@ int kernel_job_render(struct kernel_job *j, struct sandbox *sb,
     }
     return rc;
 }
+
+/* ---------------------------------------------------------------- sessions */
+
+void kernel_session_release(struct kernel_session *ks)
+{
+    json_decref(ks->notebook);
+    ks->notebook = NULL;
+}
+
+/* Joins the sandbox's relay for one call of a session. */
+static int link_up(struct kernel_job *j, struct sandbox *sb,
+                   long long deadline_ms, const atomic_bool *cancel)
+{
+    int rc;
+
+    j->status = json_pack("{s:s, s:{}}", "status", "ok", "timing_ms");
+    rc = relay_link_open(&j->link, sb, (size_t)j->cfg->max_output_bytes,
+                         deadline_ms, cancel, j->err);
+    j->linked = true;
+    j->link.cancel_too = j->cancel_too;
+    return rc;
+}
+
+static void session_executor(struct kernel_job *j, struct executor *ex,
+                             struct kernel_session *ks,
+                             const struct driver_job *spec)
+{
+    executor_init(ex, &j->link, &ks->counter);
+    ex->deadline_ms = util_now_ms() + spec->timeout_s * 1000LL;
+    ex->deadline_s = spec->timeout_s;
+    ex->allow_errors = false;
+    ex->output_budget = spec->max_html_bytes;
+    ex->stop = EXECUTOR_INTERRUPT;
+    ex->on_event = spec->events ? j->on_event : NULL;
+    ex->event_ctx = j->event_ctx;
+}
+
+int kernel_job_open(struct kernel_job *j, struct sandbox *sb,
+                    struct kernel_session *ks, const struct driver_job *spec,
+                    json_t *notebook, const struct tar_files *files,
+                    long long deadline_ms, const atomic_bool *cancel)
+{
+    struct executor ex;
+    json_t *meta;
+    int rc = link_up(j, sb, deadline_ms, cancel);
+
+    if (rc == 0)
+        rc = place_files(j, files, spec->wheels, deadline_ms);
+    if (rc < 0)
+        return rc;
+    j->uploaded = true;
+    meta = json_object_get(notebook, "metadata");
+    meta = json_is_object(meta) ? json_deep_copy(meta) : json_object();
+    ks->notebook = json_pack("{s:[], s:o, s:i, s:i}", "cells", "metadata",
+                             meta, "nbformat", 4, "nbformat_minor", 5);
+    session_executor(j, &ex, ks, spec);
+    ex.deadline_ms = deadline_ms;
+    rc = executor_kernel_info(&ex, ks->notebook, j->err);
+    if (rc == 0 && json_array_size(spec->packages) > 0)
+        rc = install_packages(j, spec->packages, spec->timeout_s, &ex,
+                              deadline_ms);
+    if (rc >= 0 && status_is(j, "ok") && spec->structured)
+        rc = install_kernel_module(&ex, "nbcanvas_structured",
+                                   json_integer(spec->table_rows), j->err);
+    executor_release(&ex);
+    return rc < 0 ? rc : 0;
+}
+
+int kernel_job_execute(struct kernel_job *j, struct sandbox *sb,
+                       struct kernel_session *ks,
+                       const struct driver_job *spec, json_t *notebook,
+                       const struct tar_files *files, long long deadline_ms,
+                       const atomic_bool *cancel)
+{
+    json_t *cells = json_object_get(ks->notebook, "cells"), *cell;
+    size_t from = json_array_size(cells), i;
+    struct executor ex;
+    int rc = link_up(j, sb, deadline_ms, cancel);
+
+    if (rc == 0)
+        rc = place_files(j, files, spec->wheels, deadline_ms);
+    if (rc < 0)
+        return rc;
+    j->uploaded = true;
+    session_executor(j, &ex, ks, spec);
+    rc = 1;
+    if (json_array_size(spec->packages) > 0)
+        rc = install_packages(j, spec->packages, spec->timeout_s, &ex,
+                              deadline_ms);
+    if (rc == 1 && has_sql_rows(files))
+        rc = install_kernel_module(&ex, "nbcanvas_sql", json_string(SQL_DIR),
+                                   j->err);
+    if (rc == 1) {
+        json_array_foreach(json_object_get(notebook, "cells"), i, cell) {
+            json_array_append_new(cells, json_deep_copy(cell));
+        }
+        rc = executor_run(&ex, ks->notebook, from, j->status, j->err);
+        /* The session's notebook ends with the cell that stopped it. */
+        if (json_is_integer(json_object_get(j->status, "cell"))) {
+            size_t last = (size_t)json_integer_value(
+                json_object_get(j->status, "cell"));
+
+            while (json_array_size(cells) > last + 1)
+                json_array_remove(cells, json_array_size(cells) - 1);
+        }
+    }
+    executor_release(&ex);
+    if (rc < 0)
+        return rc;
+    j->notebook = json_pack("{s:[], s:O, s:i, s:i}", "cells", "metadata",
+                            json_object_get(ks->notebook, "metadata"),
+                            "nbformat", 4, "nbformat_minor", 5);
+    for (i = from; i < json_array_size(cells); i++)
+        json_array_append(json_object_get(j->notebook, "cells"),
+                          json_array_get(cells, i));
+    return 0;
+}
+
+int kernel_job_export(struct kernel_job *j, struct sandbox *sb,
+                      struct kernel_session *ks,
+                      const struct driver_job *spec, long long deadline_ms,
+                      const atomic_bool *cancel)
+{
+    char *text;
+    int rc;
+
+    j->status = json_pack("{s:s, s:{}}", "status", "ok", "timing_ms");
+    j->notebook = json_deep_copy(ks->notebook);
+    if (spec->artifacts) {
+        rc = relay_link_open(&j->link, sb, (size_t)j->cfg->max_output_bytes,
+                             deadline_ms, cancel, j->err);
+        j->linked = true;
+        if (rc == 0)
+            rc = collect_artifacts(j, spec->max_artifact_bytes, deadline_ms);
+        if (rc < 0)
+            return rc;
+    }
+    rc = export_page(j, spec, deadline_ms, cancel);
+    if (rc < 0 || !status_is(j, "ok"))
+        return rc;
+    text = json_dumps(j->notebook, JSON_INDENT(1) | JSON_SORT_KEYS);
+    if (text)
+        tarball_files_add(&j->results, xstrdup("notebook.ipynb"), text,
+                          strlen(text));
+    return 0;
+}
+
+int kernel_job_file(struct kernel_job *j, struct sandbox *sb,
+                    const struct driver_job *spec, long long deadline_ms,
+                    const atomic_bool *cancel)
+{
+    struct buf frame = BUF_INIT(1 << 16);
+    struct relay_frame f;
+    uint8_t cap[8];
+    int rc = link_up(j, sb, deadline_ms, cancel);
+
+    if (rc < 0)
+        return rc;
+    relay_put_u32(cap, (uint32_t)((unsigned long long)
+                                      spec->max_artifact_bytes >> 32));
+    relay_put_u32(cap + 4, (uint32_t)spec->max_artifact_bytes);
+    buf_append(&frame, cap, 8);
+    if (buf_puts(&frame, spec->path ? spec->path : "") < 0) {
+        buf_release(&frame);
+        set_status(j, "not_found", "no such file in the session");
+        return 0;
+    }
+    rc = relay_link_send(&j->link, RELAY_GET_FILE, 0, frame.data, frame.len,
+                         deadline_ms);
+    buf_release(&frame);
+    if (rc == 0)
+        rc = await_frame(j, RELAY_FILE, &f, deadline_ms);
+    if (rc < 0)
+        return rc;
+    if (f.len < 1 || f.payload[0] != 1) {
+        set_status(j, "not_found", "no such file in the session");
+        return 0;
+    }
+    tarball_files_add(&j->results, xstrdup("file"), copy_of(f.payload + 1,
+                                                            f.len - 1),
+                      f.len - 1);
+    return 0;
+}

@@ -21,6 +21,7 @@
 #include "nbcanvas/formats.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/jobs.h"
+#include "nbcanvas/kernel_job.h"
 #include "nbcanvas/list.h"
 #include "nbcanvas/packages.h"
 #include "nbcanvas/pool.h"
@@ -42,6 +43,7 @@ struct session {
     struct tenant owner; /* its limits: a call takes a slot as it would */
     const struct kernel_info *kernel;
     struct sandbox sb;
+    struct kernel_session ks; /* its notebook so far, its count */
     char created_at[32], expires_at[32]; /* RFC 3339, UTC */
     long long idle_ms;                   /* idle_timeout_s */
     long long last_used_ms;              /* monotonic */
@@ -85,6 +87,7 @@ static void unlink_session(struct sessions *ss, struct session *s)
 static void dispose(struct sessions *ss, struct session *s)
 {
     janitor_dispose(ss->svc->janitor, &s->sb, NULL);
+    kernel_session_release(&s->ks);
     free(s);
 }
 
@@ -305,14 +308,15 @@ static void release(struct sessions *ss, struct session *s, long cells,
         dispose(ss, s);
 }
 
-/* One job through the session's driver, within a job slot. Returns what
- * driver_call_run does, except that results in hand are read: 0 then. */
+/* One job on the session's kernel (kernel_job.c), within a job slot.
+ * Returns 0 once the job's status is written, or ERR_*. */
 static int call(struct sessions *ss, struct session *s,
                 const struct driver_job *job, json_t *notebook,
                 const struct tar_files *files, long timeout_s,
-                const atomic_bool *cancel, struct driver_call *c)
+                const atomic_bool *cancel, struct kernel_job *c)
 {
     struct job_slot slot = JOB_SLOT_INIT;
+    long long deadline = util_now_ms() + (timeout_s + CALL_GRACE_S) * 1000LL;
     int rc;
 
     c->cancel_too = &s->stop; /* deleted or expired meanwhile */
@@ -323,22 +327,33 @@ static int call(struct sessions *ss, struct session *s,
     }
     if (rc < 0)
         return rc;
-    rc = driver_call_prepare(c, job, notebook, files);
-    if (rc == 0)
-        rc = driver_call_run(
-            c, &s->sb, util_now_ms() + (timeout_s + CALL_GRACE_S) * 1000LL,
-            cancel);
+    switch (job->kind) {
+    case DRIVER_OPEN:
+        rc = kernel_job_open(c, &s->sb, &s->ks, job, notebook, files, deadline,
+                             cancel);
+        break;
+    case DRIVER_EXECUTE:
+        rc = kernel_job_execute(c, &s->sb, &s->ks, job, notebook, files,
+                                deadline, cancel);
+        break;
+    case DRIVER_EXPORT:
+        rc = kernel_job_export(c, &s->sb, &s->ks, job, deadline, cancel);
+        break;
+    case DRIVER_FILE:
+        rc = kernel_job_file(c, &s->sb, job, deadline, cancel);
+        break;
+    default:
+        rc = err_set(c->err, ERR_INTERNAL, "not a session's job");
+    }
     jobs_release(&slot);
-    if (rc == 1)
-        return driver_call_read(c);
-    return rc == 0 ? 1 : rc; /* 1: the sandbox stopped */
+    return rc;
 }
 
 /* True when a call that failed (rc) leaves the session in an unknown
  * state: the job reached the driver, or the sandbox failed. A call that
  * never got a job slot, or whose client left before it was sent, leaves
  * the session as it was. */
-static bool call_broke(int rc, const struct driver_call *c)
+static bool call_broke(int rc, const struct kernel_job *c)
 {
     return c->uploaded || (rc != ERR_BUSY && rc != ERR_CANCELLED);
 }
@@ -346,7 +361,7 @@ static bool call_broke(int rc, const struct driver_call *c)
 /* A call that ended without results: the session's state is unknown, so
  * it ends; the error says why. */
 static int lost_call(struct sessions *ss, struct session *s, int rc,
-                     struct driver_call *c, json_t **details)
+                     struct kernel_job *c, json_t **details)
 {
     const struct config *cfg = &ss->svc->cfg;
 
@@ -359,8 +374,7 @@ static int lost_call(struct sessions *ss, struct session *s, int rc,
     if (rc == ERR_TIMEOUT)
         return err_set(c->err, ERR_TIMEOUT,
                        "the session did not answer in time; it has ended");
-    if (rc != 1)
-        return rc;
+    (void)details;
     if (sandbox_oom_killed(&s->sb))
         return err_set(c->err, ERR_MEMORY,
                        "the session ran out of memory (%lld MiB); it has "
@@ -368,12 +382,7 @@ static int lost_call(struct sessions *ss, struct session *s, int rc,
                        cfg->render_limits.memory_bytes >> 20);
     if (sandbox_lost(&s->sb))
         return sandbox_lost_error(c->err);
-    if (details)
-        *details = json_pack("{s:s, s:s, s:[]}", "ename", "DeadKernelError",
-                             "evalue", "the session's sandbox stopped",
-                             "traceback");
-    return err_set(c->err, ERR_CELL,
-                   "the session's sandbox stopped; it has ended");
+    return rc;
 }
 
 static void fill_job(struct driver_job *job, const struct config *cfg,
@@ -440,7 +449,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
 {
     const struct config *cfg = &ss->svc->cfg;
     struct session *s = xcalloc(1, sizeof(*s));
-    struct driver_call c;
+    struct kernel_job c;
     struct driver_job job;
     struct driver_status st;
     struct tar_files wheels = TAR_FILES_INIT;
@@ -470,7 +479,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
         free(s);
         return rc;
     }
-    driver_call_init(&c, cfg, err);
+    kernel_job_init(&c, cfg, ss->svc->exporters, err);
     fill_job(&job, cfg, s, DRIVER_OPEN);
     job.packages = req->packages;
     job.wheels = &wheels;
@@ -481,7 +490,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     if (rc == 0)
         rc = call(ss, s, &job, req->notebook, &req->files, EXPORT_TIMEOUT_S,
                   cancel, &c);
-    if (rc == 1 || rc == ERR_TIMEOUT)
+    if (rc == ERR_TIMEOUT)
         rc = lost_call(ss, s, rc, &c, NULL);
     if (rc == 0)
         rc = driver_parse_status(&st, c.status, err);
@@ -491,7 +500,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     else if (rc == 0 && st.outcome != DRIVER_OK)
         rc = err_set(err, ERR_INTERNAL, "the session did not start: %s",
                      st.message);
-    driver_call_release(&c);
+    kernel_job_release(&c);
     tarball_files_release(&wheels);
     pthread_mutex_lock(&ss->lock);
     ss->stats.calls--;
@@ -516,7 +525,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
 }
 
 /* The one cell of the driver's answer, as the json format has it. */
-static json_t *executed_cell(struct driver_call *c)
+static json_t *executed_cell(struct kernel_job *c)
 {
     json_t *cells = results_cells_json(c->notebook);
     json_t *cell = json_incref(json_array_get(cells, 0));
@@ -526,7 +535,7 @@ static json_t *executed_cell(struct driver_call *c)
 }
 
 /* The 200 answer of an execute: the cell ran (it may have raised). */
-static json_t *execute_answer(struct driver_call *c, long index, long long ms,
+static json_t *execute_answer(struct kernel_job *c, long index, long long ms,
                               bool raised)
 {
     json_t *cell = executed_cell(c);
@@ -547,7 +556,7 @@ static json_t *execute_answer(struct driver_call *c, long index, long long ms,
 }
 
 /* Details of a call stopped in a cell: the cell and what it wrote. */
-static json_t *stopped_details(struct driver_call *c, long index)
+static json_t *stopped_details(struct kernel_job *c, long index)
 {
     json_t *cell = executed_cell(c);
     json_t *d = json_pack("{s:I, s:O}", "cell", (json_int_t)index, "outputs",
@@ -566,7 +575,7 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
     const struct config *cfg = &ss->svc->cfg;
     long long t0 = util_now_ms();
     struct session *s;
-    struct driver_call c;
+    struct kernel_job c;
     struct driver_job job;
     struct driver_status st;
     struct tar_files wheels = TAR_FILES_INIT;
@@ -577,7 +586,7 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
     rc = claim(ss, tenant, id, &s, err);
     if (rc < 0)
         return rc;
-    driver_call_init(&c, cfg, err);
+    kernel_job_init(&c, cfg, ss->svc->exporters, err);
     c.on_event = on_event;
     c.event_ctx = event_ctx;
     fill_job(&job, cfg, s, DRIVER_EXECUTE);
@@ -587,7 +596,7 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
     job.wheels = &wheels;
     rc = packages_fetch(ss->svc->packages, req->packages, &wheels, err);
     if (rc < 0) {
-        driver_call_release(&c);
+        kernel_job_release(&c);
         release(ss, s, 0, false);
         return rc;
     }
@@ -664,7 +673,7 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
                          st.message);
         }
     }
-    driver_call_release(&c);
+    kernel_job_release(&c);
     tarball_files_release(&wheels);
     /* the cell is in the session's notebook unless the call broke */
     release(ss, s, rc == 0 || rc == ERR_TIMEOUT || rc == ERR_OUTPUT ? 1 : 0,
@@ -678,7 +687,7 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
  * driver misbehaved or said its session is over). */
 static int quiet_call(struct sessions *ss, struct session *s,
                       const struct driver_job *job, const atomic_bool *cancel,
-                      struct driver_call *c, struct driver_status *st,
+                      struct kernel_job *c, struct driver_status *st,
                       bool *end)
 {
     json_t *empty = json_object();
@@ -702,7 +711,7 @@ int sessions_export(struct sessions *ss, const char *tenant, const char *id,
 {
     const struct config *cfg = &ss->svc->cfg;
     struct session *s;
-    struct driver_call c;
+    struct kernel_job c;
     struct driver_job job;
     struct driver_status st;
     bool end = false;
@@ -711,7 +720,7 @@ int sessions_export(struct sessions *ss, const char *tenant, const char *id,
     rc = claim(ss, tenant, id, &s, err);
     if (rc < 0)
         return rc;
-    driver_call_init(&c, cfg, err);
+    kernel_job_init(&c, cfg, ss->svc->exporters, err);
     fill_job(&job, cfg, s, DRIVER_EXPORT);
     job.template_name = template_name;
     job.include_input = include_input;
@@ -727,7 +736,7 @@ int sessions_export(struct sessions *ss, const char *tenant, const char *id,
 
         rc = formats_build(format, &in, body, len, content_type, err);
     }
-    driver_call_release(&c);
+    kernel_job_release(&c);
     release(ss, s, 0, end);
     return rc;
 }
@@ -738,7 +747,7 @@ int sessions_file(struct sessions *ss, const char *tenant, const char *id,
 {
     const struct config *cfg = &ss->svc->cfg;
     struct session *s;
-    struct driver_call c;
+    struct kernel_job c;
     struct driver_job job;
     struct driver_status st;
     const struct tar_entry *e;
@@ -748,7 +757,7 @@ int sessions_file(struct sessions *ss, const char *tenant, const char *id,
     rc = claim(ss, tenant, id, &s, err);
     if (rc < 0)
         return rc;
-    driver_call_init(&c, cfg, err);
+    kernel_job_init(&c, cfg, ss->svc->exporters, err);
     fill_job(&job, cfg, s, DRIVER_FILE);
     job.path = path;
     rc = quiet_call(ss, s, &job, cancel, &c, &st, &end);
@@ -769,7 +778,7 @@ int sessions_file(struct sessions *ss, const char *tenant, const char *id,
         memcpy(*body, e->data, e->len);
         *len = e->len;
     }
-    driver_call_release(&c);
+    kernel_job_release(&c);
     release(ss, s, 0, end);
     return rc;
 }

@@ -60,6 +60,47 @@ int kernel_job_render(struct kernel_job *j, struct sandbox *sb,
                       const struct tar_files *files, long long deadline_ms,
                       const atomic_bool *cancel);
 
+/* A session's kernel between calls (owned by the session): the notebook
+ * of everything executed so far, exported without running it again, and
+ * the executor's count. */
+struct kernel_session {
+    json_t *notebook;
+    long counter;
+};
+
+void kernel_session_release(struct kernel_session *ks);
+
+/* A session starts in sb: the request's files, its packages, the
+ * structured formatters; the notebook's metadata (and the kernel's
+ * language_info) kept in ks, no cell run. spec->timeout_s bounds pip. */
+int kernel_job_open(struct kernel_job *j, struct sandbox *sb,
+                    struct kernel_session *ks, const struct driver_job *spec,
+                    json_t *notebook, const struct tar_files *files,
+                    long long deadline_ms, const atomic_bool *cancel);
+
+/* Runs notebook's cells after the session's, on its kernel: a cell past
+ * spec->timeout_s (or the output budget) is interrupted, and the kernel
+ * lives on if it answers. j->notebook: the cells of this call (up to the
+ * one that stopped it), with the session's metadata. */
+int kernel_job_execute(struct kernel_job *j, struct sandbox *sb,
+                       struct kernel_session *ks,
+                       const struct driver_job *spec, json_t *notebook,
+                       const struct tar_files *files, long long deadline_ms,
+                       const atomic_bool *cancel);
+
+/* The session's notebook so far as a page (and, with spec->artifacts,
+ * the files its code wrote): index.html and notebook.ipynb. */
+int kernel_job_export(struct kernel_job *j, struct sandbox *sb,
+                      struct kernel_session *ks,
+                      const struct driver_job *spec, long long deadline_ms,
+                      const atomic_bool *cancel);
+
+/* One file the session's code wrote (spec->path): "file" in the results,
+ * or the status "not_found". */
+int kernel_job_file(struct kernel_job *j, struct sandbox *sb,
+                    const struct driver_job *spec, long long deadline_ms,
+                    const atomic_bool *cancel);
+
 /* The last line the sandbox wrote on stderr, escaped, into out. */
 const char *kernel_job_stderr_tail(const struct kernel_job *j, char *out,
                                    size_t out_len);
