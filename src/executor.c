@@ -22,7 +22,13 @@
 #define RAISES_TAG "raises-exception"
 
 /* How a cell's conversation ended. */
-enum cell_end { CELL_DONE, CELL_TIMEOUT, CELL_OVER_BUDGET, CELL_KERNEL_DIED };
+enum cell_end {
+    CELL_DONE,
+    CELL_TIMEOUT,
+    CELL_OVER_BUDGET,
+    CELL_KERNEL_DIED,  /* the relay said the kernel exited */
+    CELL_SANDBOX_ENDED /* the whole container's output ended */
+};
 
 /* The cell being executed. */
 struct running {
@@ -60,7 +66,8 @@ static int send_request(struct executor *ex, uint8_t channel,
     struct buf payload = BUF_INIT(RELAY_MAX_FRAME);
     int rc;
 
-    jmsg_new_id(msg_id);
+    /* as jupyter_client numbers them: the session, then a count */
+    snprintf(msg_id, JMSG_ID_LEN + 1, "%.24s_%ld", ex->session, ++ex->sent);
     rc = jmsg_pack(&payload, ex->link->sb->kernel_key, ex->session, msg_id,
                    msg_type, NULL, content);
     json_decref(content);
@@ -434,7 +441,7 @@ static int converse(struct executor *ex, json_t *nb, struct running *r,
         if (rc == ERR_TIMEOUT)
             return CELL_TIMEOUT;
         if (rc == 1)
-            return CELL_KERNEL_DIED; /* the whole sandbox ended */
+            return CELL_SANDBOX_ENDED;
         if (rc < 0)
             return rc;
         if (f.type == RELAY_EXIT)
@@ -566,8 +573,10 @@ static int execute_cell(struct executor *ex, json_t *nb, json_t *cell,
         json_decref(r.reply);
         return rc;
     }
-    if (end == CELL_KERNEL_DIED) {
+    if (end == CELL_KERNEL_DIED || end == CELL_SANDBOX_ENDED) {
         json_object_set_new(status, "status", json_string("kernel_died"));
+        if (end == CELL_SANDBOX_ENDED)
+            json_object_set_new(status, "sandbox_ended", json_true());
         json_object_set_new(status, "message", json_string("the kernel died"));
         json_object_set_new(status, "session_over", json_true());
     } else {

@@ -224,6 +224,14 @@ static int status_error(struct render_job *job, json_t **details)
                      st.cell, job->req->timeout_s);
         break;
     case DRIVER_KERNEL_DIED:
+        /* Removed from outside: not the user's code's doing. (Asked only
+         * when the whole container ended: the check waits a moment for a
+         * container that still runs.) */
+        if (json_is_true(json_object_get(job->kj.status, "sandbox_ended")) &&
+            sandbox_lost(&job->sb)) {
+            rc = sandbox_lost_error(&job->err);
+            break;
+        }
         if (sandbox_oom_killed(&job->sb)) {
             *details = cell_details(job, cell);
             rc = err_set(&job->err, ERR_MEMORY,

@@ -44,6 +44,7 @@ enum executor_stop {
 struct executor {
     struct relay_link *link; /* borrowed, open */
     char session[40];        /* the client's session id */
+    long sent;               /* messages sent: the next msg_id */
     long *counter;           /* borrowed: cells executed so far */
     long long deadline_ms;   /* the whole notebook's */
     long deadline_s;         /* the same, as the request gave it */
@@ -72,7 +73,8 @@ int executor_silent(struct executor *ex, const char *code, long timeout_ms,
 /* Executes nb's cells from index `from` on (the ones before are a
  * session's, already run), filling their outputs. Writes the outcome
  * into status (an object: "status", "cell", and for errors "ename",
- * "evalue", "traceback", "message"; "session_over" when the kernel is
+ * "evalue", "traceback", "message"; "sandbox_ended" when the kernel's
+ * death was the whole container's; "session_over" when the kernel is
  * gone or does not answer an interrupt). Returns 0 when an outcome was
  * written (whatever it is), or ERR_* when the conversation itself failed
  * (the relay's channel broke, the service is stopping, the client left). */

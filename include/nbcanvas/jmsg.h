@@ -22,7 +22,7 @@
 #include "nbcanvas/err.h"
 #include "nbcanvas/relay_proto.h"
 
-#define JMSG_ID_LEN 36
+#define JMSG_ID_LEN 64
 
 /* One parsed message; every json_t is owned by it. */
 struct jmsg {

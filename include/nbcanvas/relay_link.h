@@ -21,8 +21,17 @@
 #include "nbcanvas/relay_proto.h"
 #include "nbcanvas/sandbox.h"
 
+struct relay_link;
+
+/* For tests and the fuzzer: a peer in place of a container, handed every
+ * frame the link sends; it answers by relay_link_feed. */
+typedef void (*relay_peer_fn)(void *ctx, struct relay_link *l,
+                              const struct relay_frame *f);
+
 struct relay_link {
     struct sandbox *sb; /* borrowed */
+    relay_peer_fn peer; /* NULL: the container is the peer */
+    void *peer_ctx;
     struct docker_conn *conn;
     struct err *err;                        /* borrowed */
     const atomic_bool *cancel, *cancel_too; /* borrowed, may be NULL */
@@ -51,6 +60,14 @@ int relay_link_send(struct relay_link *l, uint8_t type, uint8_t channel,
  * (the stream broke the framing: the code may write into it). */
 int relay_link_next(struct relay_link *l, struct relay_frame *f,
                     long long deadline_ms);
+
+/* A link to a peer function instead of a container (tests, fuzzing):
+ * what the peer feeds is read as the relay's stdout; when it is all read,
+ * relay_link_next says ERR_TIMEOUT, as a silent sandbox would. */
+void relay_link_fake(struct relay_link *l, struct sandbox *sb,
+                     relay_peer_fn peer, void *ctx, struct err *err);
+/* Appends bytes to what the link will read (the peer's frames). */
+void relay_link_feed(struct relay_link *l, const void *data, size_t len);
 
 /* The last line of raw output, escaped, into out. */
 const char *relay_link_stderr_tail(const struct relay_link *l, char *out,

@@ -47,6 +47,7 @@ sys.stdout = sys.stderr
 import nbformat  # noqa: E402
 import nbformat.validator  # noqa: E402
 from nbconvert import HTMLExporter  # noqa: E402
+from nbformat.v4.rwbase import rejoin_lines  # noqa: E402
 from traitlets.config import Config  # noqa: E402
 
 # nbformat 5.5 compiles its JSON-schema validator anew for every
@@ -128,7 +129,9 @@ def with_inline_requirejs(html):
 
 
 def answer(job):
-    nb = nbformat.from_dict(job["notebook"])
+    # As nbformat.reads has it: multi-line strings stored as lists of
+    # lines (as notebook files keep them) joined into one string.
+    nb = rejoin_lines(nbformat.from_dict(job["notebook"]))
     if job.get("op") == "validate":
         nbformat.validate(nb)
         return b""

@@ -49,13 +49,17 @@ def engine(method, path, body=None):
         return r.status, data
 
 
-def containers(owner=None):
-    """nbcanvas's containers on the engine (all, or those of one owner)."""
+def containers(owner=None, exporters=False):
+    """nbcanvas's containers on the engine (all, or those of one owner):
+    the sandboxes, and with exporters=True also the warm nbconvert workers
+    a running service keeps (job label "exporter": they never run user
+    code, and go when the service stops)."""
     label = "org.nbcanvas.owner=%s" % owner if owner else "org.nbcanvas.managed=1"
     q = urllib.parse.quote(json.dumps({"label": [label]}))
     status, data = engine("GET", "/containers/json?all=1&filters=" + q)
     assert status == 200, data
-    return data
+    return [c for c in data if exporters or
+            c["Labels"].get("org.nbcanvas.job") != "exporter"]
 
 
 def free_port():
@@ -275,7 +279,7 @@ def main(namespace, config=None, key=None):
     if rc != 0:
         failed += 1
         print("FAIL service exited %d on SIGTERM\n%s" % (rc, svc.read_log()[-3000:]))
-    left = containers(svc.listen)
+    left = containers(svc.listen, exporters=True)
     if left:
         failed += 1
         print("FAIL %d container(s) left on the engine: %s"

@@ -1077,6 +1077,7 @@ struct fake_output {
     bool has_exit;
     int exit_code;
     size_t need_input; /* fake_output_need_input; 0: none asked */
+    size_t consumed;   /* fake_output_consume (interactive scripts) */
 };
 
 void fake_output_write(struct fake_output *out, int stream, const void *data,
@@ -1106,6 +1107,11 @@ void fake_output_exit_code(struct fake_output *out, int code)
 void fake_output_need_input(struct fake_output *out, size_t n)
 {
     out->need_input = n;
+}
+
+void fake_output_consume(struct fake_output *out, size_t n)
+{
+    out->consumed += n;
 }
 
 /* One attach or exec stream on its connection. */
@@ -1249,6 +1255,43 @@ static void stream_hang(struct stream *s)
             break;
 }
 
+/* An interactive script: called at the start and again whenever stdin
+ * brings more, with what it has not consumed yet; its output goes out at
+ * once. Ends when the client goes away, the container is removed or the
+ * script sets an exit code. */
+static void stream_interact(struct stream *s)
+{
+    const struct fake_script *sc = s->script;
+    size_t consumed = 0;
+
+    for (;;) {
+        struct fake_output out = {{0}, false, 0, 0, 0};
+        struct fake_stream_info info = {
+            s->container, s->kind == FAKE_EXEC ? s->exec : NULL, s->exec_body,
+            s->input.data ? s->input.data + consumed : "",
+            s->input.len - consumed};
+        size_t before;
+        int sent = 0;
+
+        sc->fn(sc->ctx, &info, &out);
+        consumed += out.consumed;
+        if (out.frames.len)
+            sent = send_all(s->c->fd, out.frames.data, out.frames.len);
+        bytes_free(&out.frames);
+        if (sent < 0)
+            return;
+        if (out.has_exit) {
+            stream_finish(s, out.exit_code);
+            return;
+        }
+        before = s->input.len;
+        while (s->input.len == before)
+            if (stream_pump(s, POLL_SLICE_MS) < 0 ||
+                container_runs(s->c->st, s->container) < 0)
+                return;
+    }
+}
+
 static void stream_run(struct stream *s, const struct http_req *r)
 {
     const char *head =
@@ -1257,7 +1300,7 @@ static void stream_run(struct stream *s, const struct http_req *r)
                      "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
                    : "HTTP/1.1 200 OK\r\n"
                      "Content-Type: application/vnd.docker.raw-stream\r\n\r\n";
-    struct fake_output out = {{0}, false, 0, 0};
+    struct fake_output out = {{0}, false, 0, 0, 0};
     size_t need;
     bool head_sent = false;
     int fd = s->c->fd;
@@ -1276,6 +1319,10 @@ static void stream_run(struct stream *s, const struct http_req *r)
     }
     if (s->kind == FAKE_ATTACH && !wait_started(s))
         return;
+    if (s->script->interactive) {
+        stream_interact(s);
+        return;
+    }
     /* The callback may ask for more input (fake_output_need_input): its
      * output is then dropped and it runs again once the input is there. */
     for (need = s->script->after_input;;) {
@@ -1286,7 +1333,7 @@ static void stream_run(struct stream *s, const struct http_req *r)
             break;
         need = out.need_input;
         bytes_free(&out.frames);
-        out = (struct fake_output){{0}, false, 0, 0};
+        out = (struct fake_output){{0}, false, 0, 0, 0};
     }
     if (head_sent && !s->script->coalesce) {
         wait_peer_read(s->c, 2000);

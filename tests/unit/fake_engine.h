@@ -178,6 +178,10 @@ void fake_output_exit_code(struct fake_output *out, int code);
  * from the input itself, such as a header followed by n bytes. */
 void fake_output_need_input(struct fake_output *out, size_t n);
 
+/* Interactive scripts: says the callback used the first n bytes of the
+ * input it was given (they are not given again). */
+void fake_output_consume(struct fake_output *out, size_t n);
+
 typedef void (*fake_script_fn)(void *ctx, const struct fake_stream_info *info,
                                struct fake_output *out);
 
@@ -198,6 +202,12 @@ struct fake_script {
      * (a client must cope with both arriving in one read). By default the
      * headers go alone and the output follows about 20 ms later. */
     bool coalesce;
+    /* A conversation instead of one answer: fn is called once the stream
+     * is live and again whenever stdin brings more, with the input it has
+     * not consumed yet (fake_output_consume); what it writes goes out at
+     * once. The stream lasts until the client leaves, the container goes
+     * or fn sets an exit code. Chunks, after_input and hang are unused. */
+    bool interactive;
 };
 
 enum fake_stream_kind { FAKE_ATTACH, FAKE_EXEC };

@@ -11,6 +11,7 @@
 
 #include "nbcanvas/cache.h"
 #include "nbcanvas/cache_key.h"
+#include "nbcanvas/exporter.h"
 #include "nbcanvas/jobs.h"
 #include "nbcanvas/languages.h"
 #include "nbcanvas/metrics.h"
@@ -20,8 +21,10 @@
 int fake_service_start(struct fake_service *fs)
 {
     struct config *cfg = &fs->svc.cfg;
+    bool exporters = fs->exporters;
 
     memset(fs, 0, sizeof(*fs));
+    fs->exporters = exporters;
     if (fake_engine_start(&fs->engine) < 0)
         return -1;
     config_defaults(cfg);
@@ -58,6 +61,9 @@ int fake_service_open(struct fake_service *fs, long pool_size, bool cache)
         svc->cache = cache_new(svc->cfg.cache_bytes);
         svc->cache_keys = cache_keys_new(svc->docker, svc->cfg.notebook_image);
     }
+    if (fs->exporters)
+        svc->exporters = exporters_new(svc->docker, &svc->cfg, svc->owner,
+                                       NULL, 1);
     svc->janitor = NULL; /* used sandboxes are removed in-line */
     return 0;
 }

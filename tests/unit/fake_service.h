@@ -33,6 +33,9 @@
 struct fake_service {
     struct fake_engine engine;
     struct service svc;
+    /* Set before fake_service_open: it also starts one warm exporter
+     * (exporter.h), outside svc.live so that live counts sandboxes. */
+    bool exporters;
 };
 
 /* Starts the fake engine and fills fs->svc.cfg with config_defaults,

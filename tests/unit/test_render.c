@@ -1,18 +1,15 @@
 /*
  * The render pipeline (render.c) end to end against the fake engine, with
- * a fake driver in the container: it reads the job the service writes on
- * stdin ("nbcanvas:job <n> <nonce>\n" and an n-byte tar) and answers as
- * the real one does ("nbcanvas:done <nonce> <m>\n" and an m-byte tar), or
- * misbehaves on cue. test_driver.c checks the protocol's parsers on
- * recordings of the real driver; this file checks what render_run does
- * with them: the engine calls and their order, the job it sends, how each
- * status becomes an answer or an error, that the container is removed on
- * every path, and the cache (hits and single flight).
+ * the fake relay and kernel of fake_kernel.h in every notebook sandbox and
+ * the fake exporter beside them: the engine calls and their order, what
+ * the service asks of the relay, how each outcome becomes an answer or an
+ * error, that the container is removed on every path, and the cache (hits
+ * and single flight). test_executor.c checks the execution itself.
  */
 #include "../check.h"
+#include "fake_kernel.h"
 #include "fake_service.h"
 #include "nbcanvas/cache.h"
-#include "nbcanvas/driver.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/render.h"
 
@@ -21,246 +18,85 @@
 #define PATIENCE_MS 5000
 #define REQUEST_ID "0f8fad5b-d9cb-469f-a165-70867728950e"
 #define PAGE "<html><body>hello</body></html>"
-#define FORGED_PAGE "<html><body>forged</body></html>"
-
-static const char *const status_ok =
-    "{\"status\": \"ok\", \"timing_ms\": {\"kernel\": 5, \"execute\": 11,"
-    " \"export\": 13}}";
-
-/* The notebook as the driver executed it: one code cell that printed. */
-static const char *const executed =
-    "{\"nbformat\": 4, \"nbformat_minor\": 5, \"metadata\": {},"
-    " \"cells\": [{\"id\": \"c0\", \"cell_type\": \"code\", \"metadata\": {},"
-    " \"execution_count\": 1, \"source\": \"print('hello')\","
-    " \"outputs\": [{\"output_type\": \"stream\", \"name\": \"stdout\","
-    " \"text\": \"hello\\n\"}]}]}";
 
 static const char *const simple_request =
-    "{\"cells\": [\"print('hello')\"], \"timeout_s\": 5}";
+    "{\"cells\": [\"out hello\"], \"timeout_s\": 5}";
 
-/* ---- the fake driver ------------------------------------------------ */
+/* ---- the notebook image: the fake relay, kernel and exporter ---------- */
 
-enum answer {
-    ANSWER_DONE,             /* the done line and the results */
-    ANSWER_FORGED_THEN_DONE, /* done lines without the nonce first */
-    ANSWER_FORGED_ONLY,      /* only those, then the stream ends */
-    ANSWER_NOTHING           /* no done line: the stream just ends */
-};
-
-struct driver {
+struct image {
+    struct fake_kernel k;
     struct fake_engine *engine;
-    /* How it answers (set before the render). */
-    enum answer answer;
-    const char *status;    /* status.json */
-    const char *notebook;  /* notebook.ipynb, NULL: none */
-    const char *page;      /* index.html, NULL: none */
-    const char *errout;    /* written on stderr first, NULL: nothing */
-    bool oom;              /* the engine records an OOM kill first */
+    bool oom;              /* an OOM kill is recorded as a cell runs */
     bool vanish;           /* the engine answers 404 for it afterwards */
-    struct fake_gate gate; /* answers only once it is open */
-    /* What it saw, under lock. */
-    pthread_mutex_t lock;
-    pthread_cond_t changed;
-    int jobs;           /* jobs read in full */
-    char container[65]; /* the container of the last job */
-    char nonce[64];
-    size_t header_len, tar_len;
-    struct tar_files job; /* the last job's files */
-    char readied[8][65];  /* preloaded containers it said ready in */
-    int nreadied;
+    struct fake_gate gate; /* a cell runs only once it is open */
 };
 
-static void driver_init(struct driver *d, struct fake_engine *engine)
+static void on_execute(void *ctx)
 {
-    memset(d, 0, sizeof(*d));
-    d->engine = engine;
-    d->answer = ANSWER_DONE;
-    d->status = status_ok;
-    d->notebook = executed;
-    d->page = PAGE;
-    pthread_mutex_init(&d->lock, NULL);
-    util_cond_init_monotonic(&d->changed);
-    fake_gate_init(&d->gate);
+    struct image *im = ctx;
+    char path[160];
+
+    fake_gate_wait(&im->gate);
+    if (im->oom)
+        fake_engine_set_oom(im->engine, im->k.container, true);
+    if (im->vanish) {
+        snprintf(path, sizeof(path), "/containers/%s/json", im->k.container);
+        fake_engine_fail(im->engine, "GET", path, 100, 404,
+                         "No such container");
+    }
 }
 
-static void driver_release(struct driver *d)
-{
-    tarball_files_release(&d->job);
-    pthread_mutex_destroy(&d->lock);
-    pthread_cond_destroy(&d->changed);
-    fake_gate_destroy(&d->gate);
-}
-
-static int driver_jobs(struct driver *d)
+static int executions(struct image *im)
 {
     int n;
 
-    pthread_mutex_lock(&d->lock);
-    n = d->jobs;
-    pthread_mutex_unlock(&d->lock);
+    pthread_mutex_lock(&im->k.lock);
+    n = im->k.count;
+    pthread_mutex_unlock(&im->k.lock);
     return n;
 }
 
-/* A tar of the driver's results. */
-static void results_tar(struct buf *tar, const char *status,
-                        const char *notebook, const char *page)
+/* The container the last frame came from. */
+static const char *job_container(struct image *im)
 {
-    struct tar_entry e[3];
-    size_t n = 0;
-
-    if (status)
-        e[n++] = (struct tar_entry){(char *)DRIVER_RESULT_STATUS,
-                                    (char *)status, strlen(status)};
-    if (notebook)
-        e[n++] = (struct tar_entry){(char *)DRIVER_RESULT_NOTEBOOK,
-                                    (char *)notebook, strlen(notebook)};
-    if (page)
-        e[n++] = (struct tar_entry){(char *)DRIVER_RESULT_PAGE, (char *)page,
-                                    strlen(page)};
-    CHECK(tarball_write(tar, e, n, SANDBOX_UID, SANDBOX_UID, NULL) == 0);
+    return im->k.container;
 }
 
-/* "nbcanvas:done <nonce> <m>\n" (no nonce: the form before nonces) and
- * the tar. */
-static void write_done(struct fake_output *out, const char *nonce,
-                       const struct buf *tar)
+/* Starts a service on the fake whose notebook containers run im. */
+static void start(struct fake_service *fs, struct image *im, long pool,
+                  bool cache)
 {
-    char line[128];
-    int n = nonce ? snprintf(line, sizeof(line), "nbcanvas:done %s %zu\n",
-                             nonce, tar->len)
-                  : snprintf(line, sizeof(line), "nbcanvas:done %zu\n",
-                             tar->len);
+    struct fake_script script = {.fn = fake_image_fn, .interactive = true};
 
-    fake_output_write(out, 1, line, (size_t)n);
-    fake_output_write(out, 1, tar->data, tar->len);
-}
-
-/* What a forger in the sandbox can write: results under a made-up nonce,
- * and under none. */
-static void write_forgeries(struct fake_output *out)
-{
-    struct buf tar = BUF_INIT((size_t)-1);
-
-    results_tar(&tar, status_ok, executed, FORGED_PAGE);
-    write_done(out, "00000000-0000-4000-8000-000000000000", &tar);
-    write_done(out, NULL, &tar);
-    buf_release(&tar);
-}
-
-static bool is_preloaded(struct driver *d, const char *id)
-{
-    json_t *body = fake_engine_container_body(d->engine, id);
-    bool yes = fake_service_has_string(json_object_get(body, "Env"),
-                                       "NBCANVAS_PRELOAD=1");
-
-    json_decref(body);
-    return yes;
-}
-
-/* The first attach of a pool's container: say ready and wait for a job
- * (later attach). True if this was it. */
-static bool ready_if_new(struct driver *d, const char *id,
-                         struct fake_output *out)
-{
-    bool fresh = is_preloaded(d, id);
-    int i;
-
-    pthread_mutex_lock(&d->lock);
-    for (i = 0; fresh && i < d->nreadied; i++)
-        fresh = strcmp(d->readied[i], id) != 0;
-    if (fresh && d->nreadied < 8)
-        snprintf(d->readied[d->nreadied++], 65, "%s", id);
-    pthread_mutex_unlock(&d->lock);
-    if (fresh)
-        fake_output_write(out, 1, DRIVER_READY_LINE,
-                          strlen(DRIVER_READY_LINE));
-    return fresh;
-}
-
-/* Reads the job header and tar; false (having asked the fake for more
- * input) until they are all there. */
-static bool read_job(struct driver *d, const struct fake_stream_info *info,
-                     struct fake_output *out)
-{
-    const char *nl = memchr(info->input, '\n', info->input_len);
-    unsigned long long n = 0;
-    char nonce[64] = "";
-    size_t header;
-
-    if (!nl) {
-        fake_output_need_input(out, info->input_len + 1);
-        return false;
-    }
-    header = (size_t)(nl + 1 - info->input);
-    CHECK(sscanf(info->input, "nbcanvas:job %llu %63s", &n, nonce) == 2);
-    if (info->input_len < header + n) {
-        fake_output_need_input(out, header + n);
-        return false;
-    }
-    pthread_mutex_lock(&d->lock);
-    tarball_files_release(&d->job);
-    CHECK(tarball_read(&d->job, info->input + header, (size_t)n, NULL, 100,
-                       64 << 20, NULL) == 0);
-    snprintf(d->container, sizeof(d->container), "%s", info->container_id);
-    snprintf(d->nonce, sizeof(d->nonce), "%s", nonce);
-    d->header_len = header;
-    d->tar_len = (size_t)n;
-    d->jobs++;
-    pthread_cond_broadcast(&d->changed);
-    pthread_mutex_unlock(&d->lock);
-    return true;
-}
-
-/* The attach script: the driver's side of one job. */
-static void driver_fn(void *ctx, const struct fake_stream_info *info,
-                      struct fake_output *out)
-{
-    struct driver *d = ctx;
-    struct buf tar = BUF_INIT((size_t)-1);
-    char path[160];
-
-    if (ready_if_new(d, info->container_id, out) || !read_job(d, info, out))
-        return;
-    fake_gate_wait(&d->gate);
-    if (d->oom)
-        fake_engine_set_oom(d->engine, info->container_id, true);
-    if (d->vanish) {
-        snprintf(path, sizeof(path), "/containers/%s/json",
-                 info->container_id);
-        fake_engine_fail(d->engine, "GET", path, 100, 404,
-                         "No such container");
-    }
-    if (d->errout)
-        fake_output_write(out, 2, d->errout, strlen(d->errout));
-    if (d->answer == ANSWER_FORGED_THEN_DONE ||
-        d->answer == ANSWER_FORGED_ONLY)
-        write_forgeries(out);
-    if (d->answer == ANSWER_DONE || d->answer == ANSWER_FORGED_THEN_DONE) {
-        results_tar(&tar, d->status, d->notebook, d->page);
-        write_done(out, d->nonce, &tar);
-    }
-    buf_release(&tar);
-}
-
-/* Starts a service on the fake whose containers run d. hang: the
- * container keeps running after it answered (a pool's must, to be used
- * later); otherwise it exits, as the real driver does after a job. */
-static void start(struct fake_service *fs, struct driver *d, long pool,
-                  bool cache, bool hang)
-{
-    struct fake_script script = {.fn = driver_fn, .hang = hang};
-
+    memset(im, 0, sizeof(*im));
+    fs->exporters = true;
     CHECK(fake_service_start(fs) == 0);
-    driver_init(d, &fs->engine);
-    script.ctx = d;
+    im->engine = &fs->engine;
+    im->k.key = "k3y";
+    im->k.engine = &fs->engine;
+    im->k.page = PAGE;
+    im->k.on_execute = on_execute;
+    im->k.on_execute_ctx = im;
+    pthread_mutex_init(&im->k.lock, NULL);
+    fake_gate_init(&im->gate);
+    script.ctx = &im->k;
     fake_engine_script(&fs->engine, FAKE_ATTACH, NULL, &script);
     CHECK(fake_service_open(fs, pool, cache) == 0);
 }
 
-static void stop(struct fake_service *fs, struct driver *d)
+static void stop(struct fake_service *fs, struct image *im)
 {
     fake_service_stop(fs);
-    driver_release(d);
+    pthread_mutex_destroy(&im->k.lock);
+    fake_gate_destroy(&im->gate);
+}
+
+/* Sandboxes made (the exporter's container is not one). */
+static size_t sandboxes_made(struct fake_service *fs)
+{
+    return fake_service_count_body(fs, "POST", "/containers/create",
+                                   "NBCANVAS_PRELOAD");
 }
 
 static int render(struct fake_service *fs, const char *body,
@@ -290,10 +126,10 @@ static long pool_idle(struct fake_service *fs)
 
 /* The job's own container is gone, removed the way sandbox_destroy does,
  * and the job's slot is free again. */
-static void check_cleaned_up(struct fake_service *fs, struct driver *d)
+static void check_cleaned_up(struct fake_service *fs, struct image *im)
 {
-    CHECK(d->container[0] != '\0');
-    CHECK(fake_service_removed(fs, d->container));
+    CHECK(job_container(im)[0] != '\0');
+    CHECK(fake_service_removed(fs, job_container(im)));
     CHECK(fake_service_slots_free(fs));
     /* held no more (the warm tests check the pool's own separately) */
     if (fs->svc.cfg.pool_size == 0)
@@ -329,23 +165,22 @@ static const char *string_at(json_t *array, size_t i, const char *key)
 
 /* ---- a cold render -------------------------------------------------- */
 
-TEST(render__cold_render_creates_attaches_starts_and_sends_the_job)
+TEST(render__cold_render_creates_attaches_starts_and_runs_the_job)
 {
     const char *body =
-        "{\"cells\": [\"print('hello')\", {\"cell_type\": \"markdown\","
+        "{\"cells\": [\"out hello\", {\"cell_type\": \"markdown\","
         " \"source\": \"# Title\"}], \"timeout_s\": 7, \"allow_errors\": true,"
         " \"include_input\": true, \"template\": \"classic\", \"files\":"
         " [{\"name\": \"data/x.csv\", \"content_base64\": \"YSxiCg==\"}]}";
     struct fake_service fs;
-    struct driver d;
+    struct image im;
     struct render_result out;
     struct fake_request r;
-    const struct tar_entry *e;
-    json_t *create = NULL, *spec = NULL, *nb = NULL;
+    json_t *create = NULL;
     char prefix[160];
     long i_create, i_attach, i_start;
 
-    start(&fs, &d, 0, false, false);
+    start(&fs, &im, 0, false);
     CHECK(render(&fs, body, &out) == 0);
     CHECK(out.code == 0);
     CHECK(out.body && out.body_len == strlen(PAGE) &&
@@ -353,25 +188,38 @@ TEST(render__cold_render_creates_attaches_starts_and_sends_the_job)
     CHECK_STREQ(out.content_type, "text/html; charset=utf-8");
     CHECK(!out.warm && !out.cache_hit);
     CHECK(strstr(out.server_timing, "desc=cold") != NULL);
-    CHECK(driver_jobs(&d) == 1);
+    /* one code cell ran (the markdown is no code), the file went in, the
+     * code was stopped before the page was made */
+    CHECK(executions(&im) == 1);
+    CHECK(im.k.sent[RELAY_PUT_FILE] == 1);
+    CHECK(im.k.last_signal == RELAY_SIG_STOP_ALL);
+    CHECK(im.k.exports == 1);
 
     /* create, then attach (stdin, hijacked), then start: in this order */
     i_create = fake_service_log_index(&fs, "POST", "/containers/create");
-    snprintf(prefix, sizeof(prefix), "/containers/%s/attach", d.container);
+    snprintf(prefix, sizeof(prefix), "/containers/%s/attach",
+             job_container(&im));
     i_attach = fake_service_log_index(&fs, "POST", prefix);
-    snprintf(prefix, sizeof(prefix), "/containers/%s/start", d.container);
+    snprintf(prefix, sizeof(prefix), "/containers/%s/start",
+             job_container(&im));
     i_start = fake_service_log_index(&fs, "POST", prefix);
     CHECK(i_create >= 0 && i_create < i_attach && i_attach < i_start);
-    CHECK(fake_engine_count(&fs.engine, "POST", "/containers/create") == 1);
+    CHECK(sandboxes_made(&fs) == 1);
 
-    /* the create body: the notebook image, the driver, no preload, ours */
-    CHECK(fake_engine_find(&fs.engine, "POST", "/containers/create", 0, &r));
-    create = json_loads(r.body, 0, NULL);
-    fake_request_release(&r);
+    /* the create body: the notebook image, the relay, no preload, ours */
+    for (size_t i = 0; fake_engine_find(&fs.engine, "POST",
+                                        "/containers/create", i, &r);
+         i++) {
+        if (strstr(r.body, "NBCANVAS_PRELOAD")) {
+            json_decref(create);
+            create = json_loads(r.body, 0, NULL);
+        }
+        fake_request_release(&r);
+    }
     CHECK_STREQ(json_string_value(json_object_get(create, "Image")),
                 fs.svc.cfg.notebook_image);
     CHECK(fake_service_has_string(json_object_get(create, "Cmd"),
-                                  "/opt/nbcanvas/nbcanvas_driver.py"));
+                                  "/opt/nbcanvas/nbcanvas-relay"));
     CHECK(fake_service_has_string(json_object_get(create, "Env"),
                                   "NBCANVAS_PRELOAD=0"));
     CHECK_STREQ(json_string_value(json_object_get(
@@ -381,60 +229,33 @@ TEST(render__cold_render_creates_attaches_starts_and_sends_the_job)
                     json_object_get(create, "Labels"), "org.nbcanvas.job")),
                 REQUEST_ID);
 
-    /* the attach carried exactly the header and the tar on stdin */
-    snprintf(prefix, sizeof(prefix), "/containers/%s/attach", d.container);
+    /* the attach is a conversation on stdin */
+    snprintf(prefix, sizeof(prefix), "/containers/%s/attach",
+             job_container(&im));
     CHECK(fake_engine_find(&fs.engine, "POST", prefix, 0, &r));
     CHECK(r.upgrade);
     CHECK(strstr(r.path, "stdin=1") != NULL);
-    CHECK(r.input_len == d.header_len + d.tar_len);
-    CHECK(util_is_uuid(d.nonce));
-    CHECK(strncmp(r.input, "nbcanvas:job ", 13) == 0);
+    /* the file's bytes went out in its frame */
+    CHECK(r.input_len > 0 && memmem(r.input, r.input_len, "data/x.csv", 10));
+    CHECK(memmem(r.input, r.input_len, "a,b\n", 4) != NULL);
     fake_request_release(&r);
 
-    /* the job: the notebook, job.json and the request's file */
-    e = tarball_find(&d.job, DRIVER_JOB_NOTEBOOK);
-    CHECK(e != NULL);
-    nb = e ? json_loadb(e->data, e->len, 0, NULL) : NULL;
-    CHECK(json_array_size(json_object_get(nb, "cells")) == 2);
-    CHECK_STREQ(string_at(json_object_get(nb, "cells"), 0, "source"),
-                "print('hello')");
-    e = tarball_find(&d.job, DRIVER_JOB_SPEC);
-    CHECK(e != NULL);
-    spec = e ? json_loadb(e->data, e->len, 0, NULL) : NULL;
-    CHECK_STREQ(json_string_value(json_object_get(spec, "kernel")), "python3");
-    CHECK(json_integer_value(json_object_get(spec, "timeout_s")) == 7);
-    CHECK(json_is_true(json_object_get(spec, "allow_errors")));
-    CHECK(json_is_true(json_object_get(spec, "include_input")));
-    CHECK_STREQ(json_string_value(json_object_get(spec, "template")),
-                "classic");
-    CHECK(json_is_false(json_object_get(spec, "artifacts")));
-    CHECK(json_integer_value(json_object_get(spec, "max_html_bytes")) ==
-          fs.svc.cfg.max_html_bytes);
-    /* the results buffer less 1 MiB of headroom for headers and status */
-    CHECK(json_integer_value(json_object_get(spec, "max_result_bytes")) ==
-          fs.svc.cfg.max_result_bytes - (1 << 20));
-    e = tarball_find(&d.job, "data/x.csv");
-    CHECK(e && e->len == 4 && memcmp(e->data, "a,b\n", 4) == 0);
-
-    check_cleaned_up(&fs, &d);
-    CHECK(fake_engine_containers(&fs.engine) == 0);
+    check_cleaned_up(&fs, &im);
     json_decref(create);
-    json_decref(spec);
-    json_decref(nb);
     render_result_release(&out);
-    stop(&fs, &d);
+    stop(&fs, &im);
 }
 
 TEST(render__json_format_gives_the_cells)
 {
-    const char *body = "{\"cells\": [\"print('hello')\"], \"format\": "
+    const char *body = "{\"cells\": [\"out hello\"], \"format\": "
                        "\"json\"}";
     struct fake_service fs;
-    struct driver d;
+    struct image im;
     struct render_result out;
     json_t *answer, *cell, *output;
 
-    start(&fs, &d, 0, false, false);
+    start(&fs, &im, 0, false);
     CHECK(render(&fs, body, &out) == 0);
     CHECK_STREQ(out.content_type, "application/json");
     answer = out.body ? json_loadb(out.body, out.body_len, 0, NULL) : NULL;
@@ -446,214 +267,247 @@ TEST(render__json_format_gives_the_cells)
     CHECK(json_integer_value(json_object_get(cell, "index")) == 0);
     CHECK(json_integer_value(json_object_get(cell, "execution_count")) == 1);
     output = json_array_get(json_object_get(cell, "outputs"), 0);
-    CHECK_STREQ(json_string_value(json_object_get(output, "text")), "hello\n");
-    /* the driver's phases are passed on */
-    CHECK(json_integer_value(json_object_get(
-              json_object_get(answer, "timing_ms"), "execute")) == 11);
-    check_cleaned_up(&fs, &d);
+    CHECK_STREQ(json_string_value(json_object_get(output, "text")), "hello");
+    /* the job's phases are passed on */
+    CHECK(json_is_integer(json_object_get(
+        json_object_get(answer, "timing_ms"), "execute")));
+    CHECK(json_is_integer(json_object_get(
+        json_object_get(answer, "timing_ms"), "export")));
+    check_cleaned_up(&fs, &im);
     json_decref(answer);
     render_result_release(&out);
-    stop(&fs, &d);
+    stop(&fs, &im);
 }
 
-/* ---- forged results ------------------------------------------------- */
+/* ---- what the sandbox's code can spoil: its own render only ---------- */
 
-TEST(render__done_lines_without_the_jobs_nonce_are_ignored)
+TEST(render__a_message_with_another_key_fails_only_that_render)
 {
     struct fake_service fs;
-    struct driver d;
+    struct image im;
     struct render_result out;
 
-    start(&fs, &d, 0, false, false);
-    d.answer = ANSWER_FORGED_THEN_DONE;
-    CHECK(render(&fs, simple_request, &out) == 0);
-    /* the real page, not the forger's that came first */
-    CHECK(out.body && out.body_len == strlen(PAGE) &&
-          memcmp(out.body, PAGE, out.body_len) == 0);
-    check_cleaned_up(&fs, &d);
-    render_result_release(&out);
-    stop(&fs, &d);
-}
-
-TEST(render__forged_done_lines_alone_give_no_answer)
-{
-    struct fake_service fs;
-    struct driver d;
-    struct render_result out;
-
-    start(&fs, &d, 0, false, false);
-    d.answer = ANSWER_FORGED_ONLY;
-    CHECK(render(&fs, simple_request, &out) == ERR_INTERNAL);
-    CHECK(out.code == ERR_INTERNAL);
+    start(&fs, &im, 0, false);
+    CHECK(render(&fs, "{\"cells\": [\"forged x\\nout y\"]}", &out) ==
+          ERR_INTERNAL);
     CHECK(out.body == NULL);
-    CHECK(strstr(out.message, "stopped before the notebook finished") != NULL);
-    check_cleaned_up(&fs, &d);
+    CHECK(strstr(out.message, "signature") != NULL);
+    check_cleaned_up(&fs, &im);
     render_result_release(&out);
-    stop(&fs, &d);
+    /* the service goes on */
+    CHECK(render(&fs, simple_request, &out) == 0);
+    render_result_release(&out);
+    stop(&fs, &im);
 }
 
-/* ---- statuses that are errors -------------------------------------- */
+TEST(render__bytes_that_are_no_frame_fail_only_that_render)
+{
+    struct fake_service fs;
+    struct image im;
+    struct render_result out;
+
+    start(&fs, &im, 0, false);
+    CHECK(render(&fs, "{\"cells\": [\"garbage\"]}", &out) == ERR_INTERNAL);
+    CHECK(strstr(out.message, "framing") != NULL);
+    check_cleaned_up(&fs, &im);
+    render_result_release(&out);
+    stop(&fs, &im);
+}
+
+/* ---- outcomes that are errors --------------------------------------- */
 
 TEST(render__cell_error_names_the_cell_and_keeps_the_outputs)
 {
     struct fake_service fs;
-    struct driver d;
+    struct image im;
     struct render_result out;
     json_t *cells, *outputs;
 
-    start(&fs, &d, 0, false, false);
-    d.status = "{\"status\": \"cell_error\", \"cell\": 1, \"ename\":"
-               " \"ValueError\", \"evalue\": \"bad value\", \"traceback\":"
-               " [\"Traceback (most recent call last)\","
-               " \"ValueError: bad value\"]}";
-    CHECK(render(&fs, simple_request, &out) == ERR_CELL);
+    start(&fs, &im, 0, false);
+    CHECK(render(&fs, "{\"cells\": [\"out hello\", \"raise ValueError\"]}",
+                 &out) == ERR_CELL);
     CHECK(out.body == NULL);
     CHECK(json_integer_value(details_of(&out, "cell")) == 1);
     CHECK_STREQ(json_string_value(details_of(&out, "ename")), "ValueError");
-    CHECK_STREQ(json_string_value(details_of(&out, "evalue")), "bad value");
-    CHECK(json_array_size(details_of(&out, "traceback")) == 2);
+    CHECK_STREQ(json_string_value(details_of(&out, "evalue")), "boom");
+    CHECK(json_array_size(details_of(&out, "traceback")) == 1);
     /* the partial results: the outputs of the executed notebook */
     cells = details_of(&out, "cells");
-    CHECK(json_array_size(cells) == 1);
+    CHECK(json_array_size(cells) == 2);
     outputs = json_object_get(json_array_get(cells, 0), "outputs");
-    CHECK_STREQ(string_at(outputs, 0, "text"), "hello\n");
+    CHECK_STREQ(string_at(outputs, 0, "text"), "hello");
     CHECK(strstr(out.message, "ValueError") != NULL);
-    check_cleaned_up(&fs, &d);
+    CHECK(im.k.exports == 0);
+    check_cleaned_up(&fs, &im);
     render_result_release(&out);
-    stop(&fs, &d);
+    stop(&fs, &im);
 }
 
 TEST(render__dead_kernel_with_an_oom_kill_is_memory_limit)
 {
     struct fake_service fs;
-    struct driver d;
+    struct image im;
     struct render_result out;
     char inspect[160], remove[160];
     long i_inspect, i_delete;
 
-    start(&fs, &d, 0, false, false);
-    d.status = "{\"status\": \"kernel_died\", \"cell\": 1, \"message\":"
-               " \"the kernel died\"}";
-    d.oom = true;
-    CHECK(render(&fs, simple_request, &out) == ERR_MEMORY);
+    start(&fs, &im, 0, false);
+    im.oom = true;
+    CHECK(render(&fs, "{\"cells\": [\"out a\", \"die\"]}", &out) ==
+          ERR_MEMORY);
     CHECK(json_integer_value(details_of(&out, "cell")) == 1);
     CHECK(strstr(out.message, "out of memory") != NULL);
     /* the OOM check asked the container before it was removed */
-    snprintf(inspect, sizeof(inspect), "/containers/%s/json", d.container);
-    snprintf(remove, sizeof(remove), "/containers/%s?", d.container);
+    snprintf(inspect, sizeof(inspect), "/containers/%s/json",
+             job_container(&im));
+    snprintf(remove, sizeof(remove), "/containers/%s?", job_container(&im));
     i_inspect = fake_service_log_index(&fs, "GET", inspect);
     i_delete = fake_service_log_index(&fs, "DELETE", remove);
     CHECK(i_inspect >= 0 && i_delete >= 0 && i_inspect < i_delete);
-    check_cleaned_up(&fs, &d);
+    check_cleaned_up(&fs, &im);
     render_result_release(&out);
-    stop(&fs, &d);
+    stop(&fs, &im);
 }
 
 TEST(render__dead_kernel_without_an_oom_kill_is_that_cells_error)
 {
     struct fake_service fs;
-    struct driver d;
+    struct image im;
     struct render_result out;
 
-    start(&fs, &d, 0, false, false);
-    d.status = "{\"status\": \"kernel_died\", \"cell\": 0, \"message\":"
-               " \"the kernel died\"}";
-    CHECK(render(&fs, simple_request, &out) == ERR_CELL);
+    start(&fs, &im, 0, false);
+    CHECK(render(&fs, "{\"cells\": [\"die\"]}", &out) == ERR_CELL);
     CHECK(json_integer_value(details_of(&out, "cell")) == 0);
     CHECK_STREQ(json_string_value(details_of(&out, "ename")),
                 "DeadKernelError");
-    check_cleaned_up(&fs, &d);
+    check_cleaned_up(&fs, &im);
     render_result_release(&out);
-    stop(&fs, &d);
+    stop(&fs, &im);
 }
 
-TEST(render__runner_killed_during_a_cell_names_that_cell)
+TEST(render__a_sandbox_that_ends_during_a_cell_names_that_cell)
 {
     struct fake_service fs;
-    struct driver d;
+    struct image im;
     struct render_result out;
 
-    start(&fs, &d, 0, false, false);
-    d.answer = ANSWER_NOTHING;
-    d.errout = "nbcanvas:cell 0\nsome noise\nnbcanvas:cell 1\nKilled\n";
-    CHECK(render(&fs, simple_request, &out) == ERR_CELL);
+    start(&fs, &im, 0, false);
+    CHECK(render(&fs, "{\"cells\": [\"out a\", \"exit\"]}", &out) ==
+          ERR_CELL);
     CHECK(json_integer_value(details_of(&out, "cell")) == 1);
     CHECK_STREQ(json_string_value(details_of(&out, "ename")),
                 "DeadKernelError");
     CHECK(strstr(out.message, "cell 1") != NULL);
-    check_cleaned_up(&fs, &d);
+    check_cleaned_up(&fs, &im);
     render_result_release(&out);
-    stop(&fs, &d);
+    stop(&fs, &im);
 }
 
-TEST(render__container_gone_after_the_stream_is_an_engine_error)
+TEST(render__container_removed_from_outside_is_an_engine_error)
 {
     struct fake_service fs;
-    struct driver d;
+    struct image im;
     struct render_result out;
 
-    start(&fs, &d, 0, false, false);
-    d.answer = ANSWER_NOTHING;
-    d.errout = "nbcanvas:cell 2\n"; /* not the cell's doing all the same */
-    d.vanish = true;
-    CHECK(render(&fs, simple_request, &out) == ERR_ENGINE);
+    start(&fs, &im, 0, false);
+    im.vanish = true;
+    CHECK(render(&fs, "{\"cells\": [\"exit\"]}", &out) == ERR_ENGINE);
     CHECK(out.details == NULL || details_of(&out, "ename") == NULL);
     CHECK(strstr(out.message, "removed from outside") != NULL);
-    check_cleaned_up(&fs, &d); /* the DELETE is still sent */
+    check_cleaned_up(&fs, &im); /* the DELETE is still sent */
     render_result_release(&out);
-    stop(&fs, &d);
+    stop(&fs, &im);
 }
 
 /* ---- warm sandboxes ------------------------------------------------- */
 
+static bool is_preloaded(struct fake_service *fs, const char *id)
+{
+    json_t *body = fake_engine_container_body(&fs->engine, id);
+    bool yes = fake_service_has_string(json_object_get(body, "Env"),
+                                       "NBCANVAS_PRELOAD=1");
+
+    json_decref(body);
+    return yes;
+}
+
 TEST(render__takes_a_warm_sandbox_from_the_pool)
 {
     struct fake_service fs;
-    struct driver d;
+    struct image im;
     struct render_result out;
-    char warm_id[65], prefix[160];
+    char warm[65] = "", prefix[160];
 
-    start(&fs, &d, 1, false, true);
+    start(&fs, &im, 1, false);
     WAIT_UNTIL(pool_idle(&fs) == 1, PATIENCE_MS);
     CHECK(pool_idle(&fs) == 1);
-    snprintf(warm_id, sizeof(warm_id), "%s", d.readied[0]);
+    for (size_t i = 0; i < 8 && !warm[0]; i++) {
+        struct fake_request r;
+
+        if (!fake_engine_find(&fs.engine, "POST", "/containers/", i, &r))
+            break;
+        if (strstr(r.path, "/start")) {
+            const char *p = r.path + strlen("/containers/");
+
+            snprintf(warm, sizeof(warm), "%.*s", (int)(strchr(p, '/') - p),
+                     p);
+            if (!is_preloaded(&fs, warm))
+                warm[0] = '\0';
+        }
+        fake_request_release(&r);
+    }
+    CHECK(warm[0]);
     CHECK(render(&fs, simple_request, &out) == 0);
     CHECK(out.warm);
     CHECK(strstr(out.server_timing, "desc=warm") != NULL);
     /* the job ran in the pool's container, which was not started again */
-    CHECK_STREQ(d.container, warm_id);
-    snprintf(prefix, sizeof(prefix), "/containers/%s/start", warm_id);
+    CHECK_STREQ(job_container(&im), warm);
+    snprintf(prefix, sizeof(prefix), "/containers/%s/start", warm);
     CHECK(fake_engine_count(&fs.engine, "POST", prefix) == 1);
     CHECK(fake_service_count_body(&fs, "POST", "/containers/create",
                                   "NBCANVAS_PRELOAD=0") == 0);
-    check_cleaned_up(&fs, &d);
+    check_cleaned_up(&fs, &im);
     check_pool_refilled(&fs);
     render_result_release(&out);
-    stop(&fs, &d);
+    stop(&fs, &im);
 }
 
 TEST(render__a_warm_sandbox_that_died_is_replaced_by_a_cold_one)
 {
     struct fake_service fs;
-    struct driver d;
+    struct image im;
     struct render_result out;
-    char dead_id[65];
+    char dead[65] = "";
 
-    start(&fs, &d, 1, false, true);
+    start(&fs, &im, 1, false);
     WAIT_UNTIL(pool_idle(&fs) == 1, PATIENCE_MS);
     CHECK(pool_idle(&fs) == 1);
-    snprintf(dead_id, sizeof(dead_id), "%s", d.readied[0]);
-    fake_engine_set_running(&fs.engine, dead_id, false);
+    for (size_t i = 0; i < 8 && !dead[0]; i++) {
+        struct fake_request r;
+
+        if (!fake_engine_find(&fs.engine, "POST", "/containers/", i, &r))
+            break;
+        if (strstr(r.path, "/start")) {
+            const char *p = r.path + strlen("/containers/");
+
+            snprintf(dead, sizeof(dead), "%.*s", (int)(strchr(p, '/') - p),
+                     p);
+            if (!is_preloaded(&fs, dead))
+                dead[0] = '\0';
+        }
+        fake_request_release(&r);
+    }
+    fake_engine_set_running(&fs.engine, dead, false);
     CHECK(render(&fs, simple_request, &out) == 0);
     CHECK(!out.warm);
-    CHECK(strcmp(d.container, dead_id) != 0);
+    CHECK(strcmp(job_container(&im), dead) != 0);
     CHECK(fake_service_count_body(&fs, "POST", "/containers/create",
                                   "NBCANVAS_PRELOAD=0") == 1);
-    CHECK(fake_service_removed(&fs, dead_id));
-    check_cleaned_up(&fs, &d);
+    CHECK(fake_service_removed(&fs, dead));
+    check_cleaned_up(&fs, &im);
     check_pool_refilled(&fs);
     render_result_release(&out);
-    stop(&fs, &d);
+    stop(&fs, &im);
 }
 
 /* ---- the cache ------------------------------------------------------ */
@@ -661,11 +515,11 @@ TEST(render__a_warm_sandbox_that_died_is_replaced_by_a_cold_one)
 TEST(render__an_identical_render_is_answered_from_the_cache)
 {
     struct fake_service fs;
-    struct driver d;
+    struct image im;
     struct render_result first, second;
     struct cache_stats st;
 
-    start(&fs, &d, 0, true, false);
+    start(&fs, &im, 0, true);
     CHECK(render(&fs, simple_request, &first) == 0);
     CHECK(!first.cache_hit);
     CHECK(render(&fs, simple_request, &second) == 0);
@@ -673,32 +527,29 @@ TEST(render__an_identical_render_is_answered_from_the_cache)
     CHECK(second.body_len == first.body_len && second.body &&
           memcmp(second.body, first.body, first.body_len) == 0);
     CHECK_STREQ(second.content_type, first.content_type);
-    CHECK(fake_engine_count(&fs.engine, "POST", "/containers/create") == 1);
-    CHECK(driver_jobs(&d) == 1);
+    CHECK(sandboxes_made(&fs) == 1);
+    CHECK(executions(&im) == 1);
     cache_stats(fs.svc.cache, &st);
     CHECK(st.hits == 1 && st.entries == 1);
     render_result_release(&first);
     render_result_release(&second);
-    stop(&fs, &d);
+    stop(&fs, &im);
 }
 
 TEST(render__failures_are_not_cached)
 {
     struct fake_service fs;
-    struct driver d;
+    struct image im;
     struct render_result out;
 
-    start(&fs, &d, 0, true, false);
-    d.status = "{\"status\": \"cell_error\", \"cell\": 0, \"ename\": \"E\","
-               " \"evalue\": \"v\"}";
-    CHECK(render(&fs, simple_request, &out) == ERR_CELL);
+    start(&fs, &im, 0, true);
+    CHECK(render(&fs, "{\"cells\": [\"raise E\"]}", &out) == ERR_CELL);
     render_result_release(&out);
-    d.status = status_ok;
-    CHECK(render(&fs, simple_request, &out) == 0);
+    CHECK(render(&fs, "{\"cells\": [\"raise E\"]}", &out) == ERR_CELL);
     CHECK(!out.cache_hit);
-    CHECK(fake_engine_count(&fs.engine, "POST", "/containers/create") == 2);
+    CHECK(sandboxes_made(&fs) == 2);
     render_result_release(&out);
-    stop(&fs, &d);
+    stop(&fs, &im);
 }
 
 struct render_call {
@@ -719,31 +570,31 @@ static void *render_thread(void *arg)
 TEST(render__identical_renders_at_once_run_once)
 {
     struct fake_service fs;
-    struct driver d;
+    struct image im;
     struct render_call a, b;
 
-    start(&fs, &d, 0, true, false);
-    fake_gate_close(&d.gate); /* the first job waits in its sandbox */
+    start(&fs, &im, 0, true);
+    fake_gate_close(&im.gate); /* the first cell waits in its sandbox */
     a = (struct render_call){.fs = &fs};
     b = (struct render_call){.fs = &fs};
     pthread_create(&a.thread, NULL, render_thread, &a);
-    WAIT_UNTIL(driver_jobs(&d) == 1, PATIENCE_MS);
-    CHECK(driver_jobs(&d) == 1);
+    WAIT_UNTIL(im.k.sent[RELAY_SEND] >= 2, PATIENCE_MS);
+    CHECK(sandboxes_made(&fs) == 1);
     pthread_create(&b.thread, NULL, render_thread, &b);
     /* with a free job slot, a second run would create its own sandbox
      * now; single flight makes it wait for the first one's answer */
-    CHECK(fake_engine_wait(&fs.engine, "POST", "/containers/create", 2, 500) ==
-          1);
-    fake_gate_open(&d.gate);
+    poll(NULL, 0, 500);
+    CHECK(sandboxes_made(&fs) == 1);
+    fake_gate_open(&im.gate);
     pthread_join(a.thread, NULL);
     pthread_join(b.thread, NULL);
     CHECK(a.rc == 0 && b.rc == 0);
     CHECK(!a.out.cache_hit && b.out.cache_hit);
     CHECK(b.out.body && b.out.body_len == strlen(PAGE) &&
           memcmp(b.out.body, PAGE, b.out.body_len) == 0);
-    CHECK(fake_engine_count(&fs.engine, "POST", "/containers/create") == 1);
-    CHECK(driver_jobs(&d) == 1);
+    CHECK(sandboxes_made(&fs) == 1);
+    CHECK(executions(&im) == 1);
     render_result_release(&a.out);
     render_result_release(&b.out);
-    stop(&fs, &d);
+    stop(&fs, &im);
 }
