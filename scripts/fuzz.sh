@@ -12,10 +12,10 @@ build=$top/build-fuzz
 
 CC=clang cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DFUZZ=ON \
     -DSANITIZE=address,undefined >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fuzz_request fuzz_demux fuzz_tar fuzz_results fuzz_mcp
+cmake --build "$build" -j"$(nproc)" --target fuzz_request fuzz_demux fuzz_tar fuzz_results fuzz_mcp fuzz_relay
 
 status=0
-for target in request demux tar results mcp; do
+for target in request demux tar results mcp relay; do
     work=$(mktemp -d)
     echo "== fuzz_$target for ${seconds}s"
     if ! "$build/tests/fuzz/fuzz_$target" -max_total_time="$seconds" \

@@ -67,7 +67,7 @@ static const struct key keys[] = {
     LONG("render_timeout_s", render_timeout_s, 1, 86400),
     LONG("render_max_timeout_s", render_max_timeout_s, 1, 86400),
     LLONG("max_html_bytes", max_html_bytes, 1024, 4 * GiB),
-    /* above the driver's headroom for the results tar (driver.c) */
+    /* above the headroom kept for the results' own parts (kernel_job.c) */
     LLONG("max_result_bytes", max_result_bytes, 2 * MiB, 4 * GiB),
     LLONG("max_artifact_bytes", max_artifact_bytes, 0, 4 * GiB),
     LONG("max_table_rows", max_table_rows, 1, 1000000),

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "nbcanvas/bundle.h"
-#include "nbcanvas/driver.h"
+#include "nbcanvas/job_status.h"
 #include "nbcanvas/results.h"
 #include "nbcanvas/util.h"
 
@@ -71,8 +71,8 @@ static size_t add_artifacts(const struct formats_input *in,
         bool changed;
         char *name;
 
-        if (strncmp(a->name, DRIVER_RESULT_ARTIFACTS,
-                    strlen(DRIVER_RESULT_ARTIFACTS)) != 0)
+        if (strncmp(a->name, JOB_RESULT_ARTIFACTS,
+                    strlen(JOB_RESULT_ARTIFACTS)) != 0)
             continue;
         name = bundle_safe_name(a->name, &changed);
         util_escape(shown, sizeof(shown), a->name, strlen(a->name));
@@ -99,10 +99,9 @@ static size_t add_artifacts(const struct formats_input *in,
 static int build_zip(const struct formats_input *in, char **body, size_t *len,
                      struct err *err)
 {
-    const struct tar_entry *html = tarball_find(in->results,
-                                                DRIVER_RESULT_PAGE);
+    const struct tar_entry *html = tarball_find(in->results, JOB_RESULT_PAGE);
     const struct tar_entry *nb = tarball_find(in->results,
-                                              DRIVER_RESULT_NOTEBOOK);
+                                              JOB_RESULT_NOTEBOOK);
     struct tar_files images = TAR_FILES_INIT, names = TAR_FILES_INIT;
     struct bundle_part *parts;
     json_t *notes = json_object();
@@ -164,10 +163,9 @@ int formats_build(enum render_format format, const struct formats_input *in,
                   char **body, size_t *len, const char **content_type,
                   struct err *err)
 {
-    const struct tar_entry *page = tarball_find(in->results,
-                                                DRIVER_RESULT_PAGE);
+    const struct tar_entry *page = tarball_find(in->results, JOB_RESULT_PAGE);
     const struct tar_entry *nb = tarball_find(in->results,
-                                              DRIVER_RESULT_NOTEBOOK);
+                                              JOB_RESULT_NOTEBOOK);
 
     *body = NULL;
     *len = 0;

@@ -2,7 +2,7 @@
  * Streamed answers (Accept: text/event-stream) for POST /v1/render and a
  * session's execute (and, through http_stream_call, for any work that
  * sends events of its own: an MCP tool call with progress): 200 at once, then "cell" and "output" events as the
- * driver sends them, then one "result" or "error" event (the error object
+ * executor reports them, then one "result" or "error" event (the error object
  * the plain request would have answered), with a ": ping" comment in any
  * silence of 15 s, or of half the connection's inactivity timeout if that
  * is shorter (sse.c).
@@ -56,7 +56,7 @@ struct stream_job {
     void *ctx;
 };
 
-/* A driver event as the API's: "cell" as it is, "output" with the output
+/* An executor's event as the API's: "cell" as it is, "output" with the output
  * cleaned as the json format has it. */
 static void forward_event(void *ctx, json_t *event)
 {

@@ -337,7 +337,7 @@ static long long results_size(const struct tar_files *r)
 }
 
 /* Asks the exporters for the page of the executed notebook. */
-static int export_page(struct kernel_job *j, const struct driver_job *spec,
+static int export_page(struct kernel_job *j, const struct job_spec *spec,
                        long long deadline_ms, const atomic_bool *cancel)
 {
     struct conversion req = {
@@ -362,7 +362,7 @@ static int export_page(struct kernel_job *j, const struct driver_job *spec,
 }
 
 static int render_steps(struct kernel_job *j, struct sandbox *sb,
-                        const struct driver_job *spec, json_t *notebook,
+                        const struct job_spec *spec, json_t *notebook,
                         const struct tar_files *files, long long deadline_ms,
                         const atomic_bool *cancel)
 {
@@ -455,7 +455,7 @@ static int render_steps(struct kernel_job *j, struct sandbox *sb,
 }
 
 int kernel_job_render(struct kernel_job *j, struct sandbox *sb,
-                      const struct driver_job *spec, json_t *notebook,
+                      const struct job_spec *spec, json_t *notebook,
                       const struct tar_files *files, long long deadline_ms,
                       const atomic_bool *cancel)
 {
@@ -499,7 +499,7 @@ static int link_up(struct kernel_job *j, struct sandbox *sb,
 
 static void session_executor(struct kernel_job *j, struct executor *ex,
                              struct kernel_session *ks,
-                             const struct driver_job *spec)
+                             const struct job_spec *spec)
 {
     executor_init(ex, &j->link, &ks->counter);
     ex->deadline_ms = util_now_ms() + spec->timeout_s * 1000LL;
@@ -512,7 +512,7 @@ static void session_executor(struct kernel_job *j, struct executor *ex,
 }
 
 int kernel_job_open(struct kernel_job *j, struct sandbox *sb,
-                    struct kernel_session *ks, const struct driver_job *spec,
+                    struct kernel_session *ks, const struct job_spec *spec,
                     json_t *notebook, const struct tar_files *files,
                     long long deadline_ms, const atomic_bool *cancel)
 {
@@ -543,10 +543,9 @@ int kernel_job_open(struct kernel_job *j, struct sandbox *sb,
 }
 
 int kernel_job_execute(struct kernel_job *j, struct sandbox *sb,
-                       struct kernel_session *ks,
-                       const struct driver_job *spec, json_t *notebook,
-                       const struct tar_files *files, long long deadline_ms,
-                       const atomic_bool *cancel)
+                       struct kernel_session *ks, const struct job_spec *spec,
+                       json_t *notebook, const struct tar_files *files,
+                       long long deadline_ms, const atomic_bool *cancel)
 {
     json_t *cells = json_object_get(ks->notebook, "cells"), *cell;
     size_t from = json_array_size(cells), i;
@@ -593,9 +592,8 @@ int kernel_job_execute(struct kernel_job *j, struct sandbox *sb,
 }
 
 int kernel_job_export(struct kernel_job *j, struct sandbox *sb,
-                      struct kernel_session *ks,
-                      const struct driver_job *spec, long long deadline_ms,
-                      const atomic_bool *cancel)
+                      struct kernel_session *ks, const struct job_spec *spec,
+                      long long deadline_ms, const atomic_bool *cancel)
 {
     char *text;
     int rc;
@@ -622,7 +620,7 @@ int kernel_job_export(struct kernel_job *j, struct sandbox *sb,
 }
 
 int kernel_job_file(struct kernel_job *j, struct sandbox *sb,
-                    const struct driver_job *spec, long long deadline_ms,
+                    const struct job_spec *spec, long long deadline_ms,
                     const atomic_bool *cancel)
 {
     struct buf frame = BUF_INIT(1 << 16);
@@ -632,8 +630,8 @@ int kernel_job_file(struct kernel_job *j, struct sandbox *sb,
 
     if (rc < 0)
         return rc;
-    relay_put_u32(cap, (uint32_t)((unsigned long long)
-                                      spec->max_artifact_bytes >> 32));
+    relay_put_u32(
+        cap, (uint32_t)((unsigned long long)spec->max_artifact_bytes >> 32));
     relay_put_u32(cap + 4, (uint32_t)spec->max_artifact_bytes);
     buf_append(&frame, cap, 8);
     if (buf_puts(&frame, spec->path ? spec->path : "") < 0) {
@@ -652,8 +650,7 @@ int kernel_job_file(struct kernel_job *j, struct sandbox *sb,
         set_status(j, "not_found", "no such file in the session");
         return 0;
     }
-    tarball_files_add(&j->results, xstrdup("file"), copy_of(f.payload + 1,
-                                                            f.len - 1),
-                      f.len - 1);
+    tarball_files_add(&j->results, xstrdup("file"),
+                      copy_of(f.payload + 1, f.len - 1), f.len - 1);
     return 0;
 }

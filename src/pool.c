@@ -11,7 +11,7 @@
  * than the pool's size), keep `size` containers ready, several starting
  * at once. Each creates a container exactly as the cold route does (same hardening, same image)
  * but with NBCANVAS_PRELOAD=1, attaches to its output, starts it, and
- * waits for the driver's "nbcanvas:ready". Every few seconds it checks the
+ * waits for its relay's READY (the kernel up and preloaded). Every few seconds it checks the
  * idle ones: one that is no longer running (engine restart, OOM, a crash)
  * or has sat longer than POOL_MAX_IDLE_S is removed and replaced. When the
  * engine fails, refills back off (1 s doubling to 30 s) so a dead engine is
@@ -45,7 +45,6 @@
 #include <unistd.h>
 
 #include "nbcanvas/demux.h"
-#include "nbcanvas/driver.h"
 #include "nbcanvas/relay_link.h"
 #include "nbcanvas/util.h"
 
@@ -97,13 +96,46 @@ struct pool {
     struct pool_stats stats;
 };
 
-/* A notebook sandbox running the driver, not started yet. */
+#define RELAY_PATH "/opt/nbcanvas/nbcanvas-relay"
+#define KERNEL_LAUNCHER "/opt/nbcanvas/nbcanvas_kernel.py"
+
+/* The relay, and after it the kernel's command line as a kernel spec has
+ * it (nbclient's own history setting: in memory, not a sqlite file that
+ * every cell would write to). */
+static json_t *notebook_command(void)
+{
+    return json_pack("[s, s, s, s, s, s]", RELAY_PATH, "python3",
+                     KERNEL_LAUNCHER, "-f", "{connection_file}",
+                     "--HistoryManager.hist_file=:memory:");
+}
+
+static json_t *notebook_environment(const char *kernel, bool preload)
+{
+    /* The root is read-only: everything Jupyter, IPython and matplotlib
+     * write goes to the sandbox's /tmp. Jupyter's per-user data folder
+     * would be ~/.local/share/jupyter, which the code can write: one on
+     * the read-only root instead. Packages installed at run time go to
+     * the working folder's tmpfs, under .nbcanvas (no artifacts). */
+    json_t *env = json_pack(
+        "[s, s, s, s, s, s]", "JUPYTER_RUNTIME_DIR=/tmp/jupyter-runtime",
+        "IPYTHONDIR=/tmp/ipython", "MPLCONFIGDIR=/tmp/matplotlib",
+        "XDG_CACHE_HOME=/tmp/cache",
+        "JUPYTER_DATA_DIR=/opt/nbcanvas/no-user-data",
+        "PYTHONUSERBASE=" SANDBOX_WORKDIR "/.nbcanvas/pkgs");
+
+    json_array_append_new(env, json_sprintf("NBCANVAS_KERNEL=%s", kernel));
+    json_array_append_new(
+        env, json_sprintf("NBCANVAS_PRELOAD=%d", preload ? 1 : 0));
+    return env;
+}
+
+/* A notebook sandbox (the relay and its kernel), not started yet. */
 static int create_sandbox(struct pool *p, struct sandbox *sb, bool preload,
                           const char *job_id, long long deadline_s,
                           struct err *err)
 {
-    json_t *cmd = driver_command();
-    json_t *env = driver_environment("python3", preload);
+    json_t *cmd = notebook_command();
+    json_t *env = notebook_environment("python3", preload);
     struct sandbox_spec spec = {p->cfg->notebook_image,
                                 cmd,
                                 env,

@@ -27,7 +27,7 @@
 #include "nbcanvas/bundle.h"
 #include "nbcanvas/cache.h"
 #include "nbcanvas/cache_key.h"
-#include "nbcanvas/driver.h"
+#include "nbcanvas/job_status.h"
 #include "nbcanvas/exporter.h"
 #include "nbcanvas/kernel_job.h"
 #include "nbcanvas/formats.h"
@@ -47,7 +47,7 @@ struct render_job {
     const char *id;
     struct sandbox sb;
     bool warm; /* sb came from the pool, already started */
-    struct driver_job spec;
+    struct job_spec spec;
     struct kernel_job kj;
     struct tar_files wheels; /* the packages' wheels, for the job */
     struct err err;
@@ -56,14 +56,14 @@ struct render_job {
         t_fetched, t_done;
 };
 
-/* What the kernel job is asked to do (driver.h's struct driver_job). */
+/* What the kernel job is asked to do (job_status.h's struct job_spec). */
 static void build_spec(struct render_job *job)
 {
     const struct render_request *r = job->req;
     const struct config *cfg = &job->svc->cfg;
 
-    job->spec = (struct driver_job){
-        .kind = DRIVER_RENDER,
+    job->spec = (struct job_spec){
+        .kind = JOB_RENDER,
         .events = r->on_event != NULL,
         .kernel = r->kernel->name,
         .timeout_s = r->timeout_s,
@@ -196,34 +196,34 @@ static json_t *cell_details(struct render_job *job, json_t *cell)
     return with_partial_cells(job, json_pack("{s:O}", "cell", cell));
 }
 
-/* Maps the driver's status to an error (or 0 for ok). */
+/* Maps the job's status to an error (or 0 for ok). */
 static int status_error(struct render_job *job, json_t **details)
 {
     const struct config *cfg = &job->svc->cfg;
-    struct driver_status st;
+    struct job_status st;
     char tail[256];
     json_t *cell;
-    int rc = driver_parse_status(&st, job->kj.status, &job->err);
+    int rc = job_status_parse(&st, job->kj.status, &job->err);
 
     if (rc < 0)
         return rc;
     cell = st.cell >= 0 ? json_integer(st.cell) : json_null();
     switch (st.outcome) {
-    case DRIVER_OK:
+    case JOB_OK:
         break;
-    case DRIVER_CELL_ERROR:
+    case JOB_CELL_ERROR:
         *details = with_partial_cells(job, results_cell_error(job->kj.status));
         rc = err_set(&job->err, ERR_CELL, "cell %ld raised %s: %s", st.cell,
                      json_string_value(json_object_get(*details, "ename")),
                      json_string_value(json_object_get(*details, "evalue")));
         break;
-    case DRIVER_TIMEOUT:
+    case JOB_TIMEOUT:
         *details = cell_details(job, cell);
         rc = err_set(&job->err, ERR_TIMEOUT,
                      "cell %ld was still running at the %ld s deadline",
                      st.cell, job->req->timeout_s);
         break;
-    case DRIVER_KERNEL_DIED:
+    case JOB_KERNEL_DIED:
         /* Removed from outside: not the user's code's doing. (Asked only
          * when the whole container ended: the check waits a moment for a
          * container that still runs.) */
@@ -253,20 +253,20 @@ static int status_error(struct render_job *job, json_t **details)
                      "was killed)",
                      st.cell);
         break;
-    case DRIVER_OUTPUT_LIMIT:
+    case JOB_OUTPUT_LIMIT:
         rc = err_set(&job->err, ERR_OUTPUT, "output too large: %s",
                      st.message);
         break;
-    case DRIVER_INVALID_NOTEBOOK:
+    case JOB_INVALID_NOTEBOOK:
         rc = err_set(&job->err, ERR_INVALID, "not a valid notebook: %s",
                      st.message);
         break;
-    case DRIVER_PACKAGE_FAILED:
+    case JOB_PACKAGE_FAILED:
         rc = err_set(&job->err, ERR_PACKAGE,
                      "the packages could not be installed: %s", st.message);
         break;
-    case DRIVER_NOT_FOUND: /* a session's answer only */
-    case DRIVER_FAILED:
+    case JOB_NOT_FOUND: /* a session's answer only */
+    case JOB_FAILED:
         rc = err_set(&job->err, ERR_INTERNAL, "internal: %s",
                      st.message[0] ? st.message
                                    : kernel_job_stderr_tail(&job->kj, tail,
@@ -397,8 +397,8 @@ static bool kept_from_cache(struct render_result *out, const char *id)
     snprintf(k->id, sizeof(k->id), "%s", id);
     if (bundle_unzip(&k->results, out->body, out->body_len,
                      out->body_len * 64 + (64 << 20), NULL) == 0 &&
-        tarball_find(&k->results, DRIVER_RESULT_PAGE) &&
-        (nb = tarball_find(&k->results, DRIVER_RESULT_NOTEBOOK)) &&
+        tarball_find(&k->results, JOB_RESULT_PAGE) &&
+        (nb = tarball_find(&k->results, JOB_RESULT_NOTEBOOK)) &&
         (result = tarball_find(&k->results, "result.json"))) {
         k->notebook = json_loadb(nb->data, nb->len, JSON_ALLOW_NUL, NULL);
         summary = json_loadb(result->data, result->len, 0, NULL);
@@ -416,7 +416,7 @@ static bool kept_from_cache(struct render_result *out, const char *id)
     return true;
 }
 
-/* Hands the driver's results over to out->kept, to build any format
+/* Hands the job's results over to out->kept, to build any format
  * later (a streamed render's /v1/results). */
 static void keep_results(struct render_job *job, struct render_result *out)
 {

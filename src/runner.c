@@ -18,7 +18,6 @@
 
 #include "nbcanvas/ansi.h"
 #include "nbcanvas/demux.h"
-#include "nbcanvas/driver.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/languages.h"
 #include "nbcanvas/sandbox.h"
@@ -72,7 +71,7 @@ static json_t *unpack_command(size_t n)
 
     snprintf(script, sizeof(script),
              "head -c %zu | tar -xf - -C " SANDBOX_WORKDIR
-             " --no-same-owner -m && echo " DRIVER_READY " && "
+             " --no-same-owner -m && echo " RUNNER_READY " && "
              "while sleep 3600; do :; done",
              n);
     return json_pack("[s, s, s]", "sh", "-c", script);
@@ -91,7 +90,15 @@ static int ready_on_data(void *ctx, const char *data, size_t len)
 
     if (demux_feed(&job->demux, data, len) < 0)
         return ERR_INTERNAL;
-    return driver_is_ready(job->out.data, job->out.len) ? 1 : 0;
+    const char *at = job->out.data;
+
+    /* the line, at a line's start: the program's own output comes after */
+    while ((at = strstr(at, RUNNER_READY_LINE)))
+        if (at == job->out.data || at[-1] == '\n')
+            return 1;
+        else
+            at++;
+    return 0;
 }
 
 /* Starts the container and hands it the job on stdin; returns once the

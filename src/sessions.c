@@ -29,7 +29,7 @@
 #include "nbcanvas/service.h"
 #include "nbcanvas/util.h"
 
-/* Beyond a call's own timeout: the driver's interrupt grace, an export. */
+/* Beyond a call's own timeout: the interrupt's grace, an export. */
 #define CALL_GRACE_S 30
 /* An export or a file read: no user code runs, only nbconvert. */
 #define EXPORT_TIMEOUT_S 60
@@ -43,7 +43,7 @@ struct session {
     struct tenant owner; /* its limits: a call takes a slot as it would */
     const struct kernel_info *kernel;
     struct sandbox sb;
-    struct kernel_session ks; /* its notebook so far, its count */
+    struct kernel_session ks;            /* its notebook so far, its count */
     char created_at[32], expires_at[32]; /* RFC 3339, UTC */
     long long idle_ms;                   /* idle_timeout_s */
     long long last_used_ms;              /* monotonic */
@@ -311,7 +311,7 @@ static void release(struct sessions *ss, struct session *s, long cells,
 /* One job on the session's kernel (kernel_job.c), within a job slot.
  * Returns 0 once the job's status is written, or ERR_*. */
 static int call(struct sessions *ss, struct session *s,
-                const struct driver_job *job, json_t *notebook,
+                const struct job_spec *job, json_t *notebook,
                 const struct tar_files *files, long timeout_s,
                 const atomic_bool *cancel, struct kernel_job *c)
 {
@@ -328,18 +328,18 @@ static int call(struct sessions *ss, struct session *s,
     if (rc < 0)
         return rc;
     switch (job->kind) {
-    case DRIVER_OPEN:
+    case JOB_OPEN:
         rc = kernel_job_open(c, &s->sb, &s->ks, job, notebook, files, deadline,
                              cancel);
         break;
-    case DRIVER_EXECUTE:
+    case JOB_EXECUTE:
         rc = kernel_job_execute(c, &s->sb, &s->ks, job, notebook, files,
                                 deadline, cancel);
         break;
-    case DRIVER_EXPORT:
+    case JOB_EXPORT:
         rc = kernel_job_export(c, &s->sb, &s->ks, job, deadline, cancel);
         break;
-    case DRIVER_FILE:
+    case JOB_FILE:
         rc = kernel_job_file(c, &s->sb, job, deadline, cancel);
         break;
     default:
@@ -350,7 +350,7 @@ static int call(struct sessions *ss, struct session *s,
 }
 
 /* True when a call that failed (rc) leaves the session in an unknown
- * state: the job reached the driver, or the sandbox failed. A call that
+ * state: the job reached the sandbox, or the sandbox failed. A call that
  * never got a job slot, or whose client left before it was sent, leaves
  * the session as it was. */
 static bool call_broke(int rc, const struct kernel_job *c)
@@ -385,8 +385,8 @@ static int lost_call(struct sessions *ss, struct session *s, int rc,
     return rc;
 }
 
-static void fill_job(struct driver_job *job, const struct config *cfg,
-                     const struct session *s, enum driver_job_kind kind)
+static void fill_job(struct job_spec *job, const struct config *cfg,
+                     const struct session *s, enum job_kind kind)
 {
     memset(job, 0, sizeof(*job));
     job->kind = kind;
@@ -450,8 +450,8 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     const struct config *cfg = &ss->svc->cfg;
     struct session *s = xcalloc(1, sizeof(*s));
     struct kernel_job c;
-    struct driver_job job;
-    struct driver_status st;
+    struct job_spec job;
+    struct job_status st;
     struct tar_files wheels = TAR_FILES_INIT;
     time_t now = time(NULL);
     int rc;
@@ -480,7 +480,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
         return rc;
     }
     kernel_job_init(&c, cfg, ss->svc->exporters, err);
-    fill_job(&job, cfg, s, DRIVER_OPEN);
+    fill_job(&job, cfg, s, JOB_OPEN);
     job.packages = req->packages;
     job.wheels = &wheels;
     /* the wheels before a sandbox is taken: a download may take a while */
@@ -493,11 +493,11 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     if (rc == ERR_TIMEOUT)
         rc = lost_call(ss, s, rc, &c, NULL);
     if (rc == 0)
-        rc = driver_parse_status(&st, c.status, err);
-    if (rc == 0 && st.outcome == DRIVER_PACKAGE_FAILED)
+        rc = job_status_parse(&st, c.status, err);
+    if (rc == 0 && st.outcome == JOB_PACKAGE_FAILED)
         rc = err_set(err, ERR_PACKAGE,
                      "the packages could not be installed: %s", st.message);
-    else if (rc == 0 && st.outcome != DRIVER_OK)
+    else if (rc == 0 && st.outcome != JOB_OK)
         rc = err_set(err, ERR_INTERNAL, "the session did not start: %s",
                      st.message);
     kernel_job_release(&c);
@@ -524,7 +524,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     return 0;
 }
 
-/* The one cell of the driver's answer, as the json format has it. */
+/* The one cell of the call's answer, as the json format has it. */
 static json_t *executed_cell(struct kernel_job *c)
 {
     json_t *cells = results_cells_json(c->notebook);
@@ -568,7 +568,7 @@ static json_t *stopped_details(struct kernel_job *c, long index)
 
 int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
                      const struct execute_request *req,
-                     driver_event_fn on_event, void *event_ctx,
+                     executor_event_fn on_event, void *event_ctx,
                      const atomic_bool *cancel, json_t **out, json_t **details,
                      struct err *err)
 {
@@ -576,8 +576,8 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
     long long t0 = util_now_ms();
     struct session *s;
     struct kernel_job c;
-    struct driver_job job;
-    struct driver_status st;
+    struct job_spec job;
+    struct job_status st;
     struct tar_files wheels = TAR_FILES_INIT;
     bool end = false;
     int rc;
@@ -589,7 +589,7 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
     kernel_job_init(&c, cfg, ss->svc->exporters, err);
     c.on_event = on_event;
     c.event_ctx = event_ctx;
-    fill_job(&job, cfg, s, DRIVER_EXECUTE);
+    fill_job(&job, cfg, s, JOB_EXECUTE);
     job.events = on_event != NULL;
     job.timeout_s = req->timeout_s;
     job.packages = req->packages;
@@ -607,28 +607,28 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
         rc = lost_call(ss, s, rc, &c, details);
     }
     if (rc == 0)
-        rc = driver_parse_status(&st, c.status, err);
+        rc = job_status_parse(&st, c.status, err);
     if (rc == 0 && !c.notebook &&
-        (st.outcome == DRIVER_OK || st.outcome == DRIVER_CELL_ERROR ||
-         st.outcome == DRIVER_TIMEOUT))
+        (st.outcome == JOB_OK || st.outcome == JOB_CELL_ERROR ||
+         st.outcome == JOB_TIMEOUT))
         rc = err_set(err, ERR_INTERNAL, "the session sent no cell back");
     if (rc < 0) {
         end = end || rc == ERR_INTERNAL;
     } else {
         end = st.session_over;
         switch (st.outcome) {
-        case DRIVER_OK:
-        case DRIVER_CELL_ERROR:
+        case JOB_OK:
+        case JOB_CELL_ERROR:
             *out = execute_answer(&c, s->cells, util_now_ms() - t0,
-                                  st.outcome == DRIVER_CELL_ERROR);
-            if (!*out) { /* no code cell came back: not the driver's */
+                                  st.outcome == JOB_CELL_ERROR);
+            if (!*out) { /* no code cell came back */
                 end = true;
                 rc = err_set(err, ERR_INTERNAL,
                              "the session's answer held no cell; it has "
                              "ended");
             }
             break;
-        case DRIVER_TIMEOUT:
+        case JOB_TIMEOUT:
             *details = stopped_details(&c, st.cell);
             rc = err_set(err, ERR_TIMEOUT,
                          end ? "cell %ld ran past %ld s and did not stop "
@@ -637,14 +637,14 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
                                "the session lives on",
                          st.cell, req->timeout_s);
             break;
-        case DRIVER_OUTPUT_LIMIT:
+        case JOB_OUTPUT_LIMIT:
             *details = json_pack("{s:I}", "cell", (json_int_t)st.cell);
             rc = err_set(err, ERR_OUTPUT, "output too large: %s; %s",
                          st.message,
                          end ? "the session has ended"
                              : "it was interrupted and the session lives on");
             break;
-        case DRIVER_KERNEL_DIED:
+        case JOB_KERNEL_DIED:
             end = true;
             if (sandbox_oom_killed(&s->sb)) {
                 *details = json_pack("{s:I}", "cell", (json_int_t)st.cell);
@@ -662,7 +662,7 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
                          "cell %ld stopped the kernel; the session has ended",
                          st.cell);
             break;
-        case DRIVER_PACKAGE_FAILED:
+        case JOB_PACKAGE_FAILED:
             rc = err_set(err, ERR_PACKAGE,
                          "the packages could not be installed: %s",
                          st.message);
@@ -682,13 +682,12 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
 }
 
 /* An export or a file read in the claimed session s: one job with no
- * cell, through the driver. Returns 0 with the driver's status in *st, or
+ * cell, on the session's kernel. Returns 0 with the job's status in *st, or
  * the error; *end says whether the session must end (the call broke, the
- * driver misbehaved or said its session is over). */
+ * sandbox misbehaved or the session is over). */
 static int quiet_call(struct sessions *ss, struct session *s,
-                      const struct driver_job *job, const atomic_bool *cancel,
-                      struct kernel_job *c, struct driver_status *st,
-                      bool *end)
+                      const struct job_spec *job, const atomic_bool *cancel,
+                      struct kernel_job *c, struct job_status *st, bool *end)
 {
     json_t *empty = json_object();
     struct tar_files none = TAR_FILES_INIT;
@@ -699,7 +698,7 @@ static int quiet_call(struct sessions *ss, struct session *s,
         *end = call_broke(rc, c);
         return lost_call(ss, s, rc, c, NULL);
     }
-    rc = driver_parse_status(st, c->status, c->err);
+    rc = job_status_parse(st, c->status, c->err);
     *end = rc < 0 || st->session_over;
     return rc;
 }
@@ -712,8 +711,8 @@ int sessions_export(struct sessions *ss, const char *tenant, const char *id,
     const struct config *cfg = &ss->svc->cfg;
     struct session *s;
     struct kernel_job c;
-    struct driver_job job;
-    struct driver_status st;
+    struct job_spec job;
+    struct job_status st;
     bool end = false;
     int rc;
 
@@ -721,16 +720,16 @@ int sessions_export(struct sessions *ss, const char *tenant, const char *id,
     if (rc < 0)
         return rc;
     kernel_job_init(&c, cfg, ss->svc->exporters, err);
-    fill_job(&job, cfg, s, DRIVER_EXPORT);
+    fill_job(&job, cfg, s, JOB_EXPORT);
     job.template_name = template_name;
     job.include_input = include_input;
     job.artifacts = format == FORMAT_ZIP;
     rc = quiet_call(ss, s, &job, cancel, &c, &st, &end);
-    if (rc == 0 && st.outcome == DRIVER_OUTPUT_LIMIT)
+    if (rc == 0 && st.outcome == JOB_OUTPUT_LIMIT)
         rc = err_set(err, ERR_OUTPUT, "output too large: %s", st.message);
-    else if (rc == 0 && st.outcome != DRIVER_OK)
+    else if (rc == 0 && st.outcome != JOB_OK)
         rc = err_set(err, ERR_INTERNAL, "the export failed: %s", st.message);
-    end = end || rc == ERR_INTERNAL; /* the driver misbehaved: it ends */
+    end = end || rc == ERR_INTERNAL; /* the sandbox misbehaved: it ends */
     if (rc == 0) {
         struct formats_input in = {s->id, &c.results, c.notebook, NULL};
 
@@ -748,8 +747,8 @@ int sessions_file(struct sessions *ss, const char *tenant, const char *id,
     const struct config *cfg = &ss->svc->cfg;
     struct session *s;
     struct kernel_job c;
-    struct driver_job job;
-    struct driver_status st;
+    struct job_spec job;
+    struct job_status st;
     const struct tar_entry *e;
     bool end = false;
     int rc;
@@ -758,19 +757,19 @@ int sessions_file(struct sessions *ss, const char *tenant, const char *id,
     if (rc < 0)
         return rc;
     kernel_job_init(&c, cfg, ss->svc->exporters, err);
-    fill_job(&job, cfg, s, DRIVER_FILE);
+    fill_job(&job, cfg, s, JOB_FILE);
     job.path = path;
     rc = quiet_call(ss, s, &job, cancel, &c, &st, &end);
-    if (rc == 0 && st.outcome == DRIVER_NOT_FOUND)
+    if (rc == 0 && st.outcome == JOB_NOT_FOUND)
         rc = err_set(err, ERR_NOT_FOUND,
                      "the session has no regular file at that path (or one "
                      "larger than %lld MiB, max_artifact_bytes)",
                      cfg->max_artifact_bytes >> 20);
-    else if (rc == 0 && st.outcome != DRIVER_OK)
+    else if (rc == 0 && st.outcome != JOB_OK)
         rc = err_set(err, ERR_INTERNAL, "reading the file failed: %s",
                      st.message);
-    end = end || rc == ERR_INTERNAL; /* the driver misbehaved: it ends */
-    e = rc == 0 ? tarball_find(&c.results, DRIVER_RESULT_FILE) : NULL;
+    end = end || rc == ERR_INTERNAL; /* the sandbox misbehaved: it ends */
+    e = rc == 0 ? tarball_find(&c.results, JOB_RESULT_FILE) : NULL;
     if (rc == 0 && !e)
         rc = err_set(err, ERR_INTERNAL, "the session sent no file");
     if (rc == 0) {

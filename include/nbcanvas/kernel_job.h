@@ -3,7 +3,7 @@
 
 /*
  * One job on a notebook sandbox's kernel, driven from the service: what
- * the Python driver inside the sandbox used to do, now in the service's
+ * a Python driver inside the sandbox used to do, now in the service's
  * own process. A render places the request's files through the relay,
  * installs the job's wheels with pip, sets up the kernel (structured
  * outputs, %%sql rows), executes the notebook (executor.c), stops the
@@ -11,8 +11,8 @@
  * (exporter.c). A session's sandbox takes one job after another on the
  * same kernel (open, execute, export, file).
  *
- * The outcome is written as the driver's status was (driver.h's words and
- * fields), with the executed notebook and the results (index.html,
+ * The outcome is a status (job_status.h's words and fields), with the
+ * executed notebook and the results (index.html, notebook.ipynb,
  * artifacts/, file), so the pipelines read one shape whichever job ran.
  * A caller owns a struct kernel_job from kernel_job_init to
  * kernel_job_release.
@@ -23,7 +23,7 @@
 #include <stdbool.h>
 
 #include "nbcanvas/config.h"
-#include "nbcanvas/driver.h"
+#include "nbcanvas/job_status.h"
 #include "nbcanvas/err.h"
 #include "nbcanvas/executor.h"
 #include "nbcanvas/exporter.h"
@@ -56,7 +56,7 @@ void kernel_job_release(struct kernel_job *j);
  * own failure), or ERR_* when the job could not be carried out
  * (ERR_TIMEOUT at deadline_ms, ERR_CANCELLED, ERR_ENGINE, ...). */
 int kernel_job_render(struct kernel_job *j, struct sandbox *sb,
-                      const struct driver_job *spec, json_t *notebook,
+                      const struct job_spec *spec, json_t *notebook,
                       const struct tar_files *files, long long deadline_ms,
                       const atomic_bool *cancel);
 
@@ -74,7 +74,7 @@ void kernel_session_release(struct kernel_session *ks);
  * structured formatters; the notebook's metadata (and the kernel's
  * language_info) kept in ks, no cell run. spec->timeout_s bounds pip. */
 int kernel_job_open(struct kernel_job *j, struct sandbox *sb,
-                    struct kernel_session *ks, const struct driver_job *spec,
+                    struct kernel_session *ks, const struct job_spec *spec,
                     json_t *notebook, const struct tar_files *files,
                     long long deadline_ms, const atomic_bool *cancel);
 
@@ -83,22 +83,20 @@ int kernel_job_open(struct kernel_job *j, struct sandbox *sb,
  * lives on if it answers. j->notebook: the cells of this call (up to the
  * one that stopped it), with the session's metadata. */
 int kernel_job_execute(struct kernel_job *j, struct sandbox *sb,
-                       struct kernel_session *ks,
-                       const struct driver_job *spec, json_t *notebook,
-                       const struct tar_files *files, long long deadline_ms,
-                       const atomic_bool *cancel);
+                       struct kernel_session *ks, const struct job_spec *spec,
+                       json_t *notebook, const struct tar_files *files,
+                       long long deadline_ms, const atomic_bool *cancel);
 
 /* The session's notebook so far as a page (and, with spec->artifacts,
  * the files its code wrote): index.html and notebook.ipynb. */
 int kernel_job_export(struct kernel_job *j, struct sandbox *sb,
-                      struct kernel_session *ks,
-                      const struct driver_job *spec, long long deadline_ms,
-                      const atomic_bool *cancel);
+                      struct kernel_session *ks, const struct job_spec *spec,
+                      long long deadline_ms, const atomic_bool *cancel);
 
 /* One file the session's code wrote (spec->path): "file" in the results,
  * or the status "not_found". */
 int kernel_job_file(struct kernel_job *j, struct sandbox *sb,
-                    const struct driver_job *spec, long long deadline_ms,
+                    const struct job_spec *spec, long long deadline_ms,
                     const atomic_bool *cancel);
 
 /* The last line the sandbox wrote on stderr, escaped, into out. */

@@ -55,7 +55,7 @@ bool pool_take(struct pool *p, struct sandbox *out, const atomic_bool *cancel);
 void pool_stats(struct pool *p, struct pool_stats *out);
 
 /* Creates (does not start) a cold notebook sandbox for one job, made the
- * same way as the pool's own (same image, hardening and driver), without
+ * same way as the pool's own (same image, hardening and relay), without
  * the preload. */
 int pool_create_cold(struct pool *p, struct sandbox *sb, const char *job_id,
                      long long deadline_s, struct err *err);

@@ -21,7 +21,7 @@
  * render leaves for GET /v1/results/{id}. */
 struct render_kept {
     char id[37];
-    struct tar_files results; /* the driver's results tar, artifacts too */
+    struct tar_files results; /* the job's results, artifacts too */
     json_t *notebook;         /* the executed notebook */
     json_t *timing;           /* timing_ms */
 };

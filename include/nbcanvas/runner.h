@@ -8,6 +8,10 @@
  * requests and infrastructure faults.
  */
 
+/* What the snippet sandbox's unpack step says before the program runs. */
+#define RUNNER_READY "nbcanvas:ready"
+#define RUNNER_READY_LINE RUNNER_READY "\n"
+
 #include <jansson.h>
 #include <stdatomic.h>
 #include <stdbool.h>

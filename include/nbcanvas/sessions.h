@@ -5,8 +5,8 @@
  * Sessions: a live kernel kept between calls. A session is one sandbox,
  * hardened as a render's and taken from the warm pool when one is ready,
  * that belongs to the tenant that made it and serves nothing else; its
- * driver keeps the kernel and the notebook of everything executed so far
- * (driver.h, the session jobs). This module owns the table of sessions
+ * kernel lives on between calls, and the service keeps the notebook of
+ * everything executed so far (kernel_job.h, the session jobs). This module owns the table of sessions
  * and their life: at most max_sessions (service-wide, and a tenant's own
  * max_sessions) live at once, one call at a time each (a second is
  * ERR_SESSION_BUSY), a job slot held while a call runs, an end after
@@ -23,7 +23,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
-#include "nbcanvas/driver_call.h"
+#include "nbcanvas/executor.h"
 #include "nbcanvas/err.h"
 #include "nbcanvas/request.h"
 
@@ -54,7 +54,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
  * go to on_event (may be NULL) as they come. */
 int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
                      const struct execute_request *req,
-                     driver_event_fn on_event, void *event_ctx,
+                     executor_event_fn on_event, void *event_ctx,
                      const atomic_bool *cancel, json_t **out, json_t **details,
                      struct err *err);
 

@@ -239,8 +239,7 @@ void fake_relay_fn(void *ctx, const struct fake_stream_info *info,
     }
     while (relay_frame_parse(in + at, info->input_len - at, &f, &used) == 1) {
         pthread_mutex_lock(&k->lock);
-        snprintf(k->container, sizeof(k->container), "%s",
-                 info->container_id);
+        snprintf(k->container, sizeof(k->container), "%s", info->container_id);
         handle(k, &l, &f);
         pthread_mutex_unlock(&k->lock);
         at += used;
@@ -275,8 +274,8 @@ static void exporter_fn(struct fake_kernel *k,
             info->input_len - at - (size_t)(nl + 1 - p) < n)
             break;
         req = json_loadb(nl + 1, (size_t)n, 0, NULL);
-        validate = !strcmp(json_string_value(json_object_get(req, "op")) ?
-                               json_string_value(json_object_get(req, "op"))
+        validate = !strcmp(json_string_value(json_object_get(req, "op"))
+                               ? json_string_value(json_object_get(req, "op"))
                                : "",
                            "validate");
         json_decref(req);

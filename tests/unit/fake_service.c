@@ -21,10 +21,8 @@
 int fake_service_start(struct fake_service *fs)
 {
     struct config *cfg = &fs->svc.cfg;
-    bool exporters = fs->exporters;
 
     memset(fs, 0, sizeof(*fs));
-    fs->exporters = exporters;
     if (fake_engine_start(&fs->engine) < 0)
         return -1;
     config_defaults(cfg);

@@ -33,7 +33,8 @@
 struct fake_service {
     struct fake_engine engine;
     struct service svc;
-    /* Set before fake_service_open: it also starts one warm exporter
+    /* Set between fake_service_start (which clears it) and
+     * fake_service_open: it also starts one warm exporter
      * (exporter.h), outside svc.live so that live counts sandboxes. */
     bool exporters;
 };

@@ -29,11 +29,11 @@ static json_t *notebook(const char *const *sources)
                            "nbformat", 4, "nbformat_minor", 5);
 
     for (; *sources; sources++)
-        json_array_append_new(
-            json_object_get(nb, "cells"),
-            json_pack("{s:s, s:s, s:{}, s:[], s:n}", "cell_type", "code",
-                      "source", *sources, "metadata", "outputs",
-                      "execution_count"));
+        json_array_append_new(json_object_get(nb, "cells"),
+                              json_pack("{s:s, s:s, s:{}, s:[], s:n}",
+                                        "cell_type", "code", "source",
+                                        *sources, "metadata", "outputs",
+                                        "execution_count"));
     return nb;
 }
 
@@ -83,9 +83,8 @@ static const char *text_of(json_t *out)
 {
     json_t *t = json_object_get(out, "text");
 
-    return json_string_value(t ? t : json_object_get(json_object_get(out,
-                                                                     "data"),
-                                                     "text/plain"));
+    return json_string_value(
+        t ? t : json_object_get(json_object_get(out, "data"), "text/plain"));
 }
 
 static const char *status_word(struct run *r)
@@ -108,17 +107,17 @@ TEST(executor__outputs_counts_and_language_info)
                     "name")),
                 "python");
     CHECK(json_array_size(json_object_get(cell(&r, 0), "outputs")) == 2);
-    CHECK_STREQ(json_string_value(json_object_get(output(&r, 0, 0),
-                                                  "output_type")),
-                "stream");
+    CHECK_STREQ(
+        json_string_value(json_object_get(output(&r, 0, 0), "output_type")),
+        "stream");
     CHECK_STREQ(text_of(output(&r, 0, 0)), "hello");
-    CHECK_STREQ(json_string_value(json_object_get(output(&r, 0, 1),
-                                                  "output_type")),
-                "execute_result");
-    CHECK(json_integer_value(json_object_get(cell(&r, 0),
-                                             "execution_count")) == 1);
-    CHECK(json_integer_value(json_object_get(cell(&r, 1),
-                                             "execution_count")) == 2);
+    CHECK_STREQ(
+        json_string_value(json_object_get(output(&r, 0, 1), "output_type")),
+        "execute_result");
+    CHECK(json_integer_value(
+              json_object_get(cell(&r, 0), "execution_count")) == 1);
+    CHECK(json_integer_value(
+              json_object_get(cell(&r, 1), "execution_count")) == 2);
     /* transient is never kept */
     CHECK(!json_object_get(output(&r, 0, 1), "transient"));
     finish(&r);
@@ -169,8 +168,7 @@ TEST(executor__display_id_updates_every_earlier_output_across_cells)
 
 TEST(executor__an_error_stops_the_notebook_and_names_its_cell)
 {
-    const char *src[] = {"out before", "raise ValueError", "out after",
-                         NULL};
+    const char *src[] = {"out before", "raise ValueError", "out after", NULL};
     struct run r;
 
     start(&r, notebook(src));
@@ -312,8 +310,8 @@ TEST(executor__timing_metadata_and_events)
     CHECK(json_is_string(json_object_get(timing, "iopub.status.idle")));
     /* running, the output, done */
     CHECK(json_array_size(r.events) == 3);
-    CHECK_STREQ(json_string_value(json_object_get(json_array_get(r.events, 1),
-                                                  "event")),
+    CHECK_STREQ(json_string_value(
+                    json_object_get(json_array_get(r.events, 1), "event")),
                 "output");
     finish(&r);
 }
@@ -327,13 +325,13 @@ TEST(executor__widget_state_goes_into_the_metadata)
     start(&r, notebook(src));
     go(&r);
     state = json_object_get(
-        json_object_get(json_object_get(json_object_get(r.nb, "metadata"),
-                                        "widgets"),
-                        "application/vnd.jupyter.widget-state+json"),
+        json_object_get(
+            json_object_get(json_object_get(r.nb, "metadata"), "widgets"),
+            "application/vnd.jupyter.widget-state+json"),
         "state");
-    CHECK_STREQ(json_string_value(json_object_get(
-                    json_object_get(json_object_get(state, "c1"), "state"),
-                    "value")),
-                "7");
+    CHECK_STREQ(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(state, "c1"), "state"), "value")),
+        "7");
     finish(&r);
 }

@@ -1,6 +1,6 @@
 /*
  * The warm pool (pool.c) against the fake engine. Each container runs a
- * fake driver that says "nbcanvas:ready" when the test lets it, so the
+ * fake relay that says READY when the test lets it, so the
  * tests can see the pool count a sandbox only once it is ready, hand it
  * out, refill, replace one that died while idle, back off while the
  * engine fails, and remove what it holds when freed. One case waits for
@@ -8,7 +8,8 @@
  */
 #include "../check.h"
 #include "fake_service.h"
-#include "nbcanvas/driver.h"
+#include "nbcanvas/job_status.h"
+#include "nbcanvas/relay_proto.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/sandbox.h"
 
@@ -40,13 +41,21 @@ static void ready_fn(void *ctx, const struct fake_stream_info *info,
     pthread_cond_broadcast(&r->changed);
     pthread_mutex_unlock(&r->lock);
     fake_gate_wait(&r->gate);
-    fake_output_write(out, 1, "importing numpy\n", 16);
-    if (r->never_ready) /* not at a line's start: not the ready line */
-        fake_output_write(out, 1, "not " DRIVER_READY_LINE,
-                          strlen("not " DRIVER_READY_LINE));
-    else
-        fake_output_write(out, 1, DRIVER_READY_LINE,
-                          strlen(DRIVER_READY_LINE));
+    fake_output_write(out, 2, "importing numpy\n", 16); /* the kernel's */
+    if (r->never_ready) { /* a frame, but not READY */
+        uint8_t head[RELAY_HEADER_LEN];
+
+        relay_frame_header(head, RELAY_FAILED, 0, 4);
+        fake_output_write(out, 1, head, sizeof(head));
+        fake_output_write(out, 1, "nope", 4);
+    } else {
+        static const char hello[] = "{\"key\": \"k\", \"pid\": 7}";
+        uint8_t head[RELAY_HEADER_LEN];
+
+        relay_frame_header(head, RELAY_READY, 0, sizeof(hello) - 1);
+        fake_output_write(out, 1, head, sizeof(head));
+        fake_output_write(out, 1, hello, sizeof(hello) - 1);
+    }
 }
 
 /* The id of the i-th container the driver ran in ("" if none yet). */
@@ -143,15 +152,17 @@ TEST(pool__counts_a_sandbox_only_once_its_driver_is_ready)
     snprintf(prefix, sizeof(prefix), "/containers/%s/start", id);
     i_start = fake_service_log_index(&fs, "POST", prefix);
     CHECK(i_create >= 0 && i_create < i_attach && i_attach < i_start);
+    /* one attach, with stdin: the relay's conversation (READY comes on
+     * it) */
     CHECK(fake_service_count_with(&fs, "POST", "/containers/", "stdin=1") ==
-          0);
+          1);
 
     /* the body: the notebook image and driver, preloading, ours */
     body = fake_engine_container_body(&fs.engine, id);
     CHECK_STREQ(json_string_value(json_object_get(body, "Image")),
                 fs.svc.cfg.notebook_image);
     CHECK(fake_service_has_string(json_object_get(body, "Cmd"),
-                                  "/opt/nbcanvas/nbcanvas_driver.py"));
+                                  "/opt/nbcanvas/nbcanvas-relay"));
     CHECK(fake_service_has_string(json_object_get(body, "Env"),
                                   "NBCANVAS_PRELOAD=1"));
     CHECK(fake_service_has_string(json_object_get(body, "Env"),
@@ -169,7 +180,7 @@ TEST(pool__counts_a_sandbox_only_once_its_driver_is_ready)
     stop(&fs, &r);
 }
 
-TEST(pool__output_that_is_not_the_ready_line_does_not_count)
+TEST(pool__a_relay_that_says_anything_but_ready_first_is_replaced)
 {
     struct fake_service fs;
     struct ready_driver r;
@@ -179,14 +190,13 @@ TEST(pool__output_that_is_not_the_ready_line_does_not_count)
     CHECK(fake_service_open(&fs, 1, false) == 0);
     WAIT_UNTIL(driver_id(&r, 0)[0], PATIENCE_MS);
     CHECK(driver_id(&r, 0)[0]);
-    poll(NULL, 0, 300);
-    CHECK(stats(&fs).idle == 0 && stats(&fs).starting == 1);
-    CHECK(creates(&fs) == 1);
-    /* pool_free gives up the wait and removes the container */
-    pool_free(fs.svc.pool);
-    fs.svc.pool = NULL;
+    /* never counted: removed, and another one tried after the pause */
+    WAIT_UNTIL(fake_service_removed(&fs, driver_id(&r, 0)), PATIENCE_MS);
     CHECK(fake_service_removed(&fs, driver_id(&r, 0)));
-    CHECK(fake_service_live(&fs) == 0);
+    CHECK(stats(&fs).idle == 0);
+    WAIT_UNTIL(creates(&fs) >= 2, PATIENCE_MS);
+    CHECK(creates(&fs) >= 2);
+    CHECK(stats(&fs).idle == 0);
     stop(&fs, &r);
 }
 

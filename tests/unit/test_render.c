@@ -19,8 +19,8 @@
 #define REQUEST_ID "0f8fad5b-d9cb-469f-a165-70867728950e"
 #define PAGE "<html><body>hello</body></html>"
 
-static const char *const simple_request =
-    "{\"cells\": [\"out hello\"], \"timeout_s\": 5}";
+static const char
+    *const simple_request = "{\"cells\": [\"out hello\"], \"timeout_s\": 5}";
 
 /* ---- the notebook image: the fake relay, kernel and exporter ---------- */
 
@@ -70,8 +70,8 @@ static void start(struct fake_service *fs, struct image *im, long pool,
     struct fake_script script = {.fn = fake_image_fn, .interactive = true};
 
     memset(im, 0, sizeof(*im));
-    fs->exporters = true;
     CHECK(fake_service_start(fs) == 0);
+    fs->exporters = true;
     im->engine = &fs->engine;
     im->k.key = "k3y";
     im->k.engine = &fs->engine;
@@ -207,8 +207,8 @@ TEST(render__cold_render_creates_attaches_starts_and_runs_the_job)
     CHECK(sandboxes_made(&fs) == 1);
 
     /* the create body: the notebook image, the relay, no preload, ours */
-    for (size_t i = 0; fake_engine_find(&fs.engine, "POST",
-                                        "/containers/create", i, &r);
+    for (size_t i = 0;
+         fake_engine_find(&fs.engine, "POST", "/containers/create", i, &r);
          i++) {
         if (strstr(r.body, "NBCANVAS_PRELOAD")) {
             json_decref(create);
@@ -269,10 +269,10 @@ TEST(render__json_format_gives_the_cells)
     output = json_array_get(json_object_get(cell, "outputs"), 0);
     CHECK_STREQ(json_string_value(json_object_get(output, "text")), "hello");
     /* the job's phases are passed on */
-    CHECK(json_is_integer(json_object_get(
-        json_object_get(answer, "timing_ms"), "execute")));
-    CHECK(json_is_integer(json_object_get(
-        json_object_get(answer, "timing_ms"), "export")));
+    CHECK(json_is_integer(
+        json_object_get(json_object_get(answer, "timing_ms"), "execute")));
+    CHECK(json_is_integer(
+        json_object_get(json_object_get(answer, "timing_ms"), "export")));
     check_cleaned_up(&fs, &im);
     json_decref(answer);
     render_result_release(&out);
@@ -392,8 +392,7 @@ TEST(render__a_sandbox_that_ends_during_a_cell_names_that_cell)
     struct render_result out;
 
     start(&fs, &im, 0, false);
-    CHECK(render(&fs, "{\"cells\": [\"out a\", \"exit\"]}", &out) ==
-          ERR_CELL);
+    CHECK(render(&fs, "{\"cells\": [\"out a\", \"exit\"]}", &out) == ERR_CELL);
     CHECK(json_integer_value(details_of(&out, "cell")) == 1);
     CHECK_STREQ(json_string_value(details_of(&out, "ename")),
                 "DeadKernelError");
@@ -449,8 +448,7 @@ TEST(render__takes_a_warm_sandbox_from_the_pool)
         if (strstr(r.path, "/start")) {
             const char *p = r.path + strlen("/containers/");
 
-            snprintf(warm, sizeof(warm), "%.*s", (int)(strchr(p, '/') - p),
-                     p);
+            snprintf(warm, sizeof(warm), "%.*s", (int)(strchr(p, '/') - p), p);
             if (!is_preloaded(&fs, warm))
                 warm[0] = '\0';
         }
@@ -490,8 +488,7 @@ TEST(render__a_warm_sandbox_that_died_is_replaced_by_a_cold_one)
         if (strstr(r.path, "/start")) {
             const char *p = r.path + strlen("/containers/");
 
-            snprintf(dead, sizeof(dead), "%.*s", (int)(strchr(p, '/') - p),
-                     p);
+            snprintf(dead, sizeof(dead), "%.*s", (int)(strchr(p, '/') - p), p);
             if (!is_preloaded(&fs, dead))
                 dead[0] = '\0';
         }

@@ -10,7 +10,6 @@
  */
 #include "../check.h"
 #include "fake_service.h"
-#include "nbcanvas/driver.h"
 #include "nbcanvas/languages.h"
 #include "nbcanvas/runner.h"
 
@@ -82,7 +81,7 @@ static void unpack_fn(void *ctx, const struct fake_stream_info *info,
         return;
     }
     fake_gate_wait(&b->gate);
-    fake_output_write(out, 1, DRIVER_READY_LINE, strlen(DRIVER_READY_LINE));
+    fake_output_write(out, 1, RUNNER_READY_LINE, strlen(RUNNER_READY_LINE));
 }
 
 static void write_text(struct fake_output *out, int stream, const char *s)
