@@ -8,7 +8,9 @@
  */
 #include "nbcanvas/executor.h"
 
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "nbcanvas/jmsg.h"
 #include "nbcanvas/util.h"
@@ -39,6 +41,8 @@ struct running {
     bool idle;
     bool clear_pending;
     bool stopped;   /* interrupted: what it still writes is not kept */
+    bool killed;    /* the kernel ended by SIGKILL (the OOM killer, a
+                       removal of the container, or the code itself) */
     long long left; /* of the output budget */
 };
 
@@ -444,8 +448,12 @@ static int converse(struct executor *ex, json_t *nb, struct running *r,
             return CELL_SANDBOX_ENDED;
         if (rc < 0)
             return rc;
-        if (f.type == RELAY_EXIT)
+        if (f.type == RELAY_EXIT) {
+            uint32_t wstatus = f.len == 4 ? relay_get_u32(f.payload) : 0;
+
+            r->killed = WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL;
             return CELL_KERNEL_DIED;
+        }
         if (f.type == RELAY_FAILED)
             return err_set(err, ERR_INTERNAL, "the relay failed: %.*s",
                            (int)(f.len < 200 ? f.len : 200),
@@ -575,7 +583,7 @@ static int execute_cell(struct executor *ex, json_t *nb, json_t *cell,
     }
     if (end == CELL_KERNEL_DIED || end == CELL_SANDBOX_ENDED) {
         json_object_set_new(status, "status", json_string("kernel_died"));
-        if (end == CELL_SANDBOX_ENDED)
+        if (end == CELL_SANDBOX_ENDED || r.killed)
             json_object_set_new(status, "sandbox_ended", json_true());
         json_object_set_new(status, "message", json_string("the kernel died"));
         json_object_set_new(status, "session_over", json_true());

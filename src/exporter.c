@@ -55,6 +55,11 @@ struct exporters {
     pthread_cond_t changed;
     pthread_t refill;
     bool stopping;
+    /* The last start failed (the engine is down, the image missing):
+     * conversions that find no idle worker fail at once, rather than
+     * wait for one that may never come. */
+    bool starts_failing;
+    char start_error[256];
     struct exporter_stats stats;
 };
 
@@ -99,7 +104,8 @@ static bool ready(struct worker *w)
     return w->out.len >= strlen(READY_LINE);
 }
 
-static int worker_start(struct exporters *x, struct worker *w)
+static int worker_start(struct exporters *x, struct worker *w,
+                        char *why, size_t why_len)
 {
     json_t *cmd = json_pack("[s, s]", "python3", EXPORTER_SCRIPT);
     struct sandbox_spec spec = {x->cfg->notebook_image,
@@ -110,7 +116,8 @@ static int worker_start(struct exporters *x, struct worker *w)
                                 "exporter",
                                 x->owner,
                                 x->live,
-                                (long long)time(NULL) + LIFETIME_S};
+                                (long long)time(NULL) + LIFETIME_S,
+                                false};
     int rc;
 
     memset(&w->err, 0, sizeof(w->err));
@@ -131,6 +138,7 @@ static int worker_start(struct exporters *x, struct worker *w)
         return 0;
     }
     fprintf(stderr, "nbcanvas: exporter: cannot start one: %s\n", w->err.msg);
+    snprintf(why, why_len, "%s", w->err.msg);
     worker_drop(w);
     return -1;
 }
@@ -143,6 +151,7 @@ static void *refill_loop(void *arg)
     pthread_mutex_lock(&x->lock);
     while (!x->stopping) {
         struct worker *w = NULL;
+        char why[256];
         int rc;
 
         for (long i = 0; i < x->size && !w; i++)
@@ -154,11 +163,18 @@ static void *refill_loop(void *arg)
         }
         w->state = W_STARTING;
         pthread_mutex_unlock(&x->lock);
-        rc = worker_start(x, w);
-        if (rc < 0)
-            usleep(RETRY_PAUSE_MS * 1000);
+        rc = worker_start(x, w, why, sizeof(why));
         pthread_mutex_lock(&x->lock);
+        x->starts_failing = rc < 0;
+        if (rc < 0)
+            snprintf(x->start_error, sizeof(x->start_error), "%s", why);
         w->state = rc == 0 ? W_IDLE : W_EMPTY;
+        pthread_cond_broadcast(&x->changed);
+        if (rc < 0) { /* a pause before the next try */
+            struct timespec ts = util_monotonic_in(RETRY_PAUSE_MS);
+
+            pthread_cond_timedwait(&x->changed, &x->lock, &ts);
+        }
         pthread_cond_broadcast(&x->changed);
     }
     pthread_mutex_unlock(&x->lock);
@@ -208,24 +224,43 @@ void exporters_free(struct exporters *x)
     free(x);
 }
 
-/* An idle worker, marked busy, or NULL at the deadline. */
+/* An idle worker, marked busy; or NULL with the error: at the deadline,
+ * when cancelled, or at once while workers cannot be started. */
 static struct worker *take(struct exporters *x, long long deadline_ms,
-                           const atomic_bool *cancel)
+                           const atomic_bool *cancel, struct err *err)
 {
     struct worker *w = NULL;
 
     pthread_mutex_lock(&x->lock);
-    while (!w && !x->stopping && util_now_ms() < deadline_ms &&
-           !(cancel && *cancel)) {
+    for (;;) {
         struct timespec ts = util_monotonic_in(100);
 
         for (long i = 0; i < x->size && !w; i++)
             if (x->workers[i].state == W_IDLE)
                 w = &x->workers[i];
-        if (w)
+        if (w) {
             w->state = W_BUSY;
-        else
-            pthread_cond_timedwait(&x->changed, &x->lock, &ts);
+            break;
+        }
+        if (x->stopping) {
+            err_set(err, ERR_BUSY, "the service is stopping");
+            break;
+        }
+        if (x->starts_failing) {
+            err_set(err, ERR_ENGINE, "no exporter can be started: %s",
+                    x->start_error);
+            break;
+        }
+        if (cancel && *cancel) {
+            err_set(err, ERR_CANCELLED, "cancelled");
+            break;
+        }
+        if (util_now_ms() >= deadline_ms) {
+            err_set(err, ERR_TIMEOUT,
+                    "no exporter was free before the deadline");
+            break;
+        }
+        pthread_cond_timedwait(&x->changed, &x->lock, &ts);
     }
     pthread_mutex_unlock(&x->lock);
     return w;
@@ -346,12 +381,9 @@ int exporters_convert(struct exporters *x, const struct conversion *req,
 
         if (until > deadline_ms)
             until = deadline_ms;
-        w = take(x, deadline_ms, cancel);
+        w = take(x, deadline_ms, cancel, err);
         if (!w) {
-            rc = cancel && *cancel
-                     ? err_set(err, ERR_CANCELLED, "cancelled")
-                     : err_set(err, ERR_TIMEOUT,
-                               "no exporter was free before the deadline");
+            rc = err->code;
             break;
         }
         rc = convert_on(w, req, text, page, len, until, cancel, &broken, err);

@@ -144,7 +144,8 @@ static int create_sandbox(struct pool *p, struct sandbox *sb, bool preload,
                                 job_id,
                                 p->owner,
                                 p->live,
-                                deadline_s};
+                                deadline_s,
+                                true};
     int rc = sandbox_create(sb, p->docker, &spec, err);
 
     json_decref(cmd);

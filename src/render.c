@@ -224,19 +224,19 @@ static int status_error(struct render_job *job, json_t **details)
                      st.cell, job->req->timeout_s);
         break;
     case JOB_KERNEL_DIED:
-        /* Removed from outside: not the user's code's doing. (Asked only
-         * when the whole container ended: the check waits a moment for a
-         * container that still runs.) */
-        if (json_is_true(json_object_get(job->kj.status, "sandbox_ended")) &&
-            sandbox_lost(&job->sb)) {
-            rc = sandbox_lost_error(&job->err);
-            break;
-        }
         if (sandbox_oom_killed(&job->sb)) {
             *details = cell_details(job, cell);
             rc = err_set(&job->err, ERR_MEMORY,
                          "cell %ld ran out of memory (limit %lld MiB)",
                          st.cell, cfg->render_limits.memory_bytes >> 20);
+            break;
+        }
+        /* Removed from outside: not the user's code's doing. (Asked only
+         * when the death may have been the container's: the check waits
+         * a moment for a container that still runs.) */
+        if (json_is_true(json_object_get(job->kj.status, "sandbox_ended")) &&
+            sandbox_lost(&job->sb)) {
+            rc = sandbox_lost_error(&job->err);
             break;
         }
         /* The cell ended its own kernel (os._exit, a crash, a signal): a

@@ -250,7 +250,8 @@ int runner_run(json_t **out, struct service *svc,
                                     svc->live,
                                     (long long)time(NULL) +
                                         cfg->compile_timeout_s +
-                                        req->timeout_s + 60};
+                                        req->timeout_s + 60,
+                                false};
 
         rc = sandbox_create(&job.sb, svc->docker, &spec, err);
         if (rc == 0)

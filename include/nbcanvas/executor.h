@@ -74,7 +74,9 @@ int executor_silent(struct executor *ex, const char *code, long timeout_ms,
  * session's, already run), filling their outputs. Writes the outcome
  * into status (an object: "status", "cell", and for errors "ename",
  * "evalue", "traceback", "message"; "sandbox_ended" when the kernel's
- * death was the whole container's; "session_over" when the kernel is
+ * death may have been the whole container's (its output ended, or the
+ * kernel was SIGKILLed: the OOM killer, or a removal from outside);
+ * "session_over" when the kernel is
  * gone or does not answer an interrupt). Returns 0 when an outcome was
  * written (whatever it is), or ERR_* when the conversation itself failed
  * (the relay's channel broke, the service is stopping, the client left). */

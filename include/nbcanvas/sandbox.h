@@ -55,6 +55,11 @@ struct sandbox_spec {
      * NULL): the container is in it from its creation to its removal. */
     struct sandbox_set *live;
     long long deadline_s; /* wall-clock epoch after which reapers remove it */
+    /* The command is the container's init (pid 1): no docker-init in
+     * front of it. A notebook sandbox's relay is: non-dumpable as pid 1,
+     * the one holder of the container's stdin and stdout, no process of
+     * the user's can reach them through /proc/1/fd. It reaps orphans. */
+    bool own_init;
 };
 
 /* The containers a process holds right now — in use, warm in the pool,

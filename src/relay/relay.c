@@ -13,9 +13,12 @@
  *   nbcanvas-relay KERNEL-ARGV...     ("{connection_file}" is replaced)
  *
  * It links libzmq and libcrypto (HMAC for the handshake) only: it starts
- * in a few milliseconds. It runs as the sandbox's user, like the code it
- * relays for, and makes itself non-dumpable so that the code cannot read
- * its channels through /proc.
+ * in a few milliseconds. It is the container's init (pid 1: it reaps the
+ * code's orphans) and runs as the sandbox's user, like the code it relays
+ * for; it makes itself non-dumpable, so that the code cannot reach its
+ * channels through /proc/1/fd: it is the only holder of the container's
+ * stdin and stdout, and nothing the code does can write a frame into the
+ * service's stream or read the service's.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -325,11 +328,15 @@ static void handshake(void)
         zmq_pollitem_t items[2] = {{sockets[RELAY_SHELL], 0, ZMQ_POLLIN, 0},
                                    {sockets[RELAY_IOPUB], 0, ZMQ_POLLIN, 0}};
         int status;
+        pid_t pid;
 
-        if (waitpid(kernel_pid, &status, WNOHANG) == kernel_pid) {
-            fprintf(stderr, "nbcanvas-relay: the kernel ended at start\n");
-            exit(73);
-        }
+        /* the kernel's end, and orphans': we are the container's init */
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+            if (pid == kernel_pid) {
+                fprintf(stderr, "nbcanvas-relay: the kernel ended at "
+                                "start\n");
+                exit(73);
+            }
         if (now_ms() - start > HANDSHAKE_TIMEOUT_MS) {
             fprintf(stderr, "nbcanvas-relay: the kernel did not answer\n");
             exit(74);
@@ -805,17 +812,20 @@ static void read_channel(struct bytes *in)
     in->len -= at;
 }
 
-static void check_kernel(void)
+/* Reaps every child that ended: the relay is the container's init, so
+ * the code's orphans are its children too. The kernel's end is told. */
+static void reap(void)
 {
     int status;
+    pid_t pid;
     uint8_t code[4];
 
-    if (kernel_pid > 0 &&
-        waitpid(kernel_pid, &status, WNOHANG) == kernel_pid) {
-        relay_put_u32(code, (uint32_t)status);
-        send_frame(RELAY_EXIT, code, 4);
-        kernel_pid = -1;
-    }
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        if (pid == kernel_pid) {
+            relay_put_u32(code, (uint32_t)status);
+            send_frame(RELAY_EXIT, code, 4);
+            kernel_pid = -1;
+        }
 }
 
 int main(int argc, char **argv)
@@ -860,7 +870,7 @@ int main(int argc, char **argv)
             {sockets[RELAY_STDIN], 0, ZMQ_POLLIN, 0},
             {sockets[RELAY_IOPUB], 0, ZMQ_POLLIN, 0}};
 
-        check_kernel();
+        reap();
         if (zmq_poll(items, RELAY_CHANNELS, 200) <= 0)
             continue;
         if (items[0].revents & (ZMQ_POLLIN | ZMQ_POLLERR))

@@ -470,14 +470,17 @@ with tarfile.open(fileobj=buf, mode='w') as tar:
     member(tar, 'notebook.ipynb', json.dumps({'cells': [], 'metadata': {},
         'nbformat': 4, 'nbformat_minor': 5}).encode())
 payload = buf.getvalue()
-# every end of the results channel this user can reach: the container's
-# init (pid 1) and the driver hold the same stdout pipe
-target = os.readlink('/proc/1/fd/1')
+# every end of the service's channel this user can reach: the container's
+# init (pid 1) holds its stdout pipe, and so would anything sharing it
+try:
+    target = os.readlink('/proc/1/fd/1')
+except OSError:
+    target = None
 ends = ['/proc/1/fd/1']
 for pid in os.listdir('/proc'):
     try:
         for fd in os.listdir('/proc/%s/fd' % pid):
-            if os.readlink('/proc/%s/fd/%s' % (pid, fd)) == target:
+            if target and os.readlink('/proc/%s/fd/%s' % (pid, fd)) == target:
                 ends.append('/proc/%s/fd/%s' % (pid, fd))
     except OSError:
         pass
@@ -495,21 +498,22 @@ print('reached', reached)
 """
 
 
-def test_forged_results_are_rejected(svc):
-    # The notebook's code runs as the same user as the container's init and
-    # the driver, so it can open their ends of the results channel
-    # (/proc/1/fd/1) and write a "done" line and a result tar of its own
-    # before the driver's. The service must answer with the driver's
-    # results, never the forged ones.
+def test_the_code_cannot_reach_the_services_channel(svc):
+    # The notebook's code runs as the same user as the sandbox's relay,
+    # which holds the container's stdin and stdout (the service's channel)
+    # as its init, pid 1. It tries every end of that channel it can find
+    # (/proc/1/fd/1, and any other process's fd on the same pipe) to write
+    # results of its own into it: the relay is non-dumpable, so there is
+    # none to open, and the answer is the real one.
     for fmt in ("html", "json"):
         r = svc.render({"cache": False, "format": fmt, "cells": [FORGE_RESULTS, "print('real')"]})
         assert r.status == 200, r
         body = r.body.decode(errors="replace")
         assert "FORGED" not in body, body[:300]
         assert "real" in body, body[:300]
-        if fmt == "json":  # the forged lines did reach the channel
+        if fmt == "json":
             text = r.json()["cells"][0]["outputs"][0]["text"]
-            assert text.startswith("reached ") and int(text.split()[1]) >= 2, text
+            assert text == "reached 0\n", text
 
 
 def test_hostile_output_bytes(svc):
@@ -591,9 +595,8 @@ def test_a_session_takes_no_forged_results(svc):
         assert svc.request("DELETE", "/v1/sessions/" + sid).status == 204
 
 
-# Left running by one call, it reads the next job's header (and so its
-# nonce) from the container's stdin and answers that call itself with a
-# notebook holding no cell.
+# Left running by one call, it reads what comes next on the container's
+# stdin and answers that call itself with a notebook holding no cell.
 STEAL_THE_NEXT_JOB = r"""
 import io, json, os, tarfile, threading
 def forge():
@@ -622,23 +625,16 @@ print('armed')
 """
 
 
-def test_a_session_answered_by_its_own_code_is_ended_not_a_crash(svc):
-    # What the code of a session can forge reaches only that session; the
-    # service answers 500, ends the session, and serves on.
+def test_a_session_whose_code_lies_in_wait_for_the_next_call_gets_nothing(svc):
+    # Left running by one call, the code tries to read the next call from
+    # the container's stdin (/proc/1/fd/0) and answer it itself: the relay
+    # holds that channel as pid 1, out of the code's reach, and the next
+    # call gets its honest answer.
     sid = svc.post("/v1/sessions", {}).json()["id"]
     assert session_text(session_call(svc, sid, STEAL_THE_NEXT_JOB)) == "armed\n"
     r = session_call(svc, sid, "print('next')", timeout_s=10)
-    if r.status == 500:  # the thief won the race and answered: refused
-        check_error(r, 500, "internal")
-        check_error(session_call(svc, sid, "1"), 404, "not_found")
-    elif r.status == 422:  # it took the job but its answer never came
-        # through (under gVisor its write into /proc/1/fd/1 can fail): the
-        # driver never saw the job, the call times out, the session ends
-        assert "has ended" in check_error(r, 422, "timeout")["message"], r
-        check_error(session_call(svc, sid, "1"), 404, "not_found")
-    else:  # the driver read the job first: an honest answer
-        assert session_text(r) == "next\n", r
-        assert svc.request("DELETE", "/v1/sessions/" + sid).status == 204
+    assert session_text(r) == "next\n", r
+    assert svc.request("DELETE", "/v1/sessions/" + sid).status == 204
     assert_still_serving(svc)
 
 
