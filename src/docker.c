@@ -593,6 +593,12 @@ fail:
     return rc;
 }
 
+void docker_conn_bind(struct docker_conn *c, struct err *err)
+{
+    c->err = err;
+    c->x.err = err;
+}
+
 void docker_conn_close(struct docker_conn *c)
 {
     if (!c)

@@ -59,6 +59,7 @@ struct exporters {
      * conversions that find no idle worker fail at once, rather than
      * wait for one that may never come. */
     bool starts_failing;
+    long failed_starts; /* in all: a request waits for the next outcome */
     char start_error[256];
     struct exporter_stats stats;
 };
@@ -104,8 +105,8 @@ static bool ready(struct worker *w)
     return w->out.len >= strlen(READY_LINE);
 }
 
-static int worker_start(struct exporters *x, struct worker *w,
-                        char *why, size_t why_len)
+static int worker_start(struct exporters *x, struct worker *w, char *why,
+                        size_t why_len)
 {
     json_t *cmd = json_pack("[s, s]", "python3", EXPORTER_SCRIPT);
     struct sandbox_spec spec = {x->cfg->notebook_image,
@@ -166,6 +167,7 @@ static void *refill_loop(void *arg)
         rc = worker_start(x, w, why, sizeof(why));
         pthread_mutex_lock(&x->lock);
         x->starts_failing = rc < 0;
+        x->failed_starts += rc < 0;
         if (rc < 0)
             snprintf(x->start_error, sizeof(x->start_error), "%s", why);
         w->state = rc == 0 ? W_IDLE : W_EMPTY;
@@ -225,13 +227,18 @@ void exporters_free(struct exporters *x)
 }
 
 /* An idle worker, marked busy; or NULL with the error: at the deadline,
- * when cancelled, or at once while workers cannot be started. */
+ * when cancelled, or as soon as a start fails while it waits (the engine
+ * is down: a retry is made at once rather than after the pause). */
 static struct worker *take(struct exporters *x, long long deadline_ms,
                            const atomic_bool *cancel, struct err *err)
 {
     struct worker *w = NULL;
+    long failed_before;
 
     pthread_mutex_lock(&x->lock);
+    failed_before = x->failed_starts;
+    if (x->starts_failing)
+        pthread_cond_broadcast(&x->changed); /* ends the refill's pause */
     for (;;) {
         struct timespec ts = util_monotonic_in(100);
 
@@ -246,7 +253,7 @@ static struct worker *take(struct exporters *x, long long deadline_ms,
             err_set(err, ERR_BUSY, "the service is stopping");
             break;
         }
-        if (x->starts_failing) {
+        if (x->failed_starts > failed_before) {
             err_set(err, ERR_ENGINE, "no exporter can be started: %s",
                     x->start_error);
             break;

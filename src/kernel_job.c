@@ -73,11 +73,11 @@ void kernel_job_release(struct kernel_job *j)
 const char *kernel_job_stderr_tail(const struct kernel_job *j, char *out,
                                    size_t out_len)
 {
-    if (!j->linked) {
+    if (!j->lk) {
         out[0] = '\0';
         return out;
     }
-    return relay_link_stderr_tail(&j->link, out, out_len);
+    return relay_link_stderr_tail(j->lk, out, out_len);
 }
 
 static bool status_is(const struct kernel_job *j, const char *word)
@@ -102,7 +102,7 @@ static int await_frame(struct kernel_job *j, uint8_t want,
                        struct relay_frame *f, long long deadline_ms)
 {
     for (;;) {
-        int rc = relay_link_next(&j->link, f, deadline_ms);
+        int rc = relay_link_next(j->lk, f, deadline_ms);
 
         if (rc == 1)
             return err_set(j->err, ERR_INTERNAL,
@@ -134,8 +134,8 @@ static int put_one(struct kernel_job *j, const struct tar_entry *e,
         rc = err_set(j->err, ERR_TOO_LARGE, "the file %s is too large",
                      e->name);
     else
-        rc = relay_link_send(&j->link, RELAY_PUT_FILE, 0, frame.data,
-                             frame.len, deadline_ms);
+        rc = relay_link_send(j->lk, RELAY_PUT_FILE, 0, frame.data, frame.len,
+                             deadline_ms);
     buf_release(&frame);
     if (rc == 0)
         j->uploaded = true;
@@ -231,7 +231,7 @@ static int install_packages(struct kernel_job *j, json_t *packages,
             buf_append(&frame, json_string_value(req),
                        json_string_length(req) + 1);
     }
-    rc = relay_link_send(&j->link, RELAY_RUN, 0, frame.data, frame.len,
+    rc = relay_link_send(j->lk, RELAY_RUN, 0, frame.data, frame.len,
                          deadline_ms);
     buf_release(&frame);
     if (rc == 0)
@@ -300,7 +300,7 @@ static int collect_artifacts(struct kernel_job *j, long long cap,
 
     relay_put_u32(c, (uint32_t)((unsigned long long)cap >> 32));
     relay_put_u32(c + 4, (uint32_t)cap);
-    rc = relay_link_send(&j->link, RELAY_COLLECT, 0, c, 8, deadline_ms);
+    rc = relay_link_send(j->lk, RELAY_COLLECT, 0, c, 8, deadline_ms);
     if (rc == 0)
         rc = await_frame(j, RELAY_FILES, &f, deadline_ms);
     while (rc == 0 && at < f.len) {
@@ -388,6 +388,7 @@ static int render_steps(struct kernel_job *j, struct sandbox *sb,
     rc = relay_link_open(&j->link, sb, (size_t)j->cfg->max_output_bytes,
                          deadline_ms, cancel, j->err);
     j->linked = true;
+    j->lk = &j->link;
     j->link.cancel_too = j->cancel_too;
     if (rc < 0)
         return rc;
@@ -397,7 +398,7 @@ static int render_steps(struct kernel_job *j, struct sandbox *sb,
     if (rc < 0)
         return rc;
     j->uploaded = true;
-    executor_init(&ex, &j->link, &counter);
+    executor_init(&ex, j->lk, &counter);
     ex.deadline_ms = util_now_ms() + spec->timeout_s * 1000LL;
     if (ex.deadline_ms > deadline_ms)
         ex.deadline_ms = deadline_ms;
@@ -432,7 +433,7 @@ static int render_steps(struct kernel_job *j, struct sandbox *sb,
     {
         uint8_t sig = RELAY_SIG_STOP_ALL;
 
-        relay_link_send(&j->link, RELAY_SIGNAL, 0, &sig, 1, deadline_ms);
+        relay_link_send(j->lk, RELAY_SIGNAL, 0, &sig, 1, deadline_ms);
     }
     if (!status_is(j, "ok"))
         return 0;
@@ -479,21 +480,34 @@ int kernel_job_render(struct kernel_job *j, struct sandbox *sb,
 
 void kernel_session_release(struct kernel_session *ks)
 {
+    if (ks->linked)
+        relay_link_close(&ks->link);
+    ks->linked = false;
     json_decref(ks->notebook);
     ks->notebook = NULL;
 }
 
-/* Joins the sandbox's relay for one call of a session. */
+/* The session's link to its relay for this call: opened by its first
+ * call and kept (one attach for the session's life, not one a call),
+ * bound to this call's error, cancel flags and raw-output cap. */
 static int link_up(struct kernel_job *j, struct sandbox *sb,
-                   long long deadline_ms, const atomic_bool *cancel)
+                   struct kernel_session *ks, long long deadline_ms,
+                   const atomic_bool *cancel)
 {
-    int rc;
+    int rc = 0;
 
     j->status = json_pack("{s:s, s:{}}", "status", "ok", "timing_ms");
-    rc = relay_link_open(&j->link, sb, (size_t)j->cfg->max_output_bytes,
-                         deadline_ms, cancel, j->err);
-    j->linked = true;
-    j->link.cancel_too = j->cancel_too;
+    if (!ks->linked) {
+        rc = relay_link_open(&ks->link, sb, (size_t)j->cfg->max_output_bytes,
+                             deadline_ms, cancel, j->err);
+        if (rc < 0) { /* the call fails; the next opens afresh */
+            relay_link_close(&ks->link);
+            return rc;
+        }
+        ks->linked = true;
+    }
+    relay_link_bind(&ks->link, j->err, cancel, j->cancel_too);
+    j->lk = &ks->link;
     return rc;
 }
 
@@ -501,7 +515,7 @@ static void session_executor(struct kernel_job *j, struct executor *ex,
                              struct kernel_session *ks,
                              const struct job_spec *spec)
 {
-    executor_init(ex, &j->link, &ks->counter);
+    executor_init(ex, j->lk, &ks->counter);
     ex->deadline_ms = util_now_ms() + spec->timeout_s * 1000LL;
     ex->deadline_s = spec->timeout_s;
     ex->allow_errors = false;
@@ -518,7 +532,7 @@ int kernel_job_open(struct kernel_job *j, struct sandbox *sb,
 {
     struct executor ex;
     json_t *meta;
-    int rc = link_up(j, sb, deadline_ms, cancel);
+    int rc = link_up(j, sb, ks, deadline_ms, cancel);
 
     if (rc == 0)
         rc = place_files(j, files, spec->wheels, deadline_ms);
@@ -550,7 +564,7 @@ int kernel_job_execute(struct kernel_job *j, struct sandbox *sb,
     json_t *cells = json_object_get(ks->notebook, "cells"), *cell;
     size_t from = json_array_size(cells), i;
     struct executor ex;
-    int rc = link_up(j, sb, deadline_ms, cancel);
+    int rc = link_up(j, sb, ks, deadline_ms, cancel);
 
     if (rc == 0)
         rc = place_files(j, files, spec->wheels, deadline_ms);
@@ -598,16 +612,15 @@ int kernel_job_export(struct kernel_job *j, struct sandbox *sb,
     char *text;
     int rc;
 
-    j->status = json_pack("{s:s, s:{}}", "status", "ok", "timing_ms");
     j->notebook = json_deep_copy(ks->notebook);
     if (spec->artifacts) {
-        rc = relay_link_open(&j->link, sb, (size_t)j->cfg->max_output_bytes,
-                             deadline_ms, cancel, j->err);
-        j->linked = true;
+        rc = link_up(j, sb, ks, deadline_ms, cancel);
         if (rc == 0)
             rc = collect_artifacts(j, spec->max_artifact_bytes, deadline_ms);
         if (rc < 0)
             return rc;
+    } else {
+        j->status = json_pack("{s:s, s:{}}", "status", "ok", "timing_ms");
     }
     rc = export_page(j, spec, deadline_ms, cancel);
     if (rc < 0 || !status_is(j, "ok"))
@@ -620,13 +633,13 @@ int kernel_job_export(struct kernel_job *j, struct sandbox *sb,
 }
 
 int kernel_job_file(struct kernel_job *j, struct sandbox *sb,
-                    const struct job_spec *spec, long long deadline_ms,
-                    const atomic_bool *cancel)
+                    struct kernel_session *ks, const struct job_spec *spec,
+                    long long deadline_ms, const atomic_bool *cancel)
 {
     struct buf frame = BUF_INIT(1 << 16);
     struct relay_frame f;
     uint8_t cap[8];
-    int rc = link_up(j, sb, deadline_ms, cancel);
+    int rc = link_up(j, sb, ks, deadline_ms, cancel);
 
     if (rc < 0)
         return rc;
@@ -639,7 +652,7 @@ int kernel_job_file(struct kernel_job *j, struct sandbox *sb,
         set_status(j, "not_found", "no such file in the session");
         return 0;
     }
-    rc = relay_link_send(&j->link, RELAY_GET_FILE, 0, frame.data, frame.len,
+    rc = relay_link_send(j->lk, RELAY_GET_FILE, 0, frame.data, frame.len,
                          deadline_ms);
     buf_release(&frame);
     if (rc == 0)

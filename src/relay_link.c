@@ -58,6 +58,18 @@ int relay_link_open(struct relay_link *l, struct sandbox *sb,
     return rc;
 }
 
+void relay_link_bind(struct relay_link *l, struct err *err,
+                     const atomic_bool *cancel, const atomic_bool *cancel_too)
+{
+    l->err = err;
+    l->cancel = cancel;
+    l->cancel_too = cancel_too;
+    buf_reset(&l->errout);
+    l->errout.overflow = false;
+    if (l->conn)
+        docker_conn_bind(l->conn, err);
+}
+
 void relay_link_fake(struct relay_link *l, struct sandbox *sb,
                      relay_peer_fn peer, void *ctx, struct err *err)
 {

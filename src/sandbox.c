@@ -152,9 +152,9 @@ static json_t *host_config(const struct sandbox_spec *spec)
         (json_int_t)(l->cpus * 1e9), "PidsLimit", (json_int_t)pids,
         "ReadonlyRootfs", 1, "Tmpfs", "/tmp", tmp_opts, SANDBOX_WORKDIR,
         work_opts, "ShmSize", (json_int_t)(16 << 20), "IpcMode", "private",
-        "CapDrop", "ALL", "SecurityOpt", "no-new-privileges:true", "Init", !spec->own_init,
-        "Privileged", 0, "LogConfig", "Type", "none", "RestartPolicy", "Name",
-        "no", "OomKillDisable", 0);
+        "CapDrop", "ALL", "SecurityOpt", "no-new-privileges:true", "Init",
+        !spec->own_init, "Privileged", 0, "LogConfig", "Type", "none",
+        "RestartPolicy", "Name", "no", "OomKillDisable", 0);
     json_object_set_new(hc, "Ulimits",
                         json_pack("[o, o, o]", ulimit("nofile", l->nofile),
                                   ulimit("fsize", l->fsize_bytes),

@@ -340,7 +340,7 @@ static int call(struct sessions *ss, struct session *s,
         rc = kernel_job_export(c, &s->sb, &s->ks, job, deadline, cancel);
         break;
     case JOB_FILE:
-        rc = kernel_job_file(c, &s->sb, job, deadline, cancel);
+        rc = kernel_job_file(c, &s->sb, &s->ks, job, deadline, cancel);
         break;
     default:
         rc = err_set(c->err, ERR_INTERNAL, "not a session's job");

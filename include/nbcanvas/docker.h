@@ -106,6 +106,8 @@ int docker_conn_send(struct docker_conn *c, const void *data, size_t len,
  * ERR_TIMEOUT, ERR_CANCELLED, ERR_ENGINE. */
 int docker_conn_recv(struct docker_conn *c, char *out, size_t cap, size_t *got,
                      long long deadline_ms, const atomic_bool *cancel);
+/* Describes later failures in err (borrowed) instead. */
+void docker_conn_bind(struct docker_conn *c, struct err *err);
 /* Ends the conversation (NULL is fine). */
 void docker_conn_close(struct docker_conn *c);
 

@@ -39,8 +39,9 @@ struct kernel_job {
     void *event_ctx;
     const atomic_bool *cancel_too; /* a second reason to stop, may be NULL */
     bool uploaded;                 /* the job reached the sandbox */
-    struct relay_link link;
+    struct relay_link link;        /* a render's own */
     bool linked;
+    struct relay_link *lk; /* the one in use: &link, or a session's */
     /* After a run: */
     json_t *status;           /* as driver.h's status.json */
     json_t *notebook;         /* the executed notebook, or NULL */
@@ -66,6 +67,8 @@ int kernel_job_render(struct kernel_job *j, struct sandbox *sb,
 struct kernel_session {
     json_t *notebook;
     long counter;
+    struct relay_link link; /* kept open from the first call */
+    bool linked;
 };
 
 void kernel_session_release(struct kernel_session *ks);
@@ -96,8 +99,8 @@ int kernel_job_export(struct kernel_job *j, struct sandbox *sb,
 /* One file the session's code wrote (spec->path): "file" in the results,
  * or the status "not_found". */
 int kernel_job_file(struct kernel_job *j, struct sandbox *sb,
-                    const struct job_spec *spec, long long deadline_ms,
-                    const atomic_bool *cancel);
+                    struct kernel_session *ks, const struct job_spec *spec,
+                    long long deadline_ms, const atomic_bool *cancel);
 
 /* The last line the sandbox wrote on stderr, escaped, into out. */
 const char *kernel_job_stderr_tail(const struct kernel_job *j, char *out,

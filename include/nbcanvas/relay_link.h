@@ -50,6 +50,11 @@ int relay_link_open(struct relay_link *l, struct sandbox *sb,
                     const atomic_bool *cancel, struct err *err);
 void relay_link_close(struct relay_link *l);
 
+/* A link kept for several calls (a session's): binds it to this call's
+ * error and cancel flags, and starts a fresh count of raw output. */
+void relay_link_bind(struct relay_link *l, struct err *err,
+                     const atomic_bool *cancel, const atomic_bool *cancel_too);
+
 /* Sends one frame (the payload borrowed). */
 int relay_link_send(struct relay_link *l, uint8_t type, uint8_t channel,
                     const void *payload, size_t len, long long deadline_ms);

@@ -366,12 +366,24 @@ def test_raw_output_flood(svc):
 def test_kill_the_parent(svc):
     res = run(svc, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('after')", timeout_s=10)
     assert res["status"] in ("runtime_error", "ok", "timeout"), res
-    # Killing the notebook's runner is that cell's failure, and says so.
-    for code in ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)",
-                 "import os, signal\nos.kill(-1, signal.SIGKILL)"):
-        r = svc.render({"cells": ["print(1)", code], "timeout_s": 20, "cache": False})
-        err = check_error(r, 422, "cell_error")
-        assert err["cell"] == 1 and err["ename"] == "DeadKernelError", err
+    # The sandbox's relay is its init (pid 1), which the code cannot kill:
+    # killing the parent, or every process the code may signal, takes
+    # down nothing but what the code started, and the render goes on.
+    for code in ("os.kill(os.getppid(), signal.SIGKILL)",
+                 "os.kill(1, signal.SIGKILL)",
+                 "os.kill(-1, signal.SIGKILL)"):
+        r = svc.render({"format": "json", "timeout_s": 20, "cache": False, "cells": [
+            "print(1)",
+            "import os, signal\ntry:\n    %s\nexcept OSError as e:\n"
+            "    print(type(e).__name__)" % code,
+            "print('still here')"]})
+        assert r.status == 200, (code, r)
+        assert r.json()["cells"][2]["outputs"][0]["text"] == "still here\n", r.json()
+    # Killing its own kernel is that cell's failure, and says so.
+    r = svc.render({"cells": ["print(1)", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"],
+                    "timeout_s": 20, "cache": False})
+    err = check_error(r, 422, "cell_error")
+    assert err["cell"] == 1 and err["ename"] == "DeadKernelError", err
     assert_still_serving(svc)
 
 
@@ -599,8 +611,16 @@ def test_a_session_takes_no_forged_results(svc):
 # stdin and answers that call itself with a notebook holding no cell.
 STEAL_THE_NEXT_JOB = r"""
 import io, json, os, tarfile, threading
+stolen = None
 def forge():
-    fd = os.open('/proc/1/fd/0', os.O_RDONLY)
+    global stolen
+    try:
+        fd = os.open('/proc/1/fd/0', os.O_RDONLY)
+    except OSError as e:
+        stolen = type(e).__name__
+        return
+    stolen = 'opened'
+
     buf = b''
     while b'\n' not in buf:
         data = os.read(fd, 65536)
@@ -628,21 +648,34 @@ print('armed')
 def test_a_session_whose_code_lies_in_wait_for_the_next_call_gets_nothing(svc):
     # Left running by one call, the code tries to read the next call from
     # the container's stdin (/proc/1/fd/0) and answer it itself: the relay
-    # holds that channel as pid 1, out of the code's reach, and the next
-    # call gets its honest answer.
+    # holds that channel as pid 1, non-dumpable, out of the code's reach,
+    # and the next call gets its honest answer.
     sid = svc.post("/v1/sessions", {}).json()["id"]
-    assert session_text(session_call(svc, sid, STEAL_THE_NEXT_JOB)) == "armed\n"
-    r = session_call(svc, sid, "print('next')", timeout_s=10)
-    assert session_text(r) == "next\n", r
-    assert svc.request("DELETE", "/v1/sessions/" + sid).status == 204
+    try:
+        r = session_call(svc, sid, STEAL_THE_NEXT_JOB)
+        assert session_text(r) == "armed\n", r
+        r = session_call(svc, sid, "print('next')", timeout_s=10)
+        assert session_text(r) == "next\n", r
+        r = session_call(svc, sid, "print(stolen)")
+        assert session_text(r) == "PermissionError\n", r
+    finally:
+        assert svc.request("DELETE", "/v1/sessions/" + sid).status == 204
     assert_still_serving(svc)
 
 
-def test_a_session_whose_code_kills_everything_ends(svc):
+def test_a_session_whose_code_kills_everything_lives_on_until_it_kills_its_kernel(svc):
     r = svc.post("/v1/sessions", {})
     sid = r.json()["id"]
     session_call(svc, sid, "x = 1")
-    r = session_call(svc, sid, "import os, signal\nos.kill(-1, signal.SIGKILL)",
+    # every process the code may signal, and the relay (pid 1): nothing of
+    # the session's but the code's own goes
+    r = session_call(svc, sid, "import os, signal\nfor p in (-1, 1):\n    try:\n"
+                               "        os.kill(p, signal.SIGKILL)\n    except OSError:\n"
+                               "        pass\nprint('alive')", timeout_s=20)
+    assert session_text(r) == "alive\n", r
+    assert session_text(session_call(svc, sid, "print(x)")) == "1\n"
+    # its own kernel: that call fails, and the session ends
+    r = session_call(svc, sid, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
                      timeout_s=20)
     err = check_error(r, 422, "cell_error")
     assert err["ename"] == "DeadKernelError", err

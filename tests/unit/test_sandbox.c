@@ -9,7 +9,7 @@ TEST(sandbox__hardened_create_body)
                                64LL << 20,  256, 32LL << 20};
     json_t *cmd = json_pack("[s]", "true");
     struct sandbox_spec spec = {"img:1", cmd,     NULL, &l, "runsc",
-                                "job-1", "svc-a", NULL, 99,      false};
+                                "job-1", "svc-a", NULL, 99, false};
     json_t *b = sandbox_create_body(&spec);
     json_t *ul = HC(b, "Ulimits");
     const char *o;
@@ -68,7 +68,7 @@ TEST(sandbox__default_runtime_omitted)
     struct sandbox_limits l = {1 << 28, 1, 64, 1 << 26, 1 << 26, 256, 1 << 24};
     json_t *cmd = json_pack("[s]", "true");
     struct sandbox_spec spec = {"img", cmd,     NULL, &l, "",
-                                NULL,  "svc-b", NULL, 0,       true};
+                                NULL,  "svc-b", NULL, 0,  true};
     json_t *b = sandbox_create_body(&spec);
 
     CHECK(HC(b, "Runtime") == NULL);
