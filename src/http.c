@@ -32,6 +32,7 @@
 #include "nbcanvas/cache.h"
 #include "nbcanvas/conn_guard.h"
 #include "nbcanvas/datasources.h"
+#include "nbcanvas/exporter.h"
 #include "nbcanvas/formats.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/packages.h"
@@ -404,6 +405,25 @@ static void write_pool_cache_metrics(struct service *svc, struct buf *out)
                "nbcanvas_package_cache_bytes %lld\n",
                pk.hits, pk.misses, pk.errors, pk.bytes);
     pool_stats(svc->pool, &p);
+    if (svc->exporters) {
+        struct exporter_stats x;
+
+        exporters_stats(svc->exporters, &x);
+        buf_printf(out,
+                   "# TYPE nbcanvas_exporters gauge\nnbcanvas_exporters %ld\n"
+                   "# TYPE nbcanvas_exporters_idle gauge\n"
+                   "nbcanvas_exporters_idle %ld\n"
+                   "# TYPE nbcanvas_exporters_busy gauge\n"
+                   "nbcanvas_exporters_busy %ld\n"
+                   "# TYPE nbcanvas_exports_total counter\n"
+                   "nbcanvas_exports_total %ld\n"
+                   "# TYPE nbcanvas_exporters_failed_total counter\n"
+                   "nbcanvas_exporters_failed_total %ld\n"
+                   "# TYPE nbcanvas_exporters_recycled_total counter\n"
+                   "nbcanvas_exporters_recycled_total %ld\n",
+                   x.size, x.idle, x.busy, x.conversions, x.failures,
+                   x.recycled);
+    }
     if (svc->cache)
         cache_stats(svc->cache, &c);
     jobs_counts(svc->jobs, &running, &waiting);
