@@ -8,6 +8,8 @@
 
 #include <string.h>
 
+#include "nbcanvas/sandbox.h"
+
 static const struct {
     const char *word;
     enum job_outcome outcome;
@@ -63,4 +65,33 @@ int job_status_parse(struct job_status *out, json_t *status, struct err *err)
                        "job status: session_over is not a boolean");
     out->session_over = json_is_true(over);
     return 0;
+}
+
+int job_dead_kernel(struct sandbox *sb, json_t *status, long cell,
+                    long long memory_bytes, const char *suffix,
+                    struct err *err, json_t **details)
+{
+    *details = json_pack("{s:I}", "cell", (json_int_t)cell);
+    if (sandbox_oom_killed(sb))
+        return err_set(err, ERR_MEMORY,
+                       "cell %ld ran out of memory (limit %lld MiB)%s", cell,
+                       memory_bytes >> 20, suffix);
+    /* Removed from outside: not the user's code's doing. (Asked only when
+     * the death may have been the container's: the check waits a moment
+     * for a container that still runs.) */
+    if (json_is_true(json_object_get(status, "sandbox_ended")) &&
+        sandbox_lost(sb)) {
+        json_decref(*details);
+        *details = NULL;
+        return sandbox_lost_error(err);
+    }
+    json_object_set_new(*details, "ename", json_string("DeadKernelError"));
+    json_object_set_new(*details, "evalue",
+                        json_string("the kernel died while running this cell "
+                                    "(it exited, crashed or was killed)"));
+    json_object_set_new(*details, "traceback", json_array());
+    return err_set(err, ERR_CELL,
+                   "cell %ld stopped the kernel (it exited, crashed or was "
+                   "killed)%s",
+                   cell, suffix);
 }

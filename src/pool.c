@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "nbcanvas/demux.h"
+#include "nbcanvas/janitor.h"
 #include "nbcanvas/relay_link.h"
 #include "nbcanvas/util.h"
 
@@ -151,6 +152,22 @@ static int create_sandbox(struct pool *p, struct sandbox *sb, bool preload,
     json_decref(cmd);
     json_decref(env);
     return rc;
+}
+
+int pool_sandbox(struct pool *p, struct janitor *janitor, struct sandbox *sb,
+                 const char *job_id, long long deadline_s, bool cold,
+                 const atomic_bool *cancel, bool *warm, struct err *err)
+{
+    *warm = !cold && pool_take(p, sb, cancel);
+    if (*warm && sandbox_is_running(sb))
+        return 0;
+    if (*warm) {
+        /* It died while idle (the engine attaches to a stopped container
+         * and waits for ever); the pool's own check may not have run yet. */
+        janitor_dispose(janitor, sb, NULL);
+        *warm = false;
+    }
+    return pool_create_cold(p, sb, job_id, deadline_s, err);
 }
 
 int pool_create_cold(struct pool *p, struct sandbox *sb, const char *job_id,

@@ -105,15 +105,6 @@ static void log_sandbox_stderr(struct render_job *job)
             job->id, job->err.msg, tail);
 }
 
-/* A new cold sandbox for the job (not started yet). */
-static int create_cold(struct render_job *job)
-{
-    return pool_create_cold(job->svc->pool, &job->sb, job->id,
-                            (long long)time(NULL) + job->req->timeout_s +
-                                RENDER_GRACE_S * 2,
-                            &job->err);
-}
-
 /* Runs the kernel job in the sandbox; a failure of the job itself (not
  * of the notebook, which its status says) is told apart here. */
 static int run_kernel_job(struct render_job *job, const atomic_bool *cancel)
@@ -151,28 +142,26 @@ static int run_kernel_job(struct render_job *job, const atomic_bool *cancel)
  * there (the caller destroys it) and its results written. */
 static int execute(struct render_job *job, const atomic_bool *cancel)
 {
+    long long label = (long long)time(NULL) + job->req->timeout_s +
+                      RENDER_GRACE_S * 2;
     int rc;
 
     build_spec(job);
     reset_kernel_job(job);
-    job->warm = !job->req->force_cold &&
-                pool_take(job->svc->pool, &job->sb, cancel);
-    if (job->warm && !sandbox_is_running(&job->sb)) {
-        /* It died while idle (the engine attaches to a stopped container
-         * and waits for ever); the pool's own check may not have run yet. */
-        janitor_dispose(job->svc->janitor, &job->sb, NULL);
-        job->warm = false;
-    }
+    rc = pool_sandbox(job->svc->pool, job->svc->janitor, &job->sb, job->id,
+                      label, job->req->force_cold, cancel, &job->warm,
+                      &job->err);
     job->t_sandbox = util_now_ms();
-    if (job->warm) {
-        rc = run_kernel_job(job, cancel);
-        if (rc == 0 || job->kj.uploaded || rc == ERR_CANCELLED)
-            return rc;
-        sandbox_destroy(&job->sb);
-        job->warm = false;
-        reset_kernel_job(job);
-    }
-    rc = create_cold(job);
+    if (rc < 0)
+        return rc;
+    rc = run_kernel_job(job, cancel);
+    if (rc == 0 || !job->warm || job->kj.uploaded || rc == ERR_CANCELLED)
+        return rc;
+    /* A warm one that failed before it got the job: once more, cold. */
+    sandbox_destroy(&job->sb);
+    reset_kernel_job(job);
+    rc = pool_sandbox(job->svc->pool, job->svc->janitor, &job->sb, job->id,
+                      label, true, cancel, &job->warm, &job->err);
     job->t_sandbox = util_now_ms();
     if (rc == 0)
         rc = run_kernel_job(job, cancel);
@@ -224,34 +213,10 @@ static int status_error(struct render_job *job, json_t **details)
                      st.cell, job->req->timeout_s);
         break;
     case JOB_KERNEL_DIED:
-        if (sandbox_oom_killed(&job->sb)) {
-            *details = cell_details(job, cell);
-            rc = err_set(&job->err, ERR_MEMORY,
-                         "cell %ld ran out of memory (limit %lld MiB)",
-                         st.cell, cfg->render_limits.memory_bytes >> 20);
-            break;
-        }
-        /* Removed from outside: not the user's code's doing. (Asked only
-         * when the death may have been the container's: the check waits
-         * a moment for a container that still runs.) */
-        if (json_is_true(json_object_get(job->kj.status, "sandbox_ended")) &&
-            sandbox_lost(&job->sb)) {
-            rc = sandbox_lost_error(&job->err);
-            break;
-        }
-        /* The cell ended its own kernel (os._exit, a crash, a signal): a
-         * failure of that cell, reported as nbclient names it. */
-        json_object_set_new(job->kj.status, "ename",
-                            json_string("DeadKernelError"));
-        json_object_set_new(job->kj.status, "evalue",
-                            json_string("the kernel died while running this "
-                                        "cell (it exited, crashed or was "
-                                        "killed)"));
-        *details = with_partial_cells(job, results_cell_error(job->kj.status));
-        rc = err_set(&job->err, ERR_CELL,
-                     "cell %ld stopped the kernel (it exited, crashed or "
-                     "was killed)",
-                     st.cell);
+        rc = job_dead_kernel(&job->sb, job->kj.status, st.cell,
+                             cfg->render_limits.memory_bytes, "", &job->err,
+                             details);
+        *details = with_partial_cells(job, *details);
         break;
     case JOB_OUTPUT_LIMIT:
         rc = err_set(&job->err, ERR_OUTPUT, "output too large: %s",

@@ -432,15 +432,12 @@ static int take_sandbox(struct sessions *ss, struct session *s,
                         struct err *err)
 {
     const struct config *cfg = &ss->svc->cfg;
+    bool warm;
 
-    if (pool_take(ss->svc->pool, &s->sb, cancel)) {
-        if (sandbox_is_running(&s->sb))
-            return 0;
-        janitor_dispose(ss->svc->janitor, &s->sb, NULL);
-    }
-    return pool_create_cold(
-        ss->svc->pool, &s->sb, request_id,
-        (long long)time(NULL) + cfg->session_max_lifetime_s + 120, err);
+    return pool_sandbox(ss->svc->pool, ss->svc->janitor, &s->sb, request_id,
+                        (long long)time(NULL) + cfg->session_max_lifetime_s +
+                            120,
+                        false, cancel, &warm, err);
 }
 
 int sessions_create(struct sessions *ss, const struct session_request *req,
@@ -646,21 +643,9 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
             break;
         case JOB_KERNEL_DIED:
             end = true;
-            if (sandbox_oom_killed(&s->sb)) {
-                *details = json_pack("{s:I}", "cell", (json_int_t)st.cell);
-                rc = err_set(err, ERR_MEMORY,
-                             "cell %ld ran out of memory (limit %lld MiB); "
-                             "the session has ended",
-                             st.cell, cfg->render_limits.memory_bytes >> 20);
-                break;
-            }
-            *details = json_pack(
-                "{s:I, s:s, s:s, s:[]}", "cell", (json_int_t)st.cell, "ename",
-                "DeadKernelError", "evalue",
-                "the kernel died while running this cell", "traceback");
-            rc = err_set(err, ERR_CELL,
-                         "cell %ld stopped the kernel; the session has ended",
-                         st.cell);
+            rc = job_dead_kernel(&s->sb, c.status, st.cell,
+                                 cfg->render_limits.memory_bytes,
+                                 "; the session has ended", err, details);
             break;
         case JOB_PACKAGE_FAILED:
             rc = err_set(err, ERR_PACKAGE,

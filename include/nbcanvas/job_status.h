@@ -87,4 +87,18 @@ struct job_status {
  * word, a field of the wrong type) is ERR_INTERNAL naming it. */
 int job_status_parse(struct job_status *out, json_t *status, struct err *err);
 
+struct sandbox;
+
+/* A kernel that died while cell ran, as the API says it, in one place for
+ * renders and sessions: ERR_MEMORY when the container's cgroup recorded an
+ * OOM kill (memory_bytes: its limit, for the message); ERR_ENGINE when the
+ * container was removed from outside (asked only when the status says the
+ * death may have been the container's); else ERR_CELL, the cell's own
+ * failure as nbclient names it (DeadKernelError). suffix ends the message
+ * ("" or, say, "; the session has ended"). *details (new): {"cell"}, and
+ * for ERR_CELL "ename", "evalue", "traceback" (empty). */
+int job_dead_kernel(struct sandbox *sb, json_t *status, long cell,
+                    long long memory_bytes, const char *suffix,
+                    struct err *err, json_t **details);
+
 #endif

@@ -54,6 +54,17 @@ bool pool_take(struct pool *p, struct sandbox *out, const atomic_bool *cancel);
 
 void pool_stats(struct pool *p, struct pool_stats *out);
 
+struct janitor;
+
+/* The one way a pipeline gets a notebook sandbox: a warm one from the pool
+ * when one is ready and still running (one that died while idle goes to
+ * janitor), else a cold one made now, not started (the job's first attach
+ * starts it). cold: skip the pool. *warm says which it is. deadline_s is
+ * the cold one's label (wall clock). */
+int pool_sandbox(struct pool *p, struct janitor *janitor, struct sandbox *sb,
+                 const char *job_id, long long deadline_s, bool cold,
+                 const atomic_bool *cancel, bool *warm, struct err *err);
+
 /* Creates (does not start) a cold notebook sandbox for one job, made the
  * same way as the pool's own (same image, hardening and relay), without
  * the preload. */
