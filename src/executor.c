@@ -548,11 +548,16 @@ static int execute_cell(struct executor *ex, json_t *nb, json_t *cell,
     if (ex->on_event)
         emit(ex, json_pack("{s:s, s:I, s:s}", "event", "cell", "index",
                            (json_int_t)index, "state", "running"));
+    /* stop_on_error as nbclient sends it; not in a session, whose next
+     * call comes as soon as this one is answered: ipykernel aborts what
+     * arrives in the moment after an error (and cells go one at a time,
+     * so there is never a queue to stop). */
     rc = send_request(ex, RELAY_SHELL, "execute_request",
                       json_pack("{s:s, s:b, s:b, s:{}, s:b, s:b}", "code",
                                 code, "silent", 0, "store_history", 1,
                                 "user_expressions", "allow_stdin", 0,
-                                "stop_on_error", !allowed),
+                                "stop_on_error",
+                                !allowed && ex->stop == EXECUTOR_KILL),
                       r.msg_id, err);
     free(code);
     if (rc < 0)
