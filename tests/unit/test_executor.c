@@ -335,3 +335,28 @@ TEST(executor__widget_state_goes_into_the_metadata)
         "7");
     finish(&r);
 }
+
+TEST(executor__stop_on_error_as_nbclient_sends_it_but_not_in_a_session)
+{
+    const char *src[] = {"out x", NULL};
+    struct run r;
+
+    start(&r, notebook(src));
+    go(&r);
+    CHECK(r.kernel.stop_on_error == 1);
+    finish(&r);
+
+    start(&r, notebook(src));
+    r.ex.allow_errors = true;
+    go(&r);
+    CHECK(r.kernel.stop_on_error == 0);
+    finish(&r);
+
+    /* a session's next call may come in the moment after an error, which
+     * ipykernel would abort */
+    start(&r, notebook(src));
+    r.ex.stop = EXECUTOR_INTERRUPT;
+    go(&r);
+    CHECK(r.kernel.stop_on_error == 0);
+    finish(&r);
+}
