@@ -552,13 +552,12 @@ static int execute_cell(struct executor *ex, json_t *nb, json_t *cell,
      * call comes as soon as this one is answered: ipykernel aborts what
      * arrives in the moment after an error (and cells go one at a time,
      * so there is never a queue to stop). */
-    rc = send_request(ex, RELAY_SHELL, "execute_request",
-                      json_pack("{s:s, s:b, s:b, s:{}, s:b, s:b}", "code",
-                                code, "silent", 0, "store_history", 1,
-                                "user_expressions", "allow_stdin", 0,
-                                "stop_on_error",
-                                !allowed && ex->stop == EXECUTOR_KILL),
-                      r.msg_id, err);
+    rc = send_request(
+        ex, RELAY_SHELL, "execute_request",
+        json_pack("{s:s, s:b, s:b, s:{}, s:b, s:b}", "code", code, "silent", 0,
+                  "store_history", 1, "user_expressions", "allow_stdin", 0,
+                  "stop_on_error", !allowed && ex->stop == EXECUTOR_KILL),
+        r.msg_id, err);
     free(code);
     if (rc < 0)
         return rc;

@@ -133,7 +133,7 @@ int relay_link_next(struct relay_link *l, struct relay_frame *f,
         l->read_to = 0;
     }
     for (;;) {
-        size_t used = 0, got = 0;
+        size_t used = 0, got = 0, before;
         long long slice;
         int rc = relay_frame_parse((const uint8_t *)l->out.data, l->out.len, f,
                                    &used);
@@ -166,8 +166,11 @@ int relay_link_next(struct relay_link *l, struct relay_frame *f,
         }
         if (rc < 0)
             return rc;
+        before = l->out.len;
         if (demux_feed(&l->demux, more, got) < 0)
             return err_set(l->err, ERR_INTERNAL, "engine: bad stream frame");
+        if (l->tap)
+            buf_append(l->tap, l->out.data + before, l->out.len - before);
         if (l->out.overflow)
             return err_set(l->err, ERR_INTERNAL,
                            "the sandbox's channel broke its framing");

@@ -21,7 +21,7 @@
  *
  * And with the service's own rules: one deadline for the whole notebook,
  * an output budget, progress events, a dead kernel named with its cell.
- * The outcome is a status object in the words of driver.h's status
+ * The outcome is a status object in the words of job_status.h
  * ("ok", "cell_error", "timeout", "kernel_died", "output_limit").
  */
 

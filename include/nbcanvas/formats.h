@@ -3,7 +3,7 @@
 
 /*
  * The four answer formats (html, zip, ipynb, json) built from what a
- * driver sent back: its results tar (index.html, notebook.ipynb,
+ * job gave back: its results (index.html, notebook.ipynb,
  * artifacts/) and the executed notebook. A render builds the one its
  * request asked for; a session's export and a streamed render's kept
  * result build any of them later from the same parts.
@@ -19,7 +19,7 @@
 /* Everything borrowed. */
 struct formats_input {
     const char *id;                  /* the answer's "id" */
-    const struct tar_files *results; /* the driver's results tar */
+    const struct tar_files *results; /* the job's results */
     json_t *notebook;                /* the executed notebook */
     json_t *timing;                  /* timing_ms object, may be NULL */
 };

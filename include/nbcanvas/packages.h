@@ -11,7 +11,7 @@
  * package_index_url and/or wheelhouse_dir, checked (wheels are untrusted
  * archives), and kept in a content-addressed, size-capped wheel cache, so
  * that a set already resolved is answered without asking the index again.
- * The wheels then travel with the job and the driver installs them with
+ * The wheels then travel with the job and the sandbox installs them with
  * `pip install --no-index` into the sandbox's working folder.
  *
  * Also here: the `%pip install ...` lines that models write, read into

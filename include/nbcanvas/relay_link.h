@@ -38,8 +38,10 @@ struct relay_link {
     struct buf out;    /* the relay's frames, not all read yet */
     struct buf errout; /* the sandbox's stderr, capped */
     struct demux demux;
-    size_t read_to; /* `out` before this has been handed on */
-    bool ended;     /* the container's output ended */
+    size_t read_to;  /* `out` before this has been handed on */
+    struct buf *tap; /* may be NULL: a copy of every byte of the relay's
+                        stdout (tests/relay/record.c records with it) */
+    bool ended;      /* the container's output ended */
 };
 
 /* Joins sb's relay (starting the container if it is not running) and,

@@ -42,7 +42,7 @@ struct render_request {
     struct tar_files files; /* request files, decoded */
     json_t *packages;       /* owned; checked requirements, or NULL */
     /* Not from the body: a streaming client's progress, called with each
-     * event (borrowed) as the driver sends it; NULL when not streaming. */
+     * event (borrowed) as the executor reports it; NULL when not streaming. */
     void (*on_event)(void *ctx, json_t *event);
     void *event_ctx;
 };

@@ -24,8 +24,8 @@ json_t *results_output_json(json_t *out);
  * jpg, svg, gif), appended to files (release with tarball_files_release). */
 void results_images(struct tar_files *files, json_t *nb);
 
-/* Error details of a failed cell from the driver's status: {"cell", "ename", "evalue",
- * "traceback"} from the driver's status (new reference), text cleaned. */
+/* Error details of a failed cell: {"cell", "ename", "evalue",
+ * "traceback"} from a job's status (new reference), text cleaned. */
 json_t *results_cell_error(json_t *status);
 
 #endif

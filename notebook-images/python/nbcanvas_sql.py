@@ -15,14 +15,15 @@ header gives (default _sql) and returns it, so the cell shows the table.
     %%sql <datasource> [-> <name>]
     SELECT ...
 
-Registered by the driver when a job carries such files (install()).
+Registered by the service (src/kernel_job.c) when a job carries such files
+(install()).
 """
 import hashlib
 import json
 import os
 
 BLANKS = " \t\r\n\f\v"
-# where the driver puts the rows: absolute, so a cell's os.chdir does not
+# where the service puts the rows: absolute, so a cell's os.chdir does not
 # lose them (install() is told the folder)
 FOLDER = ["/home/sandbox/.nbcanvas/sql"]
 

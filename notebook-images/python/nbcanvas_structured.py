@@ -1,6 +1,6 @@
 """Charts and tables as data, inside the kernel.
 
-The driver imports this in the kernel (when the job asks for structured
+The service (src/kernel_job.c) imports this in the kernel (when the job asks for structured
 outputs) and calls install(): it registers two IPython display formatters,
 so that wherever a matplotlib figure or a pandas DataFrame is displayed,
 the same display_data output also carries

@@ -20,6 +20,10 @@ Each stage is a fresh container of the notebook image (`docker run --rm
   execute     + the chart example's cell executed
   export      + the HTML export with nbconvert's lab template
 
+(The stages are those of the sandbox before issue 21, whose Python driver
+imported nbclient and nbconvert in every sandbox; bench_core.py measures
+today's sandbox against the floor instead.)
+
 A stage's cost is its busy CPU time (all processes, from /proc/stat) less
 the stage before, median of N runs, on an otherwise idle machine.
 """

@@ -117,7 +117,7 @@ def test_huge_stdout(svc):
 
 def test_huge_notebook_output(svc):
     # 40 MiB of output is past the page's cap (max_html_bytes, 16 MiB):
-    # nbclient would hold it all in memory, so the driver stops the kernel
+    # the executor would hold it all in memory, so it stops the kernel
     # at the cap and the answer is output_limit naming the cell.
     r = svc.render({"cells": ["print('ok')", "print('x' * (40 << 20))"], "timeout_s": 60,
                     "cache": False})
@@ -351,7 +351,7 @@ def test_whole_notebook_deadline(svc):
 
 
 def test_raw_output_flood(svc):
-    # Output that bypasses the kernel goes to the driver's stderr raw:
+    # Output that bypasses the kernel goes to the sandbox's stderr raw:
     # output_limit within seconds, not the deadline or the memory cap.
     for code in ("import os\nos.system('yes')", "import os\nos.system('yes >&2')"):
         t0 = time.time()
@@ -452,7 +452,7 @@ def test_artifact_names_are_made_safe(svc):
 
 
 def test_templates_come_only_from_the_image(svc):
-    # An nbconvert template is code, run in the driver's process. A request
+    # An nbconvert template is code, run in an exporter's process. A request
     # file named like a template folder, or one the notebook writes into
     # Jupyter's per-user data folder, must never be picked up: on a cold
     # sandbox the exporter is made after the job has arrived.
@@ -606,7 +606,7 @@ def test_a_session_is_hardened_like_a_render(svc):
 def test_a_session_takes_no_forged_results(svc):
     # As in a render, the code can write into the results channel; in a
     # session it can also leave a process behind that keeps writing
-    # between calls. Every call still gets its own driver's answer.
+    # between calls. Every call still gets its own answer.
     r = svc.post("/v1/sessions", {})
     sid = r.json()["id"]
     try:

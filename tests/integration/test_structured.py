@@ -192,7 +192,7 @@ def test_structured_is_opt_in_elsewhere_and_the_page_is_unchanged(svc):
     nb = json.loads(z.read("notebook.ipynb"))
     assert CHART in nb["cells"][1]["outputs"][0]["data"]
     # the executed notebook still passes nbformat's validator: sent back
-    # as a notebook, the driver validates it before it runs
+    # as a notebook, nbformat validates it before it runs
     again = svc.render({"notebook": nb, "format": "json", "cache": False})
     assert again.status == 200, again
 

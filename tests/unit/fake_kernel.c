@@ -129,10 +129,11 @@ static void execute(struct fake_kernel *k, const struct sink *l, json_t *hdr,
     bool raised = false, go_on = true;
     char line[512];
 
-    k->stop_on_error =
-        json_is_boolean(json_object_get(content, "stop_on_error"))
-            ? json_is_true(json_object_get(content, "stop_on_error"))
-            : -1;
+    k->stop_on_error = json_is_boolean(
+                           json_object_get(content, "stop_on_error"))
+                           ? json_is_true(
+                                 json_object_get(content, "stop_on_error"))
+                           : -1;
     if (silent) {
         emit(k, l, RELAY_SHELL, "execute_reply", hdr,
              json_pack("{s:s}", "status", "ok"));

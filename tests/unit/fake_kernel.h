@@ -46,7 +46,7 @@ struct fake_kernel {
     int sent[64]; /* frames received, by relay type */
     int last_signal;
     int stop_on_error; /* of the last execute_request: 0, 1, -1 absent */
-    bool exit_now; /* "exit" ran: the attach script ends the container */
+    bool exit_now;     /* "exit" ran: the attach script ends the container */
     /* Called as an execute_request comes, before it is answered (a test
      * may make the engine report an OOM kill, say); may be NULL. */
     void (*on_execute)(void *ctx);

@@ -84,7 +84,7 @@ size_t fake_service_count_body(struct fake_service *fs, const char *method,
  * exists. */
 bool fake_service_removed(struct fake_service *fs, const char *id);
 
-/* A gate a fake driver waits at until the test opens it (at most 10 s,
+/* A gate a fake sandbox waits at until the test opens it (at most 10 s,
  * so a broken test fails rather than hangs). Open unless closed. */
 struct fake_gate {
     pthread_mutex_t lock;

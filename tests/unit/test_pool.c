@@ -19,9 +19,9 @@
 #define PATIENCE_MS 5000
 #define CHECK_INTERVAL_MS 5000 /* pool.c's POOL_CHECK_EVERY_MS */
 
-/* ---- the fake driver: ready when let go ---------------------------- */
+/* ---- the fake relay: ready when let go ---------------------------- */
 
-struct ready_driver {
+struct ready_relay {
     pthread_mutex_t lock;
     pthread_cond_t changed;
     struct fake_gate gate; /* the ready line waits here */
@@ -33,7 +33,7 @@ struct ready_driver {
 static void ready_fn(void *ctx, const struct fake_stream_info *info,
                      struct fake_output *out)
 {
-    struct ready_driver *r = ctx;
+    struct ready_relay *r = ctx;
 
     pthread_mutex_lock(&r->lock);
     if (r->n < 8)
@@ -58,8 +58,8 @@ static void ready_fn(void *ctx, const struct fake_stream_info *info,
     }
 }
 
-/* The id of the i-th container the driver ran in ("" if none yet). */
-static const char *driver_id(struct ready_driver *r, int i)
+/* The id of the i-th container the relay ran in ("" if none yet). */
+static const char *relay_container(struct ready_relay *r, int i)
 {
     const char *id;
 
@@ -70,8 +70,8 @@ static const char *driver_id(struct ready_driver *r, int i)
 }
 
 /* The fake, with r in every container; containers keep running after
- * they said ready, as the real driver waits for its job. */
-static void start_engine(struct fake_service *fs, struct ready_driver *r,
+ * they said ready, as the real relay waits for its jobs. */
+static void start_engine(struct fake_service *fs, struct ready_relay *r,
                          bool gated)
 {
     struct fake_script script = {.fn = ready_fn, .ctx = r, .hang = true};
@@ -87,14 +87,14 @@ static void start_engine(struct fake_service *fs, struct ready_driver *r,
 }
 
 /* The same, and a service with a pool of size on it. */
-static void start(struct fake_service *fs, struct ready_driver *r, long size,
+static void start(struct fake_service *fs, struct ready_relay *r, long size,
                   bool gated)
 {
     start_engine(fs, r, gated);
     CHECK(fake_service_open(fs, size, false) == 0);
 }
 
-static void stop(struct fake_service *fs, struct ready_driver *r)
+static void stop(struct fake_service *fs, struct ready_relay *r)
 {
     fake_service_stop(fs);
     pthread_mutex_destroy(&r->lock);
@@ -130,17 +130,17 @@ static const char *label(json_t *body, const char *key)
 
 /* ---- filling -------------------------------------------------------- */
 
-TEST(pool__counts_a_sandbox_only_once_its_driver_is_ready)
+TEST(pool__counts_a_sandbox_only_once_its_relay_is_ready)
 {
     struct fake_service fs;
-    struct ready_driver r;
+    struct ready_relay r;
     char id[65], prefix[160];
     json_t *body;
     long i_create, i_attach, i_start;
 
     start(&fs, &r, 1, true);
-    WAIT_UNTIL(driver_id(&r, 0)[0], PATIENCE_MS);
-    snprintf(id, sizeof(id), "%s", driver_id(&r, 0));
+    WAIT_UNTIL(relay_container(&r, 0)[0], PATIENCE_MS);
+    snprintf(id, sizeof(id), "%s", relay_container(&r, 0));
     CHECK(id[0] != '\0');
     /* created, attached, started, and still not counted */
     poll(NULL, 0, 200);
@@ -157,7 +157,7 @@ TEST(pool__counts_a_sandbox_only_once_its_driver_is_ready)
     CHECK(fake_service_count_with(&fs, "POST", "/containers/", "stdin=1") ==
           1);
 
-    /* the body: the notebook image and driver, preloading, ours */
+    /* the body: the notebook image and relay, preloading, ours */
     body = fake_engine_container_body(&fs.engine, id);
     CHECK_STREQ(json_string_value(json_object_get(body, "Image")),
                 fs.svc.cfg.notebook_image);
@@ -183,16 +183,16 @@ TEST(pool__counts_a_sandbox_only_once_its_driver_is_ready)
 TEST(pool__a_relay_that_says_anything_but_ready_first_is_replaced)
 {
     struct fake_service fs;
-    struct ready_driver r;
+    struct ready_relay r;
 
     start_engine(&fs, &r, false);
     r.never_ready = true;
     CHECK(fake_service_open(&fs, 1, false) == 0);
-    WAIT_UNTIL(driver_id(&r, 0)[0], PATIENCE_MS);
-    CHECK(driver_id(&r, 0)[0]);
+    WAIT_UNTIL(relay_container(&r, 0)[0], PATIENCE_MS);
+    CHECK(relay_container(&r, 0)[0]);
     /* never counted: removed, and another one tried after the pause */
-    WAIT_UNTIL(fake_service_removed(&fs, driver_id(&r, 0)), PATIENCE_MS);
-    CHECK(fake_service_removed(&fs, driver_id(&r, 0)));
+    WAIT_UNTIL(fake_service_removed(&fs, relay_container(&r, 0)), PATIENCE_MS);
+    CHECK(fake_service_removed(&fs, relay_container(&r, 0)));
     CHECK(stats(&fs).idle == 0);
     WAIT_UNTIL(creates(&fs) >= 2, PATIENCE_MS);
     CHECK(creates(&fs) >= 2);
@@ -203,7 +203,7 @@ TEST(pool__a_relay_that_says_anything_but_ready_first_is_replaced)
 TEST(pool__cold_sandbox_is_made_like_a_warm_one_without_preload)
 {
     struct fake_service fs;
-    struct ready_driver r;
+    struct ready_relay r;
     struct sandbox cold;
     struct err err = ERR_INIT;
     json_t *warm_body, *cold_body;
@@ -213,7 +213,7 @@ TEST(pool__cold_sandbox_is_made_like_a_warm_one_without_preload)
     WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
     CHECK(settled(&fs, 1));
     CHECK(pool_create_cold(fs.svc.pool, &cold, "job-7", 4242, &err) == 0);
-    warm_body = fake_engine_container_body(&fs.engine, driver_id(&r, 0));
+    warm_body = fake_engine_container_body(&fs.engine, relay_container(&r, 0));
     cold_body = fake_engine_container_body(&fs.engine, cold.id);
     CHECK(warm_body && cold_body);
     /* the same hardening, image and command */
@@ -246,14 +246,14 @@ TEST(pool__cold_sandbox_is_made_like_a_warm_one_without_preload)
 TEST(pool__take_hands_out_a_ready_sandbox_and_refills)
 {
     struct fake_service fs;
-    struct ready_driver r;
+    struct ready_relay r;
     struct sandbox sb;
     char first[65];
 
     start(&fs, &r, 1, false);
     WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
     CHECK(settled(&fs, 1));
-    snprintf(first, sizeof(first), "%s", driver_id(&r, 0));
+    snprintf(first, sizeof(first), "%s", relay_container(&r, 0));
     memset(&sb, 0, sizeof(sb));
     CHECK(pool_take(fs.svc.pool, &sb, NULL));
     CHECK_STREQ(sb.id, first);
@@ -263,7 +263,8 @@ TEST(pool__take_hands_out_a_ready_sandbox_and_refills)
     WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
     CHECK(settled(&fs, 1));
     CHECK(creates(&fs) == 2);
-    CHECK(strcmp(driver_id(&r, 1), first) != 0 && driver_id(&r, 1)[0]);
+    CHECK(strcmp(relay_container(&r, 1), first) != 0 &&
+          relay_container(&r, 1)[0]);
     CHECK(fake_engine_has_container(&fs.engine, first));
     CHECK(fake_engine_count(&fs.engine, "DELETE", NULL) == 0);
     CHECK(fake_service_live(&fs) == 2); /* the taken one and the new one */
@@ -276,7 +277,7 @@ TEST(pool__take_hands_out_a_ready_sandbox_and_refills)
 TEST(pool__an_empty_pool_hands_out_nothing)
 {
     struct fake_service fs;
-    struct ready_driver r;
+    struct ready_relay r;
     struct sandbox sb;
 
     start(&fs, &r, 0, false);
@@ -293,7 +294,7 @@ TEST(pool__an_empty_pool_hands_out_nothing)
 TEST(pool__a_pool_found_empty_grows_up_to_its_ceiling)
 {
     struct fake_service fs;
-    struct ready_driver r;
+    struct ready_relay r;
     struct sandbox sb;
 
     start_engine(&fs, &r, false);
@@ -328,7 +329,7 @@ TEST(pool__a_pool_found_empty_grows_up_to_its_ceiling)
 TEST(pool__an_engine_without_stats_sizes_the_ceiling_by_the_limit)
 {
     struct fake_service fs;
-    struct ready_driver r;
+    struct ready_relay r;
     long long ram = (long long)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
     long expect;
 
@@ -350,13 +351,13 @@ TEST(pool__an_engine_without_stats_sizes_the_ceiling_by_the_limit)
 TEST(pool__an_idle_sandbox_that_stopped_is_replaced)
 {
     struct fake_service fs;
-    struct ready_driver r;
+    struct ready_relay r;
     char dead[65];
 
     start(&fs, &r, 1, false);
     WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
     CHECK(settled(&fs, 1));
-    snprintf(dead, sizeof(dead), "%s", driver_id(&r, 0));
+    snprintf(dead, sizeof(dead), "%s", relay_container(&r, 0));
     fake_engine_set_running(&fs.engine, dead, false);
     WAIT_UNTIL(stats(&fs).replaced == 1 && settled(&fs, 1),
                CHECK_INTERVAL_MS + PATIENCE_MS);
@@ -364,7 +365,7 @@ TEST(pool__an_idle_sandbox_that_stopped_is_replaced)
     CHECK(settled(&fs, 1));
     CHECK(fake_service_removed(&fs, dead));
     CHECK(creates(&fs) == 2);
-    CHECK(strcmp(driver_id(&r, 1), dead) != 0);
+    CHECK(strcmp(relay_container(&r, 1), dead) != 0);
     CHECK(fake_service_live(&fs) == 1);
     stop(&fs, &r);
 }
@@ -372,7 +373,7 @@ TEST(pool__an_idle_sandbox_that_stopped_is_replaced)
 TEST(pool__engine_failures_back_off_and_the_pool_fills_after)
 {
     struct fake_service fs;
-    struct ready_driver r;
+    struct ready_relay r;
     long long t0, second, third;
 
     start_engine(&fs, &r, false);
@@ -401,14 +402,14 @@ TEST(pool__engine_failures_back_off_and_the_pool_fills_after)
 TEST(pool__free_removes_every_idle_sandbox)
 {
     struct fake_service fs;
-    struct ready_driver r;
+    struct ready_relay r;
     char a[65], b[65];
 
     start(&fs, &r, 2, false);
     WAIT_UNTIL(settled(&fs, 2), PATIENCE_MS);
     CHECK(settled(&fs, 2));
-    snprintf(a, sizeof(a), "%s", driver_id(&r, 0));
-    snprintf(b, sizeof(b), "%s", driver_id(&r, 1));
+    snprintf(a, sizeof(a), "%s", relay_container(&r, 0));
+    snprintf(b, sizeof(b), "%s", relay_container(&r, 1));
     CHECK(fake_engine_containers(&fs.engine) == 2);
     pool_free(fs.svc.pool);
     fs.svc.pool = NULL;
@@ -444,7 +445,7 @@ TEST(pool__an_empty_pool_waits_for_the_start_under_way)
      * refill runs waits for that refill rather than going cold; a second
      * one, with nothing more starting, goes cold at once. */
     struct fake_service fs;
-    struct ready_driver r;
+    struct ready_relay r;
     struct sandbox first, second;
     struct taker t = {.got = -1};
     long long t0;

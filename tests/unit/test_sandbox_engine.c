@@ -182,7 +182,7 @@ static void answer_upload(void *ctx, const struct fake_stream_info *info,
 TEST(sandbox_engine__attach_stdin_starts_and_delivers)
 {
     struct fake_engine f = {0};
-    json_t *cmd = json_pack("[s]", "driver");
+    json_t *cmd = json_pack("[s]", "relay");
     struct sandbox_spec spec = spec_for(cmd, "svc-test", 1);
     struct fake_script script = {
         .fn = answer_upload, .after_input = 7, .hang = true};
