@@ -374,9 +374,11 @@ static int render_steps(struct kernel_job *j, struct sandbox *sb,
     int rc;
 
     j->status = json_pack("{s:s, s:{}}", "status", "internal", "timing_ms");
-    /* nbformat's verdict before anything runs */
-    rc = exporters_convert(j->exporters, &check, NULL, NULL, deadline_ms,
-                           cancel, j->err);
+    /* nbformat's verdict before anything runs (on an uploaded notebook:
+     * one the service built from cells is valid as made) */
+    rc = spec->validate ? exporters_convert(j->exporters, &check, NULL, NULL,
+                                            deadline_ms, cancel, j->err)
+                        : 0;
     if (rc == ERR_INVALID) {
         set_status(j, "invalid_notebook", j->err->msg);
         return 0;

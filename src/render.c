@@ -64,6 +64,7 @@ static void build_spec(struct render_job *job)
 
     job->spec = (struct job_spec){
         .kind = JOB_RENDER,
+        .validate = r->uploaded,
         .events = r->on_event != NULL,
         .kernel = r->kernel->name,
         .timeout_s = r->timeout_s,

@@ -248,6 +248,7 @@ static int parse_render_fields(struct render_request *r, json_t *root,
     if (!!cells == !!nb)
         return err_set(err, ERR_INVALID,
                        "give exactly one of cells or notebook");
+    r->uploaded = nb != NULL;
     rc = parse_kernel(&r->kernel, kernel, err);
     if (rc == 0)
         rc = parse_choice(&format, json_object_get(root, "format"), "format",

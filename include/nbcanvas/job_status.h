@@ -42,6 +42,8 @@ enum job_kind {
 
 struct job_spec {
     enum job_kind kind;
+    bool validate;    /* nbformat's validator first (an uploaded notebook;
+                         one built from cells is valid as made) */
     bool events;      /* send cell and output events as they come */
     const char *path; /* JOB_FILE: relative to the working directory */
     const char *kernel;

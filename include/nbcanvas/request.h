@@ -26,6 +26,7 @@ enum render_format { FORMAT_HTML, FORMAT_ZIP, FORMAT_IPYNB, FORMAT_JSON };
 struct render_request {
     json_t *notebook; /* owned; the notebook to execute */
     json_t *source;   /* owned; cells or notebook as sent (the cache key) */
+    bool uploaded;    /* a whole notebook came (not cells): validate it */
     const struct kernel_info *kernel;
     enum render_format format;
     bool include_input;

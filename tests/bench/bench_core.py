@@ -162,7 +162,7 @@ def main():
             wait_pool(svc, 1)
             big.append(render(svc, {"cells": ["# %s\nx = 0" % tag()] +
                                     ["x = %d" % i for i in range(1, 1000)],
-                                    "cache": False, "timeout_s": 600})[0])
+                                    "cache": False, "timeout_s": 300})[0])
         print("session execute", flush=True)
         sid = svc.post("/v1/sessions", {}).json()["id"]
         execs = []

@@ -293,6 +293,7 @@ static void exporter_fn(struct fake_kernel *k,
             fake_output_write(out, 1, k->page, strlen(k->page));
         }
         k->exports += !validate;
+        k->validations += validate;
         at += (size_t)(nl + 1 - p) + (size_t)n;
     }
     fake_output_consume(out, at);

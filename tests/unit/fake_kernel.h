@@ -64,7 +64,8 @@ struct fake_kernel {
      * page the exporter makes. */
     struct fake_engine *engine;
     const char *page;
-    int exports; /* pages made */
+    int exports;     /* pages made */
+    int validations; /* notebooks checked */
 };
 
 /* The peer function for relay_link_fake (ctx: a struct fake_kernel). */

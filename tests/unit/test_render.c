@@ -279,6 +279,29 @@ TEST(render__json_format_gives_the_cells)
     stop(&fs, &im);
 }
 
+TEST(render__only_an_uploaded_notebook_is_validated_first)
+{
+    struct fake_service fs;
+    struct image im;
+    struct render_result out;
+
+    start(&fs, &im, 0, false);
+    CHECK(render(&fs, simple_request, &out) == 0);
+    CHECK(im.k.validations == 0); /* built from cells: valid as made */
+    render_result_release(&out);
+    CHECK(render(&fs,
+                 "{\"notebook\": {\"nbformat\": 4, \"nbformat_minor\": 5,"
+                 " \"metadata\": {}, \"cells\": [{\"id\": \"a\","
+                 " \"cell_type\": \"code\", \"metadata\": {},"
+                 " \"execution_count\": null, \"outputs\": [],"
+                 " \"source\": \"out hi\"}]}}",
+                 &out) == 0);
+    CHECK(im.k.validations == 1);
+    CHECK(im.k.exports == 2);
+    render_result_release(&out);
+    stop(&fs, &im);
+}
+
 /* ---- what the sandbox's code can spoil: its own render only ---------- */
 
 TEST(render__a_message_with_another_key_fails_only_that_render)
