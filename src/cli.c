@@ -114,9 +114,16 @@ static int write_output(const char *path, const char *data, size_t len)
         fprintf(stderr, "nbcanvas: cannot write %s\n", path);
         return 1;
     }
-    fwrite(data, 1, len, f);
-    if (f != stdout)
-        fclose(f);
+    if (fwrite(data, 1, len, f) != len || fflush(f) != 0) {
+        fprintf(stderr, "nbcanvas: cannot write %s\n", path ? path : "stdout");
+        if (f != stdout)
+            fclose(f);
+        return 1;
+    }
+    if (f != stdout && fclose(f) != 0) {
+        fprintf(stderr, "nbcanvas: cannot write %s\n", path);
+        return 1;
+    }
     return 0;
 }
 

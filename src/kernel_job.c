@@ -258,12 +258,14 @@ static int install_packages(struct kernel_job *j, json_t *packages,
 static int install_kernel_module(struct executor *ex, const char *name,
                                  json_t *arg, struct err *err)
 {
+    json_t *name_json = json_string(name);
     char *a = json_dumps(arg, JSON_ENCODE_ANY);
-    char *n = json_dumps(json_string(name), JSON_ENCODE_ANY);
+    char *n = json_dumps(name_json, JSON_ENCODE_ANY);
     char *code;
     int rc;
 
     json_decref(arg);
+    json_decref(name_json);
     code = xasprintf(install_module, n, a);
     rc = executor_silent(ex, code, SETUP_TIMEOUT_MS, err);
     free(code);
