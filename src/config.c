@@ -374,6 +374,7 @@ void config_finish(struct config *cfg)
         if (cfg->max_jobs < 1)
             cfg->max_jobs = 1;
     }
+    cfg->pool_size_default = cfg->pool_size < 0;
     if (cfg->pool_size < 0)
         cfg->pool_size = cfg->max_jobs;
     if (cfg->pool_max_size >= 0 && cfg->pool_max_size < cfg->pool_size)

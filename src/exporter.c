@@ -118,7 +118,8 @@ static int worker_start(struct exporters *x, struct worker *w, char *why,
                                 x->owner,
                                 x->live,
                                 (long long)time(NULL) + LIFETIME_S,
-                                false};
+                                false,
+                                0};
     int rc;
 
     memset(&w->err, 0, sizeof(w->err));

@@ -51,6 +51,13 @@
 
 #define POOL_MAX_IDLE_S 600
 #define POOL_READY_TIMEOUT_MS 90000
+/* A pool's sandbox starts with a low CPU weight: its start and preload
+ * (about a CPU-second) take what the jobs running leave, instead of
+ * halving a job's share of a small machine; a job that takes it raises it
+ * to the default first. */
+#define POOL_IDLE_SHARES 128
+/* The floor a default pool_size grows to, memory allowing. */
+#define POOL_DEFAULT_FLOOR 8
 #define POOL_CHECK_EVERY_MS 5000
 #define POOL_MAX_THREADS 8
 #define POOL_WAIT_SLICE_MS 100
@@ -146,7 +153,8 @@ static int create_sandbox(struct pool *p, struct sandbox *sb, bool preload,
                                 p->owner,
                                 p->live,
                                 deadline_s,
-                                true};
+                                true,
+                                preload ? POOL_IDLE_SHARES : 0};
     int rc = sandbox_create(sb, p->docker, &spec, err);
 
     json_decref(cmd);
@@ -159,8 +167,16 @@ int pool_sandbox(struct pool *p, struct janitor *janitor, struct sandbox *sb,
                  const atomic_bool *cancel, bool *warm, struct err *err)
 {
     *warm = !cold && pool_take(p, sb, cancel);
-    if (*warm && sandbox_is_running(sb))
+    if (*warm && sandbox_is_running(sb)) {
+        struct err why = ERR_INIT;
+
+        if (sandbox_set_cpu_shares(sb, 0, &why) < 0) /* slower, not wrong */
+            fprintf(stderr,
+                    "nbcanvas: pool: a sandbox's CPU weight stays "
+                    "low: %s\n",
+                    why.msg);
         return 0;
+    }
     if (*warm) {
         /* It died while idle (the engine attaches to a stopped container
          * and waits for ever); the pool's own check may not have run yet. */
@@ -223,6 +239,17 @@ static void measure_footprint(struct pool *p, struct sandbox *sb)
     pthread_mutex_lock(&p->lock);
     p->stats.footprint_bytes = bytes;
     p->stats.max_size = most > p->stats.min_size ? most : p->stats.min_size;
+    /* A default floor grows to what memory holds, up to a few: a quiet
+     * service answers a burst of renders warm, not one refill at a time. */
+    if (p->cfg->pool_size_default && p->stats.min_size > 0 &&
+        p->stats.min_size < POOL_DEFAULT_FLOOR) {
+        long floor = most < POOL_DEFAULT_FLOOR ? most : POOL_DEFAULT_FLOOR;
+
+        if (floor > p->stats.min_size)
+            p->stats.min_size = floor;
+        if (p->stats.size < p->stats.min_size)
+            p->stats.size = p->stats.min_size;
+    }
     pthread_mutex_unlock(&p->lock);
 }
 

@@ -251,7 +251,8 @@ int runner_run(json_t **out, struct service *svc,
                                     (long long)time(NULL) +
                                         cfg->compile_timeout_s +
                                         req->timeout_s + 60,
-                                    false};
+                                    false,
+                                    0};
 
         rc = sandbox_create(&job.sb, svc->docker, &spec, err);
         if (rc == 0)

@@ -161,6 +161,8 @@ static json_t *host_config(const struct sandbox_spec *spec)
                                   ulimit("core", 0)));
     if (spec->runtime && spec->runtime[0])
         json_object_set_new(hc, "Runtime", json_string(spec->runtime));
+    if (spec->cpu_shares > 0)
+        json_object_set_new(hc, "CpuShares", json_integer(spec->cpu_shares));
     return hc;
 }
 
@@ -432,6 +434,19 @@ int sandbox_lost_error(struct err *err)
     return err_set(err, ERR_ENGINE,
                    "the sandbox was stopped or removed from outside while "
                    "the job ran; retry");
+}
+
+int sandbox_set_cpu_shares(struct sandbox *sb, long shares, struct err *err)
+{
+    char path[160];
+    json_t *body = json_pack("{s:I}", "CpuShares",
+                             (json_int_t)(shares > 0 ? shares : 1024));
+    int rc;
+
+    snprintf(path, sizeof(path), "/containers/%s/update", sb->id);
+    rc = docker_call_json(sb->docker, "POST", path, body, NULL, 0, err);
+    json_decref(body);
+    return rc;
 }
 
 int sandbox_pause(struct sandbox *sb, bool pause, struct err *err)

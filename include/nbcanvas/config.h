@@ -51,6 +51,7 @@ struct config {
     long long max_artifact_bytes;
     long max_table_rows;         /* rows of a table+json's data at most */
     long pool_size;              /* warm sandboxes at least; -1: max_jobs */
+    bool pool_size_default;      /* pool_size was -1: a floor from memory */
     long pool_max_size;          /* under demand at most; -1: from memory */
     double pool_memory_share;    /* of RAM idle sandboxes may hold */
     long long cache_bytes;       /* result cache size; 0 turns it off */

@@ -60,6 +60,10 @@ struct sandbox_spec {
      * the one holder of the container's stdin and stdout, no process of
      * the user's can reach them through /proc/1/fd. It reaps orphans. */
     bool own_init;
+    /* Relative CPU weight (cgroup cpu.shares); 0: the engine's default
+     * (1024). The pool starts its sandboxes low, so that a refill takes
+     * what the jobs leave, and raises one as a job takes it. */
+    long cpu_shares;
 };
 
 /* The containers a process holds right now — in use, warm in the pool,
@@ -97,6 +101,8 @@ int sandbox_attach(struct sandbox *sb, const struct docker_stream_cb *cb,
 int sandbox_attach_stdin(struct sandbox *sb, const char *input, size_t len,
                          const struct docker_stream_cb *cb,
                          long long deadline_ms, struct err *err);
+/* Sets the container's relative CPU weight (0: the default). */
+int sandbox_set_cpu_shares(struct sandbox *sb, long shares, struct err *err);
 /* Opens a conversation with the container's stdin, stdout and stderr
  * (docker_conn), starting the container once the attach is live if it
  * is not running yet. err (borrowed) describes every later failure too. */

@@ -247,6 +247,11 @@ def main(namespace, config=None, key=None):
         print("no Docker engine at %s: run scripts/start-docker.sh" % DOCKER_SOCK)
         print("0 passed, 1 failed")
         sys.exit(1)
+    # Two warm sandboxes, as on a 2-core machine before the pool measures
+    # one: a default floor would grow to what memory holds, and every
+    # file's service would pay for six more starts it does not need.
+    config = dict(config or {})
+    config.setdefault("pool_size", 2)
     svc = Service(binary, config, key=key).start()
     tests = sorted((n, f) for n, f in namespace.items()
                    if n.startswith("test_") and callable(f))

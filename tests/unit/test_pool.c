@@ -216,7 +216,14 @@ TEST(pool__cold_sandbox_is_made_like_a_warm_one_without_preload)
     warm_body = fake_engine_container_body(&fs.engine, relay_container(&r, 0));
     cold_body = fake_engine_container_body(&fs.engine, cold.id);
     CHECK(warm_body && cold_body);
-    /* the same hardening, image and command */
+    /* the same hardening, image and command; the warm one starts with a
+     * low CPU weight (raised as a job takes it), the cold one's is the
+     * default */
+    CHECK(json_integer_value(json_object_get(
+              json_object_get(warm_body, "HostConfig"), "CpuShares")) > 0);
+    CHECK(!json_object_get(json_object_get(cold_body, "HostConfig"),
+                           "CpuShares"));
+    json_object_del(json_object_get(warm_body, "HostConfig"), "CpuShares");
     CHECK(json_equal(json_object_get(warm_body, "HostConfig"),
                      json_object_get(cold_body, "HostConfig")));
     CHECK(json_equal(json_object_get(warm_body, "Cmd"),
@@ -343,6 +350,32 @@ TEST(pool__an_engine_without_stats_sizes_the_ceiling_by_the_limit)
     CHECK(stats(&fs).footprint_bytes == fs.svc.cfg.render_limits.memory_bytes);
     CHECK(stats(&fs).max_size == expect);
     CHECK(fake_service_count_with(&fs, "GET", "/containers/", "/stats") == 1);
+    stop(&fs, &r);
+}
+
+TEST(pool__a_default_floor_grows_to_what_memory_holds_up_to_eight)
+{
+    struct fake_service fs;
+    struct ready_relay r;
+    long expect;
+
+    start_engine(&fs, &r, false);
+    fs.svc.cfg.pool_max_size = -1;
+    fs.svc.cfg.pool_size_default = true; /* pool_size was -1 */
+    CHECK(fake_service_open(&fs, 1, false) == 0);
+    WAIT_UNTIL(stats(&fs).footprint_bytes > 0, PATIENCE_MS);
+    expect = stats(&fs).max_size < 8 ? stats(&fs).max_size : 8;
+    CHECK(stats(&fs).min_size == expect);
+    WAIT_UNTIL(settled(&fs, expect), PATIENCE_MS);
+    CHECK(settled(&fs, expect));
+    stop(&fs, &r);
+
+    /* a pool_size the operator gave stays as given */
+    start_engine(&fs, &r, false);
+    fs.svc.cfg.pool_max_size = -1;
+    CHECK(fake_service_open(&fs, 1, false) == 0);
+    WAIT_UNTIL(stats(&fs).footprint_bytes > 0, PATIENCE_MS);
+    CHECK(stats(&fs).min_size == 1);
     stop(&fs, &r);
 }
 

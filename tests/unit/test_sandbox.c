@@ -8,8 +8,8 @@ TEST(sandbox__hardened_create_body)
     struct sandbox_limits l = {512LL << 20, 1.5, 128,       128LL << 20,
                                64LL << 20,  256, 32LL << 20};
     json_t *cmd = json_pack("[s]", "true");
-    struct sandbox_spec spec = {"img:1", cmd,     NULL, &l, "runsc",
-                                "job-1", "svc-a", NULL, 99, false};
+    struct sandbox_spec spec = {"img:1", cmd,  NULL, &l,    "runsc", "job-1",
+                                "svc-a", NULL, 99,   false, 0};
     json_t *b = sandbox_create_body(&spec);
     json_t *ul = HC(b, "Ulimits");
     const char *o;
@@ -67,8 +67,8 @@ TEST(sandbox__default_runtime_omitted)
     const char *o;
     struct sandbox_limits l = {1 << 28, 1, 64, 1 << 26, 1 << 26, 256, 1 << 24};
     json_t *cmd = json_pack("[s]", "true");
-    struct sandbox_spec spec = {"img", cmd,     NULL, &l, "",
-                                NULL,  "svc-b", NULL, 0,  true};
+    struct sandbox_spec spec = {"img",   cmd,  NULL, &l,   "", NULL,
+                                "svc-b", NULL, 0,    true, 256};
     json_t *b = sandbox_create_body(&spec);
 
     CHECK(HC(b, "Runtime") == NULL);
@@ -78,6 +78,7 @@ TEST(sandbox__default_runtime_omitted)
     CHECK(json_array_size(json_object_get(b, "Env")) == 0);
     /* a command that is its own init: no docker-init in front */
     CHECK(json_is_false(HC(b, "Init")));
+    CHECK(json_integer_value(HC(b, "CpuShares")) == 256);
     json_decref(b);
     json_decref(cmd);
 }
