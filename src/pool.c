@@ -53,8 +53,8 @@
 #define POOL_READY_TIMEOUT_MS 90000
 /* A pool's sandbox starts with a low CPU weight: its start and preload
  * (about a CPU-second) take what the jobs running leave, instead of
- * halving a job's share of a small machine; a job that takes it raises it
- * to the default first. */
+ * halving a job's share of a small machine; once ready (idle, using no
+ * CPU) it gets the default weight, before any job takes it. */
 #define POOL_IDLE_SHARES 128
 /* The floor a default pool_size grows to, memory allowing. */
 #define POOL_DEFAULT_FLOOR 8
@@ -167,16 +167,8 @@ int pool_sandbox(struct pool *p, struct janitor *janitor, struct sandbox *sb,
                  const atomic_bool *cancel, bool *warm, struct err *err)
 {
     *warm = !cold && pool_take(p, sb, cancel);
-    if (*warm && sandbox_is_running(sb)) {
-        struct err why = ERR_INIT;
-
-        if (sandbox_set_cpu_shares(sb, 0, &why) < 0) /* slower, not wrong */
-            fprintf(stderr,
-                    "nbcanvas: pool: a sandbox's CPU weight stays "
-                    "low: %s\n",
-                    why.msg);
+    if (*warm && sandbox_is_running(sb))
         return 0;
-    }
     if (*warm) {
         /* It died while idle (the engine attaches to a stopped container
          * and waits for ever); the pool's own check may not have run yet. */
@@ -211,6 +203,13 @@ static int start_one(struct pool *p, struct sandbox *sb, struct err *err)
     rc = relay_link_open(&link, sb, 64 << 10,
                          util_now_ms() + POOL_READY_TIMEOUT_MS, &p->stopping,
                          err);
+    /* Ready, it uses no CPU until a job takes it: the default weight now,
+     * off the request's path (the engine's update takes tens of ms). */
+    if (rc == 0 && sandbox_set_cpu_shares(sb, 0, err) < 0)
+        fprintf(stderr,
+                "nbcanvas: pool: a sandbox's CPU weight stays low: "
+                "%s\n",
+                err->msg); /* slower, not wrong */
     if (rc < 0 && rc != ERR_CANCELLED)
         rc = err_set(err, rc, "pooled sandbox did not start: %.200s (%.200s)",
                      err->msg, link.errout.data);

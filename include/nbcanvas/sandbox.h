@@ -62,7 +62,7 @@ struct sandbox_spec {
     bool own_init;
     /* Relative CPU weight (cgroup cpu.shares); 0: the engine's default
      * (1024). The pool starts its sandboxes low, so that a refill takes
-     * what the jobs leave, and raises one as a job takes it. */
+     * what the jobs leave, and raises each once it is ready. */
     long cpu_shares;
 };
 

@@ -85,6 +85,19 @@ class Containers:
         return time.perf_counter() - t0
 
 
+def settle(svc, timeout=180):
+    """Waits until the pool is as deep as it wants to be now (its floor may
+    have grown once a sandbox was measured), full and starting nothing, and
+    a moment more: a measure made while it refills measures the refill."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (pool_idle(svc) >= pool_metric(svc, "nbcanvas_pool_size") and
+                pool_metric(svc, "nbcanvas_pool_starting") == 0):
+            break
+        time.sleep(0.1)
+    time.sleep(2)
+
+
 def loops(fn, clients, seconds):
     """fn() in `clients` threads for `seconds`: (results, seconds, CPU-s)."""
     done, lock = [], threading.Lock()
@@ -160,16 +173,15 @@ def main():
 
     svc = Service(args.binary, config).start()
     try:
+        settle(svc)
         size = pool_metric(svc, "nbcanvas_pool_size")
-        wait_pool(svc, size)
-        time.sleep(3)
         footprint = pool_metric(svc, "nbcanvas_pool_sandbox_footprint_bytes")
         print("quiet back to back", flush=True)
         b2b = [render(svc, chart_body(tag())) for _ in range(10)]
         print("warm, sequential", flush=True)
         warm = []
         for _ in range(args.runs):
-            wait_pool(svc, 1)
+            settle(svc)
             t, kind = render(svc, chart_body(tag()))
             if kind == "warm":
                 warm.append(t)
@@ -191,9 +203,8 @@ def main():
         assert r.status == 200, r
         kernel_ms, turn_ms = cell_profile(r.json())
         print("session execute", flush=True)
-        wait_pool(svc, size)
-        time.sleep(2)
         sid = svc.post("/v1/sessions", {}).json()["id"]
+        settle(svc)
         execs, files, gets = [], [], []
         for _ in range(max(20, args.runs * 2)):
             t0 = time.perf_counter()
@@ -209,7 +220,7 @@ def main():
             gets.append(time.perf_counter() - t0)
         svc.request("DELETE", "/v1/sessions/" + sid)
         print("throughput", flush=True)
-        wait_pool(svc, size)
+        settle(svc)
         stock0 = pool_idle(svc)
         nb_done, nb_s, nb_cpu_all = loops(lambda: render(svc, chart_body(tag()))[1],
                                           args.clients, args.seconds)

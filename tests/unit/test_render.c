@@ -485,7 +485,7 @@ TEST(render__takes_a_warm_sandbox_from_the_pool)
     CHECK_STREQ(job_container(&im), warm);
     snprintf(prefix, sizeof(prefix), "/containers/%s/start", warm);
     CHECK(fake_engine_count(&fs.engine, "POST", prefix) == 1);
-    /* its CPU weight raised from the pool's low one before the job */
+    /* its CPU weight raised from the pool's low one once it was ready */
     snprintf(prefix, sizeof(prefix), "/containers/%s/update", warm);
     CHECK(fake_engine_count(&fs.engine, "POST", prefix) == 1);
     CHECK(fake_service_count_body(&fs, "POST", "/containers/create",
