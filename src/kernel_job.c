@@ -118,6 +118,16 @@ static int await_frame(struct kernel_job *j, uint8_t want,
     }
 }
 
+/* One chore: a frame to the relay, then its answer (of type want). */
+static int chore(struct kernel_job *j, uint8_t type, const void *payload,
+                 size_t len, uint8_t want, struct relay_frame *f,
+                 long long deadline_ms)
+{
+    int rc = relay_link_send(j->lk, type, 0, payload, len, deadline_ms);
+
+    return rc < 0 ? rc : await_frame(j, want, f, deadline_ms);
+}
+
 static int put_one(struct kernel_job *j, const struct tar_entry *e,
                    long long deadline_ms)
 {
@@ -231,11 +241,9 @@ static int install_packages(struct kernel_job *j, json_t *packages,
             buf_append(&frame, json_string_value(req),
                        json_string_length(req) + 1);
     }
-    rc = relay_link_send(j->lk, RELAY_RUN, 0, frame.data, frame.len,
-                         deadline_ms);
+    rc = chore(j, RELAY_RUN, frame.data, frame.len, RELAY_RUN_DONE, &f,
+               deadline_ms);
     buf_release(&frame);
-    if (rc == 0)
-        rc = await_frame(j, RELAY_RUN_DONE, &f, deadline_ms);
     if (rc < 0)
         return rc;
     json_object_set_new(json_object_get(j->status, "timing_ms"), "install",
@@ -302,9 +310,7 @@ static int collect_artifacts(struct kernel_job *j, long long cap,
 
     relay_put_u32(c, (uint32_t)((unsigned long long)cap >> 32));
     relay_put_u32(c + 4, (uint32_t)cap);
-    rc = relay_link_send(j->lk, RELAY_COLLECT, 0, c, 8, deadline_ms);
-    if (rc == 0)
-        rc = await_frame(j, RELAY_FILES, &f, deadline_ms);
+    rc = chore(j, RELAY_COLLECT, c, 8, RELAY_FILES, &f, deadline_ms);
     while (rc == 0 && at < f.len) {
         size_t plen, n;
 
@@ -656,11 +662,9 @@ int kernel_job_file(struct kernel_job *j, struct sandbox *sb,
         set_status(j, "not_found", "no such file in the session");
         return 0;
     }
-    rc = relay_link_send(j->lk, RELAY_GET_FILE, 0, frame.data, frame.len,
-                         deadline_ms);
+    rc = chore(j, RELAY_GET_FILE, frame.data, frame.len, RELAY_FILE, &f,
+               deadline_ms);
     buf_release(&frame);
-    if (rc == 0)
-        rc = await_frame(j, RELAY_FILE, &f, deadline_ms);
     if (rc < 0)
         return rc;
     if (f.len < 1 || f.payload[0] != 1) {

@@ -35,8 +35,8 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, HERE)
 from harness import Service  # noqa: E402
-from bench import (cpu_busy_seconds, pct, pool_idle, pool_metric,  # noqa: E402
-                   wait_pool, write_report)
+from bench import (cpu_busy_seconds, notebook, pct, pool_idle,  # noqa: E402
+                   pool_metric, wait_pool, write_report)
 
 IMAGE = "nbcanvas/python:latest"
 CHART = ("import matplotlib.pyplot as plt\nplt.plot([1, 3, 2, 4])\n"
@@ -45,15 +45,6 @@ FLOOR = ("import ipykernel.kernelapp, io, numpy, pandas, matplotlib\n"
          "matplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
          "plt.plot([1, 3, 2, 4]); plt.title('chart')\n"
          "plt.gcf().savefig(io.BytesIO(), format='png')\n")
-
-
-def notebook(cells):
-    return {"nbformat": 4, "nbformat_minor": 5,
-            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                        "language": "python"}},
-            "cells": [{"id": "c%d" % i, "cell_type": "code", "metadata": {},
-                       "execution_count": None, "outputs": [], "source": src}
-                      for i, src in enumerate(cells)]}
 
 
 class Containers:

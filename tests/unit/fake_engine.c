@@ -880,6 +880,18 @@ static void on_start(struct fake_engine_state *st, const char *id,
     pthread_mutex_unlock(&st->lock);
 }
 
+/* POST /containers/<id>/update (a CPU weight, say): accepted, not kept. */
+static void on_update(struct fake_engine_state *st, const char *id,
+                      struct reply *rep)
+{
+    pthread_mutex_lock(&st->lock);
+    if (!container_find(st, id))
+        reply_error(rep, 404, "No such container: %s", id);
+    else
+        reply_json(rep, 200, json_pack("{s:[]}", "Warnings"));
+    pthread_mutex_unlock(&st->lock);
+}
+
 static void on_inspect(struct fake_engine_state *st, const char *id,
                        struct reply *rep)
 {
@@ -1005,6 +1017,9 @@ static void route_plain(struct fake_engine_state *st, const struct http_req *r,
     } else if (route_is(r, "GET", "/containers/*/json", id, sizeof(id),
                         false)) {
         on_inspect(st, id, rep);
+    } else if (route_is(r, "POST", "/containers/*/update", id, sizeof(id),
+                        false)) {
+        on_update(st, id, rep);
     } else if (route_is(r, "DELETE", "/containers/*", id, sizeof(id), false)) {
         on_delete(st, r, id, rep);
     } else if (route_is(r, "POST", "/containers/*/exec", id, sizeof(id),

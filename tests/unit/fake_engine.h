@@ -4,7 +4,8 @@
 /*
  * A fake Docker engine for unit tests: a unix socket under /tmp served by
  * its own threads, speaking just enough of the Engine API for src/docker.c
- * and src/sandbox.c (ping and version, containers, exec, images, attach)
+ * and src/sandbox.c (ping and version, containers and their update, exec,
+ * images, attach)
  * and answering from a small in-memory state machine instead of canned
  * replies, so a test can run the real client code end to end without an
  * engine, inspect every request it made, and inject faults.
