@@ -521,6 +521,23 @@ static int link_up(struct kernel_job *j, struct sandbox *sb,
     return rc;
 }
 
+/* A session call's first steps: its link, then the request's files and
+ * the job's wheels placed (the call has then reached the sandbox). */
+static int session_call_begin(struct kernel_job *j, struct sandbox *sb,
+                              struct kernel_session *ks,
+                              const struct job_spec *spec,
+                              const struct tar_files *files,
+                              long long deadline_ms, const atomic_bool *cancel)
+{
+    int rc = link_up(j, sb, ks, deadline_ms, cancel);
+
+    if (rc == 0)
+        rc = place_files(j, files, spec->wheels, deadline_ms);
+    if (rc == 0)
+        j->uploaded = true;
+    return rc;
+}
+
 static void session_executor(struct kernel_job *j, struct executor *ex,
                              struct kernel_session *ks,
                              const struct job_spec *spec)
@@ -542,13 +559,10 @@ int kernel_job_open(struct kernel_job *j, struct sandbox *sb,
 {
     struct executor ex;
     json_t *meta;
-    int rc = link_up(j, sb, ks, deadline_ms, cancel);
+    int rc = session_call_begin(j, sb, ks, spec, files, deadline_ms, cancel);
 
-    if (rc == 0)
-        rc = place_files(j, files, spec->wheels, deadline_ms);
     if (rc < 0)
         return rc;
-    j->uploaded = true;
     meta = json_object_get(notebook, "metadata");
     meta = json_is_object(meta) ? json_deep_copy(meta) : json_object();
     ks->notebook = json_pack("{s:[], s:o, s:i, s:i}", "cells", "metadata",
@@ -574,13 +588,10 @@ int kernel_job_execute(struct kernel_job *j, struct sandbox *sb,
     json_t *cells = json_object_get(ks->notebook, "cells"), *cell;
     size_t from = json_array_size(cells), i;
     struct executor ex;
-    int rc = link_up(j, sb, ks, deadline_ms, cancel);
+    int rc = session_call_begin(j, sb, ks, spec, files, deadline_ms, cancel);
 
-    if (rc == 0)
-        rc = place_files(j, files, spec->wheels, deadline_ms);
     if (rc < 0)
         return rc;
-    j->uploaded = true;
     session_executor(j, &ex, ks, spec);
     rc = 1;
     if (json_array_size(spec->packages) > 0)
