@@ -20,7 +20,7 @@
 
 struct entry {
     unsigned char key[32];
-    struct cached answer;
+    struct payload answer;
     struct list_node link; /* in recency order, newest first */
 };
 
@@ -124,7 +124,7 @@ static struct entry *find(struct cache *c, const unsigned char key[32])
 
 /* Under the lock: copies out the answer for key if there is one. */
 static bool take_copy(struct cache *c, const unsigned char key[32],
-                      struct cached *out)
+                      struct payload *out)
 {
     struct entry *e = find(c, key);
 
@@ -140,7 +140,7 @@ static bool take_copy(struct cache *c, const unsigned char key[32],
 }
 
 bool cache_get(struct cache *c, const unsigned char key[32],
-               struct cached *out)
+               struct payload *out)
 {
     bool hit;
 
@@ -169,7 +169,7 @@ static struct flight **find_flight(struct cache *c,
 
 enum cache_lookup cache_get_or_claim(struct cache *c,
                                      const unsigned char key[32],
-                                     struct cached *out,
+                                     struct payload *out,
                                      const atomic_bool *cancel,
                                      long long wait_ms)
 {
@@ -230,7 +230,7 @@ void cache_finish(struct cache *c, const unsigned char key[32])
 }
 
 void cache_put(struct cache *c, const unsigned char key[32],
-               const struct cached *in)
+               const struct payload *in)
 {
     struct entry *e;
 

@@ -228,7 +228,7 @@ static void key_name(char out[96], const char *kind, const unsigned char k[32])
 
 /* Under the lock: the answer; true when there is one worth reading. */
 static bool fetch(struct cache_redis *r, const unsigned char key[32],
-                  struct cached *out)
+                  struct payload *out)
 {
     char name[96], most[24];
     const char *argv[5] = {"EVAL", GET_CAPPED, "1", name, most};
@@ -358,7 +358,7 @@ void cache_redis_free(struct cache_redis *r)
 }
 
 bool cache_redis_get(struct cache_redis *r, const unsigned char key[32],
-                     struct cached *out)
+                     struct payload *out)
 {
     bool hit;
 
@@ -374,7 +374,7 @@ bool cache_redis_get(struct cache_redis *r, const unsigned char key[32],
 
 enum cache_lookup cache_redis_get_or_claim(struct cache_redis *r,
                                            const unsigned char key[32],
-                                           struct cached *out,
+                                           struct payload *out,
                                            const atomic_bool *cancel,
                                            long long wait_ms)
 {
@@ -429,7 +429,7 @@ void cache_redis_finish(struct cache_redis *r, const unsigned char key[32])
 }
 
 void cache_redis_put(struct cache_redis *r, const unsigned char key[32],
-                     const struct cached *in)
+                     const struct payload *in)
 {
     char name[96], ms[24], head[128], *value;
     size_t head_len = (size_t)snprintf(head, sizeof(head), "%s%s\n",

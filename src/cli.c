@@ -175,15 +175,15 @@ int cli_render(int argc, char **argv)
     util_uuid(id);
     rc = request_parse_render(&req, body, len, &svc.cfg, &err);
     if (rc == 0)
-        rc = docker_negotiate(svc.docker, &err);
+        rc = docker_negotiate(svc.pipe.docker, &err);
     if (rc < 0) {
         print_error(rc, err.msg, NULL);
     } else {
-        rc = render_run(&res, &svc, &req, id, NULL);
+        rc = render_run(&res, &svc.pipe, &req, id, NULL);
         if (rc < 0)
             print_error(rc, res.message, res.details);
         else
-            rc = write_output(out, res.body, res.body_len);
+            rc = write_output(out, res.answer.body, res.answer.len);
         render_result_release(&res);
     }
     request_render_release(&req);
@@ -200,9 +200,9 @@ static int run_snippet(struct service *svc, struct run_request *req)
     int rc;
 
     util_uuid(id);
-    rc = docker_negotiate(svc->docker, &err);
+    rc = docker_negotiate(svc->pipe.docker, &err);
     if (rc == 0)
-        rc = runner_run(&result, svc, req, id, NULL, &err);
+        rc = runner_run(&result, &svc->pipe, req, id, NULL, &err);
     if (rc < 0) {
         print_error(rc, err.msg, NULL);
         return 125;

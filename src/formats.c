@@ -160,41 +160,38 @@ const char *formats_content_type(const char *text, size_t len)
 }
 
 int formats_build(enum render_format format, const struct formats_input *in,
-                  char **body, size_t *len, const char **content_type,
-                  struct err *err)
+                  struct payload *out, struct err *err)
 {
     const struct tar_entry *page = tarball_find(in->results, JOB_RESULT_PAGE);
     const struct tar_entry *nb = tarball_find(in->results,
                                               JOB_RESULT_NOTEBOOK);
 
-    *body = NULL;
-    *len = 0;
+    *out = (struct payload)PAYLOAD_INIT;
+    if ((unsigned)format >= sizeof(CONTENT_TYPES) / sizeof(*CONTENT_TYPES))
+        return err_set(err, ERR_INTERNAL, "unknown format");
+    out->content_type = CONTENT_TYPES[format];
     switch (format) {
     case FORMAT_HTML:
         if (!page)
             return err_set(err, ERR_INTERNAL, "no page was exported");
-        *body = xstrndup(page->data, page->len);
-        *len = page->len;
-        *content_type = CONTENT_TYPES[FORMAT_HTML];
+        out->body = xstrndup(page->data, page->len);
+        out->len = page->len;
         return 0;
     case FORMAT_IPYNB:
         if (!nb)
             return err_set(err, ERR_INTERNAL, "no executed notebook");
-        *body = xstrndup(nb->data, nb->len);
-        *len = nb->len;
-        *content_type = CONTENT_TYPES[FORMAT_IPYNB];
+        out->body = xstrndup(nb->data, nb->len);
+        out->len = nb->len;
         return 0;
     case FORMAT_JSON:
         if (!in->notebook)
             return err_set(err, ERR_INTERNAL, "no executed notebook");
-        *body = result_json(in, NULL, len);
-        *content_type = CONTENT_TYPES[FORMAT_JSON];
+        out->body = result_json(in, NULL, &out->len);
         return 0;
     case FORMAT_ZIP:
         if (!page || !nb || !in->notebook)
             return err_set(err, ERR_INTERNAL, "results are missing");
-        *content_type = CONTENT_TYPES[FORMAT_ZIP];
-        return build_zip(in, body, len, err);
+        return build_zip(in, &out->body, &out->len, err);
     }
     return err_set(err, ERR_INTERNAL, "unknown format");
 }

@@ -99,27 +99,29 @@ int http_respond(struct MHD_Connection *c, struct exchange *x,
 {
     struct MHD_Response *r;
     struct buf packed = BUF_INIT((size_t)-1);
-    bool gzipped = a->gzipped; /* compressed already (the cache keeps it so) */
+    bool gzipped =
+        a->payload.gzipped; /* compressed already (the cache keeps it so) */
     int rc;
 
     if (!gzipped && x->gzip_ok &&
-        formats_compressible(a->content_type, a->len) &&
-        tarball_gzip(&packed, a->body, a->len, NULL) == 0 &&
-        packed.len < a->len) {
+        formats_compressible(a->payload.content_type, a->payload.len) &&
+        tarball_gzip(&packed, a->payload.body, a->payload.len, NULL) == 0 &&
+        packed.len < a->payload.len) {
         size_t len;
         char *body = buf_detach(&packed, &len);
 
         if (!a->is_static)
-            free(a->body);
+            free(a->payload.body);
         r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
         gzipped = true;
     } else {
         r = MHD_create_response_from_buffer(
-            a->len, a->body,
+            a->payload.len, a->payload.body,
             a->is_static ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_FREE);
     }
     buf_release(&packed);
-    if (formats_compressible(a->content_type, (size_t)-1)) /* by type */
+    if (formats_compressible(a->payload.content_type,
+                             (size_t)-1)) /* by type */
         add_header(r, "Vary", "Accept-Encoding");
     add_header(r, "Content-Encoding", gzipped ? "gzip" : NULL);
     http_common_headers(r, x, a);
@@ -137,7 +139,7 @@ void http_common_headers(struct MHD_Response *r, struct exchange *x,
     if (!a->timing)
         snprintf(total, sizeof(total), "total;dur=%lld",
                  (long long)(util_now_ms() - x->t_start));
-    add_header(r, "Content-Type", a->content_type);
+    add_header(r, "Content-Type", a->payload.content_type);
     add_header(r, "X-Request-Id", x->id);
     add_header(r, "Server-Timing", a->timing ? a->timing : total);
     add_header(r, "Cache-Control", "no-store");
@@ -155,16 +157,29 @@ void http_common_headers(struct MHD_Response *r, struct exchange *x,
                a->challenge ? "Bearer realm=\"nbcanvas\"" : NULL);
 }
 
+int http_send_document(struct http_server *s, struct MHD_Connection *c,
+                       struct exchange *x, struct answer *a)
+{
+    const char *type = a->payload.content_type;
+
+    if (strncmp(type, "text/html", 9) == 0)
+        a->csp = s->svc->cfg.html_csp;
+    if (strcmp(type, "application/zip") == 0)
+        a->disposition = "attachment; filename=\"notebook.zip\"";
+    return http_respond(c, x, a);
+}
+
 int http_send_json(struct MHD_Connection *c, struct exchange *x,
                    unsigned status, json_t *j)
 {
-    struct answer a = {.status = status, .content_type = "application/json"};
+    struct answer a = {.status = status,
+                       .payload.content_type = "application/json"};
 
     if (!j) /* a bug upstream: never a crash, never an empty body */
         return http_send_error(c, x, ERR_INTERNAL, "no answer was made", NULL);
 
-    a.body = json_dumps(j, JSON_COMPACT);
-    a.len = strlen(a.body);
+    a.payload.body = json_dumps(j, JSON_COMPACT);
+    a.payload.len = strlen(a.payload.body);
     json_decref(j);
     return http_respond(c, x, &a);
 }
@@ -176,7 +191,7 @@ int http_send_error_full(struct MHD_Connection *c, struct exchange *x,
 {
     json_t *j = http_error_json(code, message, details);
     struct answer a = {.status = err_http_status(code),
-                       .content_type = "application/json",
+                       .payload.content_type = "application/json",
                        .timing = timing,
                        .allow = allow};
 
@@ -187,8 +202,8 @@ int http_send_error_full(struct MHD_Connection *c, struct exchange *x,
     else if (code == ERR_RATE_LIMITED)
         a.retry_after = x->retry_after;
     a.challenge = code == ERR_UNAUTHENTICATED;
-    a.body = json_dumps(j, JSON_COMPACT);
-    a.len = strlen(a.body);
+    a.payload.body = json_dumps(j, JSON_COMPACT);
+    a.payload.len = strlen(a.payload.body);
     json_decref(j);
     return http_respond(c, x, &a);
 }
@@ -252,7 +267,7 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
     struct render_result res;
     struct hangup_watch watch;
     struct err err = ERR_INIT;
-    struct answer a = {0};
+    struct answer a = {.status = 200};
     const char *route;
     int rc;
 
@@ -270,7 +285,7 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
     if (http_wants_stream(c))
         return http_stream_render(s, c, x, &req);
     http_watch_start(&watch, c);
-    render_run(&res, s->svc, &req, x->id, &watch.cancel);
+    render_run(&res, &s->svc->pipe, &req, x->id, &watch.cancel);
     http_watch_stop(&watch);
     request_render_release(&req);
     if (res.code < 0) {
@@ -283,21 +298,13 @@ static int handle_render(struct http_server *s, struct MHD_Connection *c,
         render_result_release(&res);
         return rc;
     }
-    a.status = 200;
-    a.content_type = res.content_type;
-    a.body = res.body;
-    a.len = res.body_len;
-    a.gzipped = res.gzipped;
-    res.body = NULL;
+    a.payload = res.answer; /* taken over */
+    res.answer = (struct payload)PAYLOAD_INIT;
     a.timing = res.server_timing;
     a.cache = res.cache_hit ? "hit" : "miss";
     if (!res.cache_hit)
         a.sandbox = res.warm ? "warm" : "cold";
-    if (strncmp(res.content_type, "text/html", 9) == 0)
-        a.csp = s->svc->cfg.html_csp;
-    if (strcmp(res.content_type, "application/zip") == 0)
-        a.disposition = "attachment; filename=\"notebook.zip\"";
-    rc = http_respond(c, x, &a);
+    rc = http_send_document(s, c, x, &a);
     render_result_release(&res);
     return rc;
 }
@@ -319,7 +326,7 @@ static int handle_run(struct http_server *s, struct MHD_Connection *c,
     }
     req.tenant = x->tenant;
     http_watch_start(&watch, c);
-    rc = runner_run(&result, s->svc, &req, x->id, &watch.cancel, &err);
+    rc = runner_run(&result, &s->svc->pipe, &req, x->id, &watch.cancel, &err);
     http_watch_stop(&watch);
     request_run_release(&req);
     if (rc < 0)
@@ -337,20 +344,21 @@ static int handle_healthz(struct http_server *s, struct MHD_Connection *c,
 /* Checks that the engine answers and that every configured image exists. */
 static int check_ready(struct service *svc, struct err *err)
 {
-    size_t i, n = languages_count(svc->languages);
+    size_t i, n = languages_count(svc->pipe.languages);
     char id[128];
     int rc;
 
-    rc = docker_negotiate(svc->docker, err);
+    rc = docker_negotiate(svc->pipe.docker, err);
     if (rc < 0) {
         err->code = ERR_ENGINE;
         return ERR_ENGINE;
     }
     for (i = 0; i <= n; i++) {
-        const char *image = i == n ? svc->cfg.notebook_image
-                                   : languages_at(svc->languages, i)->image;
+        const char *image = i == n
+                                ? svc->cfg.notebook_image
+                                : languages_at(svc->pipe.languages, i)->image;
 
-        rc = sandbox_image_id(svc->docker, image, id, sizeof(id), err);
+        rc = sandbox_image_id(svc->pipe.docker, image, id, sizeof(id), err);
         if (rc < 0)
             return rc;
     }
@@ -367,7 +375,7 @@ static int handle_readyz(struct http_server *s, struct MHD_Connection *c,
     return http_send_json(c, x, 200,
                           json_pack("{s:s, s:s}", "status", "ready",
                                     "api_version",
-                                    docker_api_version(s->svc->docker)));
+                                    docker_api_version(s->svc->pipe.docker)));
 }
 
 static int handle_kernels(struct http_server *s, struct MHD_Connection *c,
@@ -380,7 +388,7 @@ static int handle_kernels(struct http_server *s, struct MHD_Connection *c,
 static int handle_languages(struct http_server *s, struct MHD_Connection *c,
                             struct exchange *x)
 {
-    return http_send_json(c, x, 200, languages_json(s->svc->languages));
+    return http_send_json(c, x, 200, languages_json(s->svc->pipe.languages));
 }
 
 static void write_pool_cache_metrics(struct service *svc, struct buf *out)
@@ -393,7 +401,7 @@ static void write_pool_cache_metrics(struct service *svc, struct buf *out)
 
     if (svc->sessions)
         sessions_stats(svc->sessions, &ss);
-    packages_stats(svc->packages, &pk);
+    packages_stats(svc->pipe.packages, &pk);
     buf_printf(out,
                "# TYPE nbcanvas_package_cache_hits_total counter\n"
                "nbcanvas_package_cache_hits_total %ld\n"
@@ -404,11 +412,11 @@ static void write_pool_cache_metrics(struct service *svc, struct buf *out)
                "# TYPE nbcanvas_package_cache_bytes gauge\n"
                "nbcanvas_package_cache_bytes %lld\n",
                pk.hits, pk.misses, pk.errors, pk.bytes);
-    pool_stats(svc->pool, &p);
-    if (svc->exporters) {
+    pool_stats(svc->pipe.pool, &p);
+    if (svc->pipe.exporters) {
         struct exporter_stats x;
 
-        exporters_stats(svc->exporters, &x);
+        exporters_stats(svc->pipe.exporters, &x);
         buf_printf(out,
                    "# TYPE nbcanvas_exporters gauge\nnbcanvas_exporters %ld\n"
                    "# TYPE nbcanvas_exporters_idle gauge\n"
@@ -424,16 +432,16 @@ static void write_pool_cache_metrics(struct service *svc, struct buf *out)
                    x.size, x.idle, x.busy, x.conversions, x.failures,
                    x.recycled);
     }
-    if (svc->cache)
-        cache_stats(svc->cache, &c);
-    jobs_counts(svc->jobs, &running, &waiting);
+    if (svc->pipe.cache)
+        cache_stats(svc->pipe.cache, &c);
+    jobs_counts(svc->pipe.jobs, &running, &waiting);
     /* every container the service holds: in use, warm or starting, or
      * waiting for removal */
     buf_printf(out,
                "# TYPE nbcanvas_containers_alive gauge\n"
                "nbcanvas_containers_alive %ld\n",
-               running + p.idle + p.starting + janitor_pending(svc->janitor) +
-                   ss.active - ss.calls);
+               running + p.idle + p.starting +
+                   janitor_pending(svc->pipe.janitor) + ss.active - ss.calls);
     buf_printf(out,
                "# TYPE nbcanvas_sessions_active gauge\n"
                "nbcanvas_sessions_active %ld\n"
@@ -481,7 +489,7 @@ static void write_pool_cache_metrics(struct service *svc, struct buf *out)
                "# TYPE nbcanvas_cache_shared gauge\n"
                "nbcanvas_cache_shared %d\n",
                c.entries, c.bytes, c.hits, c.misses, c.errors,
-               svc->cache && cache_is_shared(svc->cache));
+               svc->pipe.cache && cache_is_shared(svc->pipe.cache));
 }
 
 static int handle_metrics(struct http_server *s, struct MHD_Connection *c,
@@ -489,12 +497,12 @@ static int handle_metrics(struct http_server *s, struct MHD_Connection *c,
 {
     struct buf out = BUF_INIT(1 << 20);
     struct answer a = {.status = 200,
-                       .content_type = "text/plain; version=0.0.4"};
+                       .payload.content_type = "text/plain; version=0.0.4"};
 
-    metrics_write(s->svc->metrics, s->svc->jobs, &out);
+    metrics_write(s->svc->metrics, s->svc->pipe.jobs, &out);
     write_pool_cache_metrics(s->svc, &out);
-    datasources_metrics(s->svc->datasources, &out);
-    a.body = buf_detach(&out, &a.len);
+    datasources_metrics(s->svc->pipe.datasources, &out);
+    a.payload.body = buf_detach(&out, &a.payload.len);
     return http_respond(c, x, &a);
 }
 
@@ -513,9 +521,9 @@ static int handle_page(struct http_server *s, struct MHD_Connection *c,
                        struct exchange *x)
 {
     struct answer a = {.status = 200,
-                       .content_type = "text/html; charset=utf-8",
-                       .body = (char *)web_index_html,
-                       .len = web_index_html_len,
+                       .payload.content_type = "text/html; charset=utf-8",
+                       .payload.body = (char *)web_index_html,
+                       .payload.len = web_index_html_len,
                        .is_static = true,
                        .csp = PAGE_CSP,
                        .no_framing = true};
@@ -528,11 +536,12 @@ static int handle_page(struct http_server *s, struct MHD_Connection *c,
 static int handle_openapi(struct http_server *s, struct MHD_Connection *c,
                           struct exchange *x)
 {
-    struct answer a = {
-        .status = 200, .content_type = "application/json", .is_static = true};
+    struct answer a = {.status = 200,
+                       .payload.content_type = "application/json",
+                       .is_static = true};
 
     (void)s;
-    a.body = (char *)api_doc_text(&a.len);
+    a.payload.body = (char *)api_doc_text(&a.payload.len);
     return http_respond(c, x, &a);
 }
 

@@ -18,6 +18,7 @@
 #include "nbcanvas/buf.h"
 #include "nbcanvas/http.h"
 #include "nbcanvas/list.h"
+#include "nbcanvas/payload.h"
 #include "nbcanvas/request.h"
 #include "nbcanvas/tenants.h"
 
@@ -78,11 +79,9 @@ struct route {
  */
 struct answer {
     unsigned status;
-    const char *content_type;
-    char *body; /* taken over (freed) unless is_static */
-    size_t len;
+    struct payload payload; /* its body taken over (freed) unless is_static;
+                               gzipped: Content-Encoding */
     bool is_static;
-    bool gzipped;            /* body is gzip already: Content-Encoding */
     const char *timing;      /* Server-Timing; NULL: the total only */
     const char *csp;         /* Content-Security-Policy */
     bool no_framing;         /* X-Frame-Options: DENY */
@@ -101,6 +100,11 @@ int http_respond(struct MHD_Connection *c, struct exchange *x,
 /* The headers every answer carries, for a response built elsewhere. */
 void http_common_headers(struct MHD_Response *r, struct exchange *x,
                          const struct answer *a);
+/* A notebook document (one of the four formats) as a 200 answer: a page
+ * gets the configured Content-Security-Policy, a zip is an attachment.
+ * a->payload is taken over. */
+int http_send_document(struct http_server *s, struct MHD_Connection *c,
+                       struct exchange *x, struct answer *a);
 int http_send_json(struct MHD_Connection *c, struct exchange *x,
                    unsigned status, json_t *j);
 /* An error in the API's format; allow is the Allow header of a 405. */

@@ -36,22 +36,23 @@ static int send_rpc(struct MHD_Connection *c, struct exchange *x,
                     unsigned status, json_t *j, const char *new_session)
 {
     struct answer a = {.status = status,
-                       .content_type = "application/json",
+                       .payload.content_type = "application/json",
                        .mcp_session = new_session};
 
-    a.body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    a.payload.body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
-    if (!a.body) /* a bug upstream: never a crash, never an empty body */
+    if (!a.payload
+             .body) /* a bug upstream: never a crash, never an empty body */
         return http_send_error(c, x, ERR_INTERNAL, "no answer was made", NULL);
-    a.len = strlen(a.body);
+    a.payload.len = strlen(a.payload.body);
     return http_respond(c, x, &a);
 }
 
 static int send_accepted(struct MHD_Connection *c, struct exchange *x)
 {
     struct answer a = {.status = 202,
-                       .content_type = "application/json",
-                       .body = "",
+                       .payload.content_type = "application/json",
+                       .payload.body = "",
                        .is_static = true};
 
     return http_respond(c, x, &a);
@@ -305,8 +306,8 @@ int http_mcp_end(struct http_server *s, struct MHD_Connection *c,
 {
     const char *session = header(c, "Mcp-Session-Id");
     struct answer a = {.status = 204,
-                       .content_type = "application/json",
-                       .body = "",
+                       .payload.content_type = "application/json",
+                       .payload.body = "",
                        .is_static = true};
     int rc = check_origin(s, c, x);
 

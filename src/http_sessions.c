@@ -18,20 +18,6 @@
 
 /* A page, zip, notebook or JSON made by an export, with the headers of
  * its kind: the page's CSP, the zip as an attachment. */
-static int send_document(struct http_server *s, struct MHD_Connection *c,
-                         struct exchange *x, char *body, size_t len,
-                         const char *content_type)
-{
-    struct answer a = {
-        .status = 200, .content_type = content_type, .body = body, .len = len};
-
-    if (strncmp(content_type, "text/html", 9) == 0)
-        a.csp = s->svc->cfg.html_csp;
-    if (strcmp(content_type, "application/zip") == 0)
-        a.disposition = "attachment; filename=\"notebook.zip\"";
-    return http_respond(c, x, &a);
-}
-
 static bool sessions_on(struct http_server *s, struct err *err)
 {
     if (s->svc->sessions && s->svc->cfg.max_sessions > 0)
@@ -48,7 +34,7 @@ int http_create_session(struct http_server *s, struct MHD_Connection *c,
     struct err err = ERR_INIT;
     char location[64];
     struct answer a = {.status = 201,
-                       .content_type = "application/json",
+                       .payload.content_type = "application/json",
                        .location = location};
     json_t *out = NULL;
     int rc;
@@ -69,8 +55,8 @@ int http_create_session(struct http_server *s, struct MHD_Connection *c,
         return http_send_error(c, x, rc, err.msg, NULL);
     snprintf(location, sizeof(location), "/v1/sessions/%s",
              json_string_value(json_object_get(out, "id")));
-    a.body = json_dumps(out, JSON_COMPACT);
-    a.len = strlen(a.body);
+    a.payload.body = json_dumps(out, JSON_COMPACT);
+    a.payload.len = strlen(a.payload.body);
     json_decref(out);
     return http_respond(c, x, &a);
 }
@@ -88,8 +74,8 @@ int http_delete_session(struct http_server *s, struct MHD_Connection *c,
                         struct exchange *x)
 {
     struct answer a = {.status = 204,
-                       .content_type = "application/json",
-                       .body = "",
+                       .payload.content_type = "application/json",
+                       .payload.body = "",
                        .is_static = true};
     struct err err = ERR_INIT;
 
@@ -134,7 +120,7 @@ int http_execute(struct http_server *s, struct MHD_Connection *c,
                                kernel, &err);
     if (rc == 0) { /* the queries of a %%sql cell, watched for a hang-up */
         http_watch_start(&watch, c);
-        rc = sql_cells_for_execute(s->svc->datasources, &x->tenant, &req,
+        rc = sql_cells_for_execute(s->svc->pipe.datasources, &x->tenant, &req,
                                    &watch.cancel, &details, &err);
         http_watch_stop(&watch);
     }
@@ -175,21 +161,18 @@ int http_session_notebook(struct http_server *s, struct MHD_Connection *c,
     struct export_request q;
     struct hangup_watch watch;
     struct err err = ERR_INIT;
-    const char *ctype = NULL;
-    char *body = NULL;
-    size_t len = 0;
+    struct answer a = {.status = 200};
     int rc;
 
     if (!sessions_on(s, &err) || parse_export_query(c, &q, &err) < 0)
         return http_send_error(c, x, err.code, err.msg, NULL);
     http_watch_start(&watch, c);
-    rc = sessions_export(s->svc->sessions, x->tenant.name, x->params[0],
-                         q.format, q.template_name, q.include_input,
-                         &watch.cancel, &body, &len, &ctype, &err);
+    rc = sessions_export(s->svc->sessions, x->tenant.name, x->params[0], &q,
+                         &watch.cancel, &a.payload, &err);
     http_watch_stop(&watch);
     if (rc < 0)
         return http_send_error(c, x, rc, err.msg, NULL);
-    return send_document(s, c, x, body, len, ctype);
+    return http_send_document(s, c, x, &a);
 }
 
 /* A type a browser shows without running anything, by extension; the rest
@@ -252,11 +235,11 @@ int http_session_file(struct http_server *s, struct MHD_Connection *c,
                                NULL);
     http_watch_start(&watch, c);
     rc = sessions_file(s->svc->sessions, x->tenant.name, x->params[0], path,
-                       &watch.cancel, &a.body, &a.len, &err);
+                       &watch.cancel, &a.payload, &err);
     http_watch_stop(&watch);
     if (rc < 0)
         return http_send_error(c, x, rc, err.msg, NULL);
-    a.content_type = file_type(path, &inline_ok);
+    a.payload.content_type = file_type(path, &inline_ok);
     /* Whatever the code wrote is shown inert: no script, no plug-in. */
     a.csp = "sandbox; default-src 'none'";
     name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
@@ -274,16 +257,14 @@ int http_kept_result(struct http_server *s, struct MHD_Connection *c,
 {
     struct export_request q;
     struct err err = ERR_INIT;
-    const char *ctype = NULL;
-    char *body = NULL;
-    size_t len = 0;
+    struct answer a = {.status = 200};
 
     if (parse_export_query(c, &q, &err) < 0)
         return http_send_error(c, x, err.code, err.msg, NULL);
     if (!s->svc->kept ||
         kept_results_build(s->svc->kept, x->tenant.name, x->params[0],
-                           q.format, &body, &len, &ctype, &err) < 0)
+                           q.format, &a.payload, &err) < 0)
         return http_send_error(c, x, ERR_NOT_FOUND,
                                err.msg[0] ? err.msg : "no such result", NULL);
-    return send_document(s, c, x, body, len, ctype);
+    return http_send_document(s, c, x, &a);
 }

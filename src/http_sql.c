@@ -20,7 +20,7 @@ int http_list_datasources(struct http_server *s, struct MHD_Connection *c,
 {
     return http_send_json(
         c, x, 200,
-        datasources_list(s->svc->datasources, x->tenant.datasources));
+        datasources_list(s->svc->pipe.datasources, x->tenant.datasources));
 }
 
 int http_datasource_schema(struct http_server *s, struct MHD_Connection *c,
@@ -28,14 +28,15 @@ int http_datasource_schema(struct http_server *s, struct MHD_Connection *c,
 {
     struct err err = ERR_INIT;
     json_t *out = NULL;
-    int rc = datasources_check(s->svc->datasources, x->params[0],
+    int rc = datasources_check(s->svc->pipe.datasources, x->params[0],
                                x->tenant.datasources, &err);
 
     if (rc == ERR_INVALID) /* a path that names nothing */
         rc = err_set(&err, ERR_NOT_FOUND, "no datasource '%.64s'",
                      x->params[0]);
     if (rc == 0)
-        rc = datasources_schema(s->svc->datasources, x->params[0], &out, &err);
+        rc = datasources_schema(s->svc->pipe.datasources, x->params[0], &out,
+                                &err);
     if (rc < 0)
         return http_send_error(c, x, rc, err.msg, NULL);
     return http_send_json(c, x, 200, out);
@@ -196,13 +197,13 @@ int http_sql(struct http_server *s, struct MHD_Connection *c,
 
     rc = request_parse_sql(&req, x->body.data, x->body.len, &err);
     if (rc == 0)
-        rc = datasources_check(s->svc->datasources, req.datasource,
+        rc = datasources_check(s->svc->pipe.datasources, req.datasource,
                                x->tenant.datasources, &err);
     if (rc == 0) {
         http_watch_start(&watch, c);
-        rc = datasources_query(s->svc->datasources, req.datasource, req.query,
-                               req.query_len, &watch.cancel, &result, &details,
-                               &err);
+        rc = datasources_query(s->svc->pipe.datasources, req.datasource,
+                               req.query, req.query_len, &watch.cancel,
+                               &result, &details, &err);
         http_watch_stop(&watch);
     }
     if (rc < 0) {
@@ -218,12 +219,12 @@ int http_sql(struct http_server *s, struct MHD_Connection *c,
         return rc;
     }
     if (req.format == SQL_CSV) {
-        a.content_type = "text/csv; charset=utf-8";
-        a.body = csv(result, &a.len);
+        a.payload.content_type = "text/csv; charset=utf-8";
+        a.payload.body = csv(result, &a.payload.len);
     } else {
-        a.content_type = "text/html; charset=utf-8";
+        a.payload.content_type = "text/html; charset=utf-8";
         a.csp = s->svc->cfg.html_csp;
-        a.body = page(result, req.datasource, &a.len);
+        a.payload.body = page(result, req.datasource, &a.payload.len);
     }
     request_sql_release(&req);
     json_decref(result);

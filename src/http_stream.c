@@ -100,7 +100,8 @@ static void run_render(struct stream_job *job)
     job->render.on_event = forward_event;
     job->render.event_ctx = job;
     job->render.keep = true;
-    render_run(&res, job->svc, &job->render, job->id, sse_cancel(job->sse));
+    render_run(&res, &job->svc->pipe, &job->render, job->id,
+               sse_cancel(job->sse));
     if (res.code < 0) {
         send_error_event(job, res.code, res.message, res.details);
     } else {
@@ -195,7 +196,8 @@ static int start(struct http_server *s, struct MHD_Connection *c,
 {
     const union MHD_ConnectionInfo *info = MHD_get_connection_info(
         c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    struct answer a = {.status = 200, .content_type = "text/event-stream"};
+    struct answer a = {.status = 200,
+                       .payload.content_type = "text/event-stream"};
     struct MHD_Response *r;
     pthread_attr_t attr;
     pthread_t thread;

@@ -106,8 +106,8 @@ void kept_results_put(struct kept_results *kr, const char *tenant,
 }
 
 int kept_results_build(struct kept_results *kr, const char *tenant,
-                       const char *id, enum render_format format, char **body,
-                       size_t *len, const char **content_type, struct err *err)
+                       const char *id, enum render_format format,
+                       struct payload *out, struct err *err)
 {
     struct list_node *n;
     int rc = err_set(err, ERR_NOT_FOUND,
@@ -126,7 +126,7 @@ int kept_results_build(struct kept_results *kr, const char *tenant,
         in = (struct formats_input){e->kept->id, &e->kept->results,
                                     e->kept->notebook, e->kept->timing};
         err->code = 0;
-        rc = formats_build(format, &in, body, len, content_type, err);
+        rc = formats_build(format, &in, out, err);
         break;
     }
     pthread_mutex_unlock(&kr->lock);

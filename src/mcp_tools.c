@@ -293,7 +293,7 @@ static int render_notebook(const struct mcp_call *call, json_t *args,
     req.on_event = on_event;
     req.event_ctx = &p;
     p.total = code_cells(req.notebook);
-    render_run(&res, svc, &req, call->request_id, call->cancel);
+    render_run(&res, &svc->pipe, &req, call->request_id, call->cancel);
     request_render_release(&req);
     if (res.code < 0) {
         *out = failure(res.code, res.message, res.details);
@@ -344,7 +344,7 @@ static int run_code(const struct mcp_call *call, json_t *args, json_t **out,
     free(body);
     if (rc == 0) {
         req.tenant = call->tenant;
-        rc = runner_run(&result, call->svc, &req, call->request_id,
+        rc = runner_run(&result, &call->svc->pipe, &req, call->request_id,
                         call->cancel, &fail);
     } else {
         request_run_release(&req);
@@ -452,8 +452,8 @@ static int execute(const struct mcp_call *call, json_t *args, json_t **out,
         request_execute_release(&req);
         return rc;
     }
-    rc = sql_cells_for_execute(call->svc->datasources, &call->tenant, &req,
-                               call->cancel, &details, &fail);
+    rc = sql_cells_for_execute(call->svc->pipe.datasources, &call->tenant,
+                               &req, call->cancel, &details, &fail);
     if (rc < 0) {
         request_execute_release(&req);
         *out = failure(rc, fail.msg, details);
@@ -492,9 +492,11 @@ static int get_notebook(const struct mcp_call *call, json_t *args,
     const char *id = session_id(args, err);
     json_t *f = json_object_get(args, "format"), *structured, *doc, *content;
     struct err fail = ERR_INIT;
-    const char *ctype, *format = "ipynb";
-    char *body = NULL, *uri;
-    size_t len, i, which = 1;
+    struct export_request q = {.template_name = "lab"};
+    struct payload doc_bytes = PAYLOAD_INIT;
+    const char *format = "ipynb";
+    char *uri;
+    size_t i, which = 1;
     int rc;
 
     if (!id)
@@ -507,11 +509,11 @@ static int get_notebook(const struct mcp_call *call, json_t *args,
         return err_set(err, ERR_INVALID,
                        "format must be one of html, ipynb, json");
     format = formats[which];
+    q.format = kinds[which];
     rc = !sessions_on(call->svc)
              ? err_set(&fail, ERR_NOT_FOUND, "sessions are off here")
-             : sessions_export(call->svc->sessions, call->tenant.name, id,
-                               kinds[which], "lab", false, call->cancel, &body,
-                               &len, &ctype, &fail);
+             : sessions_export(call->svc->sessions, call->tenant.name, id, &q,
+                               call->cancel, &doc_bytes, &fail);
     if (rc < 0) {
         *out = failure(rc, fail.msg, NULL);
         return 0;
@@ -523,18 +525,19 @@ static int get_notebook(const struct mcp_call *call, json_t *args,
                                  : "json");
     if (which == 0) {
         json_object_set_new(structured, "html_bytes",
-                            json_integer((json_int_t)len));
+                            json_integer((json_int_t)doc_bytes.len));
     } else {
-        doc = json_loadb(body, len, 0, NULL);
+        doc = json_loadb(doc_bytes.body, doc_bytes.len, 0, NULL);
         json_object_set_new(structured, "notebook", doc ? doc : json_object());
     }
     content = json_pack("[{s:s, s:{s:s, s:s, s:s%}}]", "type", "resource",
-                        "resource", "uri", uri, "mimeType", ctype, "text",
-                        body, len);
+                        "resource", "uri", uri, "mimeType",
+                        doc_bytes.content_type, "text", doc_bytes.body,
+                        doc_bytes.len);
     if (!content) /* not UTF-8: said, not sent */
         content = json_pack("[o]", text_item("the export is not UTF-8 text"));
     free(uri);
-    free(body);
+    payload_release(&doc_bytes);
     *out = tool_result(content, structured, false);
     return 0;
 }
@@ -568,7 +571,7 @@ static int end_session(const struct mcp_call *call, json_t *args, json_t **out,
 static int list_languages(const struct mcp_call *call, json_t *args,
                           json_t **out, struct err *err)
 {
-    json_t *langs = languages_json(call->svc->languages);
+    json_t *langs = languages_json(call->svc->pipe.languages);
     json_t *kernels = notebook_kernels_json(), *l;
     char line[4096] = "languages (run_code):";
     size_t i;
@@ -595,7 +598,7 @@ static int list_languages(const struct mcp_call *call, json_t *args,
 static int list_datasources(const struct mcp_call *call, json_t *args,
                             json_t **out, struct err *err)
 {
-    json_t *list = datasources_list(call->svc->datasources,
+    json_t *list = datasources_list(call->svc->pipe.datasources,
                                     call->tenant.datasources);
     char *text = json_dumps(list, JSON_COMPACT);
     char *said = xasprintf("datasources (%%%%sql <name> -> <variable>): %s",

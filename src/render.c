@@ -42,7 +42,7 @@
 #define LOG_TAIL_BYTES 512
 
 struct render_job {
-    struct service *svc;
+    const struct pipeline *deps;
     const struct render_request *req;
     const char *id;
     struct sandbox sb;
@@ -60,7 +60,7 @@ struct render_job {
 static void build_spec(struct render_job *job)
 {
     const struct render_request *r = job->req;
-    const struct config *cfg = &job->svc->cfg;
+    const struct config *cfg = job->deps->cfg;
 
     job->spec = (struct job_spec){
         .kind = JOB_RENDER,
@@ -86,7 +86,7 @@ static void build_spec(struct render_job *job)
 static void reset_kernel_job(struct render_job *job)
 {
     kernel_job_release(&job->kj);
-    kernel_job_init(&job->kj, &job->svc->cfg, job->svc->exporters, &job->err);
+    kernel_job_init(&job->kj, job->deps->cfg, job->deps->exporters, &job->err);
     job->kj.on_event = job->req->on_event;
     job->kj.event_ctx = job->req->event_ctx;
 }
@@ -110,7 +110,7 @@ static void log_sandbox_stderr(struct render_job *job)
  * of the notebook, which its status says) is told apart here. */
 static int run_kernel_job(struct render_job *job, const atomic_bool *cancel)
 {
-    const struct config *cfg = &job->svc->cfg;
+    const struct config *cfg = job->deps->cfg;
     long long deadline = util_now_ms() +
                          (job->req->timeout_s + RENDER_GRACE_S) * 1000LL;
     int rc;
@@ -149,7 +149,7 @@ static int execute(struct render_job *job, const atomic_bool *cancel)
 
     build_spec(job);
     reset_kernel_job(job);
-    rc = pool_sandbox(job->svc->pool, job->svc->janitor, &job->sb, job->id,
+    rc = pool_sandbox(job->deps->pool, job->deps->janitor, &job->sb, job->id,
                       label, job->req->force_cold, cancel, &job->warm,
                       &job->err);
     job->t_sandbox = util_now_ms();
@@ -161,7 +161,7 @@ static int execute(struct render_job *job, const atomic_bool *cancel)
     /* A warm one that failed before it got the job: once more, cold. */
     sandbox_destroy(&job->sb);
     reset_kernel_job(job);
-    rc = pool_sandbox(job->svc->pool, job->svc->janitor, &job->sb, job->id,
+    rc = pool_sandbox(job->deps->pool, job->deps->janitor, &job->sb, job->id,
                       label, true, cancel, &job->warm, &job->err);
     job->t_sandbox = util_now_ms();
     if (rc == 0)
@@ -189,7 +189,7 @@ static json_t *cell_details(struct render_job *job, json_t *cell)
 /* Maps the job's status to an error (or 0 for ok). */
 static int status_error(struct render_job *job, json_t **details)
 {
-    const struct config *cfg = &job->svc->cfg;
+    const struct config *cfg = job->deps->cfg;
     struct job_status st;
     char tail[256];
     json_t *cell;
@@ -262,8 +262,7 @@ static int build_answer(struct render_job *job, struct render_result *out)
     json_t *timing = timing_json(job);
     struct formats_input in = {job->id, &job->kj.results, job->kj.notebook,
                                timing};
-    int rc = formats_build(job->req->format, &in, &out->body, &out->body_len,
-                           &out->content_type, &job->err);
+    int rc = formats_build(job->req->format, &in, &out->answer, &job->err);
 
     json_decref(timing);
     return rc;
@@ -275,85 +274,82 @@ static int build_answer(struct render_job *job, struct render_result *out)
  * stream is a hit too (its result event comes at once, with no progress
  * events before it).
  */
-static void cache_key(struct service *svc, const struct render_request *req,
-                      unsigned char key[32])
+static void cache_key(const struct pipeline *deps,
+                      const struct render_request *req, unsigned char key[32])
 {
     struct render_request as_zip = *req; /* borrowed fields, not owned */
 
     if (req->keep)
         as_zip.format = FORMAT_ZIP;
-    cache_keys_render(svc->cache_keys, &as_zip, key);
+    cache_keys_render(deps->cache_keys, &as_zip, key);
 }
 
-static void cache_put_kept(struct service *svc, struct render_kept *k,
+static void cache_put_kept(const struct pipeline *deps, struct render_kept *k,
                            const unsigned char key[32])
 {
     struct formats_input in = {k->id, &k->results, k->notebook, k->timing};
-    const char *type;
-    char *zip = NULL;
-    size_t len;
+    struct payload zip;
 
-    if (formats_build(FORMAT_ZIP, &in, &zip, &len, &type, NULL) == 0)
-        cache_put(svc->cache, key, &(struct cached){zip, len, type, false});
-    free(zip);
+    if (formats_build(FORMAT_ZIP, &in, &zip, NULL) == 0)
+        cache_put(deps->cache, key, &zip);
+    payload_release(&zip);
 }
 
 /* Keeps a fresh answer in the cache, text compressed; a client that takes
- * gzip gets it as kept (out->gzipped), so compressing costs it nothing
+ * gzip gets it as kept (answer->gzipped), so compressing costs it nothing
  * more. */
-static void cache_answer(struct service *svc, const unsigned char key[32],
-                         struct render_result *out, bool gzip_ok)
+static void cache_answer(const struct pipeline *deps,
+                         const unsigned char key[32], struct payload *answer,
+                         bool gzip_ok)
 {
-    struct cached kept = {out->body, out->body_len, out->content_type, false};
+    struct payload kept = *answer; /* borrowed */
     struct buf packed = BUF_INIT((size_t)-1);
 
-    if (formats_compressible(out->content_type, out->body_len) &&
-        tarball_gzip(&packed, out->body, out->body_len, NULL) == 0 &&
-        packed.len < out->body_len)
-        kept = (struct cached){packed.data, packed.len, out->content_type,
-                               true};
-    cache_put(svc->cache, key, &kept);
+    if (formats_compressible(answer->content_type, answer->len) &&
+        tarball_gzip(&packed, answer->body, answer->len, NULL) == 0 &&
+        packed.len < answer->len)
+        kept = (struct payload){packed.data, packed.len, answer->content_type,
+                                true};
+    cache_put(deps->cache, key, &kept);
     if (kept.gzipped && gzip_ok) {
-        free(out->body);
-        out->body = buf_detach(&packed, &out->body_len);
-        out->gzipped = true;
+        free(answer->body);
+        answer->body = buf_detach(&packed, &answer->len);
+        answer->gzipped = true;
     }
     buf_release(&packed);
 }
 
-/* A cache hit into out: as kept when the client takes gzip (or it is not
- * compressed), else unpacked, to at most `most` bytes (the cache may be a
- * Redis that others can write to: no gzip bomb). False when it cannot be
- * read. */
-static bool answer_from_cache(struct render_result *out, struct cached *hit,
+/* A cache hit (taken over) into *answer: as kept when the client takes
+ * gzip (or it is not compressed), else unpacked, to at most `most` bytes
+ * (the cache may be a Redis that others can write to: no gzip bomb).
+ * False when it cannot be read. */
+static bool answer_from_cache(struct payload *answer, struct payload *hit,
                               bool gzip_ok, size_t most)
 {
     struct buf plain = BUF_INIT(most);
     const unsigned char *magic = (const unsigned char *)hit->body;
 
-    out->content_type = hit->content_type;
     if (hit->gzipped &&
         (hit->len < 18 || magic[0] != 0x1f || magic[1] != 0x8b)) {
-        free(hit->body); /* not a gzip stream */
+        payload_release(hit); /* not a gzip stream */
         return false;
     }
     if (!hit->gzipped || gzip_ok) {
-        out->body = hit->body;
-        out->body_len = hit->len;
-        out->gzipped = hit->gzipped;
+        *answer = *hit;
         return true;
     }
     if (tarball_gunzip(&plain, hit->body, hit->len, NULL) < 0) {
         buf_release(&plain);
-        free(hit->body);
+        payload_release(hit);
         return false;
     }
-    free(hit->body);
-    out->body = buf_detach(&plain, &out->body_len);
+    *answer = (struct payload){NULL, 0, hit->content_type, false};
+    answer->body = buf_detach(&plain, &answer->len);
+    payload_release(hit);
     return true;
 }
 
-/* Turns a cached zip (out->body) into out->kept; false when it cannot. */
+/* Turns a cached zip (out->answer) into out->kept; false when it cannot. */
 static bool kept_from_cache(struct render_result *out, const char *id)
 {
     struct render_kept *k = xcalloc(1, sizeof(*k));
@@ -361,8 +357,8 @@ static bool kept_from_cache(struct render_result *out, const char *id)
     json_t *summary = NULL;
 
     snprintf(k->id, sizeof(k->id), "%s", id);
-    if (bundle_unzip(&k->results, out->body, out->body_len,
-                     out->body_len * 64 + (64 << 20), NULL) == 0 &&
+    if (bundle_unzip(&k->results, out->answer.body, out->answer.len,
+                     out->answer.len * 64 + (64 << 20), NULL) == 0 &&
         tarball_find(&k->results, JOB_RESULT_PAGE) &&
         (nb = tarball_find(&k->results, JOB_RESULT_NOTEBOOK)) &&
         (result = tarball_find(&k->results, "result.json"))) {
@@ -371,9 +367,7 @@ static bool kept_from_cache(struct render_result *out, const char *id)
         k->timing = json_incref(json_object_get(summary, "timing_ms"));
     }
     json_decref(summary);
-    free(out->body);
-    out->body = NULL;
-    out->body_len = 0;
+    payload_release(&out->answer);
     if (!json_is_object(k->notebook)) {
         render_kept_free(k);
         return false;
@@ -422,12 +416,13 @@ static void server_timing(struct render_job *job, struct render_result *out)
 
 /* The rows of req's %%sql cells, before anything else: they are part of
  * the request (and so of its cache key). */
-static int run_sql_cells(struct render_result *out, struct service *svc,
+static int run_sql_cells(struct render_result *out,
+                         const struct pipeline *deps,
                          struct render_request *req, const atomic_bool *cancel)
 {
     struct sql_cells_info info;
     struct err err = ERR_INIT;
-    int rc = sql_cells_run(svc->datasources, &req->tenant, req->notebook,
+    int rc = sql_cells_run(deps->datasources, &req->tenant, req->notebook,
                            &req->files, cancel, &info, &out->details, &err);
 
     if (rc < 0) {
@@ -440,31 +435,31 @@ static int run_sql_cells(struct render_result *out, struct service *svc,
     return 0;
 }
 
-int render_run(struct render_result *out, struct service *svc,
+int render_run(struct render_result *out, const struct pipeline *deps,
                struct render_request *req, const char *request_id,
                const atomic_bool *cancel)
 {
-    struct render_job job = {.svc = svc, .req = req, .id = request_id};
+    struct render_job job = {.deps = deps, .req = req, .id = request_id};
     enum cache_lookup lookup = CACHE_MISS;
     struct job_slot slot = JOB_SLOT_INIT;
-    struct cached hit = {NULL, 0, NULL, false};
+    struct payload hit = PAYLOAD_INIT;
     unsigned char key[32];
     int rc;
 
     memset(out, 0, sizeof(*out));
     job.t_start = util_now_ms();
-    if (svc->datasources && run_sql_cells(out, svc, req, cancel) < 0)
+    if (deps->datasources && run_sql_cells(out, deps, req, cancel) < 0)
         return out->code;
     job.t_sql = util_now_ms();
-    if (svc->cache)
-        cache_key(svc, req, key);
-    if (svc->cache && req->cache)
-        lookup = cache_get_or_claim(svc->cache, key, &hit, cancel,
+    if (deps->cache)
+        cache_key(deps, req, key);
+    if (deps->cache && req->cache)
+        lookup = cache_get_or_claim(deps->cache, key, &hit, cancel,
                                     (req->timeout_s + RENDER_GRACE_S * 2) *
                                         1000LL);
     if (lookup == CACHE_HIT &&
-        (!answer_from_cache(out, &hit, req->gzip_ok && !req->keep,
-                            (size_t)svc->cfg.max_result_bytes) ||
+        (!answer_from_cache(&out->answer, &hit, req->gzip_ok && !req->keep,
+                            (size_t)deps->cfg->max_result_bytes) ||
          (req->keep && !kept_from_cache(out, request_id))))
         lookup = CACHE_MISS; /* unreadable: run it */
     if (lookup == CACHE_HIT) {
@@ -474,16 +469,16 @@ int render_run(struct render_result *out, struct service *svc,
                  util_now_ms() - job.t_start);
         return 0;
     }
-    kernel_job_init(&job.kj, &svc->cfg, svc->exporters, &job.err);
+    kernel_job_init(&job.kj, deps->cfg, deps->exporters, &job.err);
 
     /* wheels before a slot: a download must not hold one */
-    rc = packages_fetch(svc->packages, req->packages, &job.wheels, &job.err);
+    rc = packages_fetch(deps->packages, req->packages, &job.wheels, &job.err);
     job.t_packages = util_now_ms();
     if (rc < 0) {
         job.t_queued = job.t_packages;
         goto done;
     }
-    rc = jobs_acquire(svc->jobs, &req->tenant, cancel, &slot, &job.err);
+    rc = jobs_acquire(deps->jobs, &req->tenant, cancel, &slot, &job.err);
     job.t_queued = util_now_ms();
     if (rc < 0)
         goto done;
@@ -494,16 +489,16 @@ int render_run(struct render_result *out, struct service *svc,
         rc = status_error(&job, &out->details);
     else if (job.details)
         out->details = json_incref(job.details);
-    janitor_dispose(svc->janitor, &job.sb, &slot); /* the slot goes too */
+    janitor_dispose(deps->janitor, &job.sb, &slot); /* the slot goes too */
     job.t_done = util_now_ms();
     if (rc == 0 && req->keep)
         keep_results(&job, out);
     else if (rc == 0)
         rc = build_answer(&job, out);
-    if (rc == 0 && svc->cache && req->keep)
-        cache_put_kept(svc, out->kept, key);
-    else if (rc == 0 && svc->cache)
-        cache_answer(svc, key, out, req->gzip_ok);
+    if (rc == 0 && deps->cache && req->keep)
+        cache_put_kept(deps, out->kept, key);
+    else if (rc == 0 && deps->cache)
+        cache_answer(deps, key, &out->answer, req->gzip_ok);
     out->warm = job.warm;
     if (rc < 0 && rc != ERR_CELL && job.kj.linked && job.kj.link.errout.len)
         log_sandbox_stderr(&job);
@@ -517,7 +512,7 @@ done:
     tarball_files_release(&job.wheels);
     json_decref(job.details);
     if (lookup == CACHE_CLAIMED) /* after cache_put: waiters find it */
-        cache_finish(svc->cache, key);
+        cache_finish(deps->cache, key);
     return rc;
 }
 
@@ -533,10 +528,9 @@ void render_kept_free(struct render_kept *k)
 
 void render_result_release(struct render_result *r)
 {
-    free(r->body);
+    payload_release(&r->answer);
     render_kept_free(r->kept);
     r->kept = NULL;
     json_decref(r->details);
-    r->body = NULL;
     r->details = NULL;
 }

@@ -27,7 +27,7 @@
 #define DELIVER_TIMEOUT_MS 30000
 
 struct run_job {
-    struct service *svc;
+    const struct pipeline *deps;
     const struct run_request *req;
     const struct language *lang;
     struct sandbox sb;
@@ -180,7 +180,7 @@ static int compile_and_run(struct run_job *job, const atomic_bool *cancel,
                            const char **status, int *exit_code,
                            long long *run_ms, struct err *err)
 {
-    const struct config *cfg = &job->svc->cfg;
+    const struct config *cfg = job->deps->cfg;
     char *script;
     long long t0;
     int rc;
@@ -207,12 +207,12 @@ static int compile_and_run(struct run_job *job, const atomic_bool *cancel,
     return 0;
 }
 
-int runner_run(json_t **out, struct service *svc,
+int runner_run(json_t **out, const struct pipeline *deps,
                const struct run_request *req, const char *request_id,
                const atomic_bool *cancel, struct err *err)
 {
-    const struct config *cfg = &svc->cfg;
-    struct run_job job = {.svc = svc, .req = req};
+    const struct config *cfg = deps->cfg;
+    struct run_job job = {.deps = deps, .req = req};
     struct buf tar = BUF_INIT((size_t)-1);
     json_t *cmd = NULL;
     json_t *env = json_pack("[s, s]", "HOME=/home/sandbox", "LANG=C.UTF-8");
@@ -221,7 +221,7 @@ int runner_run(json_t **out, struct service *svc,
     int exit_code = -1, rc;
     long long run_ms = 0;
 
-    job.lang = languages_find(svc->languages, req->language);
+    job.lang = languages_find(deps->languages, req->language);
     if (!job.lang) {
         rc = err_set(err, ERR_INVALID,
                      "unknown language '%s' (see GET /v1/languages)",
@@ -236,7 +236,7 @@ int runner_run(json_t **out, struct service *svc,
     if (rc < 0)
         goto done;
     cmd = unpack_command(tar.len);
-    rc = jobs_acquire(svc->jobs, &req->tenant, cancel, &slot, err);
+    rc = jobs_acquire(deps->jobs, &req->tenant, cancel, &slot, err);
     if (rc < 0)
         goto done;
     {
@@ -246,21 +246,21 @@ int runner_run(json_t **out, struct service *svc,
                                     &cfg->run_limits,
                                     cfg->runtime,
                                     request_id,
-                                    svc->owner,
-                                    svc->live,
+                                    deps->owner,
+                                    deps->live,
                                     (long long)time(NULL) +
                                         cfg->compile_timeout_s +
                                         req->timeout_s + 60,
                                     false,
                                     0};
 
-        rc = sandbox_create(&job.sb, svc->docker, &spec, err);
+        rc = sandbox_create(&job.sb, deps->docker, &spec, err);
         if (rc == 0)
             rc = deliver(&job, &tar, cancel);
         if (rc == 0)
             rc = compile_and_run(&job, cancel, &status, &exit_code, &run_ms,
                                  err);
-        janitor_dispose(svc->janitor, &job.sb, &slot); /* the slot too */
+        janitor_dispose(deps->janitor, &job.sb, &slot); /* the slot too */
     }
     if (rc == 0)
         *out = result(&job, request_id, status, exit_code, run_ms);

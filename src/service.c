@@ -37,20 +37,20 @@ void service_close(struct service *svc)
 {
     sessions_free(svc->sessions);
     mcp_free(svc->mcp);
-    datasources_free(svc->datasources);
+    datasources_free(svc->pipe.datasources);
     kept_results_free(svc->kept);
-    packages_free(svc->packages);
-    pool_free(svc->pool);
-    exporters_free(svc->exporters);
-    janitor_free(svc->janitor);
-    cache_free(svc->cache);
-    cache_keys_free(svc->cache_keys);
+    packages_free(svc->pipe.packages);
+    pool_free(svc->pipe.pool);
+    exporters_free(svc->pipe.exporters);
+    janitor_free(svc->pipe.janitor);
+    cache_free(svc->pipe.cache);
+    cache_keys_free(svc->pipe.cache_keys);
     json_decref(svc->examples);
-    docker_free(svc->docker);
-    jobs_free(svc->jobs);
-    languages_free(svc->languages);
+    docker_free(svc->pipe.docker);
+    jobs_free(svc->pipe.jobs);
+    languages_free(svc->pipe.languages);
     metrics_free(svc->metrics);
-    sandbox_set_free(svc->live);
+    sandbox_set_free(svc->pipe.live);
     tenants_free(svc->tenants);
     memset(svc, 0, sizeof(*svc));
 }
@@ -112,12 +112,13 @@ static int open_cache(struct service *svc, struct err *err)
     if (cfg->cache_bytes == 0)
         return 0;
     if (!cfg->cache_redis_url[0])
-        svc->cache = cache_new(cfg->cache_bytes);
-    else if (cache_new_shared(&svc->cache, cfg->cache_redis_url,
+        svc->pipe.cache = cache_new(cfg->cache_bytes);
+    else if (cache_new_shared(&svc->pipe.cache, cfg->cache_redis_url,
                               cfg->cache_ttl_s, cfg->cache_redis_timeout_ms,
                               cfg->cache_bytes, err) < 0)
         return ERR_INVALID;
-    svc->cache_keys = cache_keys_new(svc->docker, cfg->notebook_image);
+    svc->pipe.cache_keys = cache_keys_new(svc->pipe.docker,
+                                          cfg->notebook_image);
     return 0;
 }
 
@@ -139,29 +140,34 @@ int service_open(struct service *svc, const struct service_options *opts,
         snprintf(svc->owner, sizeof(svc->owner), "%s",
                  svc->cfg.replica_id[0] ? svc->cfg.replica_id
                                         : svc->cfg.listen);
-    svc->live = sandbox_set_new();
+    svc->pipe.cfg = &svc->cfg;
+    svc->pipe.owner = svc->owner;
+    svc->pipe.live = sandbox_set_new();
     dopts.host = svc->cfg.docker_host;
     dopts.call_timeout_ms = svc->cfg.docker_timeout_ms;
     rc = tenants_new(&svc->tenants, svc->cfg.api_keys_file, err);
     if (rc == 0)
-        rc = docker_new(&svc->docker, &dopts, err);
+        rc = docker_new(&svc->pipe.docker, &dopts, err);
     if (rc == 0)
-        rc = languages_load(&svc->languages, svc->cfg.languages_file, err);
+        rc = languages_load(&svc->pipe.languages, svc->cfg.languages_file,
+                            err);
     if (rc == 0)
-        rc = datasources_new(&svc->datasources, svc->cfg.datasources, err);
+        rc = datasources_new(&svc->pipe.datasources, svc->cfg.datasources,
+                             err);
     if (rc < 0) {
         service_close(svc);
         return rc;
     }
-    svc->jobs = jobs_new(svc->cfg.max_jobs, svc->cfg.max_queue);
-    svc->packages = packages_new(&svc->cfg, svc->docker);
+    svc->pipe.jobs = jobs_new(svc->cfg.max_jobs, svc->cfg.max_queue);
+    svc->pipe.packages = packages_new(&svc->cfg, svc->pipe.docker);
     svc->metrics = metrics_new();
     /* A service's pool starts filling only after the sweep of what its
      * previous run left (service_serve): the sweep goes by owner. */
     if (opts->one_shot) {
-        svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner, svc->live, 0);
-        svc->exporters = exporters_new(svc->docker, &svc->cfg, svc->owner,
-                                       svc->live, 1);
+        svc->pipe.pool = pool_new(svc->pipe.docker, &svc->cfg, svc->owner,
+                                  svc->pipe.live, 0);
+        svc->pipe.exporters = exporters_new(svc->pipe.docker, &svc->cfg,
+                                            svc->owner, svc->pipe.live, 1);
     }
     if (!opts->one_shot && open_cache(svc, err) < 0) {
         service_close(svc);
@@ -170,7 +176,7 @@ int service_open(struct service *svc, const struct service_options *opts,
     if (!opts->one_shot) {
         svc->kept = kept_results_new(svc->cfg.kept_results_bytes,
                                      svc->cfg.result_ttl_s);
-        svc->janitor = janitor_new();
+        svc->pipe.janitor = janitor_new();
         svc->examples = examples_load(svc->cfg.examples_dir);
         svc->mcp = mcp_new(svc);
     }
@@ -183,11 +189,12 @@ static void sweep_leftovers(struct service *svc)
     struct err err = ERR_INIT;
     int n;
 
-    if (docker_negotiate(svc->docker, &err) < 0) {
+    if (docker_negotiate(svc->pipe.docker, &err) < 0) {
         fprintf(stderr, "nbcanvas: engine not ready: %s\n", err.msg);
         return;
     }
-    n = sandbox_reap(svc->docker, REAP_OWNED, svc->owner, svc->live, &err);
+    n = sandbox_reap(svc->pipe.docker, REAP_OWNED, svc->owner, svc->pipe.live,
+                     &err);
     if (n > 0)
         fprintf(stderr,
                 "nbcanvas: removed %d container(s) left by a previous run\n",
@@ -210,11 +217,11 @@ int service_serve(struct service *svc)
     signal(SIGPIPE, SIG_IGN);
 
     sweep_leftovers(svc);
-    svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner, svc->live,
-                         svc->cfg.pool_size);
-    svc->exporters = exporters_new(svc->docker, &svc->cfg, svc->owner,
-                                   svc->live, 0);
-    svc->sessions = sessions_new(svc);
+    svc->pipe.pool = pool_new(svc->pipe.docker, &svc->cfg, svc->owner,
+                              svc->pipe.live, svc->cfg.pool_size);
+    svc->pipe.exporters = exporters_new(svc->pipe.docker, &svc->cfg,
+                                        svc->owner, svc->pipe.live, 0);
+    svc->sessions = sessions_new(&svc->pipe);
     rc = http_start(&srv, svc, &err);
     if (rc < 0) {
         fprintf(stderr, "nbcanvas: %s\n", err.msg);
@@ -226,9 +233,9 @@ int service_serve(struct service *svc)
             svc->cfg.tls_cert_file[0] ? "https" : "http", svc->cfg.listen,
             svc->owner, svc->cfg.max_jobs, svc->cfg.max_queue,
             svc->cfg.pool_size,
-            !svc->cache                   ? "off"
-            : cache_is_shared(svc->cache) ? "in Redis"
-                                          : "in memory");
+            !svc->pipe.cache                   ? "off"
+            : cache_is_shared(svc->pipe.cache) ? "in Redis"
+                                               : "in memory");
     for (;;) {
         sig = sigtimedwait(&stop, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
@@ -246,8 +253,8 @@ int service_serve(struct service *svc)
         }
         /* never what we hold: a wall clock that jumped makes every
          * deadline label read as past */
-        rc = sandbox_reap(svc->docker, REAP_EXPIRED, svc->owner, svc->live,
-                          &err);
+        rc = sandbox_reap(svc->pipe.docker, REAP_EXPIRED, svc->owner,
+                          svc->pipe.live, &err);
         if (rc > 0)
             metrics_count(svc->metrics, "reaped", rc);
         malloc_trim(0); /* hand freed answers back to the system */
@@ -257,12 +264,12 @@ int service_serve(struct service *svc)
     http_stop(srv, svc->cfg.render_max_timeout_s + 60);
     sessions_free(svc->sessions); /* their sandboxes go to the janitor */
     svc->sessions = NULL;
-    pool_free(svc->pool);
-    svc->pool = NULL;
-    exporters_free(svc->exporters);
-    svc->exporters = NULL;
-    janitor_free(svc->janitor); /* removes what is still queued */
-    svc->janitor = NULL;
-    sandbox_reap(svc->docker, REAP_OWNED, svc->owner, NULL, &err);
+    pool_free(svc->pipe.pool);
+    svc->pipe.pool = NULL;
+    exporters_free(svc->pipe.exporters);
+    svc->pipe.exporters = NULL;
+    janitor_free(svc->pipe.janitor); /* removes what is still queued */
+    svc->pipe.janitor = NULL;
+    sandbox_reap(svc->pipe.docker, REAP_OWNED, svc->owner, NULL, &err);
     return 0;
 }

@@ -26,7 +26,7 @@
 #include "nbcanvas/packages.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/results.h"
-#include "nbcanvas/service.h"
+#include "nbcanvas/pipeline.h"
 #include "nbcanvas/util.h"
 
 /* Beyond a call's own timeout: the interrupt's grace, an export. */
@@ -59,7 +59,7 @@ struct session {
 };
 
 struct sessions {
-    struct service *svc;
+    const struct pipeline *deps;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     struct list_node all;
@@ -86,7 +86,7 @@ static void unlink_session(struct sessions *ss, struct session *s)
 
 static void dispose(struct sessions *ss, struct session *s)
 {
-    janitor_dispose(ss->svc->janitor, &s->sb, NULL);
+    janitor_dispose(ss->deps->janitor, &s->sb, NULL);
     kernel_session_release(&s->ks);
     free(s);
 }
@@ -96,7 +96,7 @@ static void dispose(struct sessions *ss, struct session *s)
  * what their code left running stops using the CPU until the next call. */
 static void pause_idle(struct sessions *ss, long long now)
 {
-    long long after = ss->svc->cfg.session_pause_after_s * 1000LL;
+    long long after = ss->deps->cfg->session_pause_after_s * 1000LL;
     struct list_node *n;
     struct session *s;
 
@@ -174,11 +174,11 @@ static void *sweep(void *arg)
     return NULL;
 }
 
-struct sessions *sessions_new(struct service *svc)
+struct sessions *sessions_new(const struct pipeline *deps)
 {
     struct sessions *ss = xcalloc(1, sizeof(*ss));
 
-    ss->svc = svc;
+    ss->deps = deps;
     pthread_mutex_init(&ss->lock, NULL);
     util_cond_init_monotonic(&ss->wake);
     list_init(&ss->all);
@@ -320,7 +320,7 @@ static int call(struct sessions *ss, struct session *s,
     int rc;
 
     c->cancel_too = &s->stop; /* deleted or expired meanwhile */
-    rc = jobs_acquire(ss->svc->jobs, &s->owner, cancel, &slot, c->err);
+    rc = jobs_acquire(ss->deps->jobs, &s->owner, cancel, &slot, c->err);
     if (rc == 0 && s->stop) {
         jobs_release(&slot);
         rc = err_set(c->err, ERR_NOT_FOUND, "the session has ended");
@@ -363,7 +363,7 @@ static bool call_broke(int rc, const struct kernel_job *c)
 static int lost_call(struct sessions *ss, struct session *s, int rc,
                      struct kernel_job *c, json_t **details)
 {
-    const struct config *cfg = &ss->svc->cfg;
+    const struct config *cfg = ss->deps->cfg;
 
     if (rc == ERR_CANCELLED && s->stop)
         return err_set(c->err, ERR_NOT_FOUND,
@@ -407,11 +407,11 @@ static int check_room(struct sessions *ss, const struct tenant *who,
     long mine = 0;
     struct list_node *n;
 
-    if (ss->stats.active >= ss->svc->cfg.max_sessions)
+    if (ss->stats.active >= ss->deps->cfg->max_sessions)
         return err_set(err, ERR_BUSY,
                        "the service holds its most sessions (%ld): end one "
                        "or retry later",
-                       ss->svc->cfg.max_sessions);
+                       ss->deps->cfg->max_sessions);
     list_for_each(n, &ss->all) {
         struct session *s = list_entry(n, struct session, link);
 
@@ -431,10 +431,10 @@ static int take_sandbox(struct sessions *ss, struct session *s,
                         const char *request_id, const atomic_bool *cancel,
                         struct err *err)
 {
-    const struct config *cfg = &ss->svc->cfg;
+    const struct config *cfg = ss->deps->cfg;
     bool warm;
 
-    return pool_sandbox(ss->svc->pool, ss->svc->janitor, &s->sb, request_id,
+    return pool_sandbox(ss->deps->pool, ss->deps->janitor, &s->sb, request_id,
                         (long long)time(NULL) + cfg->session_max_lifetime_s +
                             120,
                         false, cancel, &warm, err);
@@ -444,7 +444,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
                     const char *request_id, const atomic_bool *cancel,
                     json_t **out, struct err *err)
 {
-    const struct config *cfg = &ss->svc->cfg;
+    const struct config *cfg = ss->deps->cfg;
     struct session *s = xcalloc(1, sizeof(*s));
     struct kernel_job c;
     struct job_spec job;
@@ -476,12 +476,12 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
         free(s);
         return rc;
     }
-    kernel_job_init(&c, cfg, ss->svc->exporters, err);
+    kernel_job_init(&c, cfg, ss->deps->exporters, err);
     fill_job(&job, cfg, s, JOB_OPEN);
     job.packages = req->packages;
     job.wheels = &wheels;
     /* the wheels before a sandbox is taken: a download may take a while */
-    rc = packages_fetch(ss->svc->packages, req->packages, &wheels, err);
+    rc = packages_fetch(ss->deps->packages, req->packages, &wheels, err);
     if (rc == 0)
         rc = take_sandbox(ss, s, request_id, cancel, err);
     if (rc == 0)
@@ -569,7 +569,7 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
                      const atomic_bool *cancel, json_t **out, json_t **details,
                      struct err *err)
 {
-    const struct config *cfg = &ss->svc->cfg;
+    const struct config *cfg = ss->deps->cfg;
     long long t0 = util_now_ms();
     struct session *s;
     struct kernel_job c;
@@ -583,7 +583,7 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
     rc = claim(ss, tenant, id, &s, err);
     if (rc < 0)
         return rc;
-    kernel_job_init(&c, cfg, ss->svc->exporters, err);
+    kernel_job_init(&c, cfg, ss->deps->exporters, err);
     c.on_event = on_event;
     c.event_ctx = event_ctx;
     fill_job(&job, cfg, s, JOB_EXECUTE);
@@ -591,7 +591,7 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
     job.timeout_s = req->timeout_s;
     job.packages = req->packages;
     job.wheels = &wheels;
-    rc = packages_fetch(ss->svc->packages, req->packages, &wheels, err);
+    rc = packages_fetch(ss->deps->packages, req->packages, &wheels, err);
     if (rc < 0) {
         kernel_job_release(&c);
         release(ss, s, 0, false);
@@ -689,11 +689,11 @@ static int quiet_call(struct sessions *ss, struct session *s,
 }
 
 int sessions_export(struct sessions *ss, const char *tenant, const char *id,
-                    enum render_format format, const char *template_name,
-                    bool include_input, const atomic_bool *cancel, char **body,
-                    size_t *len, const char **content_type, struct err *err)
+                    const struct export_request *req,
+                    const atomic_bool *cancel, struct payload *out,
+                    struct err *err)
 {
-    const struct config *cfg = &ss->svc->cfg;
+    const struct config *cfg = ss->deps->cfg;
     struct session *s;
     struct kernel_job c;
     struct job_spec job;
@@ -704,11 +704,11 @@ int sessions_export(struct sessions *ss, const char *tenant, const char *id,
     rc = claim(ss, tenant, id, &s, err);
     if (rc < 0)
         return rc;
-    kernel_job_init(&c, cfg, ss->svc->exporters, err);
+    kernel_job_init(&c, cfg, ss->deps->exporters, err);
     fill_job(&job, cfg, s, JOB_EXPORT);
-    job.template_name = template_name;
-    job.include_input = include_input;
-    job.artifacts = format == FORMAT_ZIP;
+    job.template_name = req->template_name;
+    job.include_input = req->include_input;
+    job.artifacts = req->format == FORMAT_ZIP;
     rc = quiet_call(ss, s, &job, cancel, &c, &st, &end);
     if (rc == 0 && st.outcome == JOB_OUTPUT_LIMIT)
         rc = err_set(err, ERR_OUTPUT, "output too large: %s", st.message);
@@ -718,7 +718,7 @@ int sessions_export(struct sessions *ss, const char *tenant, const char *id,
     if (rc == 0) {
         struct formats_input in = {s->id, &c.results, c.notebook, NULL};
 
-        rc = formats_build(format, &in, body, len, content_type, err);
+        rc = formats_build(req->format, &in, out, err);
     }
     kernel_job_release(&c);
     release(ss, s, 0, end);
@@ -726,10 +726,10 @@ int sessions_export(struct sessions *ss, const char *tenant, const char *id,
 }
 
 int sessions_file(struct sessions *ss, const char *tenant, const char *id,
-                  const char *path, const atomic_bool *cancel, char **body,
-                  size_t *len, struct err *err)
+                  const char *path, const atomic_bool *cancel,
+                  struct payload *out, struct err *err)
 {
-    const struct config *cfg = &ss->svc->cfg;
+    const struct config *cfg = ss->deps->cfg;
     struct session *s;
     struct kernel_job c;
     struct job_spec job;
@@ -741,7 +741,7 @@ int sessions_file(struct sessions *ss, const char *tenant, const char *id,
     rc = claim(ss, tenant, id, &s, err);
     if (rc < 0)
         return rc;
-    kernel_job_init(&c, cfg, ss->svc->exporters, err);
+    kernel_job_init(&c, cfg, ss->deps->exporters, err);
     fill_job(&job, cfg, s, JOB_FILE);
     job.path = path;
     rc = quiet_call(ss, s, &job, cancel, &c, &st, &end);
@@ -758,9 +758,10 @@ int sessions_file(struct sessions *ss, const char *tenant, const char *id,
     if (rc == 0 && !e)
         rc = err_set(err, ERR_INTERNAL, "the session sent no file");
     if (rc == 0) {
-        *body = xmalloc(e->len ? e->len : 1);
-        memcpy(*body, e->data, e->len);
-        *len = e->len;
+        *out = (struct payload)PAYLOAD_INIT; /* the type is the caller's */
+        out->body = xmalloc(e->len ? e->len : 1);
+        memcpy(out->body, e->data, e->len);
+        out->len = e->len;
     }
     kernel_job_release(&c);
     release(ss, s, 0, end);

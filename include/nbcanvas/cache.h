@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "nbcanvas/err.h"
+#include "nbcanvas/payload.h"
 
 struct cache;
 
@@ -33,23 +34,17 @@ int cache_new_shared(struct cache **out, const char *redis_url, long ttl_s,
                      long timeout_ms, long long max_bytes, struct err *err);
 void cache_free(struct cache *c);
 
-/* An answer as it is kept: text is kept gzip-compressed (a hit then costs
- * no CPU for the clients that take gzip, and the cache holds five times as
- * many pages). The content type is static storage. */
-struct cached {
-    char *body; /* owned by whoever was handed it */
-    size_t len;
-    const char *content_type;
-    bool gzipped; /* body is a gzip stream of the answer */
-};
+/* An answer is kept as a payload (payload.h); text is kept
+ * gzip-compressed (a hit then costs no CPU for the clients that take
+ * gzip, and the cache holds five times as many pages). */
 
 /* Copies the answer for key into *out (caller frees out->body). False
  * when absent. */
 bool cache_get(struct cache *c, const unsigned char key[32],
-               struct cached *out);
+               struct payload *out);
 /* Stores a copy of in (an answer over an eighth of the cap is not kept). */
 void cache_put(struct cache *c, const unsigned char key[32],
-               const struct cached *in);
+               const struct payload *in);
 
 /* Single flight: identical requests that arrive while one of them runs
  * wait for its answer instead of running again. */
@@ -65,7 +60,7 @@ enum cache_lookup {
  * key and runs. */
 enum cache_lookup cache_get_or_claim(struct cache *c,
                                      const unsigned char key[32],
-                                     struct cached *out,
+                                     struct payload *out,
                                      const atomic_bool *cancel,
                                      long long wait_ms);
 /* Ends a CACHE_CLAIMED run (after cache_put, or after a failure). */

@@ -41,15 +41,15 @@ void cache_redis_free(struct cache_redis *r);
  * a content type read back is one of formats.h's static strings. A claim
  * is finished on the thread that made it. */
 bool cache_redis_get(struct cache_redis *r, const unsigned char key[32],
-                     struct cached *out);
+                     struct payload *out);
 enum cache_lookup cache_redis_get_or_claim(struct cache_redis *r,
                                            const unsigned char key[32],
-                                           struct cached *out,
+                                           struct payload *out,
                                            const atomic_bool *cancel,
                                            long long wait_ms);
 void cache_redis_finish(struct cache_redis *r, const unsigned char key[32]);
 void cache_redis_put(struct cache_redis *r, const unsigned char key[32],
-                     const struct cached *in);
+                     const struct payload *in);
 
 /* hits, misses and errors; entries and bytes are Redis's (0 here). */
 void cache_redis_stats(struct cache_redis *r, struct cache_stats *out);

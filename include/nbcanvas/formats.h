@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "nbcanvas/err.h"
+#include "nbcanvas/payload.h"
 #include "nbcanvas/request.h"
 #include "nbcanvas/tarball.h"
 
@@ -24,11 +25,10 @@ struct formats_input {
     json_t *timing;                  /* timing_ms object, may be NULL */
 };
 
-/* The answer in format into *body (caller frees) and *content_type
- * (static). ERR_INTERNAL when a part the format needs is missing. */
+/* The answer in format into *out (release with payload_release).
+ * ERR_INTERNAL when a part the format needs is missing. */
 int formats_build(enum render_format format, const struct formats_input *in,
-                  char **body, size_t *len, const char **content_type,
-                  struct err *err);
+                  struct payload *out, struct err *err);
 
 /* The static Content-Type string of one of the four formats whose text is
  * the len bytes at text; NULL for anything else. */

@@ -26,8 +26,7 @@ void kept_results_put(struct kept_results *kr, const char *tenant,
 /* Builds the kept result id of tenant in format; ERR_NOT_FOUND when there
  * is none (another tenant's, expired, or never kept). */
 int kept_results_build(struct kept_results *kr, const char *tenant,
-                       const char *id, enum render_format format, char **body,
-                       size_t *len, const char **content_type,
-                       struct err *err);
+                       const char *id, enum render_format format,
+                       struct payload *out, struct err *err);
 
 #endif

@@ -13,8 +13,9 @@
 #include <stddef.h>
 
 #include "nbcanvas/err.h"
+#include "nbcanvas/payload.h"
 #include "nbcanvas/request.h"
-#include "nbcanvas/service.h"
+#include "nbcanvas/pipeline.h"
 #include "nbcanvas/tarball.h"
 
 /* A render's results kept to build any format later: what a streamed
@@ -29,16 +30,14 @@ struct render_kept {
 void render_kept_free(struct render_kept *k);
 
 struct render_result {
-    int code;   /* 0, or the ERR_* of the failure */
-    char *body; /* owned: the answer on success */
-    size_t body_len;
-    const char *content_type;
+    int code;              /* 0, or the ERR_* of the failure */
+    struct payload answer; /* owned: the answer on success; gzipped only
+                              when req->gzip_ok */
     json_t *details; /* owned: extra fields of the error object, or NULL */
     char message[256];
     char server_timing[256];
     bool cache_hit;
-    bool gzipped; /* body is gzip-encoded (only when req->gzip_ok) */
-    bool warm;    /* ran in a sandbox from the warm pool */
+    bool warm; /* ran in a sandbox from the warm pool */
     /* With req->keep, on success: the results (owned), and no body (a
      * cache hit too: the cached zip read back). */
     struct render_kept *kept;
@@ -49,7 +48,7 @@ struct render_result {
  * queries of req's %%sql cells run first (sql_cells.h): their rows join
  * req->files, and req->cache is turned off unless every datasource they
  * use has a cache_ttl_s. */
-int render_run(struct render_result *out, struct service *svc,
+int render_run(struct render_result *out, const struct pipeline *deps,
                struct render_request *req, const char *request_id,
                const atomic_bool *cancel);
 void render_result_release(struct render_result *r);

@@ -18,11 +18,11 @@
 
 #include "nbcanvas/err.h"
 #include "nbcanvas/request.h"
-#include "nbcanvas/service.h"
+#include "nbcanvas/pipeline.h"
 
 /* Runs req; on success *out is a new JSON result object as API.md
  * describes. cancel ends the job early (client gone). */
-int runner_run(json_t **out, struct service *svc,
+int runner_run(json_t **out, const struct pipeline *deps,
                const struct run_request *req, const char *request_id,
                const atomic_bool *cancel, struct err *err);
 

@@ -17,6 +17,7 @@
 #include "nbcanvas/docker.h"
 #include "nbcanvas/err.h"
 #include "nbcanvas/jobs.h"
+#include "nbcanvas/pipeline.h"
 
 struct cache;
 struct cache_keys;
@@ -36,23 +37,16 @@ struct tenants;
 struct service {
     struct config cfg;
     char owner[128]; /* the label of our containers (sandbox_spec.owner) */
-    struct sandbox_set *live; /* the containers we hold (sandbox.h) */
-    struct tenants *tenants;  /* who may call (tenants.h) */
-    struct docker *docker;
-    struct jobs *jobs;
-    struct languages *languages;
+    /* The parts the pipelines share, handed to them as they are (their
+     * cfg and owner point at the two above). The pool and the exporters
+     * are set by service_serve (size 0 for one-shot commands). */
+    struct pipeline pipe;
+    struct tenants *tenants; /* who may call (tenants.h) */
     struct metrics *metrics;
-    struct pool *pool; /* size 0 for one-shot commands; from service_serve */
-    struct exporters *exporters;     /* warm nbconvert workers (exporter.h) */
-    struct cache *cache;             /* NULL: no result cache */
-    struct cache_keys *cache_keys;   /* with cache */
-    struct janitor *janitor;         /* NULL: sandboxes are removed in-line */
-    struct sessions *sessions;       /* live kernels; from service_serve */
-    struct kept_results *kept;       /* streamed renders' results */
-    struct mcp *mcp;                 /* MCP sessions and calls (mcp.h) */
-    struct datasources *datasources; /* databases for %%sql (never NULL) */
-    struct packages *packages;       /* NULL: no package source */
-    json_t *examples;                /* for GET /v1/examples */
+    struct sessions *sessions; /* live kernels; from service_serve */
+    struct kept_results *kept; /* streamed renders' results */
+    struct mcp *mcp;           /* MCP sessions and calls (mcp.h) */
+    json_t *examples;          /* for GET /v1/examples */
 };
 
 struct service_options {

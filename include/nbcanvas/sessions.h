@@ -25,9 +25,10 @@
 
 #include "nbcanvas/executor.h"
 #include "nbcanvas/err.h"
+#include "nbcanvas/payload.h"
 #include "nbcanvas/request.h"
 
-struct service;
+struct pipeline;
 struct sessions;
 
 struct sessions_stats {
@@ -38,9 +39,8 @@ struct sessions_stats {
     long faulted; /* ended by a dead kernel, memory, a lost call */
 };
 
-/* The table for svc (borrowed; its pool, jobs, janitor and metrics must
- * outlive it). */
-struct sessions *sessions_new(struct service *svc);
+/* The table (deps borrowed: its parts must outlive the table). */
+struct sessions *sessions_new(const struct pipeline *deps);
 /* Ends every session (their sandboxes go to the janitor). */
 void sessions_free(struct sessions *ss);
 
@@ -58,16 +58,17 @@ int sessions_execute(struct sessions *ss, const char *tenant, const char *id,
                      const atomic_bool *cancel, json_t **out, json_t **details,
                      struct err *err);
 
-/* The session's notebook so far in format, without running it again. */
+/* The session's notebook so far as req asks, without running it again
+ * (*out: release with payload_release). */
 int sessions_export(struct sessions *ss, const char *tenant, const char *id,
-                    enum render_format format, const char *template_name,
-                    bool include_input, const atomic_bool *cancel, char **body,
-                    size_t *len, const char **content_type, struct err *err);
+                    const struct export_request *req,
+                    const atomic_bool *cancel, struct payload *out,
+                    struct err *err);
 
 /* A file the session's code wrote (path: a request file name). */
 int sessions_file(struct sessions *ss, const char *tenant, const char *id,
-                  const char *path, const atomic_bool *cancel, char **body,
-                  size_t *len, struct err *err);
+                  const char *path, const atomic_bool *cancel,
+                  struct payload *out, struct err *err);
 
 /* The tenant's sessions (new JSON array). */
 json_t *sessions_list(struct sessions *ss, const char *tenant);

@@ -14,7 +14,7 @@
 static inline bool get(struct cache *c, const unsigned char key[32],
                        char **body, size_t *len, const char **type)
 {
-    struct cached got;
+    struct payload got;
     bool hit = cache_get(c, key, &got);
 
     if (hit) {
@@ -29,7 +29,7 @@ static inline enum cache_lookup get_or_claim(
     struct cache *c, const unsigned char key[32], char **body, size_t *len,
     const char **type, const atomic_bool *cancel, long long wait_ms)
 {
-    struct cached got = {NULL, 0, NULL, false};
+    struct payload got = PAYLOAD_INIT;
     enum cache_lookup r = cache_get_or_claim(c, key, &got, cancel, wait_ms);
 
     if (r == CACHE_HIT) {
@@ -43,7 +43,7 @@ static inline enum cache_lookup get_or_claim(
 static inline void put(struct cache *c, const unsigned char key[32],
                        const char *body, size_t len, const char *type)
 {
-    cache_put(c, key, &(struct cached){(char *)body, len, type, false});
+    cache_put(c, key, &(struct payload){(char *)body, len, type, false});
 }
 
 #endif

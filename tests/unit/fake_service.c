@@ -43,26 +43,30 @@ int fake_service_open(struct fake_service *fs, long pool_size, bool cache)
     struct err err = ERR_INIT;
 
     snprintf(svc->owner, sizeof(svc->owner), "%s", FAKE_SERVICE_OWNER);
-    svc->docker = fake_engine_docker(&fs->engine);
-    if (!svc->docker ||
-        languages_load(&svc->languages, svc->cfg.languages_file, &err) < 0) {
+    svc->pipe.cfg = &svc->cfg;
+    svc->pipe.owner = svc->owner;
+    svc->pipe.docker = fake_engine_docker(&fs->engine);
+    if (!svc->pipe.docker ||
+        languages_load(&svc->pipe.languages, svc->cfg.languages_file, &err) <
+            0) {
         fprintf(stderr, "fake_service: %s\n", err.msg);
         return -1;
     }
-    svc->live = sandbox_set_new();
-    svc->jobs = jobs_new(svc->cfg.max_jobs, svc->cfg.max_queue);
+    svc->pipe.live = sandbox_set_new();
+    svc->pipe.jobs = jobs_new(svc->cfg.max_jobs, svc->cfg.max_queue);
     svc->metrics = metrics_new();
     svc->cfg.pool_size = pool_size;
-    svc->pool = pool_new(svc->docker, &svc->cfg, svc->owner, svc->live,
-                         pool_size);
+    svc->pipe.pool = pool_new(svc->pipe.docker, &svc->cfg, svc->owner,
+                              svc->pipe.live, pool_size);
     if (cache) {
-        svc->cache = cache_new(svc->cfg.cache_bytes);
-        svc->cache_keys = cache_keys_new(svc->docker, svc->cfg.notebook_image);
+        svc->pipe.cache = cache_new(svc->cfg.cache_bytes);
+        svc->pipe.cache_keys = cache_keys_new(svc->pipe.docker,
+                                              svc->cfg.notebook_image);
     }
     if (fs->exporters)
-        svc->exporters = exporters_new(svc->docker, &svc->cfg, svc->owner,
-                                       NULL, 1);
-    svc->janitor = NULL; /* used sandboxes are removed in-line */
+        svc->pipe.exporters = exporters_new(svc->pipe.docker, &svc->cfg,
+                                            svc->owner, NULL, 1);
+    svc->pipe.janitor = NULL; /* used sandboxes are removed in-line */
     return 0;
 }
 
@@ -74,14 +78,14 @@ void fake_service_stop(struct fake_service *fs)
 
 long fake_service_live(struct fake_service *fs)
 {
-    return sandbox_set_count(fs->svc.live);
+    return sandbox_set_count(fs->svc.pipe.live);
 }
 
 bool fake_service_slots_free(struct fake_service *fs)
 {
     long running = -1, waiting = -1;
 
-    jobs_counts(fs->svc.jobs, &running, &waiting);
+    jobs_counts(fs->svc.pipe.jobs, &running, &waiting);
     return running == 0 && waiting == 0;
 }
 

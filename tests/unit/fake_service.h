@@ -35,7 +35,7 @@ struct fake_service {
     struct service svc;
     /* Set between fake_service_start (which clears it) and
      * fake_service_open: it also starts one warm exporter
-     * (exporter.h), outside svc.live so that live counts sandboxes. */
+     * (exporter.h), outside svc.pipe.live so that live counts sandboxes. */
     bool exporters;
 };
 
@@ -59,7 +59,7 @@ void fake_service_stop(struct fake_service *fs);
          !(cond) && util_now_ms() < wait_until_;)                             \
     poll(NULL, 0, 5)
 
-/* How many containers the service holds (svc->live). */
+/* How many containers the service holds (svc->pipe.live). */
 long fake_service_live(struct fake_service *fs);
 
 /* True when no job slot is held or waited for. */

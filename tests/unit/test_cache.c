@@ -129,11 +129,11 @@ TEST(cache__single_flight_gives_up)
 TEST(cache__a_compressed_answer_comes_back_as_kept)
 {
     struct cache *c = cache_new(1 << 20);
-    struct cached got;
+    struct payload got;
 
     cache_put(c, KEY_A,
-              &(struct cached){(char *)"\x1f\x8b...", 5,
-                               "text/html; charset=utf-8", true});
+              &(struct payload){(char *)"\x1f\x8b...", 5,
+                                "text/html; charset=utf-8", true});
     CHECK(cache_get(c, KEY_A, &got));
     CHECK(got.gzipped && got.len == 5);
     CHECK(memcmp(got.body, "\x1f\x8b...", 5) == 0);

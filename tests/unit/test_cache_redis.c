@@ -123,9 +123,9 @@ TEST(cache_redis__one_replica_puts_another_hits)
     /* kept compressed: handed back as kept, to another replica too */
     cache_put(
         a, KEY,
-        &(struct cached){(char *)"\x1f\x8bzz", 4, "application/json", true});
+        &(struct payload){(char *)"\x1f\x8bzz", 4, "application/json", true});
     {
-        struct cached got;
+        struct payload got;
 
         CHECK(cache_get(b, KEY, &got));
         CHECK(got.gzipped && got.len == 4);

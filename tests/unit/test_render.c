@@ -109,7 +109,7 @@ static int render(struct fake_service *fs, const char *body,
 
     CHECK(rc == 0);
     if (rc == 0)
-        rc = render_run(out, &fs->svc, &req, REQUEST_ID, NULL);
+        rc = render_run(out, &fs->svc.pipe, &req, REQUEST_ID, NULL);
     else
         memset(out, 0, sizeof(*out));
     request_render_release(&req);
@@ -120,7 +120,7 @@ static long pool_idle(struct fake_service *fs)
 {
     struct pool_stats st;
 
-    pool_stats(fs->svc.pool, &st);
+    pool_stats(fs->svc.pipe.pool, &st);
     return st.idle;
 }
 
@@ -140,7 +140,7 @@ static bool pool_settled(struct fake_service *fs)
 {
     struct pool_stats st;
 
-    pool_stats(fs->svc.pool, &st);
+    pool_stats(fs->svc.pipe.pool, &st);
     return st.idle == 1 && st.starting == 0;
 }
 
@@ -183,9 +183,9 @@ TEST(render__cold_render_creates_attaches_starts_and_runs_the_job)
     start(&fs, &im, 0, false);
     CHECK(render(&fs, body, &out) == 0);
     CHECK(out.code == 0);
-    CHECK(out.body && out.body_len == strlen(PAGE) &&
-          memcmp(out.body, PAGE, out.body_len) == 0);
-    CHECK_STREQ(out.content_type, "text/html; charset=utf-8");
+    CHECK(out.answer.body && out.answer.len == strlen(PAGE) &&
+          memcmp(out.answer.body, PAGE, out.answer.len) == 0);
+    CHECK_STREQ(out.answer.content_type, "text/html; charset=utf-8");
     CHECK(!out.warm && !out.cache_hit);
     CHECK(strstr(out.server_timing, "desc=cold") != NULL);
     /* one code cell ran (the markdown is no code), the file went in, the
@@ -257,8 +257,8 @@ TEST(render__json_format_gives_the_cells)
 
     start(&fs, &im, 0, false);
     CHECK(render(&fs, body, &out) == 0);
-    CHECK_STREQ(out.content_type, "application/json");
-    answer = out.body ? json_loadb(out.body, out.body_len, 0, NULL) : NULL;
+    CHECK_STREQ(out.answer.content_type, "application/json");
+    answer = out.answer.body ? json_loadb(out.answer.body, out.answer.len, 0, NULL) : NULL;
     CHECK(json_is_object(answer));
     CHECK_STREQ(json_string_value(json_object_get(answer, "status")), "ok");
     CHECK_STREQ(json_string_value(json_object_get(answer, "id")), REQUEST_ID);
@@ -313,7 +313,7 @@ TEST(render__a_message_with_another_key_fails_only_that_render)
     start(&fs, &im, 0, false);
     CHECK(render(&fs, "{\"cells\": [\"forged x\\nout y\"]}", &out) ==
           ERR_INTERNAL);
-    CHECK(out.body == NULL);
+    CHECK(out.answer.body == NULL);
     CHECK(strstr(out.message, "signature") != NULL);
     check_cleaned_up(&fs, &im);
     render_result_release(&out);
@@ -349,7 +349,7 @@ TEST(render__cell_error_names_the_cell_and_keeps_the_outputs)
     start(&fs, &im, 0, false);
     CHECK(render(&fs, "{\"cells\": [\"out hello\", \"raise ValueError\"]}",
                  &out) == ERR_CELL);
-    CHECK(out.body == NULL);
+    CHECK(out.answer.body == NULL);
     CHECK(json_integer_value(details_of(&out, "cell")) == 1);
     CHECK_STREQ(json_string_value(details_of(&out, "ename")), "ValueError");
     CHECK_STREQ(json_string_value(details_of(&out, "evalue")), "boom");
@@ -547,12 +547,12 @@ TEST(render__an_identical_render_is_answered_from_the_cache)
     CHECK(!first.cache_hit);
     CHECK(render(&fs, simple_request, &second) == 0);
     CHECK(second.cache_hit);
-    CHECK(second.body_len == first.body_len && second.body &&
-          memcmp(second.body, first.body, first.body_len) == 0);
-    CHECK_STREQ(second.content_type, first.content_type);
+    CHECK(second.answer.len == first.answer.len && second.answer.body &&
+          memcmp(second.answer.body, first.answer.body, first.answer.len) == 0);
+    CHECK_STREQ(second.answer.content_type, first.answer.content_type);
     CHECK(sandboxes_made(&fs) == 1);
     CHECK(executions(&im) == 1);
-    cache_stats(fs.svc.cache, &st);
+    cache_stats(fs.svc.pipe.cache, &st);
     CHECK(st.hits == 1 && st.entries == 1);
     render_result_release(&first);
     render_result_release(&second);
@@ -613,8 +613,8 @@ TEST(render__identical_renders_at_once_run_once)
     pthread_join(b.thread, NULL);
     CHECK(a.rc == 0 && b.rc == 0);
     CHECK(!a.out.cache_hit && b.out.cache_hit);
-    CHECK(b.out.body && b.out.body_len == strlen(PAGE) &&
-          memcmp(b.out.body, PAGE, b.out.body_len) == 0);
+    CHECK(b.out.answer.body && b.out.answer.len == strlen(PAGE) &&
+          memcmp(b.out.answer.body, PAGE, b.out.answer.len) == 0);
     CHECK(sandboxes_made(&fs) == 1);
     CHECK(executions(&im) == 1);
     render_result_release(&a.out);

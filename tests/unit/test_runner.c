@@ -161,7 +161,7 @@ static int run(struct fake_service *fs, const char *body, json_t **out,
     *out = NULL;
     CHECK(rc == 0);
     if (rc == 0)
-        rc = runner_run(out, &fs->svc, &req, REQUEST_ID, NULL, err);
+        rc = runner_run(out, &fs->svc.pipe, &req, REQUEST_ID, NULL, err);
     request_run_release(&req);
     return rc;
 }
@@ -213,7 +213,7 @@ TEST(runner__c_is_unpacked_then_compiled_then_run)
     b.run_out = "hello\n";
     b.run_err = "note\n";
     CHECK(run(&fs, c_request, &result, &err) == 0);
-    c = languages_find(fs.svc.languages, "c");
+    c = languages_find(fs.svc.pipe.languages, "c");
     CHECK(c && c->compile);
 
     /* the container: the language's image, a command that unpacks

@@ -113,22 +113,19 @@ TEST(kept__only_for_its_tenant_until_it_expires)
 {
     struct kept_results *kr = kept_results_new(1 << 20, 1);
     struct err err = ERR_INIT;
-    const char *type;
-    char *body = NULL;
-    size_t len;
+    struct payload got = PAYLOAD_INIT;
 
     kept_results_put(kr, "acme", kept("r1", 10));
-    CHECK(kept_results_build(kr, "acme", "r1", FORMAT_HTML, &body, &len, &type,
-                             &err) == 0);
-    CHECK(len == 10 && strncmp(type, "text/html", 9) == 0);
-    free(body);
-    CHECK(kept_results_build(kr, "beta", "r1", FORMAT_HTML, &body, &len, &type,
-                             &err) == ERR_NOT_FOUND);
-    CHECK(kept_results_build(kr, "acme", "r2", FORMAT_HTML, &body, &len, &type,
-                             &err) == ERR_NOT_FOUND);
+    CHECK(kept_results_build(kr, "acme", "r1", FORMAT_HTML, &got, &err) == 0);
+    CHECK(got.len == 10 && strncmp(got.content_type, "text/html", 9) == 0);
+    payload_release(&got);
+    CHECK(kept_results_build(kr, "beta", "r1", FORMAT_HTML, &got, &err) ==
+          ERR_NOT_FOUND);
+    CHECK(kept_results_build(kr, "acme", "r2", FORMAT_HTML, &got, &err) ==
+          ERR_NOT_FOUND);
     usleep(1100 * 1000);
-    CHECK(kept_results_build(kr, "acme", "r1", FORMAT_HTML, &body, &len, &type,
-                             &err) == ERR_NOT_FOUND);
+    CHECK(kept_results_build(kr, "acme", "r1", FORMAT_HTML, &got, &err) ==
+          ERR_NOT_FOUND);
     kept_results_free(kr);
 }
 
@@ -136,20 +133,16 @@ TEST(kept__the_oldest_go_past_the_cap)
 {
     struct kept_results *kr = kept_results_new(250, 60);
     struct err err = ERR_INIT;
-    const char *type;
-    char *body = NULL;
-    size_t len;
+    struct payload got = PAYLOAD_INIT;
 
     kept_results_put(kr, "", kept("old", 100));
     kept_results_put(kr, "", kept("mid", 100));
     kept_results_put(kr, "", kept("new", 100));
-    CHECK(kept_results_build(kr, "", "old", FORMAT_HTML, &body, &len, &type,
-                             &err) == ERR_NOT_FOUND);
-    CHECK(kept_results_build(kr, "", "new", FORMAT_HTML, &body, &len, &type,
-                             &err) == 0);
-    free(body);
-    CHECK(kept_results_build(kr, "", "mid", FORMAT_HTML, &body, &len, &type,
-                             &err) == 0);
-    free(body);
+    CHECK(kept_results_build(kr, "", "old", FORMAT_HTML, &got, &err) ==
+          ERR_NOT_FOUND);
+    CHECK(kept_results_build(kr, "", "new", FORMAT_HTML, &got, &err) == 0);
+    payload_release(&got);
+    CHECK(kept_results_build(kr, "", "mid", FORMAT_HTML, &got, &err) == 0);
+    payload_release(&got);
     kept_results_free(kr);
 }
