@@ -7,8 +7,10 @@
  * and the error format. MHD contract: MHD_queue_response takes its own
  * reference, so every response is destroyed right after queueing.
  *
- * A job notices a client that hung up through a watcher thread that polls
- * the connection's socket for a hang-up and sets the job's cancel flag.
+ * How answers are built and a hung-up client noticed is http_answer.c's;
+ * the gauges of /metrics are gauges.c's; the route families live in
+ * http_sessions.c, http_stream.c, http_sql.c, http_mcp.c and the gateway's
+ * http_gateway.c, each using http_internal.h and none another.
  */
 #include "nbcanvas/http.h"
 
@@ -17,14 +19,12 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "nbcanvas/api_doc.h"
@@ -34,6 +34,7 @@
 #include "nbcanvas/datasources.h"
 #include "nbcanvas/exporter.h"
 #include "nbcanvas/formats.h"
+#include "nbcanvas/gauges.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/packages.h"
 #include "nbcanvas/pool.h"
@@ -49,216 +50,8 @@
 #include "nbcanvas/tenants.h"
 #include "nbcanvas/util.h"
 
-json_t *http_error_json(int code, const char *message, json_t *details)
-{
-    json_t *e = json_pack("{s:s, s:s}", "code", err_name(code), "message",
-                          message);
-
-    if (json_is_object(details))
-        json_object_update_missing(e, details);
-    return json_pack("{s:o}", "error", e);
-}
-
-static void add_header(struct MHD_Response *r, const char *name,
-                       const char *value)
-{
-    if (value)
-        MHD_add_response_header(r, name, value);
-}
-
 /* At shutdown, how long cancelled stream jobs get to end. */
 #define STREAMS_STOP_MS 60000
-
-/* True when the client's Accept-Encoding names gzip (or *) with a
- * weight above zero. */
-static bool accepts_gzip(const char *accept)
-{
-    char item[64];
-    const char *p = accept;
-
-    while (p && *p) {
-        size_t n = strcspn(p, ",");
-        const char *q;
-        char *name = item;
-
-        snprintf(item, sizeof(item), "%.*s", (int)(n < 63 ? n : 63), p);
-        p += n + (p[n] == ',');
-        while (*name == ' ')
-            name++;
-        q = strstr(name, "q=");
-        name[strcspn(name, " ;")] = '\0';
-        if (strcasecmp(name, "gzip") != 0 && strcmp(name, "*") != 0)
-            continue;
-        return !q || strtod(q + 2, NULL) > 0;
-    }
-    return false;
-}
-
-int http_respond(struct MHD_Connection *c, struct exchange *x,
-                 const struct answer *a)
-{
-    struct MHD_Response *r;
-    struct buf packed = BUF_INIT((size_t)-1);
-    bool gzipped =
-        a->payload.gzipped; /* compressed already (the cache keeps it so) */
-    int rc;
-
-    if (!gzipped && x->gzip_ok &&
-        formats_compressible(a->payload.content_type, a->payload.len) &&
-        tarball_gzip(&packed, a->payload.body, a->payload.len, NULL) == 0 &&
-        packed.len < a->payload.len) {
-        size_t len;
-        char *body = buf_detach(&packed, &len);
-
-        if (!a->is_static)
-            free(a->payload.body);
-        r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-        gzipped = true;
-    } else {
-        r = MHD_create_response_from_buffer(
-            a->payload.len, a->payload.body,
-            a->is_static ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_FREE);
-    }
-    buf_release(&packed);
-    if (formats_compressible(a->payload.content_type,
-                             (size_t)-1)) /* by type */
-        add_header(r, "Vary", "Accept-Encoding");
-    add_header(r, "Content-Encoding", gzipped ? "gzip" : NULL);
-    http_common_headers(r, x, a);
-    x->status = a->status;
-    rc = MHD_queue_response(c, a->status, r) == MHD_YES ? 0 : -1;
-    MHD_destroy_response(r);
-    return rc;
-}
-
-void http_common_headers(struct MHD_Response *r, struct exchange *x,
-                         const struct answer *a)
-{
-    char total[48];
-
-    if (!a->timing)
-        snprintf(total, sizeof(total), "total;dur=%lld",
-                 (long long)(util_now_ms() - x->t_start));
-    add_header(r, "Content-Type", a->payload.content_type);
-    add_header(r, "X-Request-Id", x->id);
-    add_header(r, "Server-Timing", a->timing ? a->timing : total);
-    add_header(r, "Cache-Control", "no-store");
-    add_header(r, "X-Content-Type-Options", "nosniff");
-    add_header(r, "Content-Security-Policy", a->csp);
-    add_header(r, "X-Frame-Options", a->no_framing ? "DENY" : NULL);
-    add_header(r, "Content-Disposition", a->disposition);
-    add_header(r, "Retry-After", a->retry_after);
-    add_header(r, "Allow", a->allow);
-    add_header(r, "X-Nbcanvas-Cache", a->cache);
-    add_header(r, "X-Nbcanvas-Sandbox", a->sandbox);
-    add_header(r, "Location", a->location);
-    add_header(r, "Mcp-Session-Id", a->mcp_session);
-    add_header(r, "WWW-Authenticate",
-               a->challenge ? "Bearer realm=\"nbcanvas\"" : NULL);
-}
-
-int http_send_document(struct http_server *s, struct MHD_Connection *c,
-                       struct exchange *x, struct answer *a)
-{
-    const char *type = a->payload.content_type;
-
-    if (strncmp(type, "text/html", 9) == 0)
-        a->csp = s->svc->cfg.html_csp;
-    if (strcmp(type, "application/zip") == 0)
-        a->disposition = "attachment; filename=\"notebook.zip\"";
-    return http_respond(c, x, a);
-}
-
-int http_send_json(struct MHD_Connection *c, struct exchange *x,
-                   unsigned status, json_t *j)
-{
-    struct answer a = {.status = status,
-                       .payload.content_type = "application/json"};
-
-    if (!j) /* a bug upstream: never a crash, never an empty body */
-        return http_send_error(c, x, ERR_INTERNAL, "no answer was made", NULL);
-
-    a.payload.body = json_dumps(j, JSON_COMPACT);
-    a.payload.len = strlen(a.payload.body);
-    json_decref(j);
-    return http_respond(c, x, &a);
-}
-
-/* An error in the API's format; allow is the Allow header of a 405. */
-int http_send_error_full(struct MHD_Connection *c, struct exchange *x,
-                         int code, const char *message, json_t *details,
-                         const char *timing, const char *allow)
-{
-    json_t *j = http_error_json(code, message, details);
-    struct answer a = {.status = err_http_status(code),
-                       .payload.content_type = "application/json",
-                       .timing = timing,
-                       .allow = allow};
-
-    if (code == ERR_BUSY)
-        a.retry_after = "2";
-    else if (code == ERR_ENGINE || code == ERR_INDEX || code == ERR_DATASOURCE)
-        a.retry_after = "5";
-    else if (code == ERR_RATE_LIMITED)
-        a.retry_after = x->retry_after;
-    a.challenge = code == ERR_UNAUTHENTICATED;
-    a.payload.body = json_dumps(j, JSON_COMPACT);
-    a.payload.len = strlen(a.payload.body);
-    json_decref(j);
-    return http_respond(c, x, &a);
-}
-
-int http_send_error(struct MHD_Connection *c, struct exchange *x, int code,
-                    const char *message, json_t *details)
-{
-    return http_send_error_full(c, x, code, message, details, NULL, NULL);
-}
-
-static void *watch_hangup(void *arg)
-{
-    struct hangup_watch *w = arg;
-    struct pollfd p[2] = {{w->fd, POLLRDHUP, 0}, {w->wake, POLLIN, 0}};
-
-    for (;;) {
-        if (poll(p, 2, -1) < 0)
-            continue;
-        if (p[1].revents)
-            break;
-        if (p[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
-            w->cancel = true;
-            break;
-        }
-    }
-    return NULL;
-}
-
-void http_watch_start(struct hangup_watch *w, struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *info = MHD_get_connection_info(
-        c, MHD_CONNECTION_INFO_CONNECTION_FD);
-
-    w->cancel = false;
-    w->fd = info ? info->connect_fd : -1;
-    w->wake = eventfd(0, EFD_CLOEXEC);
-    if (w->fd < 0 || w->wake < 0 ||
-        pthread_create(&w->thread, NULL, watch_hangup, w) != 0) {
-        if (w->wake >= 0)
-            close(w->wake);
-        w->fd = w->wake = -1;
-    }
-}
-
-void http_watch_stop(struct hangup_watch *w)
-{
-    uint64_t one = 1;
-
-    if (w->fd < 0)
-        return;
-    if (write(w->wake, &one, sizeof(one)) < 0)
-        perror("nbcanvas: eventfd");
-    pthread_join(w->thread, NULL);
-    close(w->wake);
-}
 
 static int handle_render(struct http_server *s, struct MHD_Connection *c,
                          struct exchange *x)
@@ -391,107 +184,6 @@ static int handle_languages(struct http_server *s, struct MHD_Connection *c,
     return http_send_json(c, x, 200, languages_json(s->svc->pipe.languages));
 }
 
-static void write_pool_cache_metrics(struct service *svc, struct buf *out)
-{
-    struct pool_stats p;
-    struct cache_stats c = {0, 0, 0, 0, 0};
-    struct sessions_stats ss = {0};
-    struct packages_stats pk;
-    long running, waiting;
-
-    if (svc->sessions)
-        sessions_stats(svc->sessions, &ss);
-    packages_stats(svc->pipe.packages, &pk);
-    buf_printf(out,
-               "# TYPE nbcanvas_package_cache_hits_total counter\n"
-               "nbcanvas_package_cache_hits_total %ld\n"
-               "# TYPE nbcanvas_package_cache_misses_total counter\n"
-               "nbcanvas_package_cache_misses_total %ld\n"
-               "# TYPE nbcanvas_package_errors_total counter\n"
-               "nbcanvas_package_errors_total %ld\n"
-               "# TYPE nbcanvas_package_cache_bytes gauge\n"
-               "nbcanvas_package_cache_bytes %lld\n",
-               pk.hits, pk.misses, pk.errors, pk.bytes);
-    pool_stats(svc->pipe.pool, &p);
-    if (svc->pipe.exporters) {
-        struct exporter_stats x;
-
-        exporters_stats(svc->pipe.exporters, &x);
-        buf_printf(out,
-                   "# TYPE nbcanvas_exporters gauge\nnbcanvas_exporters %ld\n"
-                   "# TYPE nbcanvas_exporters_idle gauge\n"
-                   "nbcanvas_exporters_idle %ld\n"
-                   "# TYPE nbcanvas_exporters_busy gauge\n"
-                   "nbcanvas_exporters_busy %ld\n"
-                   "# TYPE nbcanvas_exports_total counter\n"
-                   "nbcanvas_exports_total %ld\n"
-                   "# TYPE nbcanvas_exporters_failed_total counter\n"
-                   "nbcanvas_exporters_failed_total %ld\n"
-                   "# TYPE nbcanvas_exporters_recycled_total counter\n"
-                   "nbcanvas_exporters_recycled_total %ld\n",
-                   x.size, x.idle, x.busy, x.conversions, x.failures,
-                   x.recycled);
-    }
-    if (svc->pipe.cache)
-        cache_stats(svc->pipe.cache, &c);
-    jobs_counts(svc->pipe.jobs, &running, &waiting);
-    /* every container the service holds: in use, warm or starting, or
-     * waiting for removal */
-    buf_printf(out,
-               "# TYPE nbcanvas_containers_alive gauge\n"
-               "nbcanvas_containers_alive %ld\n",
-               running + p.idle + p.starting +
-                   janitor_pending(svc->pipe.janitor) + ss.active - ss.calls);
-    buf_printf(out,
-               "# TYPE nbcanvas_sessions_active gauge\n"
-               "nbcanvas_sessions_active %ld\n"
-               "# TYPE nbcanvas_sessions_created_total counter\n"
-               "nbcanvas_sessions_created_total %ld\n"
-               "# TYPE nbcanvas_sessions_expired_total counter\n"
-               "nbcanvas_sessions_expired_total %ld\n"
-               "# TYPE nbcanvas_sessions_faulted_total counter\n"
-               "nbcanvas_sessions_faulted_total %ld\n",
-               ss.active, ss.created, ss.expired, ss.faulted);
-    buf_printf(out,
-               "# TYPE nbcanvas_pool_size gauge\nnbcanvas_pool_size %ld\n"
-               "# TYPE nbcanvas_pool_min_size gauge\n"
-               "nbcanvas_pool_min_size %ld\n"
-               "# TYPE nbcanvas_pool_max_size gauge\n"
-               "nbcanvas_pool_max_size %ld\n"
-               "# TYPE nbcanvas_pool_sandbox_footprint_bytes gauge\n"
-               "nbcanvas_pool_sandbox_footprint_bytes %lld\n"
-               "# TYPE nbcanvas_pool_idle gauge\nnbcanvas_pool_idle %ld\n"
-               "# TYPE nbcanvas_pool_starting gauge\n"
-               "nbcanvas_pool_starting %ld\n"
-               "# TYPE nbcanvas_pool_taken_total counter\n"
-               "nbcanvas_pool_taken_total %ld\n"
-               "# TYPE nbcanvas_pool_waited_total counter\n"
-               "nbcanvas_pool_waited_total %ld\n"
-               "# TYPE nbcanvas_pool_empty_total counter\n"
-               "nbcanvas_pool_empty_total %ld\n"
-               "# TYPE nbcanvas_pool_replaced_total counter\n"
-               "nbcanvas_pool_replaced_total %ld\n"
-               "# TYPE nbcanvas_pool_refill_seconds gauge\n"
-               "nbcanvas_pool_refill_seconds %g\n",
-               p.size, p.min_size, p.max_size, p.footprint_bytes, p.idle,
-               p.starting, p.handed_out, p.waited, p.misses, p.replaced,
-               (double)p.last_refill_ms / 1000);
-    buf_printf(out,
-               "# TYPE nbcanvas_cache_entries gauge\n"
-               "nbcanvas_cache_entries %ld\n"
-               "# TYPE nbcanvas_cache_bytes gauge\nnbcanvas_cache_bytes %lld\n"
-               "# TYPE nbcanvas_cache_hits_total counter\n"
-               "nbcanvas_cache_hits_total %ld\n"
-               "# TYPE nbcanvas_cache_misses_total counter\n"
-               "nbcanvas_cache_misses_total %ld\n"
-               "# TYPE nbcanvas_cache_errors_total counter\n"
-               "nbcanvas_cache_errors_total %ld\n"
-               "# TYPE nbcanvas_cache_shared gauge\n"
-               "nbcanvas_cache_shared %d\n",
-               c.entries, c.bytes, c.hits, c.misses, c.errors,
-               svc->pipe.cache && cache_is_shared(svc->pipe.cache));
-}
-
 static int handle_metrics(struct http_server *s, struct MHD_Connection *c,
                           struct exchange *x)
 {
@@ -500,7 +192,7 @@ static int handle_metrics(struct http_server *s, struct MHD_Connection *c,
                        .payload.content_type = "text/plain; version=0.0.4"};
 
     metrics_write(s->svc->metrics, s->svc->pipe.jobs, &out);
-    write_pool_cache_metrics(s->svc, &out);
+    gauges_write(s->svc, &out);
     datasources_metrics(s->svc->pipe.datasources, &out);
     a.payload.body = buf_detach(&out, &a.payload.len);
     return http_respond(c, x, &a);
@@ -844,7 +536,7 @@ static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
     pthread_mutex_lock(&s->lock);
     s->active++;
     pthread_mutex_unlock(&s->lock);
-    x->gzip_ok = accepts_gzip(
+    x->gzip_ok = http_accepts_gzip(
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept-Encoding"));
     if (util_is_uuid(rid))
         snprintf(x->id, sizeof(x->id), "%s", rid);

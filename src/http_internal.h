@@ -95,6 +95,9 @@ struct answer {
     bool challenge;          /* WWW-Authenticate, for a 401 */
 };
 
+/* True when an Accept-Encoding value names gzip (or *) with a weight
+ * above zero. */
+bool http_accepts_gzip(const char *accept_encoding);
 int http_respond(struct MHD_Connection *c, struct exchange *x,
                  const struct answer *a);
 /* The headers every answer carries, for a response built elsewhere. */

@@ -258,7 +258,9 @@ TEST(render__json_format_gives_the_cells)
     start(&fs, &im, 0, false);
     CHECK(render(&fs, body, &out) == 0);
     CHECK_STREQ(out.answer.content_type, "application/json");
-    answer = out.answer.body ? json_loadb(out.answer.body, out.answer.len, 0, NULL) : NULL;
+    answer = out.answer.body
+                 ? json_loadb(out.answer.body, out.answer.len, 0, NULL)
+                 : NULL;
     CHECK(json_is_object(answer));
     CHECK_STREQ(json_string_value(json_object_get(answer, "status")), "ok");
     CHECK_STREQ(json_string_value(json_object_get(answer, "id")), REQUEST_ID);
@@ -548,7 +550,8 @@ TEST(render__an_identical_render_is_answered_from_the_cache)
     CHECK(render(&fs, simple_request, &second) == 0);
     CHECK(second.cache_hit);
     CHECK(second.answer.len == first.answer.len && second.answer.body &&
-          memcmp(second.answer.body, first.answer.body, first.answer.len) == 0);
+          memcmp(second.answer.body, first.answer.body, first.answer.len) ==
+              0);
     CHECK_STREQ(second.answer.content_type, first.answer.content_type);
     CHECK(sandboxes_made(&fs) == 1);
     CHECK(executions(&im) == 1);
