@@ -21,6 +21,9 @@ packages=(
     python3-jsonschema
     # datasources for Text2SQL: the clients, and a PostgreSQL for the tests
     libpq-dev libsqlite3-dev postgresql
+    # the kernel gateway: WebSocket frames; Jupyter's own servers and a
+    # WebSocket client as its test clients
+    libwslay-dev python3-jupyter-server jupyter-notebook python3-websocket
 )
 
 missing=()

@@ -101,6 +101,14 @@ static const struct key keys[] = {
     LONG("session_idle_timeout_s", session_idle_timeout_s, 1, 7 * 86400),
     LONG("session_max_lifetime_s", session_max_lifetime_s, 1, 30 * 86400),
     LONG("session_pause_after_s", session_pause_after_s, 0, 86400),
+    LONG("gateway_max_connections", gateway_max_connections, 1, 1024),
+    LONG("gateway_max_tenant_connections", gateway_max_tenant_connections, 1,
+         65536),
+    LLONG("gateway_max_message_bytes", gateway_max_message_bytes, 4096,
+          64 * MiB),
+    LLONG("gateway_max_queued_bytes", gateway_max_queued_bytes, 64 * 1024,
+          GiB),
+    LONG("gateway_ping_interval_s", gateway_ping_interval_s, 1, 3600),
     LONG("result_ttl_s", result_ttl_s, 1, 86400),
     LLONG("kept_results_bytes", kept_results_bytes, 0, 64 * GiB),
     STR("package_index_url", package_index_url),
@@ -175,6 +183,11 @@ void config_defaults(struct config *cfg)
     cfg->session_idle_timeout_s = 600;
     cfg->session_max_lifetime_s = 3600;
     cfg->session_pause_after_s = 10;
+    cfg->gateway_max_connections = 8;
+    cfg->gateway_max_tenant_connections = 64;
+    cfg->gateway_max_message_bytes = 8 << 20; /* under tornado's 10 MiB */
+    cfg->gateway_max_queued_bytes = 32 << 20;
+    cfg->gateway_ping_interval_s = 30;
     cfg->result_ttl_s = 300;
     cfg->kept_results_bytes = 256LL << 20;
     cfg->run_timeout_s = 10;

@@ -387,6 +387,7 @@ struct duplex {
     size_t input_left;
     const struct docker_stream_cb *cb;
     struct err *err;
+    int wake_fd; /* -1, or readable: a wait for input ends (DOCKER_WOKEN) */
 };
 
 /* Sends as much pending input as the socket takes now. */
@@ -436,19 +437,23 @@ static int duplex_recv(struct duplex *x)
 static int duplex_wait(struct duplex *x, long long deadline_ms)
 {
     for (;;) {
-        struct pollfd p = {x->fd, POLLIN, 0};
+        /* a send waits for the socket alone: it must finish */
+        struct pollfd p[2] = {{x->fd, POLLIN, 0},
+                              {x->input_left ? -1 : x->wake_fd, POLLIN, 0}};
         long long left = deadline_ms - util_now_ms();
         int n;
 
         if (x->input_left)
-            p.events |= POLLOUT;
+            p[0].events |= POLLOUT;
         if (stream_cancelled(x->cb))
             return err_set(x->err, ERR_CANCELLED, "cancelled by the client");
         if (left <= 0)
             return err_set(x->err, ERR_TIMEOUT, "deadline passed");
-        n = poll(&p, 1, (int)(left < 100 ? left : 100));
-        if (n > 0)
+        n = poll(p, 2, (int)(left < 100 ? left : 100));
+        if (n > 0 && p[0].revents)
             return 0;
+        if (n > 0 && p[1].revents)
+            return DOCKER_WOKEN;
     }
 }
 
@@ -499,7 +504,7 @@ int docker_stream_duplex(struct docker *d, const char *path, const char *input,
                          size_t input_len, const struct docker_stream_cb *cb,
                          long long deadline_ms, struct err *err)
 {
-    struct duplex x = {NULL, CURL_SOCKET_BAD, NULL, 0, cb, err};
+    struct duplex x = {NULL, CURL_SOCKET_BAD, NULL, 0, cb, err, -1};
     CURLcode cc;
     int rc;
 
@@ -567,7 +572,7 @@ int docker_conn_open(struct docker *d, const char *path,
     c->cb = (struct docker_stream_cb){NULL, conn_keep_early, c, NULL, NULL};
     buf_init(&c->early, 1 << 20);
     buf_init(&c->inbox, DOCKER_CONN_INBOX_MAX);
-    c->x = (struct duplex){NULL, CURL_SOCKET_BAD, NULL, 0, &c->cb, err};
+    c->x = (struct duplex){NULL, CURL_SOCKET_BAD, NULL, 0, &c->cb, err, -1};
     c->x.c = new_handle(d, "POST", path, 0);
     if (!c->x.c) {
         rc = err_set(err, ERR_INTERNAL, "curl_easy_init");
@@ -684,9 +689,14 @@ int docker_conn_recv(struct docker_conn *c, char *out, size_t cap, size_t *got,
             break;
         }
         rc = duplex_wait(&c->x, deadline_ms);
-        if (rc < 0)
+        if (rc < 0 || rc == DOCKER_WOKEN)
             break;
     }
     c->x.cb = &c->cb;
     return rc;
+}
+
+void docker_conn_set_wake(struct docker_conn *c, int fd)
+{
+    c->x.wake_fd = fd;
 }

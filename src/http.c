@@ -275,6 +275,21 @@ static const struct route routes[] = {
     {"POST", "/v1/sql", http_sql, true, TENANT, NULL},
     {"POST", "/mcp", http_mcp, true, TENANT, NULL},
     {"DELETE", "/mcp", http_mcp_end, false, TENANT, NULL},
+    {"GET", "/api", http_gateway_api, false, GATEWAY, NULL},
+    {"GET", "/api/kernelspecs", http_gateway_kernelspecs, false, GATEWAY,
+     NULL},
+    {"GET", "/api/kernelspecs/*", http_gateway_kernelspec, false, GATEWAY,
+     NULL},
+    {"GET", "/api/kernels", http_gateway_list, false, GATEWAY, NULL},
+    {"POST", "/api/kernels", http_gateway_start, true, GATEWAY, NULL},
+    {"GET", "/api/kernels/*", http_gateway_get, false, GATEWAY, NULL},
+    {"DELETE", "/api/kernels/*", http_gateway_delete, false, GATEWAY, NULL},
+    {"POST", "/api/kernels/*/interrupt", http_gateway_interrupt, true, GATEWAY,
+     NULL},
+    {"POST", "/api/kernels/*/restart", http_gateway_restart, true, GATEWAY,
+     NULL},
+    {"GET", "/api/kernels/*/channels", http_gateway_channels, false, GATEWAY,
+     NULL},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -491,19 +506,54 @@ static bool host_allowed(const struct config *cfg, const char *host)
     return false;
 }
 
+/* Whether origin (absent: not a browser's request) may call: this
+ * service's own origin (the Host it was reached by), or one the config
+ * lists in allowed_origins. */
+bool http_origin_allowed(const struct config *cfg, const char *origin,
+                         const char *host)
+{
+    const char *p, *rest;
+    size_t n;
+
+    if (!origin)
+        return true;
+    rest = strncmp(origin, "http://", 7) == 0    ? origin + 7
+           : strncmp(origin, "https://", 8) == 0 ? origin + 8
+                                                 : NULL;
+    if (rest && host && strcasecmp(rest, host) == 0)
+        return true;
+    for (p = cfg->allowed_origins; *p; p += n + 1) {
+        n = strcspn(p, "\n");
+        if (n == strlen(origin) && strncasecmp(p, origin, n) == 0)
+            return true;
+        if (!p[n])
+            break;
+    }
+    return false;
+}
+
 /* The caller's tenant and rate, for a route that needs a key. */
 static int admit(struct http_server *s, struct MHD_Connection *c,
                  struct exchange *x, const struct route *r, struct err *err)
 {
+    const char *authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                            "Authorization");
+    const char *token = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+                                                    "token");
+    char from_query[600];
     long wait_s = 0;
     int rc;
 
     if (r->access == OPEN)
         return 0;
-    rc = tenants_authenticate(
-        s->svc->tenants,
-        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
-        &x->tenant, err);
+    /* Jupyter's clients may put the key in the URL (a WebSocket from a
+     * browser can carry no header) */
+    if (r->access == GATEWAY && !authorization && token) {
+        snprintf(from_query, sizeof(from_query), "token %s", token);
+        authorization = from_query;
+    }
+    rc = tenants_authenticate(s->svc->tenants, authorization, &x->tenant, err);
+    OPENSSL_cleanse(from_query, sizeof(from_query));
     if (rc == 0 && r->access == METRICS && tenants_required(s->svc->tenants) &&
         !x->tenant.metrics)
         rc = err_set(err, ERR_UNAUTHENTICATED,
@@ -561,11 +611,16 @@ static enum MHD_Result begin(struct http_server *s, struct MHD_Connection *c,
         return http_send_error(c, x, ERR_NOT_FOUND, "no such path", NULL) == 0
                    ? MHD_YES
                    : MHD_NO;
-    if (admit(s, c, x, r, &err) < 0 || check_query(c, r, &err) < 0)
+    x->jupyter = r->access == GATEWAY;
+    /* a gateway route takes any query: Jupyter's clients add their own
+     * (a cache-buster, session_id, token, user) */
+    if (admit(s, c, x, r, &err) < 0 ||
+        (r->access != GATEWAY && check_query(c, r, &err) < 0))
         return http_send_error(c, x, err.code, err.msg, NULL) == 0 ? MHD_YES
                                                                    : MHD_NO;
-    if (r->has_body && !is_json_type(MHD_lookup_connection_value(
-                           c, MHD_HEADER_KIND, "Content-Type")))
+    if (r->has_body && r->access != GATEWAY &&
+        !is_json_type(
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type")))
         return http_send_error(c, x, ERR_MEDIA_TYPE,
                                "the body must be application/json", NULL) == 0
                    ? MHD_YES
@@ -622,7 +677,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
      * except for a stream, which the server writes as the job goes. */
     conn_guard_pause(s->guard, guard_entry(c));
     rc = r->handler(s, c, x);
-    if (!x->streaming)
+    if (!x->streaming && !x->upgraded)
         conn_guard_rearm(s->guard, guard_entry(c));
     return rc == 0 ? MHD_YES : MHD_NO;
 }
@@ -634,8 +689,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct exchange *x = *con_cls;
 
     (void)toe;
-    /* A kept-alive connection's next request gets a full budget. */
-    conn_guard_rearm(s->guard, guard_entry(c));
+    /* A kept-alive connection's next request gets a full budget; a
+     * WebSocket has none (ws.c notices a silent peer). */
+    if (x && x->upgraded)
+        conn_guard_pause(s->guard, guard_entry(c));
+    else
+        conn_guard_rearm(s->guard, guard_entry(c));
     if (!x)
         return;
     metrics_request(s->svc->metrics, x->route, x->tenant.name,
@@ -733,9 +792,11 @@ int http_start(struct http_server **out, struct service *svc, struct err *err)
         free(s);
         return rc;
     }
+    http_gateway_init(s);
     s->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-            MHD_USE_ITC | MHD_USE_ERROR_LOG | (s->tls_key ? MHD_USE_TLS : 0),
+            MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_UPGRADE |
+            MHD_USE_POLL | (s->tls_key ? MHD_USE_TLS : 0),
         0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -746,6 +807,7 @@ int http_start(struct http_server **out, struct service *svc, struct err *err)
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_ARRAY, tls,
         MHD_OPTION_END);
     if (!s->daemon) {
+        http_gateway_stop(s);
         conn_guard_free(s->guard);
         free(s->tls_key);
         free(s->tls_cert);
@@ -778,6 +840,7 @@ void http_stop(struct http_server *srv, long drain_s)
            pthread_cond_timedwait(&srv->idle, &srv->lock, &until) == 0)
         ;
     pthread_mutex_unlock(&srv->lock);
+    http_gateway_stop(srv); /* MHD must not close them under ws.c */
     MHD_stop_daemon(srv->daemon);
     conn_guard_free(srv->guard);
     if (srv->tls_key)

@@ -174,6 +174,10 @@ int http_send_error_full(struct MHD_Connection *c, struct exchange *x,
     else if (code == ERR_RATE_LIMITED)
         a.retry_after = x->retry_after;
     a.challenge = code == ERR_UNAUTHENTICATED;
+    if (x->jupyter) { /* as Jupyter's servers write one, beside ours */
+        json_object_set_new(j, "message", json_string(message));
+        json_object_set_new(j, "reason", json_string(err_name(code)));
+    }
     a.payload.body = json_dumps(j, JSON_COMPACT);
     a.payload.len = strlen(a.payload.body);
     json_decref(j);

@@ -32,8 +32,10 @@ struct http_server {
     pthread_cond_t idle;
     long active;  /* requests between their first call and completion */
     long streams; /* stream jobs still running (http_stream.c) */
-    struct list_node running; /* those jobs */
-    char *tls_key, *tls_cert; /* PEM, kept while the daemon runs */
+    struct list_node running;    /* those jobs */
+    char *tls_key, *tls_cert;    /* PEM, kept while the daemon runs */
+    struct ws_set *websockets;   /* the gateway's open WebSockets */
+    json_t *gateway_connections; /* tenant -> open WebSockets (lock) */
 };
 
 /* Per-request state, from the first call of the access handler to the
@@ -51,13 +53,18 @@ struct exchange {
     /* The "*" parts of the route's path, in order (http.c's routes). */
     char params[2][HTTP_PARAM_MAX];
     bool streaming; /* the answer is a stream: the server's turn goes on */
+    bool upgraded;  /* a WebSocket: the connection is no longer HTTP */
+    bool jupyter;   /* a gateway route: errors as Jupyter's servers write
+                       them too */
 };
 
 /* Who may call a route once the Host is allowed. */
 enum access {
-    OPEN,   /* anyone: the page, health and readiness */
-    TENANT, /* a key, when there are keys */
-    METRICS /* a key whose entry says metrics: true */
+    OPEN,    /* anyone: the page, health and readiness */
+    TENANT,  /* a key, when there are keys */
+    METRICS, /* a key whose entry says metrics: true */
+    GATEWAY  /* a key as Jupyter's clients send it (also ?token=); any
+                query and content type; errors also in Jupyter's shape */
 };
 
 struct route {
@@ -95,6 +102,12 @@ struct answer {
     bool challenge;          /* WWW-Authenticate, for a 401 */
 };
 
+/* Whether a request's Origin (absent: not a browser's request) may call
+ * a route a page could abuse (/mcp, the gateway's WebSocket): this
+ * service's own origin (the Host it was reached by), or one the config
+ * lists in allowed_origins. */
+bool http_origin_allowed(const struct config *cfg, const char *origin,
+                         const char *host);
 /* True when an Accept-Encoding value names gzip (or *) with a weight
  * above zero. */
 bool http_accepts_gzip(const char *accept_encoding);
@@ -181,5 +194,30 @@ int http_mcp(struct http_server *s, struct MHD_Connection *c,
              struct exchange *x);
 int http_mcp_end(struct http_server *s, struct MHD_Connection *c,
                  struct exchange *x);
+
+/* The kernel gateway's routes (http_gateway.c). */
+int http_gateway_api(struct http_server *s, struct MHD_Connection *c,
+                     struct exchange *x);
+int http_gateway_kernelspecs(struct http_server *s, struct MHD_Connection *c,
+                             struct exchange *x);
+int http_gateway_kernelspec(struct http_server *s, struct MHD_Connection *c,
+                            struct exchange *x);
+int http_gateway_list(struct http_server *s, struct MHD_Connection *c,
+                      struct exchange *x);
+int http_gateway_start(struct http_server *s, struct MHD_Connection *c,
+                       struct exchange *x);
+int http_gateway_get(struct http_server *s, struct MHD_Connection *c,
+                     struct exchange *x);
+int http_gateway_delete(struct http_server *s, struct MHD_Connection *c,
+                        struct exchange *x);
+int http_gateway_interrupt(struct http_server *s, struct MHD_Connection *c,
+                           struct exchange *x);
+int http_gateway_restart(struct http_server *s, struct MHD_Connection *c,
+                         struct exchange *x);
+int http_gateway_channels(struct http_server *s, struct MHD_Connection *c,
+                          struct exchange *x);
+void http_gateway_init(struct http_server *s);
+/* Closes every WebSocket: before the daemon stops. */
+void http_gateway_stop(struct http_server *s);
 
 #endif

@@ -58,36 +58,11 @@ static int send_accepted(struct MHD_Connection *c, struct exchange *x)
     return http_respond(c, x, &a);
 }
 
-/* Whether origin (absent: not a browser's request) may call: this
- * service's own origin (the Host it was reached by), or one the config
- * lists in allowed_origins. */
-static bool origin_allowed(const struct config *cfg, const char *origin,
-                           const char *host)
-{
-    const char *p, *rest;
-    size_t n;
-
-    if (!origin)
-        return true;
-    rest = strncmp(origin, "http://", 7) == 0    ? origin + 7
-           : strncmp(origin, "https://", 8) == 0 ? origin + 8
-                                                 : NULL;
-    if (rest && host && strcasecmp(rest, host) == 0)
-        return true;
-    for (p = cfg->allowed_origins; *p; p += n + 1) {
-        n = strcspn(p, "\n");
-        if (n == strlen(origin) && strncasecmp(p, origin, n) == 0)
-            return true;
-        if (!p[n])
-            break;
-    }
-    return false;
-}
-
 static int check_origin(struct http_server *s, struct MHD_Connection *c,
                         struct exchange *x)
 {
-    if (origin_allowed(&s->svc->cfg, header(c, "Origin"), header(c, "Host")))
+    if (http_origin_allowed(&s->svc->cfg, header(c, "Origin"),
+                            header(c, "Host")))
         return 0;
     return http_send_error(c, x, ERR_ORIGIN,
                            "this Origin may not call /mcp (allowed_origins)",

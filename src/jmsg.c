@@ -80,16 +80,44 @@ static void put_part(struct buf *out, const void *data, size_t len)
     buf_append(out, data, len);
 }
 
+/* Signs and appends the relay payload of the four JSON texts and the
+ * buffers; -1 when a text is missing or out is full. */
+static int pack_texts(struct buf *out, const char *key, char *const text[4],
+                      const struct relay_part *buffers, size_t nbuffers)
+{
+    char sig[SIG_HEX_LEN + 1];
+    struct relay_part parts[4];
+    unsigned char count[4];
+
+    for (int i = 0; i < 4; i++) {
+        if (!text[i])
+            return -1;
+        parts[i].data = (const unsigned char *)text[i];
+        parts[i].len = strlen(text[i]);
+    }
+    if (key[0])
+        sign(key, parts, sig);
+    else
+        sig[0] = '\0';
+    relay_put_u32(count, (uint32_t)(6 + nbuffers));
+    buf_append(out, count, 4);
+    put_part(out, DELIMITER, strlen(DELIMITER));
+    put_part(out, sig, strlen(sig));
+    for (int i = 0; i < 4; i++)
+        put_part(out, parts[i].data, parts[i].len);
+    for (size_t i = 0; i < nbuffers; i++)
+        put_part(out, buffers[i].data, buffers[i].len);
+    return out->overflow ? -1 : 0;
+}
+
 int jmsg_pack(struct buf *out, const char *key, const char *session,
               const char *msg_id, const char *msg_type, json_t *parent,
               json_t *content)
 {
-    char date[40], sig[SIG_HEX_LEN + 1];
+    char date[40];
     json_t *header;
     char *text[4];
-    struct relay_part parts[4];
-    unsigned char count[4];
-    int rc = 0;
+    int rc;
 
     jmsg_now(date);
     header = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "msg_id", msg_id,
@@ -100,25 +128,23 @@ int jmsg_pack(struct buf *out, const char *key, const char *session,
     text[2] = strdup("{}");
     text[3] = json_dumps(content, JSON_COMPACT);
     json_decref(header);
-    for (int i = 0; i < 4; i++) {
-        if (!text[i])
-            rc = -1;
-        parts[i].data = (const unsigned char *)(text[i] ? text[i] : "");
-        parts[i].len = text[i] ? strlen(text[i]) : 0;
-    }
-    if (rc == 0) {
-        if (key[0])
-            sign(key, parts, sig);
-        else
-            sig[0] = '\0';
-        relay_put_u32(count, 6);
-        buf_append(out, count, 4);
-        put_part(out, DELIMITER, strlen(DELIMITER));
-        put_part(out, sig, strlen(sig));
-        for (int i = 0; i < 4; i++)
-            put_part(out, parts[i].data, parts[i].len);
-        rc = out->overflow ? -1 : 0;
-    }
+    rc = pack_texts(out, key, text, NULL, 0);
+    for (int i = 0; i < 4; i++)
+        free(text[i]);
+    return rc;
+}
+
+int jmsg_pack_message(struct buf *out, const char *key, json_t *header,
+                      json_t *parent, json_t *metadata, json_t *content,
+                      const struct relay_part *buffers, size_t nbuffers)
+{
+    char *text[4] = {
+        json_dumps(header, JSON_COMPACT), json_dumps(parent, JSON_COMPACT),
+        json_dumps(metadata, JSON_COMPACT), json_dumps(content, JSON_COMPACT)};
+    int rc = nbuffers > JMSG_MAX_BUFFERS
+                 ? -1
+                 : pack_texts(out, key, text, buffers, nbuffers);
+
     for (int i = 0; i < 4; i++)
         free(text[i]);
     return rc;
@@ -184,7 +210,9 @@ int jmsg_parse(struct jmsg *m, const char *key, const unsigned char *payload,
     m->msg_type = string_in(m->header, "msg_type");
     m->date = string_in(m->header, "date");
     m->parent_id = string_in(m->parent_header, "msg_id");
-    /* Binary buffers (after content) are not kept: the executor reads
-     * none (a widget's binary state is left out of the notebook). */
+    /* binary buffers: borrowed from payload (the executor reads none; a
+     * gateway's client may) */
+    for (int i = d + 6; i < n; i++)
+        m->buffers[m->nbuffers++] = parts[i];
     return 0;
 }

@@ -160,6 +160,8 @@ int relay_link_next(struct relay_link *l, struct relay_frame *f,
                               l->cancel);
         if (rc == ERR_TIMEOUT && slice < deadline_ms)
             continue;
+        if (rc == DOCKER_WOKEN)
+            return RELAY_LINK_WOKEN;
         if (rc == 1) {
             l->ended = true;
             continue;
@@ -181,6 +183,12 @@ int relay_link_next(struct relay_link *l, struct relay_frame *f,
                            "outputs)",
                            l->errout.cap);
     }
+}
+
+void relay_link_set_wake(struct relay_link *l, int fd)
+{
+    if (l->conn)
+        docker_conn_set_wake(l->conn, fd);
 }
 
 const char *relay_link_stderr_tail(const struct relay_link *l, char *out,

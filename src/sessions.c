@@ -9,6 +9,12 @@
  * either by the thread whose call made it end, or by the sweeper or a
  * delete when no call runs; a session deleted or expired during a call is
  * marked `ending` and ended by that call's thread when it returns.
+ *
+ * A gateway kernel (/api/kernels) is a session whose kernel its clients
+ * drive through its channels (kernel_channels.h): the pump, not a call,
+ * owns its link, so /v1 calls on it are refused, it is never frozen, and
+ * it is culled once idle with no connection open (or when its kernel
+ * died). A restart is the one call it takes: a fresh sandbox, same id.
  */
 #include "nbcanvas/sessions.h"
 
@@ -21,8 +27,10 @@
 #include "nbcanvas/formats.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/jobs.h"
+#include "nbcanvas/kernel_channels.h"
 #include "nbcanvas/kernel_job.h"
 #include "nbcanvas/list.h"
+#include "nbcanvas/notebook.h"
 #include "nbcanvas/packages.h"
 #include "nbcanvas/pool.h"
 #include "nbcanvas/results.h"
@@ -55,7 +63,8 @@ struct session {
     atomic_bool stop; /* set with ending: the call under way stops */
     bool pausing;     /* the sweeper is freezing it (busy meanwhile) */
     bool paused;      /* frozen between calls: thawed by the next one */
-    long long pause_retry_ms; /* a freeze failed: not again before */
+    long long pause_retry_ms;         /* a freeze failed: not again before */
+    struct kernel_channels *channels; /* a gateway kernel's; else NULL */
 };
 
 struct sessions {
@@ -86,6 +95,10 @@ static void unlink_session(struct sessions *ss, struct session *s)
 
 static void dispose(struct sessions *ss, struct session *s)
 {
+    if (s->channels) { /* the pump first: it uses the link */
+        kernel_channels_stop(s->channels, true);
+        kernel_channels_unref(s->channels);
+    }
     janitor_dispose(ss->deps->janitor, &s->sb, NULL);
     kernel_session_release(&s->ks);
     free(s);
@@ -108,7 +121,8 @@ static void pause_idle(struct sessions *ss, long long now)
             struct session *c = list_entry(n, struct session, link);
 
             if (c->ready && !c->busy && !c->ending && !c->paused &&
-                now >= c->last_used_ms + after && now >= c->pause_retry_ms) {
+                !c->channels && now >= c->last_used_ms + after &&
+                now >= c->pause_retry_ms) {
                 s = c;
                 break;
             }
@@ -132,6 +146,24 @@ static void pause_idle(struct sessions *ss, long long now)
     }
 }
 
+/* A gateway kernel's use as the sweeper sees it (lock held): its
+ * clients' messages and the kernel's count as use, an open connection
+ * keeps it in use, and a dead kernel is past its idle time at once. */
+static void gateway_activity(struct session *s, long long now)
+{
+    struct channels_state st;
+    long long idle_for;
+
+    kernel_channels_state(s->channels, &st);
+    idle_for = st.idle_ms;
+    if (st.connections > 0)
+        idle_for = 0;
+    if (idle_for < now - s->last_used_ms)
+        s->last_used_ms = now - (idle_for > 0 ? idle_for : 0);
+    if (strcmp(st.execution_state, "dead") == 0)
+        s->last_used_ms = now - s->idle_ms;
+}
+
 static void *sweep(void *arg)
 {
     struct sessions *ss = arg;
@@ -149,6 +181,8 @@ static void *sweep(void *arg)
             struct session *s = list_entry(n, struct session, link);
 
             next = n->next;
+            if (s->ready && s->channels && !s->busy)
+                gateway_activity(s, now);
             if (!s->ready || s->ending ||
                 (now < s->last_used_ms + s->idle_ms && now < s->end_ms))
                 continue;
@@ -268,6 +302,11 @@ static int claim(struct sessions *ss, const char *tenant, const char *id,
     else if (s->busy)
         rc = err_set(err, ERR_SESSION_BUSY,
                      "the session is running another call; one at a time");
+    else if (s->channels)
+        rc = err_set(err, ERR_SESSION_BUSY,
+                     "this session is a gateway kernel: its clients drive "
+                     "it through /api/kernels/%s/channels",
+                     s->id);
     else
         s->busy = true;
     ss->stats.calls += rc == 0;
@@ -396,7 +435,7 @@ static void fill_job(struct job_spec *job, const struct config *cfg,
     job->max_html_bytes = cfg->max_html_bytes;
     job->max_artifact_bytes = cfg->max_artifact_bytes;
     job->max_result_bytes = cfg->max_result_bytes;
-    job->structured = true;
+    job->structured = !s->channels; /* a Jupyter client gets plain output */
     job->table_rows = cfg->max_table_rows;
 }
 
@@ -440,6 +479,27 @@ static int take_sandbox(struct sessions *ss, struct session *s,
                         false, cancel, &warm, err);
 }
 
+/* A gateway kernel's model as jupyter_server reads it (lock held):
+ * last_activity must carry fractions of a second and a "Z". */
+static json_t *kernel_model(struct session *s)
+{
+    struct channels_state st;
+    char when[40], stamp[64];
+    time_t secs;
+    struct tm tm;
+
+    kernel_channels_state(s->channels, &st);
+    secs = (time_t)(st.last_activity_ms / 1000);
+    gmtime_r(&secs, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(stamp, sizeof(stamp), "%s.%06lldZ", when,
+             (st.last_activity_ms % 1000) * 1000);
+    return json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", s->id, "name",
+                     s->kernel->name, "last_activity", stamp,
+                     "execution_state", st.execution_state, "connections",
+                     (json_int_t)st.connections);
+}
+
 int sessions_create(struct sessions *ss, const struct session_request *req,
                     const char *request_id, const atomic_bool *cancel,
                     json_t **out, struct err *err)
@@ -460,6 +520,10 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     s->idle_ms = req->idle_timeout_s * 1000LL;
     s->end_ms = util_now_ms() + cfg->session_max_lifetime_s * 1000LL;
     s->busy = true;
+    if (req->gateway)
+        s->channels = kernel_channels_new(
+            cfg->gateway_max_connections,
+            (size_t)cfg->gateway_max_queued_bytes);
     rfc3339(s->created_at, sizeof(s->created_at), now);
     rfc3339(s->expires_at, sizeof(s->expires_at),
             now + cfg->session_max_lifetime_s);
@@ -473,6 +537,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     }
     pthread_mutex_unlock(&ss->lock);
     if (rc < 0) {
+        kernel_channels_unref(s->channels);
         free(s);
         return rc;
     }
@@ -497,6 +562,9 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     else if (rc == 0 && st.outcome != JOB_OK)
         rc = err_set(err, ERR_INTERNAL, "the session did not start: %s",
                      st.message);
+    if (rc == 0 && s->channels)
+        rc = kernel_channels_start(s->channels, &s->ks.link, s->sb.kernel_key,
+                                   err);
     kernel_job_release(&c);
     tarball_files_release(&wheels);
     pthread_mutex_lock(&ss->lock);
@@ -513,6 +581,12 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     if (rc < 0) {
         dispose(ss, s);
         return rc;
+    }
+    if (s->channels) {
+        pthread_mutex_lock(&ss->lock);
+        *out = kernel_model(s);
+        pthread_mutex_unlock(&ss->lock);
+        return 0;
     }
     *out = json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", s->id, "kernel",
                      s->kernel->name, "created_at", s->created_at,
@@ -847,4 +921,142 @@ void sessions_stats(struct sessions *ss, struct sessions_stats *out)
     pthread_mutex_lock(&ss->lock);
     *out = ss->stats;
     pthread_mutex_unlock(&ss->lock);
+}
+
+/* --- gateway kernels ------------------------------------------------ */
+
+/* The tenant's gateway kernel id (lock held), or NULL. */
+static struct session *find_kernel(struct sessions *ss, const char *tenant,
+                                   const char *id)
+{
+    struct session *s = find(ss, tenant, id);
+
+    return s && s->channels ? s : NULL;
+}
+
+static int no_kernel(struct err *err)
+{
+    return err_set(err, ERR_NOT_FOUND,
+                   "no such kernel (it ended, or was never made)");
+}
+
+json_t *sessions_kernel_model(struct sessions *ss, const char *tenant,
+                              const char *id)
+{
+    struct session *s;
+    json_t *model = NULL;
+
+    pthread_mutex_lock(&ss->lock);
+    s = find_kernel(ss, tenant, id);
+    if (s)
+        model = kernel_model(s);
+    pthread_mutex_unlock(&ss->lock);
+    return model;
+}
+
+json_t *sessions_list_kernels(struct sessions *ss, const char *tenant)
+{
+    json_t *list = json_array();
+    struct list_node *n;
+
+    pthread_mutex_lock(&ss->lock);
+    list_for_each(n, &ss->all) {
+        struct session *s = list_entry(n, struct session, link);
+
+        if (s->ready && !s->ending && s->channels &&
+            strcmp(s->tenant, tenant) == 0)
+            json_array_append_new(list, kernel_model(s));
+    }
+    pthread_mutex_unlock(&ss->lock);
+    return list;
+}
+
+int sessions_kernel_channels(struct sessions *ss, const char *tenant,
+                             const char *id, struct kernel_channels **out,
+                             struct err *err)
+{
+    struct session *s;
+
+    pthread_mutex_lock(&ss->lock);
+    s = find_kernel(ss, tenant, id);
+    if (s) {
+        kernel_channels_ref(s->channels);
+        *out = s->channels;
+    }
+    pthread_mutex_unlock(&ss->lock);
+    return s ? 0 : no_kernel(err);
+}
+
+int sessions_kernel_interrupt(struct sessions *ss, const char *tenant,
+                              const char *id, struct err *err)
+{
+    struct kernel_channels *ch;
+    int rc = sessions_kernel_channels(ss, tenant, id, &ch, err);
+
+    if (rc < 0)
+        return rc;
+    kernel_channels_interrupt(ch);
+    kernel_channels_unref(ch);
+    return 0;
+}
+
+int sessions_kernel_restart(struct sessions *ss, const char *tenant,
+                            const char *id, const char *request_id,
+                            const atomic_bool *cancel, json_t **model,
+                            struct err *err)
+{
+    const struct config *cfg = ss->deps->cfg;
+    struct session *s;
+    struct kernel_job c;
+    struct job_spec job;
+    struct job_status st;
+    int rc = 0;
+
+    pthread_mutex_lock(&ss->lock);
+    s = find_kernel(ss, tenant, id);
+    if (!s)
+        rc = no_kernel(err);
+    else if (s->busy)
+        rc = err_set(err, ERR_SESSION_BUSY, "the kernel is restarting");
+    else
+        s->busy = true;
+    ss->stats.calls += rc == 0;
+    pthread_mutex_unlock(&ss->lock);
+    if (rc < 0)
+        return rc;
+    /* the old kernel goes, its clients stay for the new one */
+    kernel_channels_stop(s->channels, false);
+    kernel_session_release(&s->ks);
+    memset(&s->ks, 0, sizeof(s->ks));
+    janitor_dispose(ss->deps->janitor, &s->sb, NULL);
+    memset(&s->sb, 0, sizeof(s->sb));
+    kernel_job_init(&c, cfg, ss->deps->exporters, err);
+    fill_job(&job, cfg, s, JOB_OPEN);
+    rc = take_sandbox(ss, s, request_id, cancel, err);
+    if (rc == 0) {
+        json_t *cells = json_array(), *nb = NULL;
+        struct tar_files none = TAR_FILES_INIT;
+
+        rc = notebook_from_cells(&nb, cells, s->kernel, err);
+        if (rc == 0)
+            rc = call(ss, s, &job, nb, &none, EXPORT_TIMEOUT_S, cancel, &c);
+        json_decref(nb);
+        json_decref(cells);
+    }
+    if (rc == 0)
+        rc = job_status_parse(&st, c.status, err);
+    if (rc == 0 && st.outcome != JOB_OK)
+        rc = err_set(err, ERR_INTERNAL, "the kernel did not start: %s",
+                     st.message);
+    if (rc == 0)
+        rc = kernel_channels_start(s->channels, &s->ks.link, s->sb.kernel_key,
+                                   err);
+    kernel_job_release(&c);
+    if (rc == 0) {
+        pthread_mutex_lock(&ss->lock);
+        *model = kernel_model(s);
+        pthread_mutex_unlock(&ss->lock);
+    }
+    release(ss, s, 0, rc < 0); /* a failed restart ends the kernel */
+    return rc;
 }

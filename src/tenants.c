@@ -277,9 +277,13 @@ int tenants_authenticate(struct tenants *t, const char *authorization,
         snprintf(out->datasources, sizeof(out->datasources), "*\n");
         return 0;
     }
-    if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
+    /* "Bearer <key>", or "token <key>" as Jupyter's clients send it */
+    if (authorization && strncasecmp(authorization, "Bearer ", 7) == 0)
+        authorization += 7;
+    else if (authorization && strncasecmp(authorization, "token ", 6) == 0)
+        authorization += 6;
+    else
         return err_set(err, ERR_UNAUTHENTICATED, "an API key is required");
-    authorization += 7;
     while (*authorization == ' ')
         authorization++;
     n = strlen(authorization);

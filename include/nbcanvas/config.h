@@ -68,12 +68,18 @@ struct config {
     struct sandbox_limits run_limits;
 
     /* sessions (POST /v1/sessions) and streamed renders */
-    long max_sessions;            /* live at once, service-wide */
-    long session_idle_timeout_s;  /* the default and most for a request */
-    long session_max_lifetime_s;  /* every session ends by then */
-    long session_pause_after_s;   /* idle this long: frozen; 0: never */
-    long result_ttl_s;            /* a streamed render's /v1/results */
-    long long kept_results_bytes; /* all kept results at most */
+    long max_sessions;           /* live at once, service-wide */
+    long session_idle_timeout_s; /* the default and most for a request */
+    long session_max_lifetime_s; /* every session ends by then */
+    long session_pause_after_s;  /* idle this long: frozen; 0: never */
+    /* the kernel gateway's WebSocket (http_gateway.c) */
+    long gateway_max_connections;        /* to one kernel */
+    long gateway_max_tenant_connections; /* of one tenant, all kernels */
+    long long gateway_max_message_bytes; /* one message from a client */
+    long long gateway_max_queued_bytes;  /* a slow reader's backlog */
+    long gateway_ping_interval_s;        /* pings; two missed: closed */
+    long result_ttl_s;                   /* a streamed render's /v1/results */
+    long long kept_results_bytes;        /* all kept results at most */
 
     /* packages at run time (packages.h); both sources "": off */
     char package_index_url[512]; /* a PEP 503 simple index */

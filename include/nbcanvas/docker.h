@@ -102,10 +102,16 @@ int docker_conn_open(struct docker *d, const char *path,
 int docker_conn_send(struct docker_conn *c, const void *data, size_t len,
                      long long deadline_ms, const atomic_bool *cancel);
 /* Reads what is there, waiting for some until deadline_ms or *cancel:
- * 0 with *got > 0 bytes in out, 1 at the end of the stream, or
- * ERR_TIMEOUT, ERR_CANCELLED, ERR_ENGINE. */
+ * 0 with *got > 0 bytes in out, 1 at the end of the stream,
+ * DOCKER_WOKEN when the wake fd became readable first, or ERR_TIMEOUT,
+ * ERR_CANCELLED, ERR_ENGINE. */
+#define DOCKER_WOKEN 2
 int docker_conn_recv(struct docker_conn *c, char *out, size_t cap, size_t *got,
                      long long deadline_ms, const atomic_bool *cancel);
+/* fd (an eventfd, or -1 for none): while recv waits for input, fd
+ * becoming readable ends the wait (the caller has something to send; the
+ * connection is one thread's, so a sender must wake its reader). */
+void docker_conn_set_wake(struct docker_conn *c, int fd);
 /* Describes later failures in err (borrowed) instead. */
 void docker_conn_bind(struct docker_conn *c, struct err *err);
 /* Ends the conversation (NULL is fine). */

@@ -62,11 +62,17 @@ int relay_link_send(struct relay_link *l, uint8_t type, uint8_t channel,
                     const void *payload, size_t len, long long deadline_ms);
 
 /* The next frame from the relay into *f (borrowed until the next call).
- * Returns 0, 1 when the container's output ended, ERR_TIMEOUT,
+ * Returns 0, 1 when the container's output ended, RELAY_LINK_WOKEN when
+ * the wake fd (relay_link_set_wake) became readable first, ERR_TIMEOUT,
  * ERR_CANCELLED, ERR_OUTPUT (raw output past its cap) or ERR_INTERNAL
  * (the stream broke the framing: the code may write into it). */
+#define RELAY_LINK_WOKEN 2
 int relay_link_next(struct relay_link *l, struct relay_frame *f,
                     long long deadline_ms);
+/* A link read by one thread while others have messages for it (the
+ * gateway's): fd readable wakes relay_link_next, which then returns
+ * RELAY_LINK_WOKEN so the reader can send them; -1 for none. */
+void relay_link_set_wake(struct relay_link *l, int fd);
 
 /* A link to a peer function instead of a container (tests, fuzzing):
  * what the peer feeds is read as the relay's stdout; when it is all read,

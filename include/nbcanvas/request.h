@@ -78,6 +78,7 @@ struct session_request {
     struct tar_files files; /* placed in the working directory */
     json_t *packages;       /* owned; checked requirements, or NULL */
     struct tenant tenant;   /* not from the body: who asked */
+    bool gateway; /* not from the body: a gateway kernel (/api/kernels) */
 };
 
 /* POST /v1/sessions/{id}/execute. */

@@ -73,6 +73,28 @@ int sessions_file(struct sessions *ss, const char *tenant, const char *id,
 /* The tenant's sessions (new JSON array). */
 json_t *sessions_list(struct sessions *ss, const char *tenant);
 
+/* Gateway kernels (http_gateway.c): sessions made with req->gateway,
+ * whose kernel clients drive through its channels. A kernel of another
+ * tenant, or a /v1 session, is ERR_NOT_FOUND to all of these. */
+struct kernel_channels;
+/* The kernel's model (new), or NULL when there is none. */
+json_t *sessions_kernel_model(struct sessions *ss, const char *tenant,
+                              const char *id);
+/* The tenant's kernels' models (new JSON array). */
+json_t *sessions_list_kernels(struct sessions *ss, const char *tenant);
+/* The kernel's channels, referenced (kernel_channels_unref). */
+int sessions_kernel_channels(struct sessions *ss, const char *tenant,
+                             const char *id, struct kernel_channels **out,
+                             struct err *err);
+int sessions_kernel_interrupt(struct sessions *ss, const char *tenant,
+                              const char *id, struct err *err);
+/* A fresh kernel in a fresh sandbox under the same id (its clients stay
+ * connected); *model: the kernel's model. A failed restart ends it. */
+int sessions_kernel_restart(struct sessions *ss, const char *tenant,
+                            const char *id, const char *request_id,
+                            const atomic_bool *cancel, json_t **model,
+                            struct err *err);
+
 /* Ends the session (a call under way finishes first, unseen). */
 int sessions_delete(struct sessions *ss, const char *tenant, const char *id,
                     struct err *err);

@@ -47,7 +47,8 @@ bool tenants_required(struct tenants *t);
 /* How many key entries the keys file holds (for the log). */
 long tenants_count(struct tenants *t);
 
-/* The tenant of an Authorization header value ("Bearer <key>") into out.
+/* The tenant of an Authorization header value ("Bearer <key>", or
+ * "token <key>" as Jupyter's clients write it) into out.
  * Without keys every caller is tenant "". A missing, malformed or unknown
  * key is ERR_UNAUTHENTICATED (all alike from outside). */
 int tenants_authenticate(struct tenants *t, const char *authorization,
