@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The clients written elsewhere that the tests drive nbcanvas with, from the
-# npm registry at the versions tests/mcp/package-lock.json pins: the
-# official MCP SDK, the MCP Inspector and Redocly's OpenAPI linter. Node.js
-# and npm come from Debian (install-browser.sh installs them).
+# npm registry at the versions the package-lock.json files pin: the
+# official MCP SDK, the MCP Inspector and Redocly's OpenAPI linter
+# (tests/mcp); JupyterLab's client library (tests/jupyter). Node.js and npm
+# come from Debian (install-browser.sh installs them).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,5 +15,9 @@ fi
 cd "$top/tests/mcp"
 if [ ! -d node_modules/@modelcontextprotocol/sdk ] ||
     [ ! -x node_modules/.bin/mcp-inspector ] || [ ! -x node_modules/.bin/redocly ]; then
+    npm ci --no-audit --no-fund --silent
+fi
+cd "$top/tests/jupyter"
+if [ ! -d node_modules/@jupyterlab/services ] || [ ! -d node_modules/ws ]; then
     npm ci --no-audit --no-fund --silent
 fi

@@ -53,7 +53,7 @@ static json_t *kernelspec(const struct kernel_info *k)
         "{s:s, s:{s:s, s:s, s:[s, s, s, s, s], s:{}, s:{}, s:s}, s:{}}",
         "name", k->name, "spec", "display_name", k->display_name, "language",
         k->language, "argv", "python3", "-m", "ipykernel_launcher", "-f",
-        "{connection_file}", "nbcanvas-sandbox", "env", "metadata",
+        "{connection_file}", "env", "metadata",
         "interrupt_mode", "signal", "resources");
 }
 

@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <poll.h>
@@ -151,8 +153,13 @@ struct ws_conn *ws_new(struct ws_set *set, MHD_socket sock,
     struct ws_conn *w = xcalloc(1, sizeof(*w));
     int flags = fcntl(sock, F_GETFL);
 
+    int one = 1;
+
     if (flags >= 0)
         fcntl(sock, F_SETFL, flags | O_NONBLOCK);
+    /* a reply is several small frames: none may wait for the peer's
+     * delayed ACK (with TLS, sock is a socketpair and this fails, fine) */
+    setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     w->set = set;
     w->sock = sock;
     w->urh = urh;
