@@ -697,6 +697,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         conn_guard_rearm(s->guard, guard_entry(c));
     if (!x)
         return;
+    if (x->upgrade) /* the upgrade never happened */
+        http_gateway_abandon(x->upgrade);
     metrics_request(s->svc->metrics, x->route, x->tenant.name,
                     x->status ? x->status : 499, util_now_ms() - x->t_start);
     buf_release(&x->body);

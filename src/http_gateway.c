@@ -14,6 +14,7 @@
  */
 #include "http_internal.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,8 @@ static json_t *kernelspec(const struct kernel_info *k)
         "{s:s, s:{s:s, s:s, s:[s, s, s, s, s], s:{}, s:{}, s:s}, s:{}}",
         "name", k->name, "spec", "display_name", k->display_name, "language",
         k->language, "argv", "python3", "-m", "ipykernel_launcher", "-f",
-        "{connection_file}", "env", "metadata",
-        "interrupt_mode", "signal", "resources");
+        "{connection_file}", "env", "metadata", "interrupt_mode", "signal",
+        "resources");
 }
 
 int http_gateway_api(struct http_server *s, struct MHD_Connection *c,
@@ -260,12 +261,16 @@ int http_gateway_restart(struct http_server *s, struct MHD_Connection *c,
 
 /* --- the WebSocket -------------------------------------------------- */
 
-/* One WebSocket joined to one kernel's channels. */
+/* One WebSocket joined to one kernel's channels: attached (and counted)
+ * before the 101 is sent, so the caps hold exactly; until MHD hands the
+ * socket over there is no connection, and what the kernel says meanwhile
+ * is not for this client yet. Owned by the exchange until on_upgrade,
+ * then by the connection's thread. */
 struct gateway_client {
     struct http_server *s;
     struct kernel_channels *ch; /* referenced */
     struct channels_client *client;
-    struct ws_conn *w;
+    struct ws_conn *_Atomic w;
     char tenant[TENANT_NAME_MAX];
 };
 
@@ -273,11 +278,14 @@ struct gateway_client {
 static void deliver(void *ctx, const void *data, size_t len, bool binary)
 {
     struct gateway_client *g = ctx;
+    struct ws_conn *w = atomic_load(&g->w);
 
+    if (!w)
+        return;
     if (!data)
-        ws_close(g->w, 1001, "the kernel has ended");
+        ws_close(w, 1001, "the kernel has ended");
     else
-        ws_send(g->w, data, len, binary);
+        ws_send(w, data, len, binary);
 }
 
 /* From the client (the connection's thread): on to the kernel. A bad
@@ -306,14 +314,18 @@ static void count_connection(struct http_server *s, const char *tenant,
     pthread_mutex_unlock(&s->lock);
 }
 
-static void on_close(void *ctx)
+static void client_free(struct gateway_client *g)
 {
-    struct gateway_client *g = ctx;
-
-    kernel_channels_detach(g->ch, g->client); /* drops its reference */
+    if (g->client)
+        kernel_channels_detach(g->ch, g->client); /* no deliver after */
     count_connection(g->s, g->tenant, -1);
     kernel_channels_unref(g->ch);
     free(g);
+}
+
+static void on_close(void *ctx)
+{
+    client_free(ctx);
 }
 
 static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls,
@@ -321,26 +333,31 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls,
                        MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
 {
     struct gateway_client *g = cls;
+    struct exchange *x = con_cls;
     const struct config *cfg = &g->s->svc->cfg;
     struct ws_options opts = {(size_t)cfg->gateway_max_message_bytes,
                               (size_t)cfg->gateway_max_queued_bytes,
                               cfg->gateway_ping_interval_s * 1000};
     struct ws_handlers h = {on_message, on_close};
-    struct err err = ERR_INIT;
+    struct ws_conn *w;
 
     (void)c;
-    (void)con_cls;
-    g->w = ws_new(g->s->websockets, sock, urh, extra_in, extra_in_size, &opts,
-                  &h, g);
-    if (kernel_channels_attach(g->ch, deliver, g, &g->client, &err) == 0 &&
-        ws_start(g->w) == 0)
+    x->upgrade = NULL; /* the connection's thread owns g from here */
+    w = ws_new(g->s->websockets, sock, urh, extra_in, extra_in_size, &opts, &h,
+               g);
+    atomic_store(&g->w, w);
+    if (ws_start(w) == 0)
         return;
-    if (g->client)
+    if (g->client) /* detached first: the pump must not reach w */
         kernel_channels_detach(g->ch, g->client);
-    ws_abandon(g->w);
-    count_connection(g->s, g->tenant, -1);
-    kernel_channels_unref(g->ch);
-    free(g);
+    g->client = NULL;
+    ws_abandon(w);
+    client_free(g);
+}
+
+void http_gateway_abandon(struct gateway_client *g)
+{
+    client_free(g);
 }
 
 /* True when the comma-separated header value holds token. */
@@ -406,24 +423,23 @@ int http_gateway_channels(struct http_server *s, struct MHD_Connection *c,
     g->ch = ch;
     snprintf(g->tenant, sizeof(g->tenant), "%s", x->tenant.name);
     count_connection(s, g->tenant, 1);
-    r = MHD_create_response_for_upgrade(on_upgrade, g);
+    rc = kernel_channels_attach(ch, deliver, g, &g->client, &err);
+    r = rc == 0 ? MHD_create_response_for_upgrade(on_upgrade, g) : NULL;
     if (!r) {
-        count_connection(s, g->tenant, -1);
-        kernel_channels_unref(ch);
-        free(g);
-        return http_send_error(c, x, ERR_INTERNAL, "cannot upgrade", NULL);
+        client_free(g);
+        return http_send_error(c, x, rc < 0 ? rc : ERR_INTERNAL,
+                               rc < 0 ? err.msg : "cannot upgrade", NULL);
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_UPGRADE, "websocket");
     MHD_add_response_header(r, "Sec-WebSocket-Accept", accept);
     MHD_add_response_header(r, "X-Request-Id", x->id);
     x->status = MHD_HTTP_SWITCHING_PROTOCOLS;
     x->upgraded = true;
+    x->upgrade = g; /* on_completed frees it if on_upgrade never runs */
     rc = MHD_queue_response(c, MHD_HTTP_SWITCHING_PROTOCOLS, r) == MHD_YES
              ? 0
              : -1;
     MHD_destroy_response(r);
-    /* (a response MHD refused never calls on_upgrade: g leaks with it,
-     * bounded by the connection caps; MHD refuses only a closing one) */
     return rc;
 }
 

@@ -54,7 +54,9 @@ struct exchange {
     char params[2][HTTP_PARAM_MAX];
     bool streaming; /* the answer is a stream: the server's turn goes on */
     bool upgraded;  /* a WebSocket: the connection is no longer HTTP */
-    bool jupyter;   /* a gateway route: errors as Jupyter's servers write
+    struct gateway_client *upgrade; /* its client, until MHD hands over
+                                       the socket (http_gateway.c) */
+    bool jupyter; /* a gateway route: errors as Jupyter's servers write
                        them too */
 };
 
@@ -66,6 +68,8 @@ enum access {
     GATEWAY  /* a key as Jupyter's clients send it (also ?token=); any
                 query and content type; errors also in Jupyter's shape */
 };
+
+struct gateway_client;
 
 struct route {
     const char *method;
@@ -217,6 +221,9 @@ int http_gateway_restart(struct http_server *s, struct MHD_Connection *c,
 int http_gateway_channels(struct http_server *s, struct MHD_Connection *c,
                           struct exchange *x);
 void http_gateway_init(struct http_server *s);
+/* A WebSocket whose socket MHD never handed over (the client went
+ * first): its kernel connection ends. */
+void http_gateway_abandon(struct gateway_client *g);
 /* Closes every WebSocket: before the daemon stops. */
 void http_gateway_stop(struct http_server *s);
 

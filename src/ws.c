@@ -347,6 +347,29 @@ static uint16_t take_pending(struct ws_conn *w, wslay_event_context_ptr ctx,
     return code;
 }
 
+/* After our close frame: no more writes, and what the peer still sends
+ * is read and dropped for a moment, so that closing a socket with unread
+ * bytes does not reset the connection before the peer reads the close. */
+static void linger(struct ws_conn *w)
+{
+    long long until = util_now_ms() + 200;
+    size_t dropped = 0;
+    char sink[16384];
+
+    shutdown(w->sock, SHUT_WR);
+    while (dropped < (4u << 20) && util_now_ms() < until) {
+        struct pollfd p = {w->sock, POLLIN, 0};
+        ssize_t n;
+
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        n = recv(w->sock, sink, sizeof(sink), 0);
+        if (n <= 0)
+            break;
+        dropped += (size_t)n;
+    }
+}
+
 static void *run(void *arg)
 {
     struct ws_conn *w = arg;
@@ -410,6 +433,8 @@ out:
     pthread_mutex_lock(&w->lock);
     w->closing = true; /* from now on, ws_send refuses */
     pthread_mutex_unlock(&w->lock);
+    if (ctx && wslay_event_get_close_sent(ctx))
+        linger(w);
     if (ctx)
         wslay_event_context_free(ctx);
     w->handlers.on_close(w->ctx);
