@@ -10,12 +10,16 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${1:-30}
 build=$top/build-fuzz
 
+# the targets, as tests/fuzz/CMakeLists.txt lists them (their one home)
+read -r -a targets <<<"$(sed -n 's/^set(FUZZ_TARGETS \(.*\))$/\1/p' \
+    "$top/tests/fuzz/CMakeLists.txt")"
+
 CC=clang cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DFUZZ=ON \
     -DSANITIZE=address,undefined >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fuzz_request fuzz_demux fuzz_tar fuzz_results fuzz_mcp fuzz_relay
+cmake --build "$build" -j"$(nproc)" --target "${targets[@]/#/fuzz_}"
 
 status=0
-for target in request demux tar results mcp relay; do
+for target in "${targets[@]}"; do
     work=$(mktemp -d)
     echo "== fuzz_$target for ${seconds}s"
     if ! "$build/tests/fuzz/fuzz_$target" -max_total_time="$seconds" \

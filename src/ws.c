@@ -188,7 +188,10 @@ static void free_conn(struct ws_conn *w)
     }
     if (w->wake >= 0)
         close(w->wake);
-    MHD_upgrade_action(w->urh, MHD_UPGRADE_ACTION_CLOSE); /* never close() */
+    if (w->urh) /* MHD's socket: never close() it */
+        MHD_upgrade_action(w->urh, MHD_UPGRADE_ACTION_CLOSE);
+    else
+        close(w->sock);
     pthread_mutex_destroy(&w->lock);
     free(w->extra);
     free(w);

@@ -47,7 +47,9 @@ struct ws_set *ws_set_new(void);
 long ws_set_free(struct ws_set *set, long wait_ms);
 long ws_set_count(struct ws_set *set);
 
-/* A connection on sock (MHD's, closed through urh), not yet running:
+/* A connection on sock (MHD's, closed through urh; with urh NULL, a
+ * socket of the caller's that the connection closes: tests, the fuzzer),
+ * not yet running:
  * extra holds bytes MHD read past the handshake (copied). Messages may be
  * queued (ws_send) before ws_start. */
 struct ws_conn *ws_new(struct ws_set *set, MHD_socket sock,
