@@ -11,9 +11,9 @@
 # every file of notebook-images/<name>/ (and templates/ for the python image),
 # recorded as the image label org.nbcanvas.hash.
 #
-# The python image also takes the relay ($NBCANVAS_RELAY, default
-# build/nbcanvas-relay, built first: scripts/setup.sh builds before it
-# builds images).
+# The notebook images (python, r) also take the relay ($NBCANVAS_RELAY,
+# default build/nbcanvas-relay, built first: scripts/setup.sh builds before
+# it builds images).
 #
 # "server" is the service's own image (deploy/image/, for scripts/cluster.sh):
 # the same two stages, with the nbcanvas binary ($NBCANVAS_BINARY, default
@@ -85,18 +85,27 @@ build_base() {
             --change "LABEL org.nbcanvas.hash=$3" - "$tag"
 }
 
+# A notebook image (python, r) runs nbcanvas's relay as its init: its
+# Dockerfile copies it, and says so.
+takes_relay() {
+    grep -q 'nbcanvas-relay' "$top/$(image_dir "$1")/Dockerfile"
+}
+
 build_one() {
     local name=$1 rel dir base_hash base full_hash
     rel=$(image_dir "$name")
     dir="$top/$rel"
     local paths=("$rel")
-    if [ "$name" = python ]; then
+    if takes_relay "$name"; then
         relay=${NBCANVAS_RELAY:-$top/build/nbcanvas-relay}
         [ -x "$relay" ] || {
             echo "build-images: no relay at $relay (build the project first)" >&2
             exit 1
         }
-        paths+=(templates "$relay")
+        paths+=("$relay")
+    fi
+    if [ "$name" = python ]; then
+        paths+=(templates)
     fi
     if [ "$name" = server ]; then
         binary=${NBCANVAS_BINARY:-$top/build/nbcanvas}
@@ -124,6 +133,8 @@ build_one() {
     cp -a "$dir/." "$ctx/"
     if [ "$name" = python ]; then
         cp -a "$top/templates" "$ctx/templates"
+    fi
+    if takes_relay "$name"; then
         cp "$relay" "$ctx/nbcanvas-relay"
     fi
     if [ "$name" = server ]; then

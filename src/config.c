@@ -55,6 +55,7 @@ static const struct key keys[] = {
     LONG("docker_timeout_ms", docker_timeout_ms, 100, 600000),
     STR("runtime", runtime),
     STR("notebook_image", notebook_image),
+    STR("r_image", r_image),
     STR("languages_file", languages_file),
     STR("examples_dir", examples_dir),
     STR("html_csp", html_csp),
@@ -72,6 +73,7 @@ static const struct key keys[] = {
     LLONG("max_artifact_bytes", max_artifact_bytes, 0, 4 * GiB),
     LONG("max_table_rows", max_table_rows, 1, 1000000),
     LONG("pool_size", pool_size, -1, 1024),
+    LONG("r_pool_size", r_pool_size, 0, 1024),
     LONG("pool_max_size", pool_max_size, -1, 1024),
     DBL("pool_memory_share", pool_memory_share, 0, 0.9),
     LLONG("cache_bytes", cache_bytes, 0, 64 * GiB),
@@ -140,6 +142,8 @@ void config_defaults(struct config *cfg)
     cfg->docker_timeout_ms = 15000;
     snprintf(cfg->notebook_image, sizeof(cfg->notebook_image),
              "nbcanvas/python:latest");
+    snprintf(cfg->r_image, sizeof(cfg->r_image), "nbcanvas/r:latest");
+    cfg->r_pool_size = 1;
     snprintf(cfg->languages_file, sizeof(cfg->languages_file),
              "%s/languages.json", NBCANVAS_SOURCE_DIR);
     snprintf(cfg->examples_dir, sizeof(cfg->examples_dir), "%s/examples",

@@ -36,7 +36,24 @@ void gauges_write(const struct service *svc, struct buf *out)
                "# TYPE nbcanvas_package_cache_bytes gauge\n"
                "nbcanvas_package_cache_bytes %lld\n",
                pk.hits, pk.misses, pk.errors, pk.bytes);
-    pool_stats(svc->pipe.pool, &p);
+    pool_stats(svc->pipe.pools[0], &p); /* python3's, as before */
+    /* every kernel's pool, one family at a time */
+    buf_puts(out, "# TYPE nbcanvas_kernel_pool_idle gauge\n");
+    for (int i = 0; i < NOTEBOOK_KERNELS; i++) {
+        struct pool_stats k;
+
+        pool_stats(svc->pipe.pools[i], &k);
+        buf_printf(out, "nbcanvas_kernel_pool_idle{kernel=\"%s\"} %ld\n",
+                   notebook_kernel_at(i)->name, k.idle);
+    }
+    buf_puts(out, "# TYPE nbcanvas_kernel_pool_size gauge\n");
+    for (int i = 0; i < NOTEBOOK_KERNELS; i++) {
+        struct pool_stats k;
+
+        pool_stats(svc->pipe.pools[i], &k);
+        buf_printf(out, "nbcanvas_kernel_pool_size{kernel=\"%s\"} %ld\n",
+                   notebook_kernel_at(i)->name, k.size);
+    }
     if (svc->pipe.exporters) {
         struct exporter_stats x;
 

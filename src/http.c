@@ -810,6 +810,7 @@ int http_start(struct http_server **out, struct service *svc, struct err *err)
         MHD_OPTION_END);
     if (!s->daemon) {
         http_gateway_stop(s);
+        http_gateway_free(s);
         conn_guard_free(s->guard);
         free(s->tls_key);
         free(s->tls_cert);
@@ -844,6 +845,7 @@ void http_stop(struct http_server *srv, long drain_s)
     pthread_mutex_unlock(&srv->lock);
     http_gateway_stop(srv); /* MHD must not close them under ws.c */
     MHD_stop_daemon(srv->daemon);
+    http_gateway_free(srv);
     conn_guard_free(srv->guard);
     if (srv->tls_key)
         OPENSSL_cleanse(srv->tls_key, strlen(srv->tls_key));

@@ -272,6 +272,7 @@ struct gateway_client {
     struct channels_client *client;
     struct ws_conn *_Atomic w;
     char tenant[TENANT_NAME_MAX];
+    long dropped; /* its messages that failed the checks */
 };
 
 /* From the kernel (the pump's thread): on to the WebSocket. */
@@ -298,20 +299,47 @@ static void on_message(void *ctx, struct ws_conn *w, const uint8_t *data,
     struct err err = ERR_INIT;
 
     (void)w;
-    if (kernel_channels_send(g->ch, g->client, data, len, binary, &err) < 0)
+    if (kernel_channels_send(g->ch, g->client, data, len, binary, &err) < 0 &&
+        ++g->dropped <= 3) /* a few lines a connection, not a flood */
         fprintf(stderr, "nbcanvas: gateway: a message dropped: %s\n", err.msg);
+}
+
+/* The tenant's open WebSockets (s->lock held). */
+static long connections_of(struct http_server *s, const char *tenant)
+{
+    return (long)json_integer_value(
+        json_object_get(s->gateway_connections, tenant));
 }
 
 static void count_connection(struct http_server *s, const char *tenant,
                              long delta)
 {
-    json_t *n;
+    pthread_mutex_lock(&s->lock);
+    json_object_set_new(s->gateway_connections, tenant,
+                        json_integer(connections_of(s, tenant) + delta));
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* One more connection for tenant, if its cap and the server allow: the
+ * check and the count in one step. */
+static int take_connection(struct http_server *s, const char *tenant,
+                           struct err *err)
+{
+    int rc = 0;
 
     pthread_mutex_lock(&s->lock);
-    n = json_object_get(s->gateway_connections, tenant);
-    json_object_set_new(s->gateway_connections, tenant,
-                        json_integer(json_integer_value(n) + delta));
+    if (s->gateway_stopping)
+        rc = err_set(err, ERR_BUSY, "the service is stopping");
+    else if (connections_of(s, tenant) >=
+             s->svc->cfg.gateway_max_tenant_connections)
+        rc = err_set(err, ERR_BUSY,
+                     "your key holds its most kernel connections "
+                     "(gateway_max_tenant_connections)");
+    else
+        json_object_set_new(s->gateway_connections, tenant,
+                            json_integer(connections_of(s, tenant) + 1));
     pthread_mutex_unlock(&s->lock);
+    return rc;
 }
 
 static void client_free(struct gateway_client *g)
@@ -346,8 +374,13 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls,
     w = ws_new(g->s->websockets, sock, urh, extra_in, extra_in_size, &opts, &h,
                g);
     atomic_store(&g->w, w);
-    if (ws_start(w) == 0)
+    if (ws_start(w) == 0) {
+        /* a kernel that ended before the socket was ours: its word to
+         * close found no connection then */
+        if (kernel_channels_gone(g->ch))
+            ws_close(w, 1001, "the kernel has ended");
         return;
+    }
     if (g->client) /* detached first: the pump must not reach w */
         kernel_channels_detach(g->ch, g->client);
     g->client = NULL;
@@ -384,7 +417,6 @@ int http_gateway_channels(struct http_server *s, struct MHD_Connection *c,
     struct err err = ERR_INIT;
     struct kernel_channels *ch;
     char accept[29];
-    long mine;
     int rc;
 
     if (!gateway_on(s, c, x, &rc))
@@ -407,22 +439,15 @@ int http_gateway_channels(struct http_server *s, struct MHD_Connection *c,
                                   x->params[0], &ch, &err);
     if (rc < 0)
         return http_send_error(c, x, rc, err.msg, NULL);
-    pthread_mutex_lock(&s->lock);
-    mine = (long)json_integer_value(
-        json_object_get(s->gateway_connections, x->tenant.name));
-    pthread_mutex_unlock(&s->lock);
-    if (mine >= cfg->gateway_max_tenant_connections) {
+    rc = take_connection(s, x->tenant.name, &err);
+    if (rc < 0) {
         kernel_channels_unref(ch);
-        return http_send_error(c, x, ERR_BUSY,
-                               "your key holds its most kernel connections "
-                               "(gateway_max_tenant_connections)",
-                               NULL);
+        return http_send_error(c, x, rc, err.msg, NULL);
     }
     g = xcalloc(1, sizeof(*g));
     g->s = s;
     g->ch = ch;
     snprintf(g->tenant, sizeof(g->tenant), "%s", x->tenant.name);
-    count_connection(s, g->tenant, 1);
     rc = kernel_channels_attach(ch, deliver, g, &g->client, &err);
     r = rc == 0 ? MHD_create_response_for_upgrade(on_upgrade, g) : NULL;
     if (!r) {
@@ -451,10 +476,16 @@ void http_gateway_init(struct http_server *s)
 
 void http_gateway_stop(struct http_server *s)
 {
-    long left = ws_set_free(s->websockets, WS_STOP_MS);
+    pthread_mutex_lock(&s->lock);
+    s->gateway_stopping = true; /* no upgrade is answered from now on */
+    pthread_mutex_unlock(&s->lock);
+    ws_set_stop(s->websockets, WS_STOP_MS);
+}
 
+void http_gateway_free(struct http_server *s)
+{
+    ws_set_free(s->websockets);
     s->websockets = NULL;
-    if (left == 0) /* else a connection's thread may still count */
-        json_decref(s->gateway_connections);
+    json_decref(s->gateway_connections);
     s->gateway_connections = NULL;
 }

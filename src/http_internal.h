@@ -36,6 +36,7 @@ struct http_server {
     char *tls_key, *tls_cert;    /* PEM, kept while the daemon runs */
     struct ws_set *websockets;   /* the gateway's open WebSockets */
     json_t *gateway_connections; /* tenant -> open WebSockets (lock) */
+    bool gateway_stopping;       /* no more upgrades (lock) */
 };
 
 /* Per-request state, from the first call of the access handler to the
@@ -224,7 +225,10 @@ void http_gateway_init(struct http_server *s);
 /* A WebSocket whose socket MHD never handed over (the client went
  * first): its kernel connection ends. */
 void http_gateway_abandon(struct gateway_client *g);
-/* Closes every WebSocket: before the daemon stops. */
+/* Refuses upgrades and closes every WebSocket: before the daemon
+ * stops (MHD must not close them under ws.c). */
 void http_gateway_stop(struct http_server *s);
+/* After the daemon stopped. */
+void http_gateway_free(struct http_server *s);
 
 #endif

@@ -18,6 +18,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "nbcanvas/buf.h"
 #include "nbcanvas/jmsg.h"
 #include "nbcanvas/list.h"
@@ -54,11 +56,13 @@ struct kernel_channels {
     size_t queued;
     int wake; /* eventfd: the outbox has something, or stop */
     pthread_t pump;
-    bool running;
+    bool pumping; /* the pump thread exists (its starter's and stopper's) */
+    bool running; /* clients' messages are taken (lock) */
     atomic_bool stop;
     struct relay_link *link; /* borrowed while running */
-    char key[128];
-    struct err err; /* the pump's */
+    char key[128];           /* the running kernel's (lock) */
+    long generation;         /* a new kernel each start (lock) */
+    struct err err;          /* the pump's */
     bool gone;
     char state[16];
     long long last_activity_ms;   /* wall clock */
@@ -352,8 +356,11 @@ static int send_outbox(struct kernel_channels *ch)
     return rc;
 }
 
+/* generation: the kernel the message was made for (signed with its
+ * key), or -1 for any. */
 static int queue(struct kernel_channels *ch, uint8_t type, uint8_t channel,
-                 const void *data, size_t len, struct err *err)
+                 const void *data, size_t len, long generation,
+                 struct err *err)
 {
     struct outgoing *o;
 
@@ -361,6 +368,10 @@ static int queue(struct kernel_channels *ch, uint8_t type, uint8_t channel,
     if (ch->gone) {
         pthread_mutex_unlock(&ch->lock);
         return err_set(err, ERR_NOT_FOUND, "the kernel has ended");
+    }
+    if (!ch->running || (generation >= 0 && generation != ch->generation)) {
+        pthread_mutex_unlock(&ch->lock);
+        return err_set(err, ERR_BUSY, "the kernel is restarting");
     }
     if (ch->queued + len > ch->max_queued) {
         pthread_mutex_unlock(&ch->lock);
@@ -393,8 +404,11 @@ static void *pump(void *arg)
     while (!atomic_load(&ch->stop)) {
         int rc = send_outbox(ch);
 
-        if (rc == 0)
-            rc = relay_link_next(ch->link, &f, util_now_ms() + PUMP_SLICE_MS);
+        if (rc < 0) { /* the stream may be cut mid-frame: the link is lost */
+            dead = !atomic_load(&ch->stop);
+            break;
+        }
+        rc = relay_link_next(ch->link, &f, util_now_ms() + PUMP_SLICE_MS);
         if (rc == RELAY_LINK_WOKEN) {
             if (read(ch->wake, &drained, sizeof(drained)) < 0)
                 drained = 0; /* raced with another read: fine */
@@ -429,29 +443,48 @@ static void *pump(void *arg)
 int kernel_channels_start(struct kernel_channels *ch, struct relay_link *link,
                           const char *key, struct err *err)
 {
-    if (ch->running)
+    if (ch->pumping)
         return err_set(err, ERR_INTERNAL, "the channels already run");
     ch->link = link;
-    snprintf(ch->key, sizeof(ch->key), "%s", key);
     atomic_store(&ch->stop, false);
     pthread_mutex_lock(&ch->lock);
+    snprintf(ch->key, sizeof(ch->key), "%s", key);
+    ch->generation++;
     ch->gone = false;
+    ch->running = true;
     snprintf(ch->state, sizeof(ch->state), "idle");
     touch(ch);
     pthread_mutex_unlock(&ch->lock);
-    if (pthread_create(&ch->pump, NULL, pump, ch) != 0)
+    if (pthread_create(&ch->pump, NULL, pump, ch) != 0) {
+        pthread_mutex_lock(&ch->lock);
+        ch->running = false;
+        pthread_mutex_unlock(&ch->lock);
         return err_set(err, ERR_INTERNAL, "cannot start the kernel's pump");
-    ch->running = true;
+    }
+    ch->pumping = true;
     return 0;
+}
+
+bool kernel_channels_gone(struct kernel_channels *ch)
+{
+    bool gone;
+
+    pthread_mutex_lock(&ch->lock);
+    gone = ch->gone;
+    pthread_mutex_unlock(&ch->lock);
+    return gone;
 }
 
 void kernel_channels_stop(struct kernel_channels *ch, bool gone)
 {
-    if (ch->running) {
+    pthread_mutex_lock(&ch->lock);
+    ch->running = false; /* clients' messages are refused from now on */
+    pthread_mutex_unlock(&ch->lock);
+    if (ch->pumping) {
         atomic_store(&ch->stop, true);
         wake(ch);
         pthread_join(ch->pump, NULL);
-        ch->running = false;
+        ch->pumping = false;
     }
     pthread_mutex_lock(&ch->lock);
     drop_outbox(ch);
@@ -526,6 +559,8 @@ int kernel_channels_send(struct kernel_channels *ch, struct channels_client *c,
     const char *channel, *session;
     struct buf packed = BUF_INIT(RELAY_MAX_FRAME);
     uint8_t which = 0;
+    char key[sizeof(ch->key)];
+    long generation;
     int rc;
 
     if (binary && channels_parse_binary(data, len, &text, buffers,
@@ -563,15 +598,18 @@ int kernel_channels_send(struct kernel_channels *ch, struct channels_client *c,
                "execute_request") == 0)
         json_object_set_new(content, "allow_stdin", json_false());
     session = json_string_value(json_object_get(header, "session"));
-    if (session) {
-        pthread_mutex_lock(&ch->lock);
+    pthread_mutex_lock(&ch->lock);
+    if (session)
         snprintf(c->session, sizeof(c->session), "%s", session);
-        pthread_mutex_unlock(&ch->lock);
-    }
-    rc = jmsg_pack_message(&packed, ch->key, header, parent, metadata, content,
+    memcpy(key, ch->key, sizeof(key)); /* a restart may change it */
+    generation = ch->generation;
+    pthread_mutex_unlock(&ch->lock);
+    rc = jmsg_pack_message(&packed, key, header, parent, metadata, content,
                            buffers, nbuffers) < 0
              ? err_set(err, ERR_TOO_LARGE, "the message is too large")
-             : queue(ch, RELAY_SEND, which, packed.data, packed.len, err);
+             : queue(ch, RELAY_SEND, which, packed.data, packed.len,
+                     generation, err);
+    OPENSSL_cleanse(key, sizeof(key));
     buf_release(&packed);
     json_decref(msg);
     return rc;
@@ -582,7 +620,7 @@ void kernel_channels_interrupt(struct kernel_channels *ch)
     uint8_t sig = RELAY_SIG_INTERRUPT;
     struct err err = ERR_INIT;
 
-    queue(ch, RELAY_SIGNAL, 0, &sig, 1, &err);
+    queue(ch, RELAY_SIGNAL, 0, &sig, 1, -1, &err);
 }
 
 void kernel_channels_state(struct kernel_channels *ch,

@@ -5,13 +5,46 @@
  */
 #include "nbcanvas/notebook.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "nbcanvas/util.h"
 
-static const struct kernel_info kernels[] = {
-    {"python3", "python", "Python 3 (ipykernel)"},
+/* The relay starts the kernel on a connection file it writes: it puts its
+ * path in place of "{connection_file}". The launchers are the images'
+ * (notebook-images/<name>/): they attach the common libraries first in a
+ * pool's sandbox. */
+static const char *const python_argv[] = {
+    "python3",           "/opt/nbcanvas/nbcanvas_kernel.py",    "-f",
+    "{connection_file}", "--HistoryManager.hist_file=:memory:", NULL};
+static const char *const r_argv[] = {"Rscript", "--vanilla",
+                                     "/opt/nbcanvas/nbcanvas_kernel.R",
+                                     "{connection_file}", NULL};
+
+static const struct kernel_info kernels[NOTEBOOK_KERNELS] = {
+    {"python3", "python", "Python 3 (ipykernel)", 0,
+     offsetof(struct config, notebook_image),
+     offsetof(struct config, pool_size), python_argv, true},
+    {"ir", "R", "R", 1, offsetof(struct config, r_image),
+     offsetof(struct config, r_pool_size), r_argv, false},
 };
+
+const struct kernel_info *notebook_kernel_at(int i)
+{
+    return i >= 0 && i < NOTEBOOK_KERNELS ? &kernels[i] : NULL;
+}
+
+const char *notebook_kernel_image(const struct kernel_info *k,
+                                  const struct config *cfg)
+{
+    return (const char *)cfg + k->image_key;
+}
+
+long notebook_kernel_pool_size(const struct kernel_info *k,
+                               const struct config *cfg)
+{
+    return *(const long *)(const void *)((const char *)cfg + k->pool_key);
+}
 
 const struct kernel_info *notebook_kernel_find(const char *name)
 {

@@ -39,6 +39,7 @@
 #include "nbcanvas/pool.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -46,6 +47,7 @@
 
 #include "nbcanvas/demux.h"
 #include "nbcanvas/janitor.h"
+#include "nbcanvas/notebook.h"
 #include "nbcanvas/relay_link.h"
 #include "nbcanvas/util.h"
 
@@ -83,6 +85,8 @@ struct refiller {
 struct pool {
     struct docker *docker;
     const struct config *cfg;
+    const struct kernel_info *kernel;
+    bool default_floor; /* pool_size's default: grows once measured */
     char owner[128];
     struct sandbox_set *live;
     pthread_mutex_t lock;
@@ -105,16 +109,15 @@ struct pool {
 };
 
 #define RELAY_PATH "/opt/nbcanvas/nbcanvas-relay"
-#define KERNEL_LAUNCHER "/opt/nbcanvas/nbcanvas_kernel.py"
 
-/* The relay, and after it the kernel's command line as a kernel spec has
- * it (nbclient's own history setting: in memory, not a sqlite file that
- * every cell would write to). */
-static json_t *notebook_command(void)
+/* The relay, and after it the kernel's command line (notebook.c's). */
+static json_t *notebook_command(const struct kernel_info *k)
 {
-    return json_pack("[s, s, s, s, s, s]", RELAY_PATH, "python3",
-                     KERNEL_LAUNCHER, "-f", "{connection_file}",
-                     "--HistoryManager.hist_file=:memory:");
+    json_t *cmd = json_pack("[s]", RELAY_PATH);
+
+    for (const char *const *a = k->argv; *a; a++)
+        json_array_append_new(cmd, json_string(*a));
+    return cmd;
 }
 
 static json_t *notebook_environment(const char *kernel, bool preload)
@@ -142,9 +145,9 @@ static int create_sandbox(struct pool *p, struct sandbox *sb, bool preload,
                           const char *job_id, long long deadline_s,
                           struct err *err)
 {
-    json_t *cmd = notebook_command();
-    json_t *env = notebook_environment("python3", preload);
-    struct sandbox_spec spec = {p->cfg->notebook_image,
+    json_t *cmd = notebook_command(p->kernel);
+    json_t *env = notebook_environment(p->kernel->name, preload);
+    struct sandbox_spec spec = {notebook_kernel_image(p->kernel, p->cfg),
                                 cmd,
                                 env,
                                 &p->cfg->render_limits,
@@ -240,7 +243,7 @@ static void measure_footprint(struct pool *p, struct sandbox *sb)
     p->stats.max_size = most > p->stats.min_size ? most : p->stats.min_size;
     /* A default floor grows to what memory holds, up to a few: a quiet
      * service answers a burst of renders warm, not one refill at a time. */
-    if (p->cfg->pool_size_default && p->stats.min_size > 0 &&
+    if (p->default_floor && p->stats.min_size > 0 &&
         p->stats.min_size < POOL_DEFAULT_FLOOR) {
         long floor = most < POOL_DEFAULT_FLOOR ? most : POOL_DEFAULT_FLOOR;
 
@@ -409,13 +412,19 @@ static int refill_threads(long size)
 }
 
 struct pool *pool_new(struct docker *d, const struct config *cfg,
-                      const char *owner, struct sandbox_set *live, long size)
+                      const struct kernel_info *kernel, const char *owner,
+                      struct sandbox_set *live, long size)
 {
     struct pool *p = xcalloc(1, sizeof(*p));
     int i, want;
 
     p->docker = d;
     p->cfg = cfg;
+    p->kernel = kernel;
+    /* pool_size's default (-1) grows to what memory holds; another
+     * kernel's floor (r_pool_size) is a plain number */
+    p->default_floor = cfg->pool_size_default &&
+                       kernel->pool_key == offsetof(struct config, pool_size);
     snprintf(p->owner, sizeof(p->owner), "%s", owner);
     p->live = live;
     p->stats.size = p->stats.min_size = p->stats.max_size = size;

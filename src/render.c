@@ -149,9 +149,9 @@ static int execute(struct render_job *job, const atomic_bool *cancel)
 
     build_spec(job);
     reset_kernel_job(job);
-    rc = pool_sandbox(job->deps->pool, job->deps->janitor, &job->sb, job->id,
-                      label, job->req->force_cold, cancel, &job->warm,
-                      &job->err);
+    rc = pool_sandbox(job->deps->pools[job->req->kernel->index],
+                      job->deps->janitor, &job->sb, job->id, label,
+                      job->req->force_cold, cancel, &job->warm, &job->err);
     job->t_sandbox = util_now_ms();
     if (rc < 0)
         return rc;
@@ -161,8 +161,9 @@ static int execute(struct render_job *job, const atomic_bool *cancel)
     /* A warm one that failed before it got the job: once more, cold. */
     sandbox_destroy(&job->sb);
     reset_kernel_job(job);
-    rc = pool_sandbox(job->deps->pool, job->deps->janitor, &job->sb, job->id,
-                      label, true, cancel, &job->warm, &job->err);
+    rc = pool_sandbox(job->deps->pools[job->req->kernel->index],
+                      job->deps->janitor, &job->sb, job->id, label, true,
+                      cancel, &job->warm, &job->err);
     job->t_sandbox = util_now_ms();
     if (rc == 0)
         rc = run_kernel_job(job, cancel);

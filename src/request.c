@@ -162,6 +162,24 @@ static int parse_kernel(const struct kernel_info **out, json_t *kernel,
     return 0;
 }
 
+/* What only Python's kernel has: wheels at run time (an R notebook uses
+ * the image's R packages) and the chart and table formatters (Python
+ * modules; off for another kernel, whatever the request said). */
+static int kernel_features(const struct kernel_info *k, json_t **packages,
+                           bool *structured, struct err *err)
+{
+    if (k->ipykernel)
+        return 0;
+    if (structured)
+        *structured = false;
+    if (*packages && json_array_size(*packages) > 0)
+        return err_set(err, ERR_INVALID,
+                       "packages are for the python3 kernel: the %s kernel "
+                       "has its image's libraries (docs/API.md)",
+                       k->name);
+    return 0;
+}
+
 static int parse_bool(bool *out, json_t *v, const char *name, struct err *err)
 {
     if (!v)
@@ -290,8 +308,10 @@ static int parse_render_fields(struct render_request *r, json_t *root,
         rc = notebook_from_cells(&r->notebook, cells, r->kernel, err);
     else if (rc == 0)
         rc = notebook_from_upload(&r->notebook, nb, r->kernel, err);
-    if (rc == 0) /* what models write: %pip install lines */
+    if (rc == 0 && r->kernel->ipykernel) /* models write %pip lines */
         packages_from_magics(r->notebook, &r->packages, cfg);
+    if (rc == 0)
+        rc = kernel_features(r->kernel, &r->packages, &r->structured, err);
     return rc;
 }
 
@@ -418,6 +438,8 @@ int request_parse_session(struct session_request *r, const char *body,
     if (rc == 0)
         rc = packages_parse(&r->packages, json_object_get(root, "packages"),
                             cfg, err);
+    if (rc == 0)
+        rc = kernel_features(r->kernel, &r->packages, NULL, err);
     if (rc == 0) /* the session's notebook: its metadata, no cells yet */
         rc = notebook_from_cells(&r->notebook, none, r->kernel, err);
     json_decref(none);
@@ -461,7 +483,7 @@ int request_parse_execute(struct execute_request *r, const char *body,
         cells = json_pack("[O]", code);
         rc = notebook_from_cells(&r->notebook, cells, kernel, err);
     }
-    if (rc == 0) /* %pip install lines: installed before the cell runs */
+    if (rc == 0 && kernel->ipykernel) /* %pip lines: before the cell */
         packages_from_magics(r->notebook, &r->packages, cfg);
     json_decref(cells);
     json_decref(root);

@@ -33,6 +33,27 @@
 #include "nbcanvas/tenants.h"
 #include "nbcanvas/util.h"
 
+/* A warm pool for each notebook kernel, as its config says (empty
+ * pools for a one-shot command). */
+static void open_pools(struct service *svc, bool one_shot)
+{
+    for (int i = 0; i < NOTEBOOK_KERNELS; i++) {
+        const struct kernel_info *k = notebook_kernel_at(i);
+
+        svc->pipe.pools[i] = pool_new(
+            svc->pipe.docker, &svc->cfg, k, svc->owner, svc->pipe.live,
+            one_shot ? 0 : notebook_kernel_pool_size(k, &svc->cfg));
+    }
+}
+
+static void close_pools(struct service *svc)
+{
+    for (int i = 0; i < NOTEBOOK_KERNELS; i++) {
+        pool_free(svc->pipe.pools[i]);
+        svc->pipe.pools[i] = NULL;
+    }
+}
+
 void service_close(struct service *svc)
 {
     sessions_free(svc->sessions);
@@ -40,7 +61,7 @@ void service_close(struct service *svc)
     datasources_free(svc->pipe.datasources);
     kept_results_free(svc->kept);
     packages_free(svc->pipe.packages);
-    pool_free(svc->pipe.pool);
+    close_pools(svc);
     exporters_free(svc->pipe.exporters);
     janitor_free(svc->pipe.janitor);
     cache_free(svc->pipe.cache);
@@ -164,8 +185,7 @@ int service_open(struct service *svc, const struct service_options *opts,
     /* A service's pool starts filling only after the sweep of what its
      * previous run left (service_serve): the sweep goes by owner. */
     if (opts->one_shot) {
-        svc->pipe.pool = pool_new(svc->pipe.docker, &svc->cfg, svc->owner,
-                                  svc->pipe.live, 0);
+        open_pools(svc, true);
         svc->pipe.exporters = exporters_new(svc->pipe.docker, &svc->cfg,
                                             svc->owner, svc->pipe.live, 1);
     }
@@ -217,8 +237,7 @@ int service_serve(struct service *svc)
     signal(SIGPIPE, SIG_IGN);
 
     sweep_leftovers(svc);
-    svc->pipe.pool = pool_new(svc->pipe.docker, &svc->cfg, svc->owner,
-                              svc->pipe.live, svc->cfg.pool_size);
+    open_pools(svc, false);
     svc->pipe.exporters = exporters_new(svc->pipe.docker, &svc->cfg,
                                         svc->owner, svc->pipe.live, 0);
     svc->sessions = sessions_new(&svc->pipe);
@@ -264,8 +283,7 @@ int service_serve(struct service *svc)
     http_stop(srv, svc->cfg.render_max_timeout_s + 60);
     sessions_free(svc->sessions); /* their sandboxes go to the janitor */
     svc->sessions = NULL;
-    pool_free(svc->pipe.pool);
-    svc->pipe.pool = NULL;
+    close_pools(svc);
     exporters_free(svc->pipe.exporters);
     svc->pipe.exporters = NULL;
     janitor_free(svc->pipe.janitor); /* removes what is still queued */

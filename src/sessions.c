@@ -435,7 +435,8 @@ static void fill_job(struct job_spec *job, const struct config *cfg,
     job->max_html_bytes = cfg->max_html_bytes;
     job->max_artifact_bytes = cfg->max_artifact_bytes;
     job->max_result_bytes = cfg->max_result_bytes;
-    job->structured = !s->channels; /* a Jupyter client gets plain output */
+    /* a Jupyter client gets plain output; the formatters are Python's */
+    job->structured = !s->channels && s->kernel->ipykernel;
     job->table_rows = cfg->max_table_rows;
 }
 
@@ -473,10 +474,10 @@ static int take_sandbox(struct sessions *ss, struct session *s,
     const struct config *cfg = ss->deps->cfg;
     bool warm;
 
-    return pool_sandbox(ss->deps->pool, ss->deps->janitor, &s->sb, request_id,
-                        (long long)time(NULL) + cfg->session_max_lifetime_s +
-                            120,
-                        false, cancel, &warm, err);
+    return pool_sandbox(
+        ss->deps->pools[s->kernel->index], ss->deps->janitor, &s->sb,
+        request_id, (long long)time(NULL) + cfg->session_max_lifetime_s + 120,
+        false, cancel, &warm, err);
 }
 
 /* A gateway kernel's model as jupyter_server reads it (lock held):
@@ -574,25 +575,21 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
         s->busy = false;
         s->last_used_ms = util_now_ms();
         ss->stats.created++;
+        /* the answer now: once the lock drops, a delete may end it */
+        *out = s->channels
+                   ? kernel_model(s)
+                   : json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", s->id,
+                               "kernel", s->kernel->name, "created_at",
+                               s->created_at, "expires_at", s->expires_at,
+                               "idle_timeout_s",
+                               (json_int_t)req->idle_timeout_s);
     } else {
         unlink_session(ss, s);
     }
     pthread_mutex_unlock(&ss->lock);
-    if (rc < 0) {
+    if (rc < 0)
         dispose(ss, s);
-        return rc;
-    }
-    if (s->channels) {
-        pthread_mutex_lock(&ss->lock);
-        *out = kernel_model(s);
-        pthread_mutex_unlock(&ss->lock);
-        return 0;
-    }
-    *out = json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", s->id, "kernel",
-                     s->kernel->name, "created_at", s->created_at,
-                     "expires_at", s->expires_at, "idle_timeout_s",
-                     (json_int_t)req->idle_timeout_s);
-    return 0;
+    return rc;
 }
 
 /* The one cell of the call's answer, as the json format has it. */

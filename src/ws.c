@@ -32,6 +32,12 @@
 
 /* After a close is queued, how long the peer gets to answer it. */
 #define CLOSE_WAIT_MS 5000
+/* Frames waiting to be written, counted apart from their bytes: wslay
+ * counts an empty pong as 0 bytes, yet each costs an allocation. Past the
+ * first number the peer's input is not read (it must read what it was
+ * sent first); past the second it is closed. */
+#define QUEUED_FRAMES_PAUSE 256
+#define QUEUED_FRAMES_MAX 4096
 
 struct pending {
     struct list_node link;
@@ -104,32 +110,36 @@ struct ws_set *ws_set_new(void)
     return set;
 }
 
-long ws_set_free(struct ws_set *set, long wait_ms)
+void ws_set_stop(struct ws_set *set, long wait_ms)
 {
     struct timespec until = util_monotonic_in(wait_ms);
     struct list_node *n;
-    long left;
 
-    if (!set)
-        return 0;
     pthread_mutex_lock(&set->lock);
-    set->stopping = true;
+    set->stopping = true; /* ws_start refuses from now on */
     list_for_each(n, &set->all)
         ws_close(list_entry(n, struct ws_conn, link), 1001,
                  "the service is stopping");
     while (set->count > 0 &&
            pthread_cond_timedwait(&set->gone, &set->lock, &until) == 0)
         ;
-    left = set->count;
+    /* A peer that never answers the close: its socket is shut, which
+     * ends its thread's loop at once (every call there is non-blocking),
+     * and its thread is waited for. */
+    list_for_each(n, &set->all)
+        shutdown(list_entry(n, struct ws_conn, link)->sock, SHUT_RDWR);
+    while (set->count > 0)
+        pthread_cond_wait(&set->gone, &set->lock);
     pthread_mutex_unlock(&set->lock);
-    if (left > 0) { /* never free what a thread still uses */
-        fprintf(stderr, "nbcanvas: %ld WebSocket(s) did not close\n", left);
-        return left;
-    }
+}
+
+void ws_set_free(struct ws_set *set)
+{
+    if (!set)
+        return;
     pthread_mutex_destroy(&set->lock);
     pthread_cond_destroy(&set->gone);
     free(set);
-    return 0;
 }
 
 long ws_set_count(struct ws_set *set)
@@ -379,6 +389,7 @@ static void *run(void *arg)
     struct wslay_event_callbacks cb = {on_recv, on_send, NULL,  NULL,
                                        NULL,    NULL,    on_msg};
     wslay_event_context_ptr ctx = NULL;
+    struct ws_set *set;
     long long close_by = 0, interval = w->opts.ping_interval_ms;
     char reason[64];
     uint64_t drained;
@@ -391,7 +402,8 @@ static void *run(void *arg)
         struct pollfd p[2] = {{w->sock, 0, 0}, {w->wake, POLLIN, 0}};
         long long now = util_now_ms();
         uint16_t code = take_pending(w, ctx, reason);
-        size_t wire;
+        size_t wire, frames;
+        bool reading;
 
         if (code && !close_by) {
             wslay_event_queue_close(ctx, code, (const uint8_t *)reason,
@@ -410,24 +422,30 @@ static void *run(void *arg)
             w->last_ping_ms = now;
         }
         wire = wslay_event_get_queued_msg_length(ctx);
+        frames = wslay_event_get_queued_msg_count(ctx);
         pthread_mutex_lock(&w->lock);
         w->wire_bytes = wire;
         pthread_mutex_unlock(&w->lock);
-        if (wire > w->opts.max_queued)
-            break; /* pongs to a ping flood it never reads */
-        if (wslay_event_want_read(ctx))
+        if (wire > w->opts.max_queued || frames > QUEUED_FRAMES_MAX)
+            break; /* e.g. pongs to a ping flood it never reads */
+        reading = wslay_event_want_read(ctx) && frames < QUEUED_FRAMES_PAUSE;
+        if (reading)
             p[0].events |= POLLIN;
         if (wslay_event_want_write(ctx))
             p[0].events |= POLLOUT;
-        if (w->extra_at < w->extra_len)
+        if (!wslay_event_want_read(ctx))
+            w->extra_at = w->extra_len; /* what is left is never read */
+        if (reading && w->extra_at < w->extra_len)
             p[0].revents = POLLIN;
         else if (poll(p, 2, 1000) < 0 && errno != EINTR)
             break;
         if (p[1].revents & POLLIN)
             if (read(w->wake, &drained, sizeof(drained)) < 0)
                 drained = 0;
-        if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
+        if (reading && (p[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
             wslay_event_recv(ctx) != 0)
+            break;
+        if (!reading && (p[0].revents & (POLLHUP | POLLERR)))
             break;
         if (wslay_event_want_write(ctx) && wslay_event_send(ctx) != 0)
             break;
@@ -441,12 +459,15 @@ out:
     if (ctx)
         wslay_event_context_free(ctx);
     w->handlers.on_close(w->ctx);
-    pthread_mutex_lock(&w->set->lock);
+    set = w->set;
+    pthread_mutex_lock(&set->lock);
     list_remove(&w->link);
-    if (--w->set->count == 0)
-        pthread_cond_broadcast(&w->set->gone);
-    pthread_mutex_unlock(&w->set->lock);
-    free_conn(w);
+    pthread_mutex_unlock(&set->lock);
+    free_conn(w); /* MHD's socket closed before the set may be let go */
+    pthread_mutex_lock(&set->lock);
+    if (--set->count == 0)
+        pthread_cond_broadcast(&set->gone);
+    pthread_mutex_unlock(&set->lock);
     return NULL;
 }
 

@@ -30,7 +30,8 @@ struct config {
     char docker_host[256];
     long docker_timeout_ms;
     char runtime[32]; /* "" for the engine's default, "runsc" for gVisor */
-    char notebook_image[128];
+    char notebook_image[128]; /* the python3 kernel's (notebook.c) */
+    char r_image[128];        /* the ir kernel's */
     char languages_file[512];
     char examples_dir[512];
     char html_csp[512];
@@ -51,6 +52,7 @@ struct config {
     long long max_artifact_bytes;
     long max_table_rows;         /* rows of a table+json's data at most */
     long pool_size;              /* warm sandboxes at least; -1: max_jobs */
+    long r_pool_size;            /* the same for R notebooks */
     bool pool_size_default;      /* pool_size was -1: a floor from memory */
     long pool_max_size;          /* under demand at most; -1: from memory */
     double pool_memory_share;    /* of RAM idle sandboxes may hold */

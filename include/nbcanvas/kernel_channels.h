@@ -49,6 +49,8 @@ int kernel_channels_start(struct kernel_channels *ch, struct relay_link *link,
  * is told to close (else a restart follows: the clients stay). */
 void kernel_channels_stop(struct kernel_channels *ch, bool gone);
 
+/* True once the kernel has ended for good. */
+bool kernel_channels_gone(struct kernel_channels *ch);
 /* A client joins: ERR_BUSY past max_clients, ERR_NOT_FOUND once gone. */
 int kernel_channels_attach(struct kernel_channels *ch,
                            channels_deliver_fn deliver, void *ctx,
@@ -61,7 +63,7 @@ void kernel_channels_detach(struct kernel_channels *ch,
  * jupyter_server's layout: checked (a channel of shell, control or stdin;
  * a header with msg_id and msg_type; objects), signed and queued for the
  * kernel. ERR_INVALID naming what is wrong; ERR_BUSY when the queue is
- * full. */
+ * full or the kernel restarting. */
 int kernel_channels_send(struct kernel_channels *ch, struct channels_client *c,
                          const void *data, size_t len, bool binary,
                          struct err *err);

@@ -11,6 +11,8 @@
  * outlives every job (service.h embeds one and fills it as it starts).
  */
 
+#include "nbcanvas/notebook.h"
+
 struct cache;
 struct cache_keys;
 struct config;
@@ -26,17 +28,19 @@ struct sandbox_set;
 
 struct pipeline {
     const struct config *cfg;
-    const char *owner;             /* the label of our containers */
-    struct docker *docker;         /* the engine (a run's fresh sandbox) */
-    struct sandbox_set *live;      /* the containers we hold (sandbox.h) */
-    struct pool *pool;             /* warm sandboxes; size 0 for a one-shot */
-    struct jobs *jobs;             /* job slots, fair between tenants */
-    struct janitor *janitor;       /* NULL: sandboxes are removed in-line */
-    struct exporters *exporters;   /* warm nbconvert workers */
-    struct packages *packages;     /* NULL: no package source */
-    struct languages *languages;   /* the runner's languages */
-    struct cache *cache;           /* NULL: no result cache */
-    struct cache_keys *cache_keys; /* with cache */
+    const char *owner;        /* the label of our containers */
+    struct docker *docker;    /* the engine (a run's fresh sandbox) */
+    struct sandbox_set *live; /* the containers we hold (sandbox.h) */
+    /* warm sandboxes, a pool a kernel (by kernel_info's index); size 0
+     * for a one-shot */
+    struct pool *pools[NOTEBOOK_KERNELS];
+    struct jobs *jobs;               /* job slots, fair between tenants */
+    struct janitor *janitor;         /* NULL: sandboxes are removed in-line */
+    struct exporters *exporters;     /* warm nbconvert workers */
+    struct packages *packages;       /* NULL: no package source */
+    struct languages *languages;     /* the runner's languages */
+    struct cache *cache;             /* NULL: no result cache */
+    struct cache_keys *cache_keys;   /* with cache */
     struct datasources *datasources; /* databases for %%sql (never NULL) */
 };
 

@@ -36,13 +36,15 @@ struct pool_stats {
     long last_refill_ms;
 };
 
-/* Starts a pool of at least size sandboxes (more under demand, as cfg
- * allows) made on d from cfg's notebook image and limits, labelled as
- * owner's and kept in live (all borrowed; they must outlive the pool; live
- * may be NULL). A size of 0 gives a pool that is always empty (one-shot
- * commands). */
+/* Starts a pool of at least size sandboxes of kernel (more under demand,
+ * as cfg allows) made on d from the kernel's image (notebook.h) and cfg's
+ * limits, labelled as owner's and kept in live (all borrowed; they must
+ * outlive the pool; live may be NULL). A size of 0 gives a pool that is
+ * always empty (one-shot commands). */
+struct kernel_info;
 struct pool *pool_new(struct docker *d, const struct config *cfg,
-                      const char *owner, struct sandbox_set *live, long size);
+                      const struct kernel_info *kernel, const char *owner,
+                      struct sandbox_set *live, long size);
 /* Stops refilling and removes every idle container. */
 void pool_free(struct pool *p);
 

@@ -41,10 +41,12 @@ struct ws_handlers {
 int ws_accept_value(const char *key, char out[29]);
 
 struct ws_set *ws_set_new(void);
-/* Asks every connection to close (1001) and waits up to wait_ms for
- * their threads to end; then frees the set. Returns how many still run
- * (then the set is leaked rather than freed under them). */
-long ws_set_free(struct ws_set *set, long wait_ms);
+/* Refuses new connections, asks every one to close (1001), gives them up
+ * to wait_ms, then shuts the sockets of those left and waits for their
+ * threads: when it returns, no connection of the set runs. */
+void ws_set_stop(struct ws_set *set, long wait_ms);
+/* After ws_set_stop (NULL is fine). */
+void ws_set_free(struct ws_set *set);
 long ws_set_count(struct ws_set *set);
 
 /* A connection on sock (MHD's, closed through urh; with urh NULL, a

@@ -70,7 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     while (ws_set_count(set) > 0) /* it ends at the end of the input */
         usleep(100);
-    ws_set_free(set, 1000);
+    ws_set_stop(set, 1000);
+    ws_set_free(set);
     close(sv[0]);
     kernel_channels_unref(f.ch);
     return 0;

@@ -389,8 +389,25 @@ def test_abuse_frames(svc):
     reply, outs = c.execute("2 + 2")
     assert outs[-1]["data"]["text/plain"] == "4"
     c.close()
+    # empty pings from a client that never reads: each pong costs the
+    # service memory, so it stops reading (the client's sends back up)
+    # instead of queueing pongs without end
+    s, _ = raw_upgrade(svc, kid)
+    s.setblocking(False)
+    ping, sent, blocked = frame(0x9, b""), 0, False
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            sent += s.send(ping * 64)
+        except BlockingIOError:
+            blocked = True
+            break
+    assert blocked, "the service kept reading %d bytes of pings" % sent
+    assert sent < 64 << 20, sent
+    s.close()
     assert alive(svc)
     svc.request("DELETE", "/api/kernels/" + kid, headers=auth())
+
 
 
 def test_abuse_connection_caps(svc):

@@ -65,7 +65,7 @@ static int record(struct service *svc, json_t *c, const char *dir)
     char path[4096];
     int rc;
 
-    rc = pool_create_cold(svc->pipe.pool, &sb, "relay-record",
+    rc = pool_create_cold(svc->pipe.pools[0], &sb, "relay-record",
                           (long long)time(NULL) + 600, &err);
     if (rc == 0)
         rc = relay_link_open(&link, &sb, 1 << 20, util_now_ms() + 120000, NULL,

@@ -56,8 +56,12 @@ int fake_service_open(struct fake_service *fs, long pool_size, bool cache)
     svc->pipe.jobs = jobs_new(svc->cfg.max_jobs, svc->cfg.max_queue);
     svc->metrics = metrics_new();
     svc->cfg.pool_size = pool_size;
-    svc->pipe.pool = pool_new(svc->pipe.docker, &svc->cfg, svc->owner,
-                              svc->pipe.live, pool_size);
+    svc->pipe.pools[0] = pool_new(svc->pipe.docker, &svc->cfg,
+                                  notebook_kernel_at(0), svc->owner,
+                                  svc->pipe.live, pool_size);
+    svc->pipe.pools[1] = pool_new(svc->pipe.docker, &svc->cfg,
+                                  notebook_kernel_at(1), svc->owner,
+                                  svc->pipe.live, 0);
     if (cache) {
         svc->pipe.cache = cache_new(svc->cfg.cache_bytes);
         svc->pipe.cache_keys = cache_keys_new(svc->pipe.docker,

@@ -106,7 +106,7 @@ static struct pool_stats stats(struct fake_service *fs)
 {
     struct pool_stats st;
 
-    pool_stats(fs->svc.pipe.pool, &st);
+    pool_stats(fs->svc.pipe.pools[0], &st);
     return st;
 }
 
@@ -212,7 +212,8 @@ TEST(pool__cold_sandbox_is_made_like_a_warm_one_without_preload)
     start(&fs, &r, 1, false);
     WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
     CHECK(settled(&fs, 1));
-    CHECK(pool_create_cold(fs.svc.pipe.pool, &cold, "job-7", 4242, &err) == 0);
+    CHECK(pool_create_cold(fs.svc.pipe.pools[0], &cold, "job-7", 4242, &err) ==
+          0);
     warm_body = fake_engine_container_body(&fs.engine, relay_container(&r, 0));
     cold_body = fake_engine_container_body(&fs.engine, cold.id);
     CHECK(warm_body && cold_body);
@@ -262,7 +263,7 @@ TEST(pool__take_hands_out_a_ready_sandbox_and_refills)
     CHECK(settled(&fs, 1));
     snprintf(first, sizeof(first), "%s", relay_container(&r, 0));
     memset(&sb, 0, sizeof(sb));
-    CHECK(pool_take(fs.svc.pipe.pool, &sb, NULL));
+    CHECK(pool_take(fs.svc.pipe.pools[0], &sb, NULL));
     CHECK_STREQ(sb.id, first);
     CHECK(sb.started);
     CHECK(stats(&fs).handed_out == 1);
@@ -290,7 +291,7 @@ TEST(pool__an_empty_pool_hands_out_nothing)
     start(&fs, &r, 0, false);
     memset(&sb, 0, sizeof(sb));
     snprintf(sb.id, sizeof(sb.id), "untouched");
-    CHECK(!pool_take(fs.svc.pipe.pool, &sb, NULL));
+    CHECK(!pool_take(fs.svc.pipe.pools[0], &sb, NULL));
     CHECK_STREQ(sb.id, "untouched");
     CHECK(stats(&fs).misses == 1 && stats(&fs).handed_out == 0);
     poll(NULL, 0, 100);
@@ -310,23 +311,23 @@ TEST(pool__a_pool_found_empty_grows_up_to_its_ceiling)
     WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
     CHECK(stats(&fs).size == 1 && stats(&fs).max_size == 3);
     /* taken while idle: no demand signal, the depth stays */
-    CHECK(pool_take(fs.svc.pipe.pool, &sb, NULL));
+    CHECK(pool_take(fs.svc.pipe.pools[0], &sb, NULL));
     sandbox_destroy(&sb);
     CHECK(stats(&fs).size == 1);
     WAIT_UNTIL(settled(&fs, 1), PATIENCE_MS);
-    CHECK(pool_take(fs.svc.pipe.pool, &sb, NULL));
+    CHECK(pool_take(fs.svc.pipe.pools[0], &sb, NULL));
     sandbox_destroy(&sb);
     /* found empty: deeper, by two, and never past the ceiling */
-    CHECK(!pool_take(fs.svc.pipe.pool, &sb, NULL) ||
+    CHECK(!pool_take(fs.svc.pipe.pools[0], &sb, NULL) ||
           (sandbox_destroy(&sb), 1));
     CHECK(stats(&fs).size == 3);
     WAIT_UNTIL(settled(&fs, 3), PATIENCE_MS);
     CHECK(settled(&fs, 3));
     while (stats(&fs).idle > 0) {
-        CHECK(pool_take(fs.svc.pipe.pool, &sb, NULL));
+        CHECK(pool_take(fs.svc.pipe.pools[0], &sb, NULL));
         sandbox_destroy(&sb);
     }
-    CHECK(!pool_take(fs.svc.pipe.pool, &sb, NULL) ||
+    CHECK(!pool_take(fs.svc.pipe.pools[0], &sb, NULL) ||
           (sandbox_destroy(&sb), 1));
     CHECK(stats(&fs).size == 3);
     /* without a measured footprint (this engine has no stats), the depth
@@ -446,8 +447,8 @@ TEST(pool__free_removes_every_idle_sandbox)
     snprintf(a, sizeof(a), "%s", relay_container(&r, 0));
     snprintf(b, sizeof(b), "%s", relay_container(&r, 1));
     CHECK(fake_engine_containers(&fs.engine) == 2);
-    pool_free(fs.svc.pipe.pool);
-    fs.svc.pipe.pool = NULL;
+    pool_free(fs.svc.pipe.pools[0]);
+    fs.svc.pipe.pools[0] = NULL;
     CHECK(fake_service_removed(&fs, a));
     CHECK(fake_service_removed(&fs, b));
     CHECK(fake_engine_count(&fs.engine, "DELETE", NULL) == 2);
@@ -470,7 +471,7 @@ static void *take_in_thread(void *arg)
     struct taker *t = arg;
 
     atomic_store(&t->got,
-                 pool_take(t->fs->svc.pipe.pool, &t->sb, NULL) ? 1 : 0);
+                 pool_take(t->fs->svc.pipe.pools[0], &t->sb, NULL) ? 1 : 0);
     return NULL;
 }
 
@@ -493,7 +494,7 @@ TEST(pool__an_empty_pool_waits_for_the_start_under_way)
     CHECK(settled(&fs, 1) && stats(&fs).last_refill_ms >= 900);
     fake_gate_close(&r.gate); /* the refill now waits at the gate */
     memset(&first, 0, sizeof(first));
-    CHECK(pool_take(fs.svc.pipe.pool, &first, NULL));
+    CHECK(pool_take(fs.svc.pipe.pools[0], &first, NULL));
     WAIT_UNTIL(stats(&fs).starting == 1, PATIENCE_MS);
     t.fs = &fs;
     pthread_create(&t.thread, NULL, take_in_thread, &t);
@@ -501,8 +502,8 @@ TEST(pool__an_empty_pool_waits_for_the_start_under_way)
     CHECK(atomic_load(&t.got) == -1); /* still waiting for the refill */
     t0 = util_now_ms();
     memset(&second, 0, sizeof(second));
-    CHECK(
-        !pool_take(fs.svc.pipe.pool, &second, NULL)); /* nothing more coming */
+    CHECK(!pool_take(fs.svc.pipe.pools[0], &second,
+                     NULL)); /* nothing more coming */
     CHECK(util_now_ms() - t0 < 500);
     fake_gate_open(&r.gate);
     pthread_join(t.thread, NULL);

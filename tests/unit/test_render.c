@@ -120,7 +120,7 @@ static long pool_idle(struct fake_service *fs)
 {
     struct pool_stats st;
 
-    pool_stats(fs->svc.pipe.pool, &st);
+    pool_stats(fs->svc.pipe.pools[0], &st);
     return st.idle;
 }
 
@@ -140,7 +140,7 @@ static bool pool_settled(struct fake_service *fs)
 {
     struct pool_stats st;
 
-    pool_stats(fs->svc.pipe.pool, &st);
+    pool_stats(fs->svc.pipe.pools[0], &st);
     return st.idle == 1 && st.starting == 0;
 }
 
