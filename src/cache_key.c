@@ -8,23 +8,29 @@
 
 #include <pthread.h>
 
+#include "nbcanvas/notebook.h"
 #include "nbcanvas/sandbox.h"
 #include "nbcanvas/util.h"
 
-struct cache_keys {
-    struct docker *docker;
-    char image[128];
-    pthread_mutex_t lock;
-    char image_id[128];
-    long long checked_ms; /* when image_id was last asked; 0: never */
+/* What is known of one kernel's image. */
+struct known_image {
+    char id[128];
+    long long checked_ms; /* when id was last asked; 0: never */
 };
 
-struct cache_keys *cache_keys_new(struct docker *d, const char *image)
+struct cache_keys {
+    struct docker *docker;
+    const struct config *cfg;
+    pthread_mutex_t lock;
+    struct known_image images[NOTEBOOK_KERNELS]; /* by kernel index */
+};
+
+struct cache_keys *cache_keys_new(struct docker *d, const struct config *cfg)
 {
     struct cache_keys *k = xcalloc(1, sizeof(*k));
 
     k->docker = d;
-    snprintf(k->image, sizeof(k->image), "%s", image);
+    k->cfg = cfg;
     pthread_mutex_init(&k->lock, NULL);
     return k;
 }
@@ -37,25 +43,30 @@ void cache_keys_free(struct cache_keys *k)
     free(k);
 }
 
-/* The image id, asked again when the one known is older than the TTL. */
-static void current_image_id(struct cache_keys *k, char out[128])
+/* The kernel's image id, asked again when the one known is older than
+ * the TTL. */
+static void current_image_id(struct cache_keys *k,
+                             const struct kernel_info *kernel, char out[128])
 {
+    struct known_image *known = &k->images[kernel->index];
     long long now = util_now_ms();
     char id[128] = "";
     bool stale;
 
     pthread_mutex_lock(&k->lock);
-    stale = !k->checked_ms || now - k->checked_ms > CACHE_KEY_IMAGE_TTL_MS;
+    stale = !known->checked_ms ||
+            now - known->checked_ms > CACHE_KEY_IMAGE_TTL_MS;
     pthread_mutex_unlock(&k->lock);
     if (stale &&
-        sandbox_image_id(k->docker, k->image, id, sizeof(id), NULL) == 0) {
+        sandbox_image_id(k->docker, notebook_kernel_image(kernel, k->cfg), id,
+                         sizeof(id), NULL) == 0) {
         pthread_mutex_lock(&k->lock);
-        snprintf(k->image_id, sizeof(k->image_id), "%s", id);
-        k->checked_ms = now;
+        snprintf(known->id, sizeof(known->id), "%s", id);
+        known->checked_ms = now;
         pthread_mutex_unlock(&k->lock);
     }
     pthread_mutex_lock(&k->lock);
-    snprintf(out, 128, "%s", k->image_id);
+    snprintf(out, 128, "%s", known->id);
     pthread_mutex_unlock(&k->lock);
 }
 
@@ -91,6 +102,6 @@ void cache_keys_render(struct cache_keys *k, const struct render_request *req,
 {
     char image_id[128];
 
-    current_image_id(k, image_id);
+    current_image_id(k, req->kernel, image_id);
     cache_key_of(req, image_id, out);
 }

@@ -146,9 +146,12 @@ static int check_ready(struct service *svc, struct err *err)
         err->code = ERR_ENGINE;
         return ERR_ENGINE;
     }
-    for (i = 0; i <= n; i++) {
-        const char *image = i == n
-                                ? svc->cfg.notebook_image
+    /* the languages' images, then every notebook kernel's */
+    for (i = 0; i < n + NOTEBOOK_KERNELS; i++) {
+        const char *image = i >= n
+                                ? notebook_kernel_image(
+                                      notebook_kernel_at((int)(i - n)),
+                                      &svc->cfg)
                                 : languages_at(svc->pipe.languages, i)->image;
 
         rc = sandbox_image_id(svc->pipe.docker, image, id, sizeof(id), err);

@@ -48,14 +48,18 @@ static bool gateway_on(struct http_server *s, struct MHD_Connection *c,
 
 /* --- kernel specs --------------------------------------------------- */
 
+/* A kernel spec as Jupyter's clients validate it: the argv is the one
+ * the sandbox's relay starts. */
 static json_t *kernelspec(const struct kernel_info *k)
 {
-    return json_pack(
-        "{s:s, s:{s:s, s:s, s:[s, s, s, s, s], s:{}, s:{}, s:s}, s:{}}",
-        "name", k->name, "spec", "display_name", k->display_name, "language",
-        k->language, "argv", "python3", "-m", "ipykernel_launcher", "-f",
-        "{connection_file}", "env", "metadata", "interrupt_mode", "signal",
-        "resources");
+    json_t *argv = json_array();
+
+    for (const char *const *a = k->argv; *a; a++)
+        json_array_append_new(argv, json_string(*a));
+    return json_pack("{s:s, s:{s:s, s:s, s:o, s:{}, s:{}, s:s}, s:{}}", "name",
+                     k->name, "spec", "display_name", k->display_name,
+                     "language", k->language, "argv", argv, "env", "metadata",
+                     "interrupt_mode", "signal", "resources");
 }
 
 int http_gateway_api(struct http_server *s, struct MHD_Connection *c,
@@ -69,14 +73,16 @@ int http_gateway_api(struct http_server *s, struct MHD_Connection *c,
 int http_gateway_kernelspecs(struct http_server *s, struct MHD_Connection *c,
                              struct exchange *x)
 {
-    const struct kernel_info *k = notebook_kernel_find("python3");
     json_t *specs = json_object();
 
     (void)s;
-    json_object_set_new(specs, k->name, kernelspec(k));
-    return http_send_json(
-        c, x, 200,
-        json_pack("{s:s, s:o}", "default", k->name, "kernelspecs", specs));
+    for (int i = 0; i < NOTEBOOK_KERNELS; i++)
+        json_object_set_new(specs, notebook_kernel_at(i)->name,
+                            kernelspec(notebook_kernel_at(i)));
+    return http_send_json(c, x, 200,
+                          json_pack("{s:s, s:o}", "default",
+                                    notebook_kernel_at(0)->name, "kernelspecs",
+                                    specs));
 }
 
 int http_gateway_kernelspec(struct http_server *s, struct MHD_Connection *c,

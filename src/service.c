@@ -138,8 +138,7 @@ static int open_cache(struct service *svc, struct err *err)
                               cfg->cache_ttl_s, cfg->cache_redis_timeout_ms,
                               cfg->cache_bytes, err) < 0)
         return ERR_INVALID;
-    svc->pipe.cache_keys = cache_keys_new(svc->pipe.docker,
-                                          cfg->notebook_image);
+    svc->pipe.cache_keys = cache_keys_new(svc->pipe.docker, cfg);
     return 0;
 }
 

@@ -20,8 +20,9 @@
 
 struct cache_keys;
 
-/* Keys for renders on image (copied); d is borrowed and must outlive it. */
-struct cache_keys *cache_keys_new(struct docker *d, const char *image);
+/* Keys for renders, each with the id of its kernel's image as cfg names
+ * it; d and cfg are borrowed and must outlive it. */
+struct cache_keys *cache_keys_new(struct docker *d, const struct config *cfg);
 void cache_keys_free(struct cache_keys *k);
 
 /* The key of req's answer into out. */

@@ -64,8 +64,7 @@ int fake_service_open(struct fake_service *fs, long pool_size, bool cache)
                                   svc->pipe.live, 0);
     if (cache) {
         svc->pipe.cache = cache_new(svc->cfg.cache_bytes);
-        svc->pipe.cache_keys = cache_keys_new(svc->pipe.docker,
-                                              svc->cfg.notebook_image);
+        svc->pipe.cache_keys = cache_keys_new(svc->pipe.docker, &svc->cfg);
     }
     if (fs->exporters)
         svc->pipe.exporters = exporters_new(svc->pipe.docker, &svc->cfg,
