@@ -271,8 +271,9 @@ def main(namespace, config=None, key=None):
             traceback.print_exc()
     # While the service still runs: once idle, it holds no container but
     # its warm pool's (a used sandbox must not linger).
-    size = [int(l.split()[1]) for l in svc.get("/metrics").body.decode().splitlines()
-            if l.startswith("nbcanvas_pool_size ")][0]
+    # (every kernel's pool: Python's and R's)
+    size = sum(int(l.split()[1]) for l in svc.get("/metrics").body.decode().splitlines()
+               if l.startswith("nbcanvas_kernel_pool_size{"))
     deadline = time.time() + 20
     while len(containers(svc.listen)) > size and time.time() < deadline:
         time.sleep(0.25)

@@ -572,6 +572,80 @@ def test_compiler_bomb(svc):
     assert_still_serving(svc)
 
 
+# --- the same attacks written in R (the ir kernel, nbcanvas/r) ---------
+
+def r_render(svc, cells, **extra):
+    body = {"kernel": "ir", "format": "json", "cells": cells, "cache": False}
+    body.update(extra)
+    return svc.render(body)
+
+
+def r_error(r):
+    assert r.status == 422, r
+    return r.json()["error"]
+
+
+def r_text(r):
+    assert r.status == 200, r
+    return "".join(o.get("text", "") for c in r.json()["cells"] for o in c["outputs"])
+
+
+def test_r_fork_bomb(svc):
+    host_pids = len(os.listdir("/proc"))
+    r = r_render(svc, ["library(parallel)\nrepeat try(mcparallel(Sys.sleep(100)), silent = TRUE)"],
+                 timeout_s=10)
+    allowed = ("timeout", "memory_limit") if RUNTIME == "runsc" else ("timeout",)
+    err = r_error(r)
+    assert err["code"] in allowed, err
+    assert_still_serving(svc)
+    deadline = time.time() + 20
+    while len(os.listdir("/proc")) >= host_pids + 50 and time.time() < deadline:
+        time.sleep(0.5)
+    assert len(os.listdir("/proc")) < host_pids + 50
+
+
+def test_r_memory_bomb(svc):
+    r = r_render(svc, ["x <- list()\nrepeat x[[length(x) + 1]] <- numeric(5e6)"], timeout_s=60)
+    check_error(r, 422, "memory_limit")
+    assert_still_serving(svc)
+
+
+def test_r_no_network(svc):
+    code = ("for (h in c('1.1.1.1', '169.254.169.254', '172.17.0.1', '127.0.0.1')) "
+            "cat(h, tryCatch({socketConnection(h, 80, timeout = 2); 'connected'}, "
+            "error = function(e) 'refused', warning = function(w) 'refused'), '\\n')\n"
+            "cat(tryCatch({readLines('http://example.com'); 'dns works'}, "
+            "error = function(e) 'dns fails', warning = function(w) 'dns fails'), '\\n')\n"
+            "cat(list.files('/sys/class/net'), '\\n')")
+    text = r_text(r_render(svc, [code], timeout_s=60))
+    assert "connected" not in text and text.count("refused") == 4, text
+    assert "dns fails" in text, text
+    assert text.strip().endswith("lo"), text
+
+
+def test_r_files_outside_the_working_folder(svc):
+    code = ("for (f in c('/etc/nbcanvas-test', '/opt/nbcanvas/x', '/usr/lib/x')) "
+            "cat(f, tryCatch({writeLines('x', f); 'written'}, error = function(e) 'refused', "
+            "warning = function(w) 'refused'), '\\n')\n"
+            "cat(tryCatch({readLines('/etc/shadow'); 'read shadow'}, error = function(e) 'shadow refused', "
+            "warning = function(w) 'shadow refused'), '\\n')\n"
+            "writeLines('mine', 'here.txt'); cat(readLines('here.txt'), getwd(), '\\n')")
+    text = r_text(r_render(svc, [code]))
+    assert "written" not in text and text.count("refused") == 4, text
+    assert "mine /home/sandbox" in text, text
+
+
+def test_r_output_flood(svc):
+    # IRkernel sends a cell's output when its top-level expression ends:
+    # an endless one holds it in the kernel, bounded by the memory limit
+    # and the deadline; either way the render ends and the service serves
+    r = r_render(svc, ["cat('start\\n')", "repeat cat(strrep('y', 10000), '\\n')"], timeout_s=20)
+    err = r_error(r)
+    assert err["code"] in ("timeout", "memory_limit", "output_limit"), err
+    assert "cell 1" in err["message"], err
+    assert_still_serving(svc)
+
+
 def session_call(svc, sid, code, **extra):
     body = {"code": code}
     body.update(extra)
