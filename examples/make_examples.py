@@ -134,6 +134,28 @@ ANALYSIS = {
     "files": ["sales.csv"],
 }
 
+R_CHART = {
+    "kernel": "ir",
+    "cells": [
+        {"cell_type": "markdown", "source": "## Weekly revenue by region (R)"},
+        "library(readr)\nlibrary(dplyr)\nlibrary(ggplot2)\n"
+        "sales <- read_csv('sales.csv', show_col_types = FALSE)\n"
+        "weekly <- sales %>%\n"
+        "    mutate(week = as.Date(cut(date, 'week'))) %>%\n"
+        "    group_by(week, region) %>%\n"
+        "    summarise(revenue = sum(revenue), .groups = 'drop')\n"
+        "options(repr.plot.width = 8, repr.plot.height = 3.5)\n"
+        "ggplot(weekly, aes(week, revenue, colour = region)) +\n"
+        "    geom_line(linewidth = 1) +\n"
+        "    labs(x = NULL, y = 'revenue ($)', title = 'Weekly revenue by region') +\n"
+        "    theme_minimal()",
+        "sales %>% group_by(region) %>%\n"
+        "    summarise(units = sum(units), revenue = sum(revenue)) %>%\n"
+        "    arrange(desc(revenue))",
+    ],
+    "files": ["sales.csv"],
+}
+
 ERROR = {
     "cells": [
         "values = [1, 2, 3]",
@@ -160,3 +182,4 @@ if __name__ == "__main__":
     write("text2sql-zip", dict(TEXT2SQL, format="zip"))
     write("analysis", ANALYSIS)
     write("error", ERROR)
+    write("r-chart", R_CHART)

@@ -38,6 +38,14 @@ def png_size(b64):
     return struct.unpack(">II", png[16:24])
 
 
+def image_size(b64):
+    """An image's size in pixels (PNG, or a GIF sent as image/png)."""
+    data = base64.b64decode(b64)
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return struct.unpack("<HH", data[6:10])
+    return png_size(b64)
+
+
 def test_the_r_kernel_is_listed(svc):
     kernels = {k["name"]: k for k in svc.get("/v1/kernels").json()}
     assert kernels["ir"]["language"] == "R", kernels
@@ -180,7 +188,7 @@ def kinds(nb):
                 data = o.get("data", {})
                 item = [t, sorted(data), plain(joined(data.get("text/plain", "")))]
                 if "image/png" in data:
-                    item.append(png_size(joined(data["image/png"])))
+                    item.append(image_size(joined(data["image/png"])))
                 out.append(tuple(item))
         cells.append(out)
     return cells
