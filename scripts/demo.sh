@@ -27,7 +27,7 @@ if ! curl -fsS --max-time 2 "http://$listen/healthz" >/dev/null 2>&1; then
 fi
 curl -fsS "http://$listen/readyz" >/dev/null
 
-for example in chart text2sql analysis sql-chart; do
+for example in chart text2sql analysis sql-chart r-chart; do
     curl -fsS -X POST -H 'Content-Type: application/json' \
         --data-binary @"$top/examples/$example.json" \
         "http://$listen/v1/render" -o "$out/$example.html"
@@ -46,6 +46,7 @@ Rendered examples:
   $out/text2sql.zip    the same with the query result as an .xlsx (artifacts/)
   $out/analysis.html   summary tables and charts of a CSV
   $out/sql-chart.html  a live SQL query on the demo database, as a table and a chart
+  $out/r-chart.html    the sales CSV in R: a ggplot2 chart and a dplyr summary
 Query the demo database yourself:
   curl -s -X POST -H 'Content-Type: application/json' \\
        -d '{"datasource": "demo", "query": "SELECT Name FROM Artist LIMIT 5", "format": "csv"}' \\
