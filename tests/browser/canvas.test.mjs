@@ -96,6 +96,12 @@ for (const [name, check] of [
     assert.ok(await frame().locator("table").count() >= 2);
     assert.ok(await frame().locator("img[src^='data:image/png']").count() >= 1);
   }],
+  ["r-chart", async () => {
+    // R from the menu: the kernel picker follows the example
+    assert.equal(await page.locator("#kernel").inputValue(), "ir");
+    assert.ok(await frame().locator("img[src^='data:image/png']").count() >= 1);
+    assert.match(await frame().locator("table").first().textContent(), /North|South|East|West/);
+  }],
 ]) {
   test(`example ${name} renders in the iframe`, async () => {
     await pick(name);
