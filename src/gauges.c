@@ -54,6 +54,18 @@ void gauges_write(const struct service *svc, struct buf *out)
         buf_printf(out, "nbcanvas_kernel_pool_size{kernel=\"%s\"} %ld\n",
                    notebook_kernel_at(i)->name, k.size);
     }
+    buf_puts(out, "# TYPE nbcanvas_kernel_pool_sandbox_footprint_bytes "
+                  "gauge\n");
+    for (int i = 0; i < NOTEBOOK_KERNELS; i++) {
+        struct pool_stats k;
+
+        pool_stats(svc->pipe.pools[i], &k);
+        buf_printf(
+            out,
+            "nbcanvas_kernel_pool_sandbox_footprint_bytes{kernel=\"%s\"}"
+            " %lld\n",
+            notebook_kernel_at(i)->name, k.footprint_bytes);
+    }
     if (svc->pipe.exporters) {
         struct exporter_stats x;
 
