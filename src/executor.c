@@ -530,10 +530,15 @@ static int execute_cell(struct executor *ex, json_t *nb, json_t *cell,
 {
     struct running r = {.cell = cell, .index = index, .left = *left};
     bool allowed = ex->allow_errors || has_tag(cell, RAISES_TAG);
-    char *code = source_of(cell);
+    char *code = source_of(cell), *rewritten;
     json_t *meta = json_object_get(cell, "metadata");
     const char *state;
     int rc, end;
+
+    if (ex->rewrite && (rewritten = ex->rewrite(ex->rewrite_ctx, code))) {
+        free(code);
+        code = rewritten;
+    }
 
     if (util_now_ms() >= ex->deadline_ms) {
         free(code);

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "nbcanvas/notebook.h"
+#include "nbcanvas/sql_cells.h"
 #include "nbcanvas/util.h"
 
 #define WHEELS_DIR SANDBOX_WORKDIR "/.nbcanvas/wheels"
@@ -282,6 +284,49 @@ static int install_kernel_module(struct executor *ex, const char *name,
     return rc < 0 ? rc : 1;
 }
 
+/* A %%sql cell for a kernel without the magic (R's): the rows the
+ * service fetched read back by the image's helper (nbcanvas_sql_rows in
+ * notebook-images/r/nbcanvas_kernel.R), bound to the header's name and
+ * shown; the cell keeps its source. NULL for any other cell. */
+static char *r_sql_cell(void *ctx, const char *source)
+{
+    struct sql_cell cell;
+    struct err err = ERR_INIT;
+    char key[65], *text;
+    size_t n;
+
+    (void)ctx;
+    if (sql_cell_parse(source, strlen(source), &cell, &err) != 1)
+        return NULL;
+    /* the key nbcanvas_sql.py computes: the datasource, a newline, the
+     * query (sql_cells.h) */
+    n = strlen(cell.datasource) + 1 + cell.query_len;
+    text = xmalloc(n + 1);
+    snprintf(text, n + 1, "%s\n%.*s", cell.datasource, (int)cell.query_len,
+             cell.query);
+    util_sha256_hex(key, text, n);
+    free(text);
+    /* the name is checked by sql_cell_parse (an identifier); backquoted,
+     * "_sql" is a name in R too */
+    return xasprintf("`%s` <- nbcanvas_sql_rows('%s/%s.json')\n`%s`",
+                     cell.name, SQL_DIR, key, cell.name);
+}
+
+/* A job whose files hold %%sql rows: Python's kernel gets the magic
+ * (nbcanvas_sql.py); another kernel gets its cells rewritten. */
+static int sql_cells_for(struct executor *ex, const struct job_spec *spec,
+                         struct err *err)
+{
+    const struct kernel_info *k = notebook_kernel_find(spec->kernel);
+
+    if (k && !k->ipykernel) {
+        ex->rewrite = r_sql_cell;
+        return 1;
+    }
+    return install_kernel_module(ex, "nbcanvas_sql", json_string(SQL_DIR),
+                                 err);
+}
+
 static bool has_sql_rows(const struct tar_files *files)
 {
     for (size_t i = 0; files && i < files->n; i++)
@@ -426,8 +471,7 @@ static int render_steps(struct kernel_job *j, struct sandbox *sb,
         rc = install_kernel_module(&ex, "nbcanvas_structured",
                                    json_integer(spec->table_rows), j->err);
     if (rc == 1 && has_sql_rows(files))
-        rc = install_kernel_module(&ex, "nbcanvas_sql", json_string(SQL_DIR),
-                                   j->err);
+        rc = sql_cells_for(&ex, spec, j->err);
     if (rc == 1) {
         t0 = util_now_ms();
         rc = executor_kernel_info(&ex, j->notebook, j->err);
@@ -598,8 +642,7 @@ int kernel_job_execute(struct kernel_job *j, struct sandbox *sb,
         rc = install_packages(j, spec->packages, spec->timeout_s, &ex,
                               deadline_ms);
     if (rc == 1 && has_sql_rows(files))
-        rc = install_kernel_module(&ex, "nbcanvas_sql", json_string(SQL_DIR),
-                                   j->err);
+        rc = sql_cells_for(&ex, spec, j->err);
     if (rc == 1) {
         json_array_foreach(json_object_get(notebook, "cells"), i, cell) {
             json_array_append_new(cells, json_deep_copy(cell));

@@ -53,6 +53,11 @@ struct executor {
     enum executor_stop stop;
     executor_event_fn on_event; /* may be NULL */
     void *event_ctx;
+    /* The code sent for a cell, when it is not the cell's source (which
+     * the notebook keeps): NULL, or a new string (freed here); a kernel
+     * without a %%sql magic gets its own equivalent (kernel_job.c). */
+    char *(*rewrite)(void *ctx, const char *source);
+    void *rewrite_ctx;
     json_t *widgets;  /* comm_id -> state, gathered as messages come */
     json_t *displays; /* display_id -> [[cell, output], ...] */
 };

@@ -245,6 +245,34 @@ def test_sql_cells_hand_the_kernel_faithful_types(svc):
     assert out[4] == "[1, 2] [False, True, False] [True, <NA>, False]", out
 
 
+def test_sql_cells_in_an_r_notebook_become_a_data_frame(svc):
+    # R has no cell magics: the service sends the cell as a call of the
+    # image's nbcanvas_sql_rows(), and the notebook keeps it as written
+    body = {"kernel": "ir", "format": "json", "cells": [
+        "%%sql chinook -> kinds\nSELECT * FROM kinds ORDER BY id",
+        "cat(class(kinds), nrow(kinds), '\\n')\n"
+        "cat(sapply(kinds[c('id', 'big', 'ratio', 'price', 'flag', 'day', 'at')], "
+        "function(c) class(c)[1]), '\\n')\n"
+        "cat(format(kinds$price[1], nsmall = 4), is.na(kinds$price), kinds$flag, '\\n')\n"
+        "cat(format(kinds$day[1]), format(kinds$at[1], '%Y-%m-%dT%H:%M:%S', tz = 'UTC'), '\\n')",
+        "%%sql demo\nSELECT Name FROM Genre ORDER BY GenreId LIMIT 3",
+        "`_sql`$Name"]}
+    r = svc.render(body)
+    assert r.status == 200, r
+    cells = r.json()["cells"]
+    table = cells[0]["outputs"][0]["data"]["text/html"]
+    table = "".join(table) if isinstance(table, list) else table
+    assert "<table" in table, table[:200]
+    out = "".join(o.get("text", "") for o in cells[1]["outputs"]).splitlines()
+    assert len(out) == 4 and out[0] == "data.frame 3 ", cells[1]
+    assert out[1] == "integer numeric numeric numeric logical Date POSIXct ", out
+    assert out[2] == "12345678.1234 FALSE TRUE FALSE TRUE NA FALSE ", out
+    assert out[3] == "2024-02-29 2024-03-01T10:30:00 ", out
+    assert "Rock" in cells[3]["outputs"][0]["data"]["text/plain"], cells[3]
+    nb = svc.render(dict(body, format="ipynb")).json()
+    assert "".join(nb["cells"][0]["source"]).startswith("%%sql chinook -> kinds\n")
+
+
 def test_sql_cells_in_a_session_and_the_cache_rule(svc):
     r = svc.post("/v1/sessions", {})
     sid = r.json()["id"]
