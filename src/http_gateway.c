@@ -213,18 +213,13 @@ int http_gateway_delete(struct http_server *s, struct MHD_Connection *c,
                         struct exchange *x)
 {
     struct err err = ERR_INIT;
-    json_t *model;
     int rc;
 
     if (!gateway_on(s, c, x, &rc))
         return rc;
     /* only a kernel: a /v1 session is not deleted through this route */
-    model = sessions_kernel_model(s->svc->sessions, x->tenant.name,
-                                  x->params[0]);
-    if (!model)
-        return http_send_error(c, x, ERR_NOT_FOUND, "no such kernel", NULL);
-    json_decref(model);
-    rc = sessions_delete(s->svc->sessions, x->tenant.name, x->params[0], &err);
+    rc = sessions_kernel_delete(s->svc->sessions, x->tenant.name, x->params[0],
+                                &err);
     if (rc < 0)
         return http_send_error(c, x, rc, err.msg, NULL);
     return no_content(c, x);

@@ -868,6 +868,22 @@ json_t *sessions_list(struct sessions *ss, const char *tenant)
     return list;
 }
 
+static struct session *find_kernel(struct sessions *ss, const char *tenant,
+                                   const char *id);
+
+/* Ends s, or marks it to end when its call returns (lock held); true
+ * when the caller disposes of it once the lock is dropped. */
+static bool end_now_or_later(struct sessions *ss, struct session *s)
+{
+    if (s->busy) {
+        s->ending = true; /* its call stops, and its thread ends it */
+        s->stop = true;
+        return false;
+    }
+    unlink_session(ss, s);
+    return true;
+}
+
 int sessions_delete(struct sessions *ss, const char *tenant, const char *id,
                     struct err *err)
 {
@@ -876,16 +892,29 @@ int sessions_delete(struct sessions *ss, const char *tenant, const char *id,
 
     pthread_mutex_lock(&ss->lock);
     s = find(ss, tenant, id);
-    if (s && s->busy) {
-        s->ending = true; /* its call stops, and its thread ends it */
-        s->stop = true;
-    } else if (s) {
-        unlink_session(ss, s);
-        now = true;
-    }
+    if (s)
+        now = end_now_or_later(ss, s);
     pthread_mutex_unlock(&ss->lock);
     if (!s)
         return not_found(err);
+    if (now)
+        dispose(ss, s);
+    return 0;
+}
+
+int sessions_kernel_delete(struct sessions *ss, const char *tenant,
+                           const char *id, struct err *err)
+{
+    struct session *s;
+    bool now = false;
+
+    pthread_mutex_lock(&ss->lock);
+    s = find_kernel(ss, tenant, id);
+    if (s)
+        now = end_now_or_later(ss, s);
+    pthread_mutex_unlock(&ss->lock);
+    if (!s)
+        return err_set(err, ERR_NOT_FOUND, "no such kernel");
     if (now)
         dispose(ss, s);
     return 0;

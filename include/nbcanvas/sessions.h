@@ -86,6 +86,9 @@ json_t *sessions_list_kernels(struct sessions *ss, const char *tenant);
 int sessions_kernel_channels(struct sessions *ss, const char *tenant,
                              const char *id, struct kernel_channels **out,
                              struct err *err);
+/* Ends the kernel (a restart under way finishes first, unseen). */
+int sessions_kernel_delete(struct sessions *ss, const char *tenant,
+                           const char *id, struct err *err);
 int sessions_kernel_interrupt(struct sessions *ss, const char *tenant,
                               const char *id, struct err *err);
 /* A fresh kernel in a fresh sandbox under the same id (its clients stay
