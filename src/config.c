@@ -73,7 +73,7 @@ static const struct key keys[] = {
     LLONG("max_artifact_bytes", max_artifact_bytes, 0, 4 * GiB),
     LONG("max_table_rows", max_table_rows, 1, 1000000),
     LONG("pool_size", pool_size, -1, 1024),
-    LONG("r_pool_size", r_pool_size, 0, 1024),
+    LONG("r_pool_size", r_pool_size, -1, 1024),
     LONG("pool_max_size", pool_max_size, -1, 1024),
     DBL("pool_memory_share", pool_memory_share, 0, 0.9),
     LLONG("cache_bytes", cache_bytes, 0, 64 * GiB),
@@ -143,7 +143,7 @@ void config_defaults(struct config *cfg)
     snprintf(cfg->notebook_image, sizeof(cfg->notebook_image),
              "nbcanvas/python:latest");
     snprintf(cfg->r_image, sizeof(cfg->r_image), "nbcanvas/r:latest");
-    cfg->r_pool_size = 1;
+    cfg->r_pool_size = -1;
     snprintf(cfg->languages_file, sizeof(cfg->languages_file),
              "%s/languages.json", NBCANVAS_SOURCE_DIR);
     snprintf(cfg->examples_dir, sizeof(cfg->examples_dir), "%s/examples",
@@ -394,6 +394,10 @@ void config_finish(struct config *cfg)
     cfg->pool_size_default = cfg->pool_size < 0;
     if (cfg->pool_size < 0)
         cfg->pool_size = cfg->max_jobs;
+    /* R's pool: one warm sandbox, unless the pools are off (pool_size 0
+     * is the one switch for no idle containers) */
+    if (cfg->r_pool_size < 0)
+        cfg->r_pool_size = cfg->pool_size > 0 ? 1 : 0;
     if (cfg->pool_max_size >= 0 && cfg->pool_max_size < cfg->pool_size)
         cfg->pool_max_size = cfg->pool_size;
     if (cfg->max_queue == 0)

@@ -50,11 +50,11 @@ struct config {
     long long max_html_bytes;
     long long max_result_bytes; /* everything fetched back from a sandbox */
     long long max_artifact_bytes;
-    long max_table_rows;         /* rows of a table+json's data at most */
-    long pool_size;              /* warm sandboxes at least; -1: max_jobs */
-    long r_pool_size;            /* the same for R notebooks */
-    bool pool_size_default;      /* pool_size was -1: a floor from memory */
-    long pool_max_size;          /* under demand at most; -1: from memory */
+    long max_table_rows;    /* rows of a table+json's data at most */
+    long pool_size;         /* warm sandboxes at least; -1: max_jobs */
+    long r_pool_size;       /* the same for R; -1: 1, or 0 when pool_size is */
+    bool pool_size_default; /* pool_size was -1: a floor from memory */
+    long pool_max_size;     /* under demand at most; -1: from memory */
     double pool_memory_share;    /* of RAM idle sandboxes may hold */
     long long cache_bytes;       /* result cache size; 0 turns it off */
     char cache_redis_url[256];   /* "": the cache is in this process */

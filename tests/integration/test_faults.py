@@ -184,7 +184,7 @@ def test_wall_clock_jump_reaps_nothing_live(svc):
     offset = tempfile.NamedTemporaryFile("w", suffix=".faketime", delete=False)
     offset.write("+0")
     offset.close()
-    s = Service(BINARY, {"pool_size": 1, "reaper_interval_s": 1}, env={
+    s = Service(BINARY, {"pool_size": 1, "r_pool_size": 0, "reaper_interval_s": 1}, env={
         "LD_PRELOAD": FAKETIME_LIB, "FAKETIME_TIMESTAMP_FILE": offset.name,
         "FAKETIME_NO_CACHE": "1", "DONT_FAKE_MONOTONIC": "1",
         "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"})

@@ -263,6 +263,11 @@ def test_the_document_names_the_routes_the_service_answers(svc):
                     r = svc.request(method.upper(), url + "?%s=x" % p["name"])
                     assert b"unknown query parameter" not in r.body, (path, p["name"], r)
             r = svc.request(method.upper(), url + "?bogus=1")
+            if path.startswith("/api"):
+                # the gateway's routes take any query (Jupyter's clients
+                # add their own: docs/API.md)
+                assert b"unknown query parameter" not in r.body, (path, r)
+                continue
             check_error(r, 400, "invalid_request")
             assert "bogus" in r.json()["error"]["message"], r.json()
     # the MCP tools' schemas are the document's

@@ -14,6 +14,7 @@ HELLO = {
     "cpp": '#include <iostream>\nint main(){std::cout<<"Hello World."<<std::endl;}',
     "csharp": 'using System;\nclass P{static void Main(){Console.WriteLine("Hello World.");}}',
     "bash": 'echo "Hello World."',
+    "r": 'cat("Hello World.\\n")',
 }
 ECHO_STDIN = {
     "python3": "import sys\nprint(sys.stdin.read().upper(), end='')",
@@ -22,6 +23,7 @@ ECHO_STDIN = {
     "cpp": '#include <iostream>\n#include <cctype>\nint main(){char c;while(std::cin.get(c))std::cout<<(char)std::toupper(c);}',
     "csharp": 'using System;\nclass P{static void Main(){Console.Write(Console.In.ReadToEnd().ToUpper());}}',
     "bash": "tr a-z A-Z",
+    "r": "cat(paste0(toupper(readLines(file('stdin'))), '\\n'), sep = '')",
 }
 FAIL = {
     "python3": "import sys\nprint('partial')\nsys.exit(3)",
@@ -30,6 +32,7 @@ FAIL = {
     "cpp": '#include <iostream>\nint main(){std::cout<<"partial"<<std::endl;return 3;}',
     "csharp": 'using System;\nclass P{static int Main(){Console.WriteLine("partial");return 3;}}',
     "bash": "echo partial; exit 3",
+    "r": "cat('partial\\n'); quit(status = 3)",
 }
 COMPILE_ERROR = {
     "c": "int main(void){ return undefined_name; }",
@@ -43,6 +46,7 @@ COLOURED = {
     "cpp": r'#include <cstdio>' '\n' r'int main(){std::printf("\x1b[1;31mred\x1b[0m \x1b]0;title\x07plain\n");}',
     "csharp": r'using System;class P{static void Main(){Console.WriteLine("\u001b[1;31mred\u001b[0m \u001b]0;title\u0007plain");}}',
     "bash": r"printf '\033[1;31mred\033[0m \033]0;title\007plain\n'",
+    "r": r"cat('\033[1;31mred\033[0m \033]0;title\007plain\n')",
 }
 FOREVER = {
     "python3": "while True: pass",
@@ -51,6 +55,7 @@ FOREVER = {
     "cpp": "int main(){for(;;){}}",
     "csharp": "class P{static void Main(){for(;;){}}}",
     "bash": "while :; do :; done",
+    "r": "repeat {}",
 }
 INTERLEAVED = {
     "python3": "import sys\nfor i in range(3):\n    print('out', i, flush=True)\n    print('err', i, file=sys.stderr, flush=True)",
@@ -59,6 +64,8 @@ INTERLEAVED = {
     "cpp": '#include <iostream>\nint main(){for(int i=0;i<3;i++){std::cout<<"out "<<i<<std::endl;std::cerr<<"err "<<i<<std::endl;}}',
     "csharp": 'using System;class P{static void Main(){for(int i=0;i<3;i++){Console.Out.WriteLine("out "+i);Console.Out.Flush();Console.Error.WriteLine("err "+i);}}}',
     "bash": "for i in 0 1 2; do echo out $i; echo err $i >&2; done",
+    "r": "for (i in 0:2) { cat(sprintf('out %d\\n', i)); flush(stdout()); "
+         "cat(sprintf('err %d\\n', i), file = stderr()) }",
 }
 
 
