@@ -229,6 +229,14 @@ def b64(data):
     return base64.b64encode(data).decode()
 
 
+def warm_pool_size(svc, **kw):
+    """How many warm sandboxes the service keeps now: every kernel's pool
+    (Python's and R's), from /metrics."""
+    text = svc.get("/metrics", **kw).body.decode()
+    return sum(int(l.split()[1]) for l in text.splitlines()
+               if l.startswith("nbcanvas_kernel_pool_size{"))
+
+
 def check_error(resp, status, code):
     """The API's error format: status, code, and a message for a person."""
     assert resp.status == status, resp
@@ -271,9 +279,7 @@ def main(namespace, config=None, key=None):
             traceback.print_exc()
     # While the service still runs: once idle, it holds no container but
     # its warm pool's (a used sandbox must not linger).
-    # (every kernel's pool: Python's and R's)
-    size = sum(int(l.split()[1]) for l in svc.get("/metrics").body.decode().splitlines()
-               if l.startswith("nbcanvas_kernel_pool_size{"))
+    size = warm_pool_size(svc)
     deadline = time.time() + 20
     while len(containers(svc.listen)) > size and time.time() < deadline:
         time.sleep(0.25)

@@ -5,7 +5,7 @@ import os
 import threading
 import time
 
-from harness import containers, main
+from harness import containers, main, warm_pool_size
 
 JOBS = int(os.environ.get("NBCANVAS_SOAK_JOBS", "240"))
 CLIENTS = 4
@@ -70,8 +70,7 @@ def test_soak(svc):
     assert not bad, bad[:3]
     deadline = time.time() + 60
     # the pool's depth now: the load may have deepened it (pool.c)
-    size = [int(line.split()[1]) for line in svc.get("/metrics").body.decode().splitlines()
-            if line.startswith("nbcanvas_pool_size ")][0]
+    size = warm_pool_size(svc)
     while time.time() < deadline and len(containers(svc.listen)) > size:
         time.sleep(0.5)
     assert len(containers(svc.listen)) <= size

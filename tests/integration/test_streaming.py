@@ -8,7 +8,7 @@ import sys
 import time
 import zipfile
 
-from harness import Service, check_error, containers, main
+from harness import Service, check_error, containers, main, warm_pool_size
 
 BINARY = sys.argv[1]
 
@@ -121,11 +121,6 @@ def test_a_silent_job_gets_pings(svc):
     assert terminal(events)[0] == "result", events
 
 
-def pool_size(svc):
-    text = svc.get("/metrics").body.decode()
-    return int([l for l in text.splitlines() if l.startswith("nbcanvas_pool_size ")][0].split()[1])
-
-
 def test_a_client_that_leaves_cancels_the_work(svc):
     def leave_after_start(conn, events):
         if any(e[0] == "output" for e in events):
@@ -140,7 +135,7 @@ def test_a_client_that_leaves_cancels_the_work(svc):
     while True:
         text = svc.get("/metrics").body.decode()
         if ("nbcanvas_jobs_running 0" in text and
-                len(containers(svc.listen)) <= pool_size(svc)):
+                len(containers(svc.listen)) <= warm_pool_size(svc)):
             break
         assert time.time() < deadline, text
         time.sleep(0.2)
