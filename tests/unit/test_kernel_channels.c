@@ -93,7 +93,8 @@ static bool wait_for(int *counter, int want, pthread_mutex_t *lock)
     return false;
 }
 
-/* A frame the kernel sends: a RECV of msg on channel, signed with key. */
+/* A frame the kernel sends: a RECV of msg on channel, signed with key
+ * (content taken over). */
 static void kernel_says(struct relay_link *l, uint8_t channel, const char *key,
                         const char *msg_type, const char *parent_session,
                         json_t *content)
@@ -110,6 +111,7 @@ static void kernel_says(struct relay_link *l, uint8_t channel, const char *key,
     relay_link_feed(l, payload.data, payload.len);
     buf_release(&payload);
     json_decref(parent);
+    json_decref(content);
 }
 
 static const char *EXECUTE =
@@ -171,7 +173,7 @@ TEST(channels__iopub_to_all_a_reply_to_its_asker_a_forgery_to_none)
     struct sandbox sb = {0};
     struct err err = ERR_INIT;
     struct relay_link link;
-    struct channels_client *ca, *cb;
+    struct channels_client *ca, *cb, *late;
     struct channels_state st;
 
     relay_link_fake(&link, &sb, kernel_peer, &k, &err);
@@ -209,7 +211,9 @@ TEST(channels__iopub_to_all_a_reply_to_its_asker_a_forgery_to_none)
     pthread_mutex_lock(&a.lock);
     CHECK(a.closed); /* the kernel ended: told to close */
     pthread_mutex_unlock(&a.lock);
-    CHECK(kernel_channels_attach(ch, deliver, &a, &ca, &err) == ERR_NOT_FOUND);
+    CHECK(kernel_channels_attach(ch, deliver, &a, &late, &err) ==
+          ERR_NOT_FOUND);
+    kernel_channels_detach(ch, ca);
     kernel_channels_detach(ch, cb);
     kernel_channels_unref(ch);
     relay_link_close(&link);
