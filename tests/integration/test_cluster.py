@@ -216,6 +216,21 @@ def test_a_session_stays_with_its_replica_through_the_front(front, api):
         assert front.request("DELETE", "/v1/sessions/" + sid).status == 204
 
 
+def test_a_gateway_kernel_stays_with_its_replica_through_the_front(front, api):
+    r = front.post("/api/kernels", {"name": "python3"})
+    assert r.status == 201, r
+    kid = r.json()["id"]
+    try:
+        # it lives in exactly one replica, and the front finds it there
+        assert sum(a.get("/api/kernels/" + kid).status == 200 for a in api) == 1
+        for _ in range(8):  # round robin would send half elsewhere
+            r = front.get("/api/kernels/" + kid)
+            assert r.status == 200, r
+            assert r.json()["id"] == kid, r
+    finally:
+        assert front.request("DELETE", "/api/kernels/" + kid).status == 204
+
+
 def test_a_streamed_renders_result_is_found_through_the_front(front, api):
     body, tag = unique_cells()
     status, headers, events = front.stream("/v1/render", body)
@@ -334,6 +349,7 @@ TESTS = [
     test_replica_two_answers_from_the_cache_what_replica_one_rendered,
     test_the_same_request_sent_to_both_at_once_runs_once,
     test_a_session_stays_with_its_replica_through_the_front,
+    test_a_gateway_kernel_stays_with_its_replica_through_the_front,
     test_a_streamed_renders_result_is_found_through_the_front,
     test_an_mcp_session_stays_with_its_replica_through_the_front,
     test_killing_a_replica_under_load_loses_no_request,
