@@ -871,53 +871,42 @@ json_t *sessions_list(struct sessions *ss, const char *tenant)
 static struct session *find_kernel(struct sessions *ss, const char *tenant,
                                    const char *id);
 
-/* Ends s, or marks it to end when its call returns (lock held); true
- * when the caller disposes of it once the lock is dropped. */
-static bool end_now_or_later(struct sessions *ss, struct session *s)
+/* Ends the session id of tenant (kernels_only: a gateway kernel's), or
+ * marks it to end when its call returns; false when there is none. */
+static bool end_session_of(struct sessions *ss, const char *tenant,
+                           const char *id, bool kernels_only)
 {
-    if (s->busy) {
+    struct session *s;
+    bool now = false, found;
+
+    pthread_mutex_lock(&ss->lock);
+    s = kernels_only ? find_kernel(ss, tenant, id) : find(ss, tenant, id);
+    found = s != NULL;
+    if (s && s->busy) {
         s->ending = true; /* its call stops, and its thread ends it */
         s->stop = true;
-        return false;
+    } else if (s) {
+        unlink_session(ss, s);
+        now = true;
     }
-    unlink_session(ss, s);
-    return true;
+    pthread_mutex_unlock(&ss->lock);
+    if (now)
+        dispose(ss, s);
+    return found;
 }
 
 int sessions_delete(struct sessions *ss, const char *tenant, const char *id,
                     struct err *err)
 {
-    struct session *s;
-    bool now = false;
-
-    pthread_mutex_lock(&ss->lock);
-    s = find(ss, tenant, id);
-    if (s)
-        now = end_now_or_later(ss, s);
-    pthread_mutex_unlock(&ss->lock);
-    if (!s)
-        return not_found(err);
-    if (now)
-        dispose(ss, s);
-    return 0;
+    return end_session_of(ss, tenant, id, false) ? 0 : not_found(err);
 }
 
 int sessions_kernel_delete(struct sessions *ss, const char *tenant,
                            const char *id, struct err *err)
 {
-    struct session *s;
-    bool now = false;
-
-    pthread_mutex_lock(&ss->lock);
-    s = find_kernel(ss, tenant, id);
-    if (s)
-        now = end_now_or_later(ss, s);
-    pthread_mutex_unlock(&ss->lock);
-    if (!s)
-        return err_set(err, ERR_NOT_FOUND, "no such kernel");
-    if (now)
-        dispose(ss, s);
-    return 0;
+    return end_session_of(ss, tenant, id, true)
+               ? 0
+               : err_set(err, ERR_NOT_FOUND, "no such kernel");
 }
 
 int sessions_check(struct sessions *ss, const char *tenant, const char *id,

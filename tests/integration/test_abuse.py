@@ -31,6 +31,14 @@ def assert_still_serving(svc):
     assert r["stdout"] == "alive\n", r
 
 
+def assert_processes_gone(host_pids):
+    """A bomb's processes (at most the pids limit) go with its container."""
+    deadline = time.time() + 20
+    while len(os.listdir("/proc")) >= host_pids + 50 and time.time() < deadline:
+        time.sleep(0.5)
+    assert len(os.listdir("/proc")) < host_pids + 50
+
+
 def test_fork_bomb(svc):
     host_pids = len(os.listdir("/proc"))
     res = run(svc, "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
@@ -40,11 +48,7 @@ def test_fork_bomb(svc):
         allowed += ("memory_limit",)
     assert res["status"] in allowed, res["status"]
     assert_still_serving(svc)
-    # the bomb's processes (at most the pids limit) go with its container
-    deadline = time.time() + 20
-    while len(os.listdir("/proc")) >= host_pids + 50 and time.time() < deadline:
-        time.sleep(0.5)
-    assert len(os.listdir("/proc")) < host_pids + 50
+    assert_processes_gone(host_pids)
 
 
 def test_shell_fork_bomb(svc):
@@ -598,10 +602,7 @@ def test_r_fork_bomb(svc):
     err = r_error(r)
     assert err["code"] in allowed, err
     assert_still_serving(svc)
-    deadline = time.time() + 20
-    while len(os.listdir("/proc")) >= host_pids + 50 and time.time() < deadline:
-        time.sleep(0.5)
-    assert len(os.listdir("/proc")) < host_pids + 50
+    assert_processes_gone(host_pids)
 
 
 def test_r_memory_bomb(svc):
