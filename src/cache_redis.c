@@ -16,7 +16,6 @@
  */
 #include "nbcanvas/cache_redis.h"
 
-#include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,11 +23,11 @@
 #include <time.h>
 
 #include "nbcanvas/formats.h"
+#include "nbcanvas/redis_link.h"
 #include "nbcanvas/util.h"
 
 #define KEY_PREFIX "nbcanvas:v1:"
-#define RETRY_AFTER_FAILURE_MS 1000 /* a Redis that failed is left alone */
-#define POLL_MS 50                  /* a waiter looks again this often */
+#define POLL_MS 50         /* a waiter looks again this often */
 #define CLAIM_TTL_MS 10000 /* a claim lapses this long after its renewal */
 #define RENEW_EVERY_MS 3000
 #define MAX_CLAIMS 256 /* claims one process holds at once at most */
@@ -51,18 +50,10 @@ struct held_claim {
 };
 
 struct cache_redis {
+    struct redis_link *link;
     pthread_mutex_t lock; /* everything below */
-    redisContext *conn;   /* NULL: not connected */
-    long long retry_at_ms;
-    /* where */
-    char host[256];
-    int port;
-    bool unix_socket;
-    char password[128];
-    long db;
     /* how */
     long ttl_s;
-    long timeout_ms;
     long long max_entry_bytes;
     /* claims */
     char token_prefix[40]; /* this process's; each claim adds a number */
@@ -74,149 +65,6 @@ struct cache_redis {
     bool stopping;
     struct cache_stats stats;
 };
-
-static int bad_url(struct err *err)
-{
-    return err_set(err, ERR_INVALID,
-                   "cache_redis_url: not redis://[:password@]host[:port][/db] "
-                   "or unix:///path[?db=N]");
-}
-
-/* A number of at most max, all of text; -1 when it is not. */
-static long whole_number(const char *text, size_t len, long max)
-{
-    long n = 0;
-
-    if (len == 0 || len > 9)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (text[i] < '0' || text[i] > '9')
-            return -1;
-        n = n * 10 + (text[i] - '0');
-    }
-    return n <= max ? n : -1;
-}
-
-static int parse_url(struct cache_redis *r, const char *url, struct err *err)
-{
-    const char *p, *end, *at, *colon, *slash, *q;
-    size_t host_len;
-
-    if (strncmp(url, "unix://", 7) == 0) {
-        p = url + 7;
-        q = strstr(p, "?db=");
-        end = q ? q : p + strlen(p);
-        if (*p != '/' || (size_t)(end - p) >= 108 /* sun_path */ ||
-            (q && (r->db = whole_number(q + 4, strlen(q + 4), 1 << 20)) < 0))
-            return bad_url(err);
-        r->unix_socket = true;
-        snprintf(r->host, sizeof(r->host), "%.*s", (int)(end - p), p);
-        return 0;
-    }
-    if (strncmp(url, "redis://", 8) != 0)
-        return bad_url(err);
-    p = url + 8;
-    end = p + strcspn(p, "/"); /* the authority ends at the path */
-    at = memrchr(p, '@', (size_t)(end - p)); /* a password may hold '@' */
-    if (at) {
-        if (*p != ':' || (size_t)(at - p - 1) >= sizeof(r->password) ||
-            at == p + 1)
-            return bad_url(err);
-        snprintf(r->password, sizeof(r->password), "%.*s", (int)(at - p - 1),
-                 p + 1);
-        p = at + 1;
-    }
-    colon = memchr(p, ':', (size_t)(end - p));
-    r->port = 6379;
-    if (colon && (r->port = (int)whole_number(
-                      colon + 1, (size_t)(end - colon - 1), 65535)) < 1)
-        return bad_url(err);
-    host_len = (size_t)((colon ? colon : end) - p);
-    if (host_len == 0 || host_len >= sizeof(r->host))
-        return bad_url(err);
-    snprintf(r->host, sizeof(r->host), "%.*s", (int)host_len, p);
-    slash = *end == '/' ? end : NULL;
-    if (slash && slash[1] &&
-        (r->db = whole_number(slash + 1, strlen(slash + 1), 1 << 20)) < 0)
-        return bad_url(err);
-    return 0;
-}
-
-/* Under the lock: the connection is broken; rest a while. */
-static void failed(struct cache_redis *r, const char *what, const char *why)
-{
-    if (r->retry_at_ms == 0 || r->stats.errors % 100 == 0)
-        fprintf(stderr, "nbcanvas: redis cache: %s: %s\n", what, why);
-    r->stats.errors++;
-    if (r->conn)
-        redisFree(r->conn);
-    r->conn = NULL;
-    r->retry_at_ms = util_now_ms() + RETRY_AFTER_FAILURE_MS;
-}
-
-/* Under the lock: the answer to a connection's AUTH or SELECT (freed). */
-static bool setup_ok(struct cache_redis *r, const char *what, redisReply *ok)
-{
-    bool good = ok && ok->type != REDIS_REPLY_ERROR;
-
-    if (!good)
-        failed(r, what, ok ? ok->str : r->conn->errstr);
-    freeReplyObject(ok);
-    return good;
-}
-
-/* Under the lock: a connection, made if need be; false while resting
- * (unless force) or when Redis cannot be reached. */
-static bool connected(struct cache_redis *r, bool force)
-{
-    struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
-
-    if (r->conn)
-        return true;
-    if (!force && util_now_ms() < r->retry_at_ms)
-        return false;
-    r->conn = r->unix_socket ? redisConnectUnixWithTimeout(r->host, tv)
-                             : redisConnectWithTimeout(r->host, r->port, tv);
-    if (!r->conn || r->conn->err || redisSetTimeout(r->conn, tv) != REDIS_OK) {
-        failed(r, "connect", r->conn ? r->conn->errstr : "out of memory");
-        return false;
-    }
-    if (r->password[0] &&
-        !setup_ok(r, "AUTH", redisCommand(r->conn, "AUTH %s", r->password)))
-        return false;
-    if (r->db &&
-        !setup_ok(r, "SELECT", redisCommand(r->conn, "SELECT %ld", r->db)))
-        return false;
-    if (r->retry_at_ms)
-        fprintf(stderr, "nbcanvas: redis cache: connected again\n");
-    r->retry_at_ms = 0;
-    return true;
-}
-
-/* Under the lock: one command; NULL (and counted) when it fails. An error
- * reply (a full Redis, a wrong type) is counted and logged, and the
- * connection kept; a broken connection is dropped and rested. */
-static redisReply *command(struct cache_redis *r, bool force, int argc,
-                           const char **argv, const size_t *lens)
-{
-    redisReply *reply;
-
-    if (!connected(r, force))
-        return NULL;
-    reply = redisCommandArgv(r->conn, argc, argv, lens);
-    if (!reply) {
-        failed(r, argv[0], r->conn->errstr);
-        return NULL;
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        if (r->stats.errors++ % 100 == 0)
-            fprintf(stderr, "nbcanvas: redis cache: %s: %s\n", argv[0],
-                    reply->str);
-        freeReplyObject(reply);
-        return NULL;
-    }
-    return reply;
-}
 
 static void key_name(char out[96], const char *kind, const unsigned char k[32])
 {
@@ -238,7 +86,7 @@ static bool fetch(struct cache_redis *r, const unsigned char key[32],
 
     key_name(name, "answer", key);
     snprintf(most, sizeof(most), "%lld", r->max_entry_bytes + 128);
-    reply = command(r, false, 5, argv, NULL);
+    reply = redis_link_command(r->link, false, 5, argv, NULL);
     if (reply && reply->type == REDIS_REPLY_STRING &&
         (nl = memchr(reply->str, '\n', reply->len))) {
         head = reply->str;
@@ -279,7 +127,7 @@ static bool claim(struct cache_redis *r, const unsigned char key[32],
     snprintf(token, sizeof(token), "%s-%lu", r->token_prefix,
              ++r->claims_made);
     snprintf(ms, sizeof(ms), "%d", CLAIM_TTL_MS);
-    reply = command(r, false, 6, argv, NULL);
+    reply = redis_link_command(r->link, false, 6, argv, NULL);
     *down = reply == NULL;
     ours = reply && reply->type == REDIS_REPLY_STATUS;
     freeReplyObject(reply);
@@ -310,7 +158,7 @@ static void *renew_claims(void *arg)
 
             key_name(name, "claim", r->held[i].key);
             snprintf(ms, sizeof(ms), "%d", CLAIM_TTL_MS);
-            freeReplyObject(command(r, false, 6, argv, NULL));
+            freeReplyObject(redis_link_command(r->link, false, 6, argv, NULL));
         }
     }
     pthread_mutex_unlock(&r->lock);
@@ -324,14 +172,13 @@ int cache_redis_new(struct cache_redis **out, const char *url, long ttl_s,
     struct cache_redis *r = xcalloc(1, sizeof(*r));
     char id[37];
 
-    if (parse_url(r, url, err) < 0) {
+    if (redis_link_new(&r->link, url, timeout_ms, "redis cache", err) < 0) {
         free(r);
         return ERR_INVALID;
     }
     pthread_mutex_init(&r->lock, NULL);
     util_cond_init_monotonic(&r->stop);
     r->ttl_s = ttl_s;
-    r->timeout_ms = timeout_ms;
     r->max_entry_bytes = max_entry_bytes;
     util_uuid(id);
     snprintf(r->token_prefix, sizeof(r->token_prefix), "%s", id);
@@ -350,8 +197,7 @@ void cache_redis_free(struct cache_redis *r)
     pthread_cond_signal(&r->stop);
     pthread_mutex_unlock(&r->lock);
     pthread_join(r->renewer, NULL);
-    if (r->conn)
-        redisFree(r->conn);
+    redis_link_free(r->link);
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->stop);
     free(r);
@@ -392,7 +238,7 @@ enum cache_lookup cache_redis_get_or_claim(struct cache_redis *r,
         } else if (claim(r, key, &down)) {
             r->stats.misses++;
             result = CACHE_CLAIMED;
-        } else if (down || !r->conn || (cancel && *cancel) ||
+        } else if (down || !redis_link_up(r->link) || (cancel && *cancel) ||
                    util_now_ms() >= until) {
             r->stats.misses++; /* run it, uncached if Redis is away */
             result = CACHE_MISS;
@@ -422,7 +268,7 @@ void cache_redis_finish(struct cache_redis *r, const unsigned char key[32])
         r->held[i] = r->held[--r->n_held];
         argv[4] = h.token;
         /* even while resting: waiters should not sit out the TTL */
-        freeReplyObject(command(r, true, 5, argv, NULL));
+        freeReplyObject(redis_link_command(r->link, true, 5, argv, NULL));
         break;
     }
     pthread_mutex_unlock(&r->lock);
@@ -449,7 +295,7 @@ void cache_redis_put(struct cache_redis *r, const unsigned char key[32],
     for (int i = 0; i < 5; i++)
         lens[i] = i == 2 ? head_len + in->len : strlen(argv[i]);
     pthread_mutex_lock(&r->lock);
-    freeReplyObject(command(r, false, 5, argv, lens));
+    freeReplyObject(redis_link_command(r->link, false, 5, argv, lens));
     pthread_mutex_unlock(&r->lock);
     free(value);
 }
@@ -459,4 +305,5 @@ void cache_redis_stats(struct cache_redis *r, struct cache_stats *out)
     pthread_mutex_lock(&r->lock);
     *out = r->stats;
     pthread_mutex_unlock(&r->lock);
+    out->errors += (long)redis_link_errors(r->link);
 }

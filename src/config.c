@@ -51,6 +51,8 @@ struct key {
 static const struct key keys[] = {
     STR("listen", listen),
     STR("replica_id", replica_id),
+    STR("replica_route", replica_route),
+    LONG("cluster_replicas", cluster_replicas, 1, 1024),
     STR("docker_host", docker_host),
     LONG("docker_timeout_ms", docker_timeout_ms, 100, 600000),
     STR("runtime", runtime),
@@ -184,6 +186,7 @@ void config_defaults(struct config *cfg)
     snprintf(cfg->package_platforms, sizeof(cfg->package_platforms),
              "manylinux_2_36_x86_64\nlinux_x86_64");
     cfg->max_sessions = 8;
+    cfg->cluster_replicas = 1;
     cfg->session_idle_timeout_s = 600;
     cfg->session_max_lifetime_s = 3600;
     cfg->session_pause_after_s = 10;

@@ -7,6 +7,7 @@
 #include "nbcanvas/gauges.h"
 
 #include "nbcanvas/cache.h"
+#include "nbcanvas/cluster_limits.h"
 #include "nbcanvas/exporter.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/jobs.h"
@@ -14,6 +15,24 @@
 #include "nbcanvas/pool.h"
 #include "nbcanvas/service.h"
 #include "nbcanvas/sessions.h"
+
+/* Whether tenants' limits are the stack's (cluster_limits.h). */
+static void write_limits(const struct service *svc, struct buf *out)
+{
+    struct cluster_limits_stats l;
+
+    cluster_limits_stats(svc->pipe.limits, &l);
+    buf_printf(out,
+               "# TYPE nbcanvas_limits_shared gauge\n"
+               "nbcanvas_limits_shared %d\n"
+               "# TYPE nbcanvas_limits_fallbacks_total counter\n"
+               "nbcanvas_limits_fallbacks_total %lld\n"
+               "# TYPE nbcanvas_limits_leases gauge\n"
+               "nbcanvas_limits_leases %lld\n"
+               "# TYPE nbcanvas_cluster_replicas gauge\n"
+               "nbcanvas_cluster_replicas %ld\n",
+               l.shared, l.fallbacks, l.leases, l.replicas);
+}
 
 void gauges_write(const struct service *svc, struct buf *out)
 {
@@ -143,4 +162,5 @@ void gauges_write(const struct service *svc, struct buf *out)
                "nbcanvas_cache_shared %d\n",
                c.entries, c.bytes, c.hits, c.misses, c.errors,
                svc->pipe.cache && cache_is_shared(svc->pipe.cache));
+    write_limits(svc, out);
 }

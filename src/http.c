@@ -30,6 +30,7 @@
 #include "nbcanvas/api_doc.h"
 #include "nbcanvas/buf.h"
 #include "nbcanvas/cache.h"
+#include "nbcanvas/cluster_limits.h"
 #include "nbcanvas/conn_guard.h"
 #include "nbcanvas/datasources.h"
 #include "nbcanvas/exporter.h"
@@ -562,7 +563,8 @@ static int admit(struct http_server *s, struct MHD_Connection *c,
         rc = err_set(err, ERR_UNAUTHENTICATED,
                      "/metrics needs a key whose entry has metrics: true");
     if (rc == 0)
-        rc = tenants_admit(s->svc->tenants, &x->tenant, &wait_s, err);
+        rc = cluster_limits_admit(s->svc->pipe.limits, s->svc->tenants,
+                                  &x->tenant, &wait_s, err);
     if (rc == ERR_RATE_LIMITED)
         snprintf(x->retry_after, sizeof(x->retry_after), "%ld", wait_s);
     return rc;

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "nbcanvas/ids.h"
 #include "nbcanvas/kernel_channels.h"
 #include "nbcanvas/notebook.h"
 #include "nbcanvas/request.h"
@@ -120,8 +121,13 @@ int http_gateway_get(struct http_server *s, struct MHD_Connection *c,
         return rc;
     model = sessions_kernel_model(s->svc->sessions, x->tenant.name,
                                   x->params[0]);
-    if (!model)
-        return http_send_error(c, x, ERR_NOT_FOUND, "no such kernel", NULL);
+    if (!model) {
+        struct err err = ERR_INIT;
+
+        ids_not_found(&err, "kernel", x->params[0],
+                      "it ended, or was never made");
+        return http_send_error(c, x, err.code, err.msg, NULL);
+    }
     return http_send_json(c, x, 200, model);
 }
 

@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include "http_internal.h"
+#include "nbcanvas/ids.h"
 #include "nbcanvas/mcp.h"
 #include "nbcanvas/service.h"
 #include "nbcanvas/sse.h"
@@ -252,10 +253,13 @@ int http_mcp(struct http_server *s, struct MHD_Connection *c,
         return send_rpc(c, x, 400, answer, NULL);
     }
     if (mcp_session_check(s->svc->mcp, x->tenant.name, session) < 0) {
-        json_t *answer = mcp_error(
-            kind == MCP_REQUEST ? id : NULL, MCP_SESSION_NOT_FOUND,
-            "no such MCP session (it ended, or the service restarted): "
-            "initialize again");
+        struct err why = ERR_INIT;
+        json_t *answer;
+
+        ids_not_found(&why, "MCP session", session,
+                      "it ended, or the service restarted");
+        answer = mcp_error(kind == MCP_REQUEST ? id : NULL,
+                           MCP_SESSION_NOT_FOUND, why.msg);
 
         json_decref(msg);
         return send_rpc(c, x, 404, answer, NULL);

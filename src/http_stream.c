@@ -109,8 +109,9 @@ static void run_render(struct stream_job *job)
                                    res.kept->notebook, res.kept->timing};
 
         result = formats_result_json(&in);
-        json_object_set_new(result, "result_url",
-                            json_sprintf("/v1/results/%s", job->id));
+        json_object_set_new(
+            result, "result_url",
+            json_sprintf("/v1/results/%s", res.kept->result_id));
         json_object_set_new(result, "cache",
                             json_string(res.cache_hit ? "hit" : "miss"));
         /* kept before the client hears of it: it may ask at once */

@@ -106,6 +106,7 @@ void janitor_dispose(struct janitor *j, struct sandbox *sb,
     if (slot) {
         d.slot = *slot;
         slot->jobs = NULL; /* the janitor gives it back */
+        slot->lease = (struct lease)LEASE_INIT;
     }
 
     sb->id[0] = '\0';

@@ -43,7 +43,8 @@ struct jobs {
     size_t nloads;
     struct waiter *waiters; /* oldest first */
     long long next_seq;
-    long long grants; /* slots handed out so far */
+    long long grants;              /* slots handed out so far */
+    struct cluster_limits *limits; /* NULL: max_jobs per replica */
 };
 
 struct jobs *jobs_new(long max_running, long max_waiting)
@@ -55,6 +56,11 @@ struct jobs *jobs_new(long max_running, long max_waiting)
     j->max_running = max_running;
     j->max_waiting = max_waiting;
     return j;
+}
+
+void jobs_share_limits(struct jobs *j, struct cluster_limits *cl)
+{
+    j->limits = cl;
 }
 
 void jobs_free(struct jobs *j)
@@ -154,11 +160,20 @@ int jobs_acquire(struct jobs *j, const struct tenant *who,
     int rc = 0;
 
     slot->jobs = NULL;
+    slot->lease = (struct lease)LEASE_INIT;
     snprintf(slot->tenant, sizeof(slot->tenant), "%s", tenant);
+    /* the stack's count first (without the lock: it may ask Redis); what
+     * this replica checks below is then the tenant's own limit, or its
+     * share while Redis is away */
+    if (who && j->limits &&
+        cluster_limits_take(j->limits, LEASE_JOBS, who, &slot->lease,
+                            &tenant_max, err) < 0)
+        return ERR_BUSY;
     pthread_mutex_lock(&j->lock);
     me.load = load_of(j, tenant);
     if (tenant_max > 0 && me.load->running + me.load->waiting >= tenant_max) {
         pthread_mutex_unlock(&j->lock);
+        cluster_limits_drop(&slot->lease);
         return err_set(err, ERR_BUSY,
                        "tenant %s already has its %ld jobs; retry later",
                        tenant, tenant_max);
@@ -169,6 +184,7 @@ int jobs_acquire(struct jobs *j, const struct tenant *who,
 
         if (!give) {
             pthread_mutex_unlock(&j->lock);
+            cluster_limits_drop(&slot->lease);
             return err_set(err, ERR_BUSY,
                            "all %ld sandboxes are busy and %ld requests "
                            "wait; retry later",
@@ -210,16 +226,20 @@ int jobs_acquire(struct jobs *j, const struct tenant *who,
     }
     pthread_cond_broadcast(&j->changed); /* the next waiter may go */
     pthread_mutex_unlock(&j->lock);
+    if (rc < 0)
+        cluster_limits_drop(&slot->lease);
     return rc;
 }
 
 void jobs_release(const struct job_slot *slot)
 {
     struct jobs *j = slot->jobs;
+    struct lease lease = slot->lease;
     struct load *load;
 
     if (!j)
         return;
+    cluster_limits_drop(&lease);
     pthread_mutex_lock(&j->lock);
     load = load_of(j, slot->tenant);
     if (j->running > 0)

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "nbcanvas/formats.h"
+#include "nbcanvas/ids.h"
 #include "nbcanvas/list.h"
 #include "nbcanvas/tenants.h"
 #include "nbcanvas/util.h"
@@ -110,10 +111,14 @@ int kept_results_build(struct kept_results *kr, const char *tenant,
                        struct payload *out, struct err *err)
 {
     struct list_node *n;
-    int rc = err_set(err, ERR_NOT_FOUND,
-                     "no such result (results are kept %ld s after a "
-                     "streamed render)",
-                     kr->ttl_s);
+    char why[96];
+    int rc;
+
+    snprintf(why, sizeof(why),
+             "results are kept %ld s after a streamed "
+             "render",
+             kr->ttl_s);
+    rc = ids_not_found(err, "result", id, why);
 
     pthread_mutex_lock(&kr->lock);
     prune(kr);
@@ -121,7 +126,8 @@ int kept_results_build(struct kept_results *kr, const char *tenant,
         struct entry *e = list_entry(n, struct entry, link);
         struct formats_input in;
 
-        if (strcmp(e->kept->id, id) != 0 || strcmp(e->tenant, tenant) != 0)
+        if (strcmp(e->kept->result_id, id) != 0 ||
+            strcmp(e->tenant, tenant) != 0)
             continue;
         in = (struct formats_input){e->kept->id, &e->kept->results,
                                     e->kept->notebook, e->kept->timing};

@@ -230,7 +230,7 @@ int mcp_session_open(struct mcp *m, const char *tenant,
                        mine, MAX_SESSIONS);
     }
     s = xcalloc(1, sizeof(*s));
-    util_uuid(s->id);
+    ids_new(s->id);
     snprintf(s->tenant, sizeof(s->tenant), "%s", tenant);
     s->last_used_ms = now;
     list_push_front(&m->sessions, &s->link);

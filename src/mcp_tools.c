@@ -307,16 +307,16 @@ static int render_notebook(const struct mcp_call *call, json_t *args,
         structured = formats_result_json(&in);
     }
     json_object_set_new(structured, "result_url",
-                        json_sprintf("/v1/results/%s", call->request_id));
+                        json_sprintf("/v1/results/%s", res.kept->result_id));
     json_object_set_new(structured, "cache",
                         json_string(res.cache_hit ? "hit" : "miss"));
+    page = xasprintf("%s/v1/results/%s?format=html", call->base_url,
+                     res.kept->result_id);
+    zip = xasprintf("%s/v1/results/%s?format=zip", call->base_url,
+                    res.kept->result_id);
     kept_results_put(svc->kept, call->tenant.name, res.kept);
     res.kept = NULL;
     render_result_release(&res);
-    page = xasprintf("%s/v1/results/%s?format=html", call->base_url,
-                     call->request_id);
-    zip = xasprintf("%s/v1/results/%s?format=zip", call->base_url,
-                    call->request_id);
     content = json_array();
     json_array_foreach(json_object_get(structured, "cells"), i, cell)
         add_outputs(content, json_object_get(cell, "outputs"), zip);

@@ -358,6 +358,7 @@ static bool kept_from_cache(struct render_result *out, const char *id)
     json_t *summary = NULL;
 
     snprintf(k->id, sizeof(k->id), "%s", id);
+    ids_for_request(k->result_id, id);
     if (bundle_unzip(&k->results, out->answer.body, out->answer.len,
                      out->answer.len * 64 + (64 << 20), NULL) == 0 &&
         tarball_find(&k->results, JOB_RESULT_PAGE) &&
@@ -384,6 +385,7 @@ static void keep_results(struct render_job *job, struct render_result *out)
     struct render_kept *k = xcalloc(1, sizeof(*k));
 
     snprintf(k->id, sizeof(k->id), "%s", job->id);
+    ids_for_request(k->result_id, job->id);
     k->results = job->kj.results;
     memset(&job->kj.results, 0, sizeof(job->kj.results));
     k->notebook = json_incref(job->kj.notebook);

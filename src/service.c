@@ -17,8 +17,10 @@
 
 #include "nbcanvas/cache.h"
 #include "nbcanvas/cache_key.h"
+#include "nbcanvas/cluster_limits.h"
 #include "nbcanvas/examples.h"
 #include "nbcanvas/http.h"
+#include "nbcanvas/ids.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/kept_results.h"
 #include "nbcanvas/languages.h"
@@ -69,6 +71,7 @@ void service_close(struct service *svc)
     json_decref(svc->examples);
     docker_free(svc->pipe.docker);
     jobs_free(svc->pipe.jobs);
+    cluster_limits_free(svc->pipe.limits);
     languages_free(svc->pipe.languages);
     metrics_free(svc->metrics);
     sandbox_set_free(svc->pipe.live);
@@ -152,8 +155,13 @@ int service_open(struct service *svc, const struct service_options *opts,
     rc = load_config(&svc->cfg, opts, err);
     if (rc == 0 && !opts->one_shot)
         rc = refuse_open_by_accident(&svc->cfg, err);
+    if (rc == 0 && !ids_route_valid(svc->cfg.replica_route))
+        rc = err_set(err, ERR_INVALID,
+                     "replica_route: 1 to %d of a-z and 0-9 (\"r1\")",
+                     ID_ROUTE_MAX);
     if (rc < 0)
         return rc;
+    ids_init(svc->cfg.replica_route);
     if (opts->one_shot)
         snprintf(svc->owner, sizeof(svc->owner), "cli-%ld", (long)getpid());
     else
@@ -179,6 +187,14 @@ int service_open(struct service *svc, const struct service_options *opts,
         return rc;
     }
     svc->pipe.jobs = jobs_new(svc->cfg.max_jobs, svc->cfg.max_queue);
+    if (!opts->one_shot &&
+        cluster_limits_new(&svc->pipe.limits, svc->cfg.cache_redis_url,
+                           svc->cfg.cache_redis_timeout_ms, svc->owner,
+                           svc->cfg.cluster_replicas, err) < 0) {
+        service_close(svc);
+        return ERR_INVALID;
+    }
+    jobs_share_limits(svc->pipe.jobs, svc->pipe.limits);
     svc->pipe.packages = packages_new(&svc->cfg, svc->pipe.docker);
     svc->metrics = metrics_new();
     /* A service's pool starts filling only after the sweep of what its

@@ -24,7 +24,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "nbcanvas/cluster_limits.h"
 #include "nbcanvas/formats.h"
+#include "nbcanvas/ids.h"
 #include "nbcanvas/janitor.h"
 #include "nbcanvas/jobs.h"
 #include "nbcanvas/kernel_channels.h"
@@ -46,7 +48,7 @@
 
 struct session {
     struct list_node link;
-    char id[37];
+    char id[ID_MAX];
     char tenant[TENANT_NAME_MAX];
     struct tenant owner; /* its limits: a call takes a slot as it would */
     const struct kernel_info *kernel;
@@ -65,6 +67,7 @@ struct session {
     bool paused;      /* frozen between calls: thawed by the next one */
     long long pause_retry_ms;         /* a freeze failed: not again before */
     struct kernel_channels *channels; /* a gateway kernel's; else NULL */
+    struct lease lease;               /* its tenant's place across replicas */
 };
 
 struct sessions {
@@ -101,6 +104,7 @@ static void dispose(struct sessions *ss, struct session *s)
     }
     janitor_dispose(ss->deps->janitor, &s->sb, NULL);
     kernel_session_release(&s->ks);
+    cluster_limits_drop(&s->lease);
     free(s);
 }
 
@@ -277,10 +281,14 @@ static struct session *find(struct sessions *ss, const char *tenant,
     return NULL;
 }
 
-static int not_found(struct err *err)
+static int not_found(const char *id, struct err *err)
 {
-    return err_set(err, ERR_NOT_FOUND,
-                   "no such session (it ended, or was never made)");
+    return ids_not_found(err, "session", id, "it ended, or was never made");
+}
+
+static int no_kernel(const char *id, struct err *err)
+{
+    return ids_not_found(err, "kernel", id, "it ended, or was never made");
 }
 
 static void release(struct sessions *ss, struct session *s, long cells,
@@ -298,7 +306,7 @@ static int claim(struct sessions *ss, const char *tenant, const char *id,
     while ((s = find(ss, tenant, id)) && s->pausing)
         pthread_cond_wait(&ss->wake, &ss->lock);
     if (!s)
-        rc = not_found(err);
+        rc = not_found(id, err);
     else if (s->busy)
         rc = err_set(err, ERR_SESSION_BUSY,
                      "the session is running another call; one at a time");
@@ -440,9 +448,11 @@ static void fill_job(struct job_spec *job, const struct config *cfg,
     job->table_rows = cfg->max_table_rows;
 }
 
-/* Room for one more session of tenant (lock held). */
+/* Room for one more session of tenant (lock held), who may hold
+ * tenant_max here (its own max_sessions, or its share of it: see
+ * cluster_limits.h). */
 static int check_room(struct sessions *ss, const struct tenant *who,
-                      struct err *err)
+                      long tenant_max, struct err *err)
 {
     long mine = 0;
     struct list_node *n;
@@ -458,11 +468,11 @@ static int check_room(struct sessions *ss, const struct tenant *who,
         /* (an ending one still holds its sandbox until its call ends) */
         mine += strcmp(s->tenant, who->name) == 0;
     }
-    if (who->max_sessions > 0 && mine >= who->max_sessions)
+    if (tenant_max > 0 && mine >= tenant_max)
         return err_set(err, ERR_BUSY,
                        "your key holds its most sessions (%ld): end one "
                        "first",
-                       who->max_sessions);
+                       tenant_max);
     return 0;
 }
 
@@ -512,9 +522,10 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     struct job_status st;
     struct tar_files wheels = TAR_FILES_INIT;
     time_t now = time(NULL);
+    long tenant_max;
     int rc;
 
-    util_uuid(s->id);
+    ids_new(s->id);
     snprintf(s->tenant, sizeof(s->tenant), "%s", req->tenant.name);
     s->owner = req->tenant;
     s->kernel = req->kernel;
@@ -528,9 +539,13 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     rfc3339(s->created_at, sizeof(s->created_at), now);
     rfc3339(s->expires_at, sizeof(s->expires_at),
             now + cfg->session_max_lifetime_s);
+    /* the stack's count first (it may ask Redis), then this replica's */
+    rc = cluster_limits_take(ss->deps->limits, LEASE_SESSIONS, &req->tenant,
+                             &s->lease, &tenant_max, err);
     pthread_mutex_lock(&ss->lock);
-    rc = ss->stopping ? err_set(err, ERR_BUSY, "the service is stopping")
-                      : check_room(ss, &req->tenant, err);
+    if (rc == 0)
+        rc = ss->stopping ? err_set(err, ERR_BUSY, "the service is stopping")
+                          : check_room(ss, &req->tenant, tenant_max, err);
     if (rc == 0) {
         list_push_front(&ss->all, &s->link);
         ss->stats.active++;
@@ -539,6 +554,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     pthread_mutex_unlock(&ss->lock);
     if (rc < 0) {
         kernel_channels_unref(s->channels);
+        cluster_limits_drop(&s->lease);
         free(s);
         return rc;
     }
@@ -898,15 +914,13 @@ static bool end_session_of(struct sessions *ss, const char *tenant,
 int sessions_delete(struct sessions *ss, const char *tenant, const char *id,
                     struct err *err)
 {
-    return end_session_of(ss, tenant, id, false) ? 0 : not_found(err);
+    return end_session_of(ss, tenant, id, false) ? 0 : not_found(id, err);
 }
 
 int sessions_kernel_delete(struct sessions *ss, const char *tenant,
                            const char *id, struct err *err)
 {
-    return end_session_of(ss, tenant, id, true)
-               ? 0
-               : err_set(err, ERR_NOT_FOUND, "no such kernel");
+    return end_session_of(ss, tenant, id, true) ? 0 : no_kernel(id, err);
 }
 
 int sessions_check(struct sessions *ss, const char *tenant, const char *id,
@@ -919,7 +933,7 @@ int sessions_check(struct sessions *ss, const char *tenant, const char *id,
     pthread_mutex_lock(&ss->lock);
     s = find(ss, tenant, id);
     if (!s)
-        rc = not_found(err);
+        rc = not_found(id, err);
     else if (kernel && s->busy && !s->pausing)
         rc = err_set(err, ERR_SESSION_BUSY,
                      "the session is running another call; one at a time");
@@ -947,12 +961,6 @@ static struct session *find_kernel(struct sessions *ss, const char *tenant,
     struct session *s = find(ss, tenant, id);
 
     return s && s->channels ? s : NULL;
-}
-
-static int no_kernel(struct err *err)
-{
-    return err_set(err, ERR_NOT_FOUND,
-                   "no such kernel (it ended, or was never made)");
 }
 
 json_t *sessions_kernel_model(struct sessions *ss, const char *tenant,
@@ -999,7 +1007,7 @@ int sessions_kernel_channels(struct sessions *ss, const char *tenant,
         *out = s->channels;
     }
     pthread_mutex_unlock(&ss->lock);
-    return s ? 0 : no_kernel(err);
+    return s ? 0 : no_kernel(id, err);
 }
 
 int sessions_kernel_interrupt(struct sessions *ss, const char *tenant,
@@ -1030,7 +1038,7 @@ int sessions_kernel_restart(struct sessions *ss, const char *tenant,
     pthread_mutex_lock(&ss->lock);
     s = find_kernel(ss, tenant, id);
     if (!s)
-        rc = no_kernel(err);
+        rc = no_kernel(id, err);
     else if (s->busy)
         rc = err_set(err, ERR_SESSION_BUSY, "the kernel is restarting");
     else

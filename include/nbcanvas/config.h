@@ -26,7 +26,9 @@ struct sandbox_limits {
 
 struct config {
     char listen[64];
-    char replica_id[64]; /* labels our sandboxes; "": the listen address */
+    char replica_id[64];    /* labels our sandboxes; "": the listen address */
+    char replica_route[24]; /* in the ids it makes (ids.h); "": none */
+    long cluster_replicas;  /* assumed alive before Redis tells */
     char docker_host[256];
     long docker_timeout_ms;
     char runtime[32]; /* "" for the engine's default, "runsc" for gVisor */

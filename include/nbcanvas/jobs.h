@@ -11,11 +11,16 @@
  * waiter of that tenant); with the queue full, a lighter tenant's request
  * takes the busiest tenant's newest place (that one is ERR_BUSY): one
  * tenant's flood never holds up another's work beyond its fair share.
+ *
+ * A tenant's max_jobs counts across every replica: with cluster limits
+ * (cluster_limits.h) a job holds a lease for as long as its slot, taken
+ * before it queues here and dropped with the slot.
  */
 
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "nbcanvas/cluster_limits.h"
 #include "nbcanvas/err.h"
 #include "nbcanvas/tenants.h"
 
@@ -25,16 +30,21 @@ struct jobs;
 struct job_slot {
     struct jobs *jobs; /* NULL: no slot held */
     char tenant[TENANT_NAME_MAX];
+    struct lease lease; /* the tenant's place across replicas */
 };
 
 #define JOB_SLOT_INIT                                                         \
     {                                                                         \
-        NULL, ""                                                              \
+        NULL, "", LEASE_INIT                                                  \
     }
 
 /* A new limiter, freed with jobs_free once no slot is held or awaited. */
 struct jobs *jobs_new(long max_running, long max_waiting);
 void jobs_free(struct jobs *j);
+
+/* Counts tenants' max_jobs across replicas through cl (borrowed; set
+ * once, before the first job). */
+void jobs_share_limits(struct jobs *j, struct cluster_limits *cl);
 
 /* Waits for a slot for who (NULL: tenant "" with no limit of its own) and
  * fills *slot. ERR_BUSY when the queue or the tenant's own limit is full,

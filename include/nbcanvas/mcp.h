@@ -20,6 +20,7 @@
 #include <stdbool.h>
 
 #include "nbcanvas/err.h"
+#include "nbcanvas/ids.h"
 #include "nbcanvas/tenants.h"
 
 struct service;
@@ -36,7 +37,7 @@ enum {
     MCP_SESSION_NOT_FOUND = -32001
 };
 
-#define MCP_SESSION_ID_LEN 37 /* a UUID and its NUL */
+#define MCP_SESSION_ID_LEN ID_MAX /* ids.h: names its replica */
 
 /* The protocol versions served, newest first. */
 extern const char *const mcp_versions[];

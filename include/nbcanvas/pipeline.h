@@ -14,6 +14,7 @@
 #include "nbcanvas/notebook.h"
 
 struct cache;
+struct cluster_limits;
 struct cache_keys;
 struct config;
 struct datasources;
@@ -42,6 +43,7 @@ struct pipeline {
     struct cache *cache;             /* NULL: no result cache */
     struct cache_keys *cache_keys;   /* with cache */
     struct datasources *datasources; /* databases for %%sql (never NULL) */
+    struct cluster_limits *limits;   /* tenants' limits across replicas */
 };
 
 #endif

@@ -15,13 +15,15 @@
 #include "nbcanvas/err.h"
 #include "nbcanvas/payload.h"
 #include "nbcanvas/request.h"
+#include "nbcanvas/ids.h"
 #include "nbcanvas/pipeline.h"
 #include "nbcanvas/tarball.h"
 
 /* A render's results kept to build any format later: what a streamed
  * render leaves for GET /v1/results/{id}. */
 struct render_kept {
-    char id[37];
+    char id[37];              /* the request's: the json format's "id" */
+    char result_id[ID_MAX];   /* what /v1/results/{id} names (ids.h) */
     struct tar_files results; /* the job's results, artifacts too */
     json_t *notebook;         /* the executed notebook */
     json_t *timing;           /* timing_ms */

@@ -5,6 +5,7 @@
  */
 #include "../check.h"
 #include "cache_calls.h"
+#include "redis_server.h"
 #include "nbcanvas/cache.h"
 #include "nbcanvas/util.h"
 
@@ -17,54 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static char folder[] = "/tmp/nbcanvas-redis-XXXXXX";
-static char socket_path[128], url[160];
-
-static void remove_folder(void)
-{
-    rmdir(folder);
-}
-
-__attribute__((constructor)) static void make_folder(void)
-{
-    if (!mkdtemp(folder))
-        abort();
-    snprintf(socket_path, sizeof(socket_path), "%s/redis.sock", folder);
-    snprintf(url, sizeof(url), "unix://%s", socket_path);
-    atexit(remove_folder);
-}
-
-static pid_t start_redis(void)
-{
-    pid_t pid = fork();
-
-    if (pid == 0) {
-        if (!freopen("/dev/null", "w", stdout))
-            _exit(127);
-        execlp("redis-server", "redis-server", "--port", "0", "--unixsocket",
-               socket_path, "--save", "", "--appendonly", "no", "--dir",
-               folder, "--loglevel", "warning", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 100 && access(socket_path, F_OK) != 0; i++)
-        usleep(20000);
-    return pid;
-}
-
-static void stop_redis(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    unlink(socket_path);
-}
-
 static void redis_cli(const char *args)
 {
-    char cmd[512];
-
-    snprintf(cmd, sizeof(cmd), "redis-cli -s %s %s >/dev/null", socket_path,
-             args);
-    CHECK(system(cmd) == 0);
+    CHECK(redis_server_cli(args, NULL, 0) == 0);
 }
 
 static struct cache *replica(void)
@@ -72,7 +28,8 @@ static struct cache *replica(void)
     struct cache *c = NULL;
     struct err err = ERR_INIT;
 
-    CHECK(cache_new_shared(&c, url, 60, 200, 8 << 20, &err) == 0);
+    CHECK(cache_new_shared(&c, redis_server_url(), 60, 200, 8 << 20, &err) ==
+          0);
     return c;
 }
 
@@ -105,7 +62,7 @@ TEST(cache_redis__urls)
 
 TEST(cache_redis__one_replica_puts_another_hits)
 {
-    pid_t redis = start_redis();
+    pid_t redis = redis_server_start();
     struct cache *a = replica(), *b = replica();
     struct cache_stats st;
     const char *type = NULL;
@@ -137,12 +94,12 @@ TEST(cache_redis__one_replica_puts_another_hits)
     CHECK(!get(b, KEY, &body, &len, &type));
     cache_free(a);
     cache_free(b);
-    stop_redis(redis);
+    redis_server_stop(redis);
 }
 
 TEST(cache_redis__what_redis_holds_is_checked_before_it_is_served)
 {
-    pid_t redis = start_redis();
+    pid_t redis = redis_server_start();
     struct cache *a = NULL;
     struct err err = ERR_INIT;
     struct cache_stats st;
@@ -151,7 +108,8 @@ TEST(cache_redis__what_redis_holds_is_checked_before_it_is_served)
     size_t len = 0;
 
     /* entries of at most 64 KiB (an eighth of 512 KiB) */
-    CHECK(cache_new_shared(&a, url, 60, 200, 512 << 10, &err) == 0);
+    CHECK(cache_new_shared(&a, redis_server_url(), 60, 200, 512 << 10, &err) ==
+          0);
     for (int i = 0; i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", KEY[i]);
     /* a type the service never makes: it would choose how it is served */
@@ -175,7 +133,7 @@ TEST(cache_redis__what_redis_holds_is_checked_before_it_is_served)
     CHECK_STREQ(type, "application/json");
     free(body);
     cache_free(a);
-    stop_redis(redis);
+    redis_server_stop(redis);
 }
 
 struct waiter {
@@ -201,7 +159,7 @@ static void *wait_for_key(void *arg)
 
 TEST(cache_redis__single_flight_across_replicas)
 {
-    pid_t redis = start_redis();
+    pid_t redis = redis_server_start();
     struct cache *a = replica(), *b = replica();
     struct waiter w = {b, 5000, CACHE_MISS, 0, NULL};
     pthread_t t;
@@ -222,12 +180,12 @@ TEST(cache_redis__single_flight_across_replicas)
     free(w.body);
     cache_free(a);
     cache_free(b);
-    stop_redis(redis);
+    redis_server_stop(redis);
 }
 
 TEST(cache_redis__a_crashed_claimers_claim_lapses)
 {
-    pid_t redis = start_redis();
+    pid_t redis = redis_server_start();
     struct cache *b = replica();
     struct waiter w = {b, 5000, CACHE_MISS, 0, NULL};
     char args[256];
@@ -242,12 +200,12 @@ TEST(cache_redis__a_crashed_claimers_claim_lapses)
     /* ... and finishing releases only our own claim */
     cache_finish(b, KEY);
     cache_free(b);
-    stop_redis(redis);
+    redis_server_stop(redis);
 }
 
 TEST(cache_redis__down_then_back)
 {
-    pid_t redis = start_redis();
+    pid_t redis = redis_server_start();
     struct cache *a = replica();
     struct waiter w = {a, 5000, CACHE_HIT, 0, NULL};
     struct cache_stats st;
@@ -255,7 +213,7 @@ TEST(cache_redis__down_then_back)
     char *body = NULL;
     size_t len = 0;
 
-    stop_redis(redis);
+    redis_server_stop(redis);
     /* down: a miss at once, counted as an error, no claim */
     wait_for_key(&w);
     CHECK(w.got == CACHE_MISS);
@@ -264,12 +222,12 @@ TEST(cache_redis__down_then_back)
     cache_stats(a, &st);
     CHECK(st.errors >= 1);
     /* back: hits resume by themselves once the rest is over */
-    redis = start_redis();
+    redis = redis_server_start();
     usleep(1100 * 1000);
     put(a, KEY, "again", 5, "application/json");
     CHECK(get(a, KEY, &body, &len, &type));
     CHECK(len == 5);
     free(body);
     cache_free(a);
-    stop_redis(redis);
+    redis_server_stop(redis);
 }

@@ -49,7 +49,7 @@ static int acquire(struct jobs *j, const atomic_bool *cancel, struct err *err)
 
 static void release(struct jobs *j)
 {
-    struct job_slot slot = {j, ""};
+    struct job_slot slot = {j, "", LEASE_INIT};
 
     jobs_release(&slot);
 }

@@ -104,6 +104,7 @@ static struct render_kept *kept(const char *id, size_t bytes)
     memset(page, 'x', bytes);
     page[bytes] = '\0';
     snprintf(k->id, sizeof(k->id), "%s", id);
+    snprintf(k->result_id, sizeof(k->result_id), "%s", id);
     tarball_files_add(&k->results, xstrdup("index.html"), page, bytes);
     k->notebook = json_pack("{s:[]}", "cells");
     return k;
