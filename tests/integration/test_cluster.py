@@ -10,6 +10,7 @@ PLAIN_BINARY).
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -268,6 +269,184 @@ def test_an_mcp_session_stays_with_its_replica_through_the_front(front, api):
     assert front.request("DELETE", "/mcp", headers={"Mcp-Session-Id": sid}).status == 204
 
 
+# Tenants with limits of their own (main() makes their keys): their
+# limits are the stack's, whichever replica a request reaches.
+TENANTS = {"jobs1": {"max_jobs": 1},
+           "rate10": {"requests_per_minute": 10},
+           "sessions2": {"max_sessions": 2}}
+KEYS = {}
+
+
+def as_tenant(ep, name):
+    return Endpoint(ep.port, KEYS[name])
+
+
+def spans_of(body):
+    """The (start, end) a render's cell printed: when it really ran."""
+    return [(float(a), float(b)) for a, b in
+            re.findall(rb"SPAN ([0-9.]+) ([0-9.]+)", body)]
+
+
+def test_max_jobs_1_never_runs_two_renders_at_once_across_replicas(front, api):
+    # three to each replica at once: per replica, one would run on each
+    eps = [as_tenant(a, "jobs1") for a in api]
+    code = ("import time\ns = time.time()\ntime.sleep(3)\n"
+            "print('SPAN %r %r' % (s, time.time()))")
+    answers = []
+
+    def send(ep, i):
+        answers.append(ep.render({"cells": [{"source": code + "  # %d %s" % (
+            i, uuid.uuid4().hex)}], "cache": False}))
+
+    threads = [threading.Thread(target=send, args=(eps[i % 2], i)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ran = [r for r in answers if r.status == 200]
+    for r in answers:
+        if r.status != 200:
+            err = harness.check_error(r, 429, "busy")
+            assert "every replica together" in err["message"] or "its 1 jobs" in err["message"], err
+            assert r.header("retry-after"), r.headers
+    spans = sorted(sp for r in ran for sp in spans_of(r.body))
+    assert len(spans) == len(ran) >= 1, (len(spans), [r.status for r in answers])
+    overlaps = [(a, b) for a, b in zip(spans, spans[1:]) if b[0] < a[1]]
+    assert not overlaps, overlaps
+    assert len(ran) < 6, "every render ran: nothing was limited"
+
+
+def test_requests_per_minute_10_holds_across_both_replicas(front, api):
+    eps = [as_tenant(a, "rate10") for a in api]
+    t0 = time.time()
+    answers = [eps[i % 2].get("/v1/sessions") for i in range(16)]
+    elapsed = time.time() - t0
+    ok = [r for r in answers if r.status == 200]
+    limited = [r for r in answers if r.status != 200]
+    # a full bucket of 10, plus one each 6 s that passed; alone each
+    # replica would have let 10 through, 16 in all
+    most = 10 + int(elapsed / 6) + 1
+    assert 10 <= len(ok) <= most, (len(ok), elapsed)
+    assert limited, "no request was refused"
+    for r in limited:
+        harness.check_error(r, 429, "rate_limited")
+        assert 1 <= int(r.header("retry-after")) <= 7, r.headers
+
+
+def test_max_sessions_holds_across_both_replicas(front, api):
+    eps = [as_tenant(a, "sessions2") for a in api]
+    made = []
+    try:
+        for ep in eps:
+            r = ep.post("/v1/sessions", {})
+            assert r.status == 201, r
+            made.append((ep, r.json()["id"]))
+        for ep in eps:  # each replica holds one: per replica, both would say yes
+            err = harness.check_error(ep.post("/v1/sessions", {}), 429, "busy")
+            assert "every replica together" in err["message"], err
+        ep, sid = made.pop(0)
+        assert ep.request("DELETE", "/v1/sessions/" + sid).status == 204
+        r = eps[1].post("/v1/sessions", {})  # the place is free again
+        assert r.status == 201, r
+        made.append((eps[1], r.json()["id"]))
+    finally:
+        for ep, sid in made:
+            ep.request("DELETE", "/v1/sessions/" + sid)
+
+
+def mcp_rpc(front, msg, session=None):
+    headers = {"Accept": "application/json, text/event-stream"}
+    if session:
+        headers["Mcp-Session-Id"] = session
+    return front.request("POST", "/mcp", msg, headers=headers)
+
+
+def mcp_open(front):
+    r = mcp_rpc(front, {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                   "clientInfo": {"name": "t", "version": "1"}}})
+    assert r.status == 200, r
+    return r.header("mcp-session-id")
+
+
+def front_ready():
+    try:
+        return Endpoint(8180, None).get("/healthz", timeout=3).status == 200
+    except OSError:
+        return False
+
+
+def test_a_replaced_front_still_finds_every_replica_bound_thing(front, api):
+    """Nothing the front knew survives its replacement: the ids carry it."""
+    sessions, kernels = [], []
+    for _ in range(2):  # leastconn spreads them: both replicas, likely
+        r = front.post("/v1/sessions", {})
+        assert r.status == 201, r
+        sessions.append(r.json()["id"])
+        assert front.post("/v1/sessions/%s/execute" % sessions[-1],
+                          {"code": "n = 41"}).status == 200
+        r = front.post("/api/kernels", {"name": "python3"})
+        assert r.status == 201, r
+        kernels.append(r.json()["id"])
+    body, tag = unique_cells()
+    status, _, events = front.stream("/v1/render", body)
+    result = [data for name, data, _ in events if name == "result"]
+    assert status == 200 and result, events
+    mcp = mcp_open(front)
+    held = sessions + kernels + [result[0]["result_url"].split("/")[-1], mcp]
+    assert all(re.match(r"^r[12]_[0-9a-f]{6}_", i) for i in held), held
+    try:
+        sh("docker", "service", "update", "--force", "--detach=false", "-q",
+           "%s_front" % STACK)
+        wait_until("the new front answers", front_ready, timeout=RESUME_S)
+        for _ in range(3):  # each time to the right replica, not by chance
+            for sid in sessions:
+                r = front.post("/v1/sessions/%s/execute" % sid,
+                               {"code": "print(n + 1)"})
+                assert r.status == 200 and "42" in json.dumps(r.json()), r
+            for kid in kernels:
+                r = front.get("/api/kernels/" + kid)
+                assert r.status == 200 and r.json()["id"] == kid, r
+            r = front.get(result[0]["result_url"] + "?format=html")
+            assert r.status == 200 and tag.encode() in r.body, r
+            r = mcp_rpc(front, {"jsonrpc": "2.0", "id": 1, "method": "ping"}, mcp)
+            assert r.status == 200 and r.json()["result"] == {}, r
+    finally:
+        for sid in sessions:
+            front.request("DELETE", "/v1/sessions/" + sid)
+        for kid in kernels:
+            front.request("DELETE", "/api/kernels/" + kid)
+        front.request("DELETE", "/mcp", headers={"Mcp-Session-Id": mcp})
+
+
+def test_an_id_whose_replica_went_away_is_a_clean_404(front, api):
+    r = front.post("/v1/sessions", {})
+    assert r.status == 201, r
+    sid = r.json()["id"]
+    slot = int(sid[1])
+    tasks = sh("docker", "ps", "--filter",
+               "label=com.docker.swarm.service.name=%s_api" % STACK,
+               "--format", "{{.ID}} {{.Label \"com.docker.swarm.task.name\"}}").split("\n")
+    holder = [t.split()[0] for t in tasks
+              if t.split() and t.split()[1].startswith("%s_api.%d." % (STACK, slot))]
+    assert len(holder) == 1, tasks
+    sh("docker", "kill", holder[0])
+    # while it is down the front sends the id elsewhere; once Swarm has
+    # restarted it, it is a new run of that replica: 404 either way, and
+    # the message says the holder went away
+    for phase in ("down", "restarted"):
+        if phase == "restarted":
+            wait_until("Swarm restores 2/2", lambda: replicas_running() == "2/2"
+                       and all(ready(a) for a in api), timeout=RESUME_S)
+        r = front.post("/v1/sessions/%s/execute" % sid, {"code": "1"})
+        err = harness.check_error(r, 404, "not_found")
+        assert ("replica r%d made it" % slot in err["message"] or
+                "restarted" in err["message"]), err
+    err = harness.check_error(api[slot - 1].get("/v1/sessions/%s/notebook" % sid),
+                              404, "not_found")
+    assert "restarted" in err["message"], err
+
+
 def test_killing_a_replica_under_load_loses_no_request(front, api):
     victim = sh("docker", "ps", "-q", "--filter",
                 "label=com.docker.swarm.service.name=%s_api" % STACK).split()[0]
@@ -302,8 +481,24 @@ def test_a_rolling_restart_under_load_loses_no_request(front, api):
 
 def test_renders_answer_while_redis_is_down_and_hits_resume(front, api):
     errors = sum(metric(a, "nbcanvas_cache_errors_total") for a in api)
+    fallbacks = sum(metric(a, "nbcanvas_limits_fallbacks_total") for a in api)
+    assert [metric(a, "nbcanvas_limits_shared") for a in api] == [1, 1]
+    assert [metric(a, "nbcanvas_cluster_replicas") for a in api] == [2, 2]
     sh("docker", "service", "scale", "--detach=false", "%s_cache=0" % STACK)
     try:
+        # limits fall back: each replica takes its half of the tenant's
+        # rate (5 of 10 a minute), counts it, and says so in its log
+        eps = [as_tenant(a, "rate10") for a in api]
+        t0 = time.time()
+        answers = [eps[i % 2].get("/v1/sessions") for i in range(16)]
+        ok = sum(r.status == 200 for r in answers)
+        assert 2 <= ok <= 10 + int((time.time() - t0) / 6) + 2, ok
+        assert any(r.status == 429 for r in answers)
+        wait_until("both replicas say the limits are their own",
+                   lambda: [metric(a, "nbcanvas_limits_shared") for a in api] == [0, 0],
+                   timeout=60)
+        assert sum(metric(a, "nbcanvas_limits_fallbacks_total") for a in api) > fallbacks
+        assert replica_logs("tenant limits: Redis does not answer")
         for _ in range(3):
             body, tag = unique_cells()
             t0 = time.time()
@@ -324,6 +519,11 @@ def test_renders_answer_while_redis_is_down_and_hits_resume(front, api):
         return (front.render(body).status == 200 and
                 front.render(body).header("x-nbcanvas-cache") == "hit")
     wait_until("cache hits resume", hit_again, timeout=30)
+    # and the limits are the stack's again
+    wait_until("limits shared again",
+               lambda: [metric(a, "nbcanvas_limits_shared") for a in api] == [1, 1],
+               timeout=60)
+    test_max_sessions_holds_across_both_replicas(front, api)
 
 
 def test_down_leaves_no_service_sandbox_or_swarm(front, api, made_swarm):
@@ -352,6 +552,11 @@ TESTS = [
     test_a_gateway_kernel_stays_with_its_replica_through_the_front,
     test_a_streamed_renders_result_is_found_through_the_front,
     test_an_mcp_session_stays_with_its_replica_through_the_front,
+    test_max_jobs_1_never_runs_two_renders_at_once_across_replicas,
+    test_requests_per_minute_10_holds_across_both_replicas,
+    test_max_sessions_holds_across_both_replicas,
+    test_a_replaced_front_still_finds_every_replica_bound_thing,
+    test_an_id_whose_replica_went_away_is_a_clean_404,
     test_killing_a_replica_under_load_loses_no_request,
     test_a_rolling_restart_under_load_loses_no_request,
     test_renders_answer_while_redis_is_down_and_hits_resume,
@@ -367,9 +572,14 @@ def main():
     key = made.split("key: ")[1].split()[0]
     entry = json.loads(made.split("entry: ")[1].strip())
     entry["metrics"] = True
+    entries = [entry]
+    for name, limits in TENANTS.items():
+        made = sh(binary, "key", "new", name)
+        KEYS[name] = made.split("key: ")[1].split()[0]
+        entries.append(dict(json.loads(made.split("entry: ")[1].strip()), **limits))
     keys = os.path.join(folder, "keys.json")
     with open(keys, "w") as f:
-        json.dump([entry], f)
+        json.dump(entries, f)
     env = dict(os.environ, NBCANVAS_BINARY=binary, CLUSTER_KEYS_FILE=keys,
                CLUSTER_SECRETS_DIR=os.path.join(folder, "secrets"))
     passed = failed = 0
