@@ -145,8 +145,11 @@ def claims():
 def replica_logs(pattern):
     """Lines of the replicas' logs that hold pattern: what a failed check
     prints to say why."""
-    out = sh("docker", "service", "logs", "--raw", "%s_api" % STACK, check=False)
-    return [line for line in out.splitlines() if pattern in line][-20:]
+    r = subprocess.run(["docker", "service", "logs", "--raw", "%s_api" % STACK],
+                       capture_output=True, text=True, timeout=60)
+    # the replicas' stderr comes out on stderr
+    lines = (r.stdout + r.stderr).splitlines()
+    return [line for line in lines if pattern in line][-20:]
 
 
 def test_a_render_through_the_front(front, api):
@@ -376,6 +379,32 @@ def front_ready():
         return False
 
 
+SECOND_FRONT = 8190
+
+
+def second_front():
+    """Debian's HAProxy on the host with the stack's own haproxy.cfg, bound
+    to SECOND_FRONT: a front that shares nothing with the first."""
+    with open(os.path.join(harness.REPO, "deploy", "haproxy.cfg")) as f:
+        cfg = f.read().replace("bind 127.0.0.1:8180", "bind 127.0.0.1:%d" % SECOND_FRONT)
+    assert "127.0.0.1:%d" % SECOND_FRONT in cfg
+    folder = tempfile.mkdtemp(prefix="nbcanvas-front-")
+    path = os.path.join(folder, "haproxy.cfg")
+    with open(path, "w") as f:
+        f.write(cfg)
+    proc = subprocess.Popen(["haproxy", "-db", "-f", path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc.folder = folder
+
+    def up():
+        try:
+            return Endpoint(SECOND_FRONT, None).get("/healthz", timeout=3).status == 200
+        except OSError:
+            return False
+    wait_until("the second front answers", up, timeout=60)
+    return proc
+
+
 def test_a_replaced_front_still_finds_every_replica_bound_thing(front, api):
     """Nothing the front knew survives its replacement: the ids carry it."""
     sessions, kernels = [], []
@@ -395,21 +424,23 @@ def test_a_replaced_front_still_finds_every_replica_bound_thing(front, api):
     mcp = mcp_open(front)
     held = sessions + kernels + [result[0]["result_url"].split("/")[-1], mcp]
     assert all(re.match(r"^r[12]_[0-9a-f]{6}_", i) for i in held), held
+    second = second_front()
     try:
         sh("docker", "service", "update", "--force", "--detach=false", "-q",
            "%s_front" % STACK)
         wait_until("the new front answers", front_ready, timeout=RESUME_S)
-        for _ in range(3):  # each time to the right replica, not by chance
+        # the replaced front, and a second one that never saw them made
+        for fr in [front] * 3 + [Endpoint(SECOND_FRONT, front.key)] * 3:
             for sid in sessions:
-                r = front.post("/v1/sessions/%s/execute" % sid,
-                               {"code": "print(n + 1)"})
+                r = fr.post("/v1/sessions/%s/execute" % sid,
+                            {"code": "print(n + 1)"})
                 assert r.status == 200 and "42" in json.dumps(r.json()), r
             for kid in kernels:
-                r = front.get("/api/kernels/" + kid)
+                r = fr.get("/api/kernels/" + kid)
                 assert r.status == 200 and r.json()["id"] == kid, r
-            r = front.get(result[0]["result_url"] + "?format=html")
+            r = fr.get(result[0]["result_url"] + "?format=html")
             assert r.status == 200 and tag.encode() in r.body, r
-            r = mcp_rpc(front, {"jsonrpc": "2.0", "id": 1, "method": "ping"}, mcp)
+            r = mcp_rpc(fr, {"jsonrpc": "2.0", "id": 1, "method": "ping"}, mcp)
             assert r.status == 200 and r.json()["result"] == {}, r
     finally:
         for sid in sessions:
@@ -417,6 +448,9 @@ def test_a_replaced_front_still_finds_every_replica_bound_thing(front, api):
         for kid in kernels:
             front.request("DELETE", "/api/kernels/" + kid)
         front.request("DELETE", "/mcp", headers={"Mcp-Session-Id": mcp})
+        second.terminate()
+        second.wait(timeout=30)
+        shutil.rmtree(second.folder)
 
 
 def test_an_id_whose_replica_went_away_is_a_clean_404(front, api):
