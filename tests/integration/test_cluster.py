@@ -8,10 +8,12 @@ no service, sandbox or swarm behind. The binary under test goes into the
 image, so it must be one built without sanitizers (tests/CMakeLists.txt,
 PLAIN_BINARY).
 """
+import base64
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -372,6 +374,20 @@ def mcp_open(front):
     return r.header("mcp-session-id")
 
 
+def websocket_status(ep, path):
+    """The status line's code of a WebSocket upgrade of path at ep (the
+    connection is closed after it): 101 when the kernel's replica took it."""
+    with socket.create_connection(("127.0.0.1", ep.port), timeout=30) as sock:
+        sock.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                      "Authorization: token %s\r\n\r\n"
+                      % (path, ep.port, base64.b64encode(os.urandom(16)).decode(),
+                         ep.key)).encode())
+        line = sock.makefile("rb").readline().decode()
+    return int(line.split()[1])
+
+
 def front_ready():
     try:
         return Endpoint(8180, None).get("/healthz", timeout=3).status == 200
@@ -438,6 +454,9 @@ def test_a_replaced_front_still_finds_every_replica_bound_thing(front, api):
             for kid in kernels:
                 r = fr.get("/api/kernels/" + kid)
                 assert r.status == 200 and r.json()["id"] == kid, r
+                # its WebSocket too (the other replica would answer 404)
+                status = websocket_status(fr, "/api/kernels/%s/channels" % kid)
+                assert status == 101, status
             r = fr.get(result[0]["result_url"] + "?format=html")
             assert r.status == 200 and tag.encode() in r.body, r
             r = mcp_rpc(fr, {"jsonrpc": "2.0", "id": 1, "method": "ping"}, mcp)
