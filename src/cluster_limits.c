@@ -36,7 +36,6 @@ static const char RATE[] = NOW_MS
     "else wait = math.ceil((1 - tokens) * 60000 / rpm) end "
     "redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', "
     "tostring(now)) "
-    "redis.call('PEXPIRE', KEYS[1], 120000) "
     "return wait";
 
 /* KEYS[1] the tenant's leases, ARGV limit, token, ttl: 1 when the lease
@@ -47,7 +46,6 @@ static const char TAKE[] = NOW_MS
     "if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then "
     "return 0 end "
     "redis.call('ZADD', KEYS[1], now + ttl, ARGV[2]) "
-    "redis.call('PEXPIRE', KEYS[1], 2 * ttl) "
     "return 1";
 
 /* KEYS[1] the replicas' heartbeats, then one tenant's leases per lease
@@ -57,8 +55,7 @@ static const char TAKE[] = NOW_MS
 static const char RENEW[] = NOW_MS
     "local ttl = tonumber(ARGV[1]) "
     "for i = 1, #KEYS do "
-    "redis.call('ZADD', KEYS[i], now + ttl, ARGV[i + 1]) "
-    "redis.call('PEXPIRE', KEYS[i], 2 * ttl) end "
+    "redis.call('ZADD', KEYS[i], now + ttl, ARGV[i + 1]) end "
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) "
     "return redis.call('ZCARD', KEYS[1])";
 
@@ -68,17 +65,32 @@ struct held {
     char token[64];
 };
 
+/* Leases: those held, or those dropped while a renewal was in flight. */
+struct leases {
+    struct held *at;
+    size_t n, cap;
+};
+
+/* A tenant Redis refused, and until when its next request would be. */
+struct refusal {
+    char tenant[TENANT_NAME_MAX];
+    long long until_ms; /* monotonic */
+};
+
 struct cluster_limits {
     struct redis_link *link; /* NULL: limits per replica */
-    char replica[64];
-    pthread_mutex_t lock; /* everything below */
+    char heartbeat[96];      /* this process in the replicas' set */
+    pthread_mutex_t lock;    /* everything below */
     long replicas;
     bool shared;
     long long fallbacks;
     unsigned long long leases_made;
-    char token_prefix[32];
-    struct held *held;
-    size_t nheld, cap;
+    char token_prefix[16];
+    struct leases held;
+    struct leases dropped_in_renewal;
+    bool renewing;
+    struct refusal *refusals; /* a row a tenant refused so far */
+    size_t nrefusals;
     pthread_t renewer;
     pthread_cond_t stop;
     bool stopping;
@@ -92,6 +104,21 @@ static void key_name(char out[128], const char *what, const char *tenant)
 static const char *lease_key_kind(enum lease_kind kind)
 {
     return kind == LEASE_JOBS ? "lease:jobs" : "lease:sessions";
+}
+
+static void leases_add(struct leases *l, enum lease_kind kind,
+                       const char *tenant, const char *token)
+{
+    struct held *h;
+
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->at = xrealloc(l->at, l->cap * sizeof(*l->at));
+    }
+    h = &l->at[l->n++];
+    h->kind = kind;
+    snprintf(h->tenant, sizeof(h->tenant), "%s", tenant);
+    snprintf(h->token, sizeof(h->token), "%s", token);
 }
 
 /* Under the lock: Redis answered or did not; logs each change. */
@@ -131,51 +158,79 @@ static long share(struct cluster_limits *cl, long limit)
     return mine < 1 ? 1 : mine;
 }
 
-/* Renews the heartbeat and every lease at once, now and every
- * RENEW_EVERY_MS, until stopped. */
+/* Removes leases from Redis, one ZREM each (no lock held). */
+static void remove_leases(struct cluster_limits *cl, const struct leases *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        char key[128];
+        const char *argv[3] = {"ZREM", key, l->at[i].token};
+
+        key_name(key, lease_key_kind(l->at[i].kind), l->at[i].tenant);
+        freeReplyObject(redis_link_command(cl->link, false, 3, argv, NULL));
+    }
+}
+
+/* One renewal of the heartbeat and every lease held (lock held; dropped
+ * around the call). */
+static void renew_once(struct cluster_limits *cl)
+{
+    /* EVAL script n+1 replicas-key lease-keys... ttl replica tokens... */
+    size_t n = cl->held.n, argc = 6 + 2 * n;
+    const char **argv = xcalloc(argc, sizeof(*argv));
+    char(*keys)[128] = xcalloc(n + 1, sizeof(*keys));
+    char(*tokens)[64] = xcalloc(n + 1, sizeof(*tokens));
+    struct leases dropped;
+    char nkeys[24], ttl[24];
+    redisReply *reply;
+    bool answered;
+
+    snprintf(nkeys, sizeof(nkeys), "%zu", n + 1);
+    snprintf(ttl, sizeof(ttl), "%d", LEASE_TTL_MS);
+    key_name(keys[0], "replicas", "alive");
+    argv[0] = "EVAL";
+    argv[1] = RENEW;
+    argv[2] = nkeys;
+    argv[3] = keys[0];
+    argv[4 + n] = ttl;
+    argv[5 + n] = cl->heartbeat;
+    for (size_t i = 0; i < n; i++) {
+        key_name(keys[i + 1], lease_key_kind(cl->held.at[i].kind),
+                 cl->held.at[i].tenant);
+        snprintf(tokens[i], sizeof(tokens[i]), "%s", cl->held.at[i].token);
+        argv[4 + i] = keys[i + 1];
+        argv[6 + n + i] = tokens[i];
+    }
+    cl->renewing = true;
+    pthread_mutex_unlock(&cl->lock);
+    reply = redis_link_command(cl->link, false, (int)argc, argv, NULL);
+    pthread_mutex_lock(&cl->lock);
+    cl->renewing = false;
+    dropped = cl->dropped_in_renewal; /* the renewal may have written them */
+    memset(&cl->dropped_in_renewal, 0, sizeof(cl->dropped_in_renewal));
+    answered = reply && reply->type == REDIS_REPLY_INTEGER;
+    note_answer(cl, answered);
+    if (answered)
+        cl->replicas = reply->integer > 0 ? (long)reply->integer : 1;
+    pthread_mutex_unlock(&cl->lock);
+    remove_leases(cl, &dropped);
+    pthread_mutex_lock(&cl->lock);
+    freeReplyObject(reply);
+    free(dropped.at);
+    free(argv);
+    free(keys);
+    free(tokens);
+}
+
+/* Renews now and every RENEW_EVERY_MS, until stopped. */
 static void *renew(void *arg)
 {
     struct cluster_limits *cl = arg;
 
     pthread_mutex_lock(&cl->lock);
     while (!cl->stopping) {
-        /* EVAL script n+1 replicas-key lease-keys... ttl replica tokens... */
-        size_t n = cl->nheld, argc = 6 + 2 * n;
-        const char **argv = xcalloc(argc, sizeof(*argv));
-        char(*keys)[128] = xcalloc(n + 1, sizeof(*keys));
-        char(*tokens)[64] = xcalloc(n + 1, sizeof(*tokens));
-        char nkeys[24], ttl[24];
         struct timespec next;
-        redisReply *reply;
-        bool answered;
 
-        snprintf(nkeys, sizeof(nkeys), "%zu", n + 1);
-        snprintf(ttl, sizeof(ttl), "%d", LEASE_TTL_MS);
-        key_name(keys[0], "replicas", "alive");
-        argv[0] = "EVAL";
-        argv[1] = RENEW;
-        argv[2] = nkeys;
-        argv[3] = keys[0];
-        argv[4 + n] = ttl;
-        argv[5 + n] = cl->replica;
-        for (size_t i = 0; i < n; i++) {
-            key_name(keys[i + 1], lease_key_kind(cl->held[i].kind),
-                     cl->held[i].tenant);
-            snprintf(tokens[i], sizeof(tokens[i]), "%s", cl->held[i].token);
-            argv[4 + i] = keys[i + 1];
-            argv[6 + n + i] = tokens[i];
-        }
-        pthread_mutex_unlock(&cl->lock);
-        reply = redis_link_command(cl->link, false, (int)argc, argv, NULL);
-        pthread_mutex_lock(&cl->lock);
-        answered = reply && reply->type == REDIS_REPLY_INTEGER;
-        note_answer(cl, answered);
-        if (answered)
-            cl->replicas = reply->integer > 0 ? (long)reply->integer : 1;
-        freeReplyObject(reply);
-        free(argv);
-        free(keys);
-        free(tokens);
+        renew_once(cl);
         next = util_monotonic_in(RENEW_EVERY_MS);
         if (!cl->stopping)
             pthread_cond_timedwait(&cl->stop, &cl->lock, &next);
@@ -199,9 +254,12 @@ int cluster_limits_new(struct cluster_limits **out, const char *redis_url,
     }
     pthread_mutex_init(&cl->lock, NULL);
     util_cond_init_monotonic(&cl->stop);
-    snprintf(cl->replica, sizeof(cl->replica), "%s", replica);
     util_uuid(uuid);
     snprintf(cl->token_prefix, sizeof(cl->token_prefix), "%.8s", uuid);
+    /* this run of this replica: two processes with one owner (a listen
+     * address that repeats) still count as two */
+    snprintf(cl->heartbeat, sizeof(cl->heartbeat), "%.64s/%s", replica,
+             cl->token_prefix);
     cl->replicas = replicas_assumed > 0 ? replicas_assumed : 1;
     cl->shared = true;
     if (cl->link && pthread_create(&cl->renewer, NULL, renew, cl) != 0)
@@ -216,7 +274,7 @@ void cluster_limits_free(struct cluster_limits *cl)
         return;
     if (cl->link) {
         char key[128];
-        const char *argv[3] = {"ZREM", key, cl->replica};
+        const char *argv[3] = {"ZREM", key, cl->heartbeat};
 
         pthread_mutex_lock(&cl->lock);
         cl->stopping = true;
@@ -228,10 +286,38 @@ void cluster_limits_free(struct cluster_limits *cl)
         freeReplyObject(redis_link_command(cl->link, false, 3, argv, NULL));
         redis_link_free(cl->link);
     }
-    free(cl->held);
+    free(cl->held.at);
+    free(cl->dropped_in_renewal.at);
+    free(cl->refusals);
     pthread_mutex_destroy(&cl->lock);
     pthread_cond_destroy(&cl->stop);
     free(cl);
+}
+
+/* Under the lock: tenant's row of refusals, added if new. */
+static struct refusal *refusal_of(struct cluster_limits *cl,
+                                  const char *tenant)
+{
+    size_t i;
+
+    for (i = 0; i < cl->nrefusals; i++)
+        if (strcmp(cl->refusals[i].tenant, tenant) == 0)
+            return &cl->refusals[i];
+    cl->refusals = xrealloc(cl->refusals, (i + 1) * sizeof(*cl->refusals));
+    snprintf(cl->refusals[i].tenant, sizeof(cl->refusals[i].tenant), "%s",
+             tenant);
+    cl->refusals[i].until_ms = 0;
+    cl->nrefusals++;
+    return &cl->refusals[i];
+}
+
+static int rate_limited(const struct tenant *who, long long wait_ms,
+                        long *retry_after_s, struct err *err)
+{
+    *retry_after_s = (long)((wait_ms + 999) / 1000);
+    return err_set(err, ERR_RATE_LIMITED,
+                   "tenant %s is past its %ld requests a minute", who->name,
+                   who->requests_per_minute);
 }
 
 int cluster_limits_admit(struct cluster_limits *cl, struct tenants *tenants,
@@ -241,46 +327,38 @@ int cluster_limits_admit(struct cluster_limits *cl, struct tenants *tenants,
     char key[128], rpm[24];
     const char *argv[5] = {"EVAL", RATE, "1", key, rpm};
     struct tenant mine = *who;
+    long long now = util_now_ms(), wait_ms = 0;
     redisReply *reply;
 
     *retry_after_s = 0;
     if (who->requests_per_minute <= 0 || !cl || !cl->link)
         return tenants_admit(tenants, who, retry_after_s, err);
+    pthread_mutex_lock(&cl->lock);
+    wait_ms = refusal_of(cl, who->name)->until_ms - now;
+    pthread_mutex_unlock(&cl->lock);
+    if (wait_ms > 0) /* Redis said so; no token comes back sooner */
+        return rate_limited(who, wait_ms, retry_after_s, err);
     key_name(key, "rate", who->name);
     snprintf(rpm, sizeof(rpm), "%ld", who->requests_per_minute);
     reply = redis_link_command(cl->link, false, 5, argv, NULL);
     if (reply && reply->type == REDIS_REPLY_INTEGER) {
-        long long wait_ms = reply->integer;
-
+        wait_ms = reply->integer;
         freeReplyObject(reply);
         decided(cl, true);
         if (wait_ms <= 0)
             return 0;
-        *retry_after_s = (long)((wait_ms + 999) / 1000);
-        return err_set(err, ERR_RATE_LIMITED,
-                       "tenant %s is past its %ld requests a minute",
-                       who->name, who->requests_per_minute);
+        pthread_mutex_lock(&cl->lock);
+        refusal_of(cl, who->name)->until_ms = now + wait_ms;
+        pthread_mutex_unlock(&cl->lock);
+        return rate_limited(who, wait_ms, retry_after_s, err);
     }
     freeReplyObject(reply);
     decided(cl, false);
+    /* alone: a bucket of its own, apart from the name's (a '/' is in no
+     * tenant's name), at this replica's share of the rate */
+    snprintf(mine.name, sizeof(mine.name), "%.62s/", who->name);
     mine.requests_per_minute = share(cl, who->requests_per_minute);
     return tenants_admit(tenants, &mine, retry_after_s, err);
-}
-
-/* Under the lock: a lease held from now on, renewed until dropped. */
-static void hold(struct cluster_limits *cl, enum lease_kind kind,
-                 const char *tenant, const char *token)
-{
-    struct held *h;
-
-    if (cl->nheld == cl->cap) {
-        cl->cap = cl->cap ? 2 * cl->cap : 16;
-        cl->held = xrealloc(cl->held, cl->cap * sizeof(*cl->held));
-    }
-    h = &cl->held[cl->nheld++];
-    h->kind = kind;
-    snprintf(h->tenant, sizeof(h->tenant), "%s", tenant);
-    snprintf(h->token, sizeof(h->token), "%s", token);
 }
 
 int cluster_limits_take(struct cluster_limits *cl, enum lease_kind kind,
@@ -301,8 +379,8 @@ int cluster_limits_take(struct cluster_limits *cl, enum lease_kind kind,
     snprintf(max, sizeof(max), "%ld", limit);
     snprintf(ttl, sizeof(ttl), "%d", LEASE_TTL_MS);
     pthread_mutex_lock(&cl->lock);
-    snprintf(token, sizeof(token), "%.24s/%.8s-%llu", cl->replica,
-             cl->token_prefix, ++cl->leases_made);
+    snprintf(token, sizeof(token), "%s-%llu/%.24s", cl->token_prefix,
+             ++cl->leases_made, cl->heartbeat);
     pthread_mutex_unlock(&cl->lock);
     reply = redis_link_command(cl->link, false, 7, argv, NULL);
     answered = reply && reply->type == REDIS_REPLY_INTEGER;
@@ -324,7 +402,7 @@ int cluster_limits_take(struct cluster_limits *cl, enum lease_kind kind,
     /* taken, or decided alone: either way held, and written to Redis by
      * the renewals */
     pthread_mutex_lock(&cl->lock);
-    hold(cl, kind, who->name, token);
+    leases_add(&cl->held, kind, who->name, token);
     pthread_mutex_unlock(&cl->lock);
     out->limits = cl;
     snprintf(out->token, sizeof(out->token), "%s", token);
@@ -334,25 +412,25 @@ int cluster_limits_take(struct cluster_limits *cl, enum lease_kind kind,
 void cluster_limits_drop(struct lease *l)
 {
     struct cluster_limits *cl = l->limits;
-    char key[128];
-    const char *argv[3] = {"ZREM", key, l->token};
-    bool found = false;
+    struct leases gone = {NULL, 0, 0};
 
     if (!cl || !l->token[0])
         return;
     pthread_mutex_lock(&cl->lock);
-    for (size_t i = 0; i < cl->nheld; i++) {
-        if (strcmp(cl->held[i].token, l->token) != 0)
+    for (size_t i = 0; i < cl->held.n; i++) {
+        struct held h = cl->held.at[i];
+
+        if (strcmp(h.token, l->token) != 0)
             continue;
-        key_name(key, lease_key_kind(cl->held[i].kind), cl->held[i].tenant);
-        cl->held[i] = cl->held[--cl->nheld];
-        found = true;
+        cl->held.at[i] = cl->held.at[--cl->held.n];
+        leases_add(&gone, h.kind, h.tenant, h.token);
+        if (cl->renewing) /* removed again once the renewal is done */
+            leases_add(&cl->dropped_in_renewal, h.kind, h.tenant, h.token);
         break;
     }
     pthread_mutex_unlock(&cl->lock);
-    /* Redis away: it lapses by itself */
-    if (found)
-        freeReplyObject(redis_link_command(cl->link, false, 3, argv, NULL));
+    remove_leases(cl, &gone); /* Redis away: it lapses by itself */
+    free(gone.at);
     *l = (struct lease)LEASE_INIT;
 }
 
@@ -368,6 +446,6 @@ void cluster_limits_stats(struct cluster_limits *cl,
     out->shared = cl->link && cl->shared;
     out->replicas = cl->replicas;
     out->fallbacks = cl->fallbacks;
-    out->leases = (long long)cl->nheld;
+    out->leases = (long long)cl->held.n;
     pthread_mutex_unlock(&cl->lock);
 }

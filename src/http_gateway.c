@@ -172,7 +172,7 @@ int http_gateway_start(struct http_server *s, struct MHD_Connection *c,
     struct hangup_watch watch;
     struct err err = ERR_INIT;
     json_t *model = NULL;
-    char location[96];
+    char location[16 + ID_MAX];
     int rc;
 
     if (!gateway_on(s, c, x, &rc))

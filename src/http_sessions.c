@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "http_internal.h"
+#include "nbcanvas/ids.h"
 #include "nbcanvas/kept_results.h"
 #include "nbcanvas/service.h"
 #include "nbcanvas/sessions.h"
@@ -32,7 +33,7 @@ int http_create_session(struct http_server *s, struct MHD_Connection *c,
     struct session_request req;
     struct hangup_watch watch;
     struct err err = ERR_INIT;
-    char location[64];
+    char location[16 + ID_MAX];
     struct answer a = {.status = 201,
                        .payload.content_type = "application/json",
                        .location = location};

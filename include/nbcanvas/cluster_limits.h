@@ -25,8 +25,9 @@
  * alone is written to Redis at the next renewal that reaches it, so the
  * count is right again once Redis is back.
  *
- * Without a Redis URL the limits are this replica's alone, as they always
- * were. The jobs and sessions modules own their places' leases; http.c
+ * A tenant refused its rate is refused here, without asking Redis, until
+ * its Retry-After ends. Without a Redis URL the limits are this replica's
+ * alone, as they always were. The jobs and sessions modules own their places' leases; http.c
  * asks for the rate. Every function is thread-safe.
  */
 
@@ -67,9 +68,10 @@ int cluster_limits_admit(struct cluster_limits *cl, struct tenants *tenants,
                          struct err *err);
 
 /* A lease on one of who's jobs or sessions into *out (left empty when
- * who has no such limit or Redis does not answer), and in *local_max the
- * limit this replica applies alone on top: who's own, or its share when
- * Redis does not answer. ERR_BUSY when the tenant holds all its places. */
+ * who has no such limit or there is no Redis; held and written to Redis
+ * later when Redis does not answer now), and in *local_max the limit this
+ * replica applies alone on top: who's own, or its share when Redis does
+ * not answer. ERR_BUSY when the tenant holds all its places. */
 int cluster_limits_take(struct cluster_limits *cl, enum lease_kind kind,
                         const struct tenant *who, struct lease *out,
                         long *local_max, struct err *err);

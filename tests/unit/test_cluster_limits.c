@@ -222,3 +222,29 @@ TEST(cluster_limits__without_redis_each_takes_its_share_then_shares_again)
     cluster_limits_free(b);
     redis_server_stop(redis);
 }
+
+TEST(cluster_limits__a_refused_tenant_is_refused_without_asking_redis)
+{
+    pid_t redis = redis_server_start();
+    struct cluster_limits *a = replica("a", 1);
+    struct tenants *keys = NULL;
+    struct tenant t = tenant(0, 0, 2);
+    struct err err = ERR_INIT;
+    struct cluster_limits_stats st;
+    long w = 0;
+
+    CHECK(tenants_new(&keys, NULL, &err) == 0);
+    CHECK(cluster_limits_admit(a, keys, &t, &w, &err) == 0);
+    CHECK(cluster_limits_admit(a, keys, &t, &w, &err) == 0);
+    CHECK(cluster_limits_admit(a, keys, &t, &w, &err) == ERR_RATE_LIMITED);
+    CHECK(w >= 1 && w <= 30); /* 2 a minute: one each 30 s */
+    /* Redis gone: the refusal stands until its wait ends, and was decided
+     * without Redis (no fallback counted, no share of 2 handed out) */
+    redis_server_stop(redis);
+    for (int i = 0; i < 5; i++)
+        CHECK(cluster_limits_admit(a, keys, &t, &w, &err) == ERR_RATE_LIMITED);
+    cluster_limits_stats(a, &st);
+    CHECK(st.fallbacks == 0);
+    tenants_free(keys);
+    cluster_limits_free(a);
+}
