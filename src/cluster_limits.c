@@ -5,6 +5,7 @@
  */
 #include "nbcanvas/cluster_limits.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,14 +51,17 @@ static const char TAKE[] = NOW_MS
 
 /* KEYS[1] the replicas' heartbeats, then one tenant's leases per lease
  * held; ARGV ttl, this replica, then the leases' tokens. Renews them all
- * (writing any taken while Redis was away) and answers how many replicas
- * are alive. */
+ * (writing any taken while Redis was away) and answers, for each key, how
+ * many are alive: the replicas, then each lease's tenant's places. */
 static const char RENEW[] = NOW_MS
     "local ttl = tonumber(ARGV[1]) "
+    "local alive = {} "
     "for i = 1, #KEYS do "
     "redis.call('ZADD', KEYS[i], now + ttl, ARGV[i + 1]) end "
-    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) "
-    "return redis.call('ZCARD', KEYS[1])";
+    "for i = 1, #KEYS do "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now) "
+    "alive[i] = redis.call('ZCARD', KEYS[i]) end "
+    "return alive";
 
 struct held {
     enum lease_kind kind;
@@ -71,10 +75,11 @@ struct leases {
     size_t n, cap;
 };
 
-/* A tenant Redis refused, and until when its next request would be. */
-struct refusal {
+/* What this replica knows of a tenant from Redis. */
+struct tenant_row {
     char tenant[TENANT_NAME_MAX];
-    long long until_ms; /* monotonic */
+    long long refused_until_ms; /* its rate: no request before (monotonic) */
+    long jobs_elsewhere; /* its jobs on the other replicas, last renewal */
 };
 
 struct cluster_limits {
@@ -89,8 +94,8 @@ struct cluster_limits {
     struct leases held;
     struct leases dropped_in_renewal;
     bool renewing;
-    struct refusal *refusals; /* a row a tenant refused so far */
-    size_t nrefusals;
+    struct tenant_row *rows; /* a row a tenant seen so far */
+    size_t nrows;
     pthread_t renewer;
     pthread_cond_t stop;
     bool stopping;
@@ -158,6 +163,51 @@ static long share(struct cluster_limits *cl, long limit)
     return mine < 1 ? 1 : mine;
 }
 
+/* Under the lock: tenant's row, added if new (tenants are few: the keys
+ * file's). */
+static struct tenant_row *row_of(struct cluster_limits *cl, const char *tenant)
+{
+    size_t i;
+
+    for (i = 0; i < cl->nrows; i++)
+        if (strcmp(cl->rows[i].tenant, tenant) == 0)
+            return &cl->rows[i];
+    cl->rows = xrealloc(cl->rows, (i + 1) * sizeof(*cl->rows));
+    memset(&cl->rows[i], 0, sizeof(cl->rows[i]));
+    snprintf(cl->rows[i].tenant, sizeof(cl->rows[i].tenant), "%s", tenant);
+    cl->nrows++;
+    return &cl->rows[i];
+}
+
+/* Under the lock: from a renewal's answer (the replicas, then each held
+ * lease's tenant's places; snapshot: the leases sent), how many replicas
+ * are alive and how many jobs each tenant has on the others. */
+static void read_counts(struct cluster_limits *cl, const redisReply *alive,
+                        const struct held *snapshot, size_t n)
+{
+    if (alive->elements != n + 1 ||
+        alive->element[0]->type != REDIS_REPLY_INTEGER)
+        return;
+    cl->replicas = alive->element[0]->integer > 0
+                       ? (long)alive->element[0]->integer
+                       : 1;
+    for (size_t i = 0; i < cl->nrows; i++)
+        cl->rows[i].jobs_elsewhere = 0;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *count = alive->element[i + 1];
+        long mine = 0;
+
+        if (snapshot[i].kind != LEASE_JOBS ||
+            count->type != REDIS_REPLY_INTEGER)
+            continue;
+        for (size_t k = 0; k < n; k++)
+            mine += snapshot[k].kind == LEASE_JOBS &&
+                    strcmp(snapshot[k].tenant, snapshot[i].tenant) == 0;
+        row_of(cl, snapshot[i].tenant)->jobs_elsewhere =
+            count->integer > mine ? (long)count->integer - mine : 0;
+    }
+}
+
 /* Removes leases from Redis, one ZREM each (no lock held). */
 static void remove_leases(struct cluster_limits *cl, const struct leases *l)
 {
@@ -179,6 +229,7 @@ static void renew_once(struct cluster_limits *cl)
     const char **argv = xcalloc(argc, sizeof(*argv));
     char(*keys)[128] = xcalloc(n + 1, sizeof(*keys));
     char(*tokens)[64] = xcalloc(n + 1, sizeof(*tokens));
+    struct held *snapshot = xcalloc(n + 1, sizeof(*snapshot));
     struct leases dropped;
     char nkeys[24], ttl[24];
     redisReply *reply;
@@ -197,6 +248,7 @@ static void renew_once(struct cluster_limits *cl)
         key_name(keys[i + 1], lease_key_kind(cl->held.at[i].kind),
                  cl->held.at[i].tenant);
         snprintf(tokens[i], sizeof(tokens[i]), "%s", cl->held.at[i].token);
+        snapshot[i] = cl->held.at[i];
         argv[4 + i] = keys[i + 1];
         argv[6 + n + i] = tokens[i];
     }
@@ -207,15 +259,16 @@ static void renew_once(struct cluster_limits *cl)
     cl->renewing = false;
     dropped = cl->dropped_in_renewal; /* the renewal may have written them */
     memset(&cl->dropped_in_renewal, 0, sizeof(cl->dropped_in_renewal));
-    answered = reply && reply->type == REDIS_REPLY_INTEGER;
+    answered = reply && reply->type == REDIS_REPLY_ARRAY;
     note_answer(cl, answered);
     if (answered)
-        cl->replicas = reply->integer > 0 ? (long)reply->integer : 1;
+        read_counts(cl, reply, snapshot, n);
     pthread_mutex_unlock(&cl->lock);
     remove_leases(cl, &dropped);
     pthread_mutex_lock(&cl->lock);
     freeReplyObject(reply);
     free(dropped.at);
+    free(snapshot);
     free(argv);
     free(keys);
     free(tokens);
@@ -288,27 +341,10 @@ void cluster_limits_free(struct cluster_limits *cl)
     }
     free(cl->held.at);
     free(cl->dropped_in_renewal.at);
-    free(cl->refusals);
+    free(cl->rows);
     pthread_mutex_destroy(&cl->lock);
     pthread_cond_destroy(&cl->stop);
     free(cl);
-}
-
-/* Under the lock: tenant's row of refusals, added if new. */
-static struct refusal *refusal_of(struct cluster_limits *cl,
-                                  const char *tenant)
-{
-    size_t i;
-
-    for (i = 0; i < cl->nrefusals; i++)
-        if (strcmp(cl->refusals[i].tenant, tenant) == 0)
-            return &cl->refusals[i];
-    cl->refusals = xrealloc(cl->refusals, (i + 1) * sizeof(*cl->refusals));
-    snprintf(cl->refusals[i].tenant, sizeof(cl->refusals[i].tenant), "%s",
-             tenant);
-    cl->refusals[i].until_ms = 0;
-    cl->nrefusals++;
-    return &cl->refusals[i];
 }
 
 static int rate_limited(const struct tenant *who, long long wait_ms,
@@ -334,7 +370,7 @@ int cluster_limits_admit(struct cluster_limits *cl, struct tenants *tenants,
     if (who->requests_per_minute <= 0 || !cl || !cl->link)
         return tenants_admit(tenants, who, retry_after_s, err);
     pthread_mutex_lock(&cl->lock);
-    wait_ms = refusal_of(cl, who->name)->until_ms - now;
+    wait_ms = row_of(cl, who->name)->refused_until_ms - now;
     pthread_mutex_unlock(&cl->lock);
     if (wait_ms > 0) /* Redis said so; no token comes back sooner */
         return rate_limited(who, wait_ms, retry_after_s, err);
@@ -348,7 +384,7 @@ int cluster_limits_admit(struct cluster_limits *cl, struct tenants *tenants,
         if (wait_ms <= 0)
             return 0;
         pthread_mutex_lock(&cl->lock);
-        refusal_of(cl, who->name)->until_ms = now + wait_ms;
+        row_of(cl, who->name)->refused_until_ms = now + wait_ms;
         pthread_mutex_unlock(&cl->lock);
         return rate_limited(who, wait_ms, retry_after_s, err);
     }
@@ -373,10 +409,12 @@ int cluster_limits_take(struct cluster_limits *cl, enum lease_kind kind,
 
     *out = (struct lease)LEASE_INIT;
     *local_max = limit;
-    if (limit <= 0 || !cl || !cl->link)
+    /* a job is counted even without a limit: the fair share between
+     * tenants weighs their jobs on every replica */
+    if ((limit <= 0 && kind != LEASE_JOBS) || !cl || !cl->link)
         return 0;
     key_name(key, lease_key_kind(kind), who->name);
-    snprintf(max, sizeof(max), "%ld", limit);
+    snprintf(max, sizeof(max), "%ld", limit > 0 ? limit : LONG_MAX);
     snprintf(ttl, sizeof(ttl), "%d", LEASE_TTL_MS);
     pthread_mutex_lock(&cl->lock);
     snprintf(token, sizeof(token), "%s-%llu/%.24s", cl->token_prefix,
@@ -397,7 +435,7 @@ int cluster_limits_take(struct cluster_limits *cl, enum lease_kind kind,
                              "your key holds its most sessions (%ld, on "
                              "every replica together): end one first",
                              limit);
-    if (!answered)
+    if (!answered && limit > 0)
         *local_max = share(cl, limit);
     /* taken, or decided alone: either way held, and written to Redis by
      * the renewals */
@@ -432,6 +470,21 @@ void cluster_limits_drop(struct lease *l)
     remove_leases(cl, &gone); /* Redis away: it lapses by itself */
     free(gone.at);
     *l = (struct lease)LEASE_INIT;
+}
+
+long cluster_limits_jobs_elsewhere(struct cluster_limits *cl,
+                                   const char *tenant)
+{
+    long n = 0;
+
+    if (!cl || !cl->link)
+        return 0;
+    pthread_mutex_lock(&cl->lock);
+    for (size_t i = 0; i < cl->nrows; i++)
+        if (strcmp(cl->rows[i].tenant, tenant) == 0)
+            n = cl->rows[i].jobs_elsewhere;
+    pthread_mutex_unlock(&cl->lock);
+    return n;
 }
 
 void cluster_limits_stats(struct cluster_limits *cl,

@@ -2,7 +2,9 @@
  * Job slots on a mutex and a condition variable. Waiters are kept in a
  * list in arrival order; a waiter may take a free slot only when it is the
  * one chosen: of the tenants waiting, the one with the fewest jobs running
- * and, among those, the one served longest ago (round robin), and its
+ * (here, plus on the other replicas with cluster limits: a tenant busy on
+ * one replica is not a newcomer on the next) and, among those, the one
+ * served longest ago (round robin), and its
  * oldest waiter. When the queue is full, a newcomer whose tenant has less
  * work in hand than the busiest tenant takes the place of that tenant's
  * newest waiter, which is answered 429: a flood fills the queue only
@@ -93,16 +95,30 @@ static struct load *load_of(struct jobs *j, const char *tenant)
     return j->loads[i];
 }
 
+/* Under the lock: a tenant's jobs running here and, with cluster
+ * limits, its jobs on the other replicas (as of their last renewal): the
+ * weight the fair share goes by, so it holds across replicas. */
+static long running_everywhere(struct jobs *j, const struct load *load)
+{
+    return load->running +
+           cluster_limits_jobs_elsewhere(j->limits, load->tenant);
+}
+
 /* Under the lock: the waiter that gets the next free slot. */
 static struct waiter *chosen(struct jobs *j)
 {
     struct waiter *w, *best = NULL;
+    long best_running = 0;
 
     for (w = j->waiters; w; w = w->next) {
-        if (!best || w->load->running < best->load->running ||
-            (w->load->running == best->load->running &&
-             w->load->last_served < best->load->last_served))
+        long running = running_everywhere(j, w->load);
+
+        if (!best || running < best_running ||
+            (running == best_running &&
+             w->load->last_served < best->load->last_served)) {
             best = w; /* full ties keep the older: oldest first */
+            best_running = running;
+        }
     }
     return best;
 }

@@ -15,7 +15,10 @@
  *   3 s for 10 s more and drops each when done, so a replica that dies
  *   frees its tenants' places within 10 s.
  * - each replica renews a heartbeat beside its leases; the count of those
- *   alive is how many replicas it knows.
+ *   alive is how many replicas it knows. Each renewal also brings back
+ *   how many places each tenant holds, so the fair share between tenants
+ *   (jobs.c) weighs a tenant's jobs on every replica, not only here: every
+ *   job holds a lease, limit or not.
  *
  * When Redis does not answer, a replica decides alone, with each limit
  * divided by the replicas it last knew (cluster_replicas from the config
@@ -67,8 +70,8 @@ int cluster_limits_admit(struct cluster_limits *cl, struct tenants *tenants,
                          const struct tenant *who, long *retry_after_s,
                          struct err *err);
 
-/* A lease on one of who's jobs or sessions into *out (left empty when
- * who has no such limit or there is no Redis; held and written to Redis
+/* A lease on one of who's jobs or sessions into *out (left empty without
+ * Redis, or for a session when who has no max_sessions; held and written to Redis
  * later when Redis does not answer now), and in *local_max the limit this
  * replica applies alone on top: who's own, or its share when Redis does
  * not answer. ERR_BUSY when the tenant holds all its places. */
@@ -87,5 +90,11 @@ struct cluster_limits_stats {
 };
 void cluster_limits_stats(struct cluster_limits *cl,
                           struct cluster_limits_stats *out);
+
+/* How many jobs (running or queued) tenant had on the other replicas at
+ * the last renewal (0 without Redis): what the fair share between
+ * tenants adds to a tenant's jobs here (jobs.c). */
+long cluster_limits_jobs_elsewhere(struct cluster_limits *cl,
+                                   const char *tenant);
 
 #endif

@@ -12,9 +12,10 @@
  * takes the busiest tenant's newest place (that one is ERR_BUSY): one
  * tenant's flood never holds up another's work beyond its fair share.
  *
- * A tenant's max_jobs counts across every replica: with cluster limits
- * (cluster_limits.h) a job holds a lease for as long as its slot, taken
- * before it queues here and dropped with the slot.
+ * With cluster limits (cluster_limits.h) a tenant's max_jobs counts
+ * across every replica: a job holds a lease for as long as its slot,
+ * taken before it queues here and dropped with the slot; and the fair
+ * share weighs each tenant's jobs on the other replicas too.
  */
 
 #include <stdatomic.h>

@@ -7,10 +7,13 @@
  */
 #include "../check.h"
 #include "nbcanvas/cluster_limits.h"
+#include "nbcanvas/jobs.h"
 #include "nbcanvas/util.h"
 #include "redis_server.h"
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -247,4 +250,93 @@ TEST(cluster_limits__a_refused_tenant_is_refused_without_asking_redis)
     CHECK(st.fallbacks == 0);
     tenants_free(keys);
     cluster_limits_free(a);
+}
+
+/* A job of one tenant waiting for a slot on its own thread. */
+struct queued {
+    struct jobs *jobs;
+    struct tenant who;
+    struct job_slot slot;
+    atomic_bool done;
+    pthread_t thread;
+};
+
+static void *wait_for_slot(void *arg)
+{
+    struct queued *q = arg;
+    struct err err = ERR_INIT;
+
+    CHECK(jobs_acquire(q->jobs, &q->who, NULL, &q->slot, &err) == 0);
+    atomic_store(&q->done, true);
+    return NULL;
+}
+
+static void queue_job(struct queued *q, struct jobs *j, const char *tenant)
+{
+    memset(q, 0, sizeof(*q));
+    q->jobs = j;
+    snprintf(q->who.name, sizeof(q->who.name), "%s", tenant);
+    CHECK(pthread_create(&q->thread, NULL, wait_for_slot, q) == 0);
+}
+
+static bool queued_become(struct jobs *j, long running, long waiting)
+{
+    for (int i = 0; i < 300; i++) {
+        long r, w;
+
+        jobs_counts(j, &r, &w);
+        if (r == running && w == waiting)
+            return true;
+        usleep(20000);
+    }
+    return false;
+}
+
+TEST(cluster_limits__the_fair_share_weighs_jobs_on_other_replicas)
+{
+    pid_t redis = redis_server_start();
+    struct cluster_limits *a = replica("a", 2), *b = replica("b", 2);
+    struct jobs *j = jobs_new(1, 8); /* replica b's one slot */
+    struct tenant busy = tenant(0, 0, 0), light = tenant(0, 0, 0);
+    struct lease on_a[3];
+    struct job_slot first;
+    struct queued x, y, *served;
+    struct err err = ERR_INIT;
+    long mine;
+    int i;
+
+    snprintf(busy.name, sizeof(busy.name), "busy");
+    snprintf(light.name, sizeof(light.name), "light");
+    jobs_share_limits(j, b);
+    for (i = 0; i < 3; i++) /* three jobs of busy's run on replica a */
+        CHECK(cluster_limits_take(a, LEASE_JOBS, &busy, &on_a[i], &mine,
+                                  &err) == 0);
+    CHECK(jobs_acquire(j, &light, NULL, &first, &err) == 0);
+    queue_job(&x, j, "busy"); /* busy waits first, */
+    CHECK(queued_become(j, 1, 1));
+    queue_job(&y, j, "light"); /* then light, just served here */
+    CHECK(queued_become(j, 1, 2));
+    for (i = 0; i < 300 && cluster_limits_jobs_elsewhere(b, "busy") != 3; i++)
+        usleep(100000); /* b's next renewal brings the counts */
+    CHECK(cluster_limits_jobs_elsewhere(b, "busy") == 3);
+    CHECK(cluster_limits_jobs_elsewhere(b, "light") == 0);
+
+    /* here both have no job running and light was served last: alone,
+     * busy would be next. Counting replica a, light is. */
+    jobs_release(&first);
+    for (i = 0; i < 500 && !atomic_load(&x.done) && !atomic_load(&y.done); i++)
+        usleep(20000);
+    CHECK(atomic_load(&y.done) && !atomic_load(&x.done));
+    /* the other gets the slot next, whichever went first */
+    served = atomic_load(&y.done) ? &y : &x;
+    jobs_release(&served->slot);
+    pthread_join(x.thread, NULL);
+    pthread_join(y.thread, NULL);
+    jobs_release(served == &y ? &x.slot : &y.slot);
+    for (i = 0; i < 3; i++)
+        cluster_limits_drop(&on_a[i]);
+    jobs_free(j);
+    cluster_limits_free(a);
+    cluster_limits_free(b);
+    redis_server_stop(redis);
 }
