@@ -15,8 +15,6 @@
 #include "nbcanvas/jmsg.h"
 #include "nbcanvas/util.h"
 
-/* nbclient's iopub_timeout: how long the idle may lag behind the reply. */
-#define IOPUB_AFTER_REPLY_MS 4000
 /* How long an interrupted cell has to answer before its kernel is taken
  * for gone (a session's). */
 #define INTERRUPT_GRACE_MS 5000
@@ -426,22 +424,27 @@ static bool on_iopub(struct executor *ex, json_t *nb, struct running *r,
     return true;
 }
 
-/* Reads frames until the cell's reply and idle are in (or the idle is
- * IOPUB_AFTER_REPLY_MS late), the deadline passes, the budget is spent
- * or the kernel dies. Returns a cell_end, or ERR_*. */
+/* Reads frames until the cell's reply and idle are in, the deadline
+ * passes, the budget is spent or the kernel dies. Returns a cell_end, or
+ * ERR_*.
+ *
+ * The idle is waited for until the cell's deadline, not nbclient's 4 s
+ * after the reply: a kernel whose IOPub thread lags (a large output on a
+ * slow runtime) still sends that cell's output before its idle, and a
+ * cell ended early would drop it and pass the lag on to the next cell,
+ * whose own output then came after it was over. (The Python kernel also
+ * sends its output before its reply however long that takes:
+ * notebook-images/python/nbcanvas_kernel.py.) */
 static int converse(struct executor *ex, json_t *nb, struct running *r,
                     long long until, struct err *err)
 {
-    long long idle_by = 0;
-
     while (!(r->reply && r->idle)) {
-        long long wait_until = r->reply && idle_by < until ? idle_by : until;
         struct relay_frame f;
         struct jmsg m;
-        int rc = relay_link_next(ex->link, &f, wait_until);
+        int rc = relay_link_next(ex->link, &f, until);
 
         if (rc == ERR_TIMEOUT && r->reply)
-            return CELL_DONE; /* nbclient, too, goes on without the idle */
+            return CELL_DONE; /* answered; only the idle never came */
         if (rc == ERR_TIMEOUT)
             return CELL_TIMEOUT;
         if (rc == 1)
@@ -471,7 +474,6 @@ static int converse(struct executor *ex, json_t *nb, struct running *r,
             !r->reply) {
             r->reply = json_incref(m.content);
             set_timing(r->cell, "shell.execute_reply", m.date);
-            idle_by = util_now_ms() + IOPUB_AFTER_REPLY_MS;
         } else if (f.channel == RELAY_IOPUB && !on_iopub(ex, nb, r, &m)) {
             jmsg_release(&m);
             return CELL_OVER_BUDGET;

@@ -15,6 +15,14 @@ starts, before it answers anyone: the first user cell does not pay for
 them. It runs as IPython's own startup lines (exec_lines): nothing is
 bound in the user's namespace, nothing is displayed, the execution count
 stays 0.
+
+A cell's output is flushed before its reply for as long as that takes.
+ipykernel gives up waiting after 10 s (OutStream.flush_timeout) and sends
+the reply and the idle status anyway; its IOPub thread sends the output
+when it is done, after the idle, where a client counts the cell as over
+and drops it. On a slow runtime (gVisor) encoding a large output took
+longer than that, and the page was served without it. The cell's own
+deadline (the service kills the kernel past it) bounds the wait instead.
 """
 import importlib.util
 import os
@@ -37,6 +45,9 @@ del __nbcanvas_preload
 """
 
 MATPLOTLIB_SEED = "/opt/nbcanvas/matplotlib"
+
+# longer than any cell may run (render_max_timeout_s is at most an hour)
+FLUSH_TIMEOUT_S = 7200
 
 
 def seed_matplotlib_cache():
@@ -67,6 +78,9 @@ if __name__ == "__main__":
     sys.argv[0] = importlib.util.find_spec("ipykernel_launcher").origin
     from ipykernel.kernelapp import IPKernelApp
 
+    from ipykernel.iostream import OutStream
+
+    OutStream.flush_timeout = FLUSH_TIMEOUT_S
     seed_matplotlib_cache()
     app = IPKernelApp.instance()
     if os.environ.get("NBCANVAS_PRELOAD") == "1":

@@ -133,6 +133,20 @@ def test_allow_errors_renders_the_error(svc):
     assert cells[1]["outputs"][0]["text"] == "after\n"
 
 
+def test_output_a_slow_kernel_sends_late_is_still_its_cells(svc):
+    # The kernel's IOPub thread held up 12 s, past ipykernel's own flush
+    # timeout (10 s): as on a slow runtime encoding a large output. The
+    # output must reach its cell, and the next cell keep its own.
+    code = ("import sys, time\n"
+            "sys.stdout.pub_thread.schedule(lambda: time.sleep(12))\n"
+            "print('late output')")
+    r = svc.render({"cells": [code, "print('next cell')"], "format": "json",
+                    "cache": False})
+    assert r.status == 200, r
+    texts = [[o.get("text", "") for o in c["outputs"]] for c in r.json()["cells"]]
+    assert texts == [["late output\n"], ["next cell\n"]], texts
+
+
 def test_whole_notebook_deadline(svc):
     # each cell alone is under the deadline; together they are not
     r = svc.render({"timeout_s": 4, "cells": ["import time\nprint('first')\ntime.sleep(2.5)",
