@@ -430,11 +430,11 @@ static bool on_iopub(struct executor *ex, json_t *nb, struct running *r,
  *
  * The idle is waited for until the cell's deadline, not nbclient's 4 s
  * after the reply: a kernel whose IOPub thread lags (a large output on a
- * slow runtime) still sends that cell's output before its idle, and a
- * cell ended early would drop it and pass the lag on to the next cell,
- * whose own output then came after it was over. (The Python kernel also
- * sends its output before its reply however long that takes:
- * notebook-images/python/nbcanvas_kernel.py.) */
+ * slow runtime) sends its idle late too, and a cell ended at 4 s handed
+ * the lag on to the next cell, whose output then came after it was over
+ * and was lost. What a kernel sends after its idle is lost all the same,
+ * so the Python kernel flushes its output before its reply however long
+ * that takes (notebook-images/python/nbcanvas_kernel.py). */
 static int converse(struct executor *ex, json_t *nb, struct running *r,
                     long long until, struct err *err)
 {
