@@ -381,13 +381,14 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls,
     w = ws_new(g->s->websockets, sock, urh, extra_in, extra_in_size, &opts, &h,
                g);
     atomic_store(&g->w, w);
-    if (ws_start(w) == 0) {
-        /* a kernel that ended before the socket was ours: its word to
-         * close found no connection then */
-        if (kernel_channels_gone(g->ch))
-            ws_close(w, 1001, "the kernel has ended");
-        return;
-    }
+    /* a kernel that ended before g->w was set: its word to close found no
+     * connection then (one that ends from now on finds w). Asked before
+     * the thread starts: once it runs, a client that hangs up at once
+     * frees g and w under our feet. */
+    if (kernel_channels_gone(g->ch))
+        ws_close(w, 1001, "the kernel has ended");
+    if (ws_start(w) == 0)
+        return;    /* g and w are the connection's thread's now */
     if (g->client) /* detached first: the pump must not reach w */
         kernel_channels_detach(g->ch, g->client);
     g->client = NULL;

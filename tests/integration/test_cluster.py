@@ -154,6 +154,20 @@ def replica_logs(pattern):
     return [line for line in lines if pattern in line][-20:]
 
 
+def why_replicas_failed():
+    """What a failed check prints beside its traceback: every replica task
+    with its exit and error (a crash shows as its signal), and the last
+    lines of the replicas' logs, where a crash or a fatal error says why."""
+    tasks = sh("docker", "service", "ps", "--no-trunc", "--format",
+               "{{.Name}} {{.CurrentState}} {{.Error}}", "%s_api" % STACK,
+               check=False)
+    r = subprocess.run(["docker", "service", "logs", "--raw", "--tail", "40",
+                        "%s_api" % STACK], capture_output=True, text=True,
+                       timeout=60)
+    return "replica tasks:\n%s\nreplica logs (last lines):\n%s" % (
+        tasks, r.stdout[-6000:] + r.stderr[-6000:])
+
+
 def test_a_render_through_the_front(front, api):
     r = front.render({"cells": [{"source": "print(6 * 7)"}]})
     assert r.status == 200, r
@@ -663,6 +677,7 @@ def main():
             failed += 1
             print("FAIL %s (%.1fs)" % (fn.__name__, time.time() - t0), flush=True)
             traceback.print_exc()
+            print(why_replicas_failed(), flush=True)
     t0 = time.time()
     try:  # always, so a failed run leaves nothing either
         test_down_leaves_no_service_sandbox_or_swarm(front, api, made_swarm)

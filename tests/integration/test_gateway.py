@@ -412,6 +412,43 @@ def test_abuse_frames(svc):
 
 
 
+def test_abuse_clients_that_hang_up_at_once(svc):
+    """Clients that send their close with the upgrade and hang up: the
+    connection's thread may end before the upgrade's own thread is done
+    with it (a front such as HAProxy forwards such a hang-up at once).
+    The service answers on, and every connection is let go."""
+    kid = start_kernel(svc)
+    port = int(svc.listen.split(":")[1])
+    for i in range(300):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(("GET /api/kernels/%s/channels?token=%s HTTP/1.1\r\n"
+                   "Host: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                   % (kid, KEY, svc.listen, base64.b64encode(os.urandom(16)).decode())
+                   ).encode() + frame(0x8, struct.pack("!H", 1000)))
+        if i % 2:
+            s.shutdown(socket.SHUT_WR)
+        s.close()
+    # until the last ones are let go, this client's connections may still
+    # pass max_connections_per_ip (refused with a reset)
+    deadline = time.time() + 30
+    while True:
+        assert time.time() < deadline, "hung-up connections still count"
+        try:
+            if not svc.get("/api/kernels/" + kid, headers=auth()).json()["connections"]:
+                break
+        except ConnectionResetError:
+            pass
+        time.sleep(0.2)
+    assert alive(svc)
+    assert "AddressSanitizer" not in svc.read_log()
+    c = Client(ws_url(svc, kid))
+    reply, outs = c.execute("3 + 3")
+    assert outs[-1]["data"]["text/plain"] == "6"
+    c.close()
+    svc.request("DELETE", "/api/kernels/" + kid, headers=auth())
+
+
 def test_abuse_connection_caps(svc):
     kid = start_kernel(svc)
     conns, refused = [], 0
