@@ -168,6 +168,15 @@ def why_replicas_failed():
         tasks, r.stdout[-6000:] + r.stderr[-6000:])
 
 
+def test_no_replica_crashed():
+    """Every replica that ended in the run was stopped or killed by a
+    check (SIGKILL, 137): none crashed or gave up on its own."""
+    tasks = sh("docker", "service", "ps", "--no-trunc", "--format",
+               "{{.Name}} {{.Error}}", "%s_api" % STACK)
+    codes = [int(c) for c in re.findall(r"non-zero exit \((\d+)\)", tasks)]
+    assert all(c == 137 for c in codes), tasks
+
+
 def test_a_render_through_the_front(front, api):
     r = front.render({"cells": [{"source": "print(6 * 7)"}]})
     assert r.status == 200, r
@@ -676,6 +685,16 @@ def main():
         except Exception:
             failed += 1
             print("FAIL %s (%.1fs)" % (fn.__name__, time.time() - t0), flush=True)
+            traceback.print_exc()
+            print(why_replicas_failed(), flush=True)
+    if tests and not only:
+        try:
+            test_no_replica_crashed()
+            passed += 1
+            print("ok   test_no_replica_crashed", flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL test_no_replica_crashed", flush=True)
             traceback.print_exc()
             print(why_replicas_failed(), flush=True)
     t0 = time.time()
