@@ -826,12 +826,13 @@ int http_start(struct http_server **out, struct service *svc, struct err *err)
     return 0;
 }
 
-void http_stop(struct http_server *srv, long drain_s)
+long http_stop(struct http_server *srv, long drain_s)
 {
     struct timespec until;
+    long stuck;
 
     if (!srv)
-        return;
+        return 0;
     /* Stop accepting, let in-flight requests finish (up to drain_s), then
      * stop: MHD_stop_daemon alone would cut the open connections. */
     MHD_quiesce_daemon(srv->daemon);
@@ -847,7 +848,10 @@ void http_stop(struct http_server *srv, long drain_s)
     while (srv->streams > 0 &&
            pthread_cond_timedwait(&srv->idle, &srv->lock, &until) == 0)
         ;
+    stuck = srv->streams;
     pthread_mutex_unlock(&srv->lock);
+    if (stuck > 0)
+        return stuck;       /* never free what a thread still uses */
     http_gateway_stop(srv); /* MHD must not close them under ws.c */
     MHD_stop_daemon(srv->daemon);
     http_gateway_free(srv);
@@ -859,4 +863,5 @@ void http_stop(struct http_server *srv, long drain_s)
     pthread_mutex_destroy(&srv->lock);
     pthread_cond_destroy(&srv->idle);
     free(srv);
+    return 0;
 }

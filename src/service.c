@@ -243,6 +243,7 @@ int service_serve(struct service *svc)
     sigset_t stop;
     struct timespec tick = {svc->cfg.reaper_interval_s, 0};
     int rc, sig;
+    long stuck;
 
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
@@ -295,7 +296,18 @@ int service_serve(struct service *svc)
     }
     fprintf(stderr, "nbcanvas: stopping: finishing in-flight requests\n");
     /* in-flight requests get their whole deadline plus the grace */
-    http_stop(srv, svc->cfg.render_max_timeout_s + 60);
+    stuck = http_stop(srv, svc->cfg.render_max_timeout_s + 60);
+    if (stuck > 0) {
+        /* they still use the service: nothing is freed, the sandboxes go,
+         * and the process ends here */
+        fprintf(stderr,
+                "nbcanvas: %ld stream job(s) did not stop; exiting "
+                "without freeing\n",
+                stuck);
+        sandbox_reap(svc->pipe.docker, REAP_OWNED, svc->owner, NULL, &err);
+        fflush(stderr);
+        _exit(1);
+    }
     sessions_free(svc->sessions); /* their sandboxes go to the janitor */
     svc->sessions = NULL;
     close_pools(svc);

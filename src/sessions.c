@@ -291,6 +291,8 @@ static int no_kernel(const char *id, struct err *err)
     return ids_not_found(err, "kernel", id, "it ended, or was never made");
 }
 
+/* The call is over: the session lives on, with cells more in its
+ * notebook, or ends (end: by a fault). */
 static void release(struct sessions *ss, struct session *s, long cells,
                     bool end);
 
@@ -332,6 +334,16 @@ static int claim(struct sessions *ss, const char *tenant, const char *id,
     return rc;
 }
 
+/* A call is over, its session disposed of if it ended: sessions_free may
+ * go on once none is left (counted after dispose, which uses ss). */
+static void call_done(struct sessions *ss)
+{
+    pthread_mutex_lock(&ss->lock);
+    ss->stats.calls--;
+    pthread_cond_broadcast(&ss->wake);
+    pthread_mutex_unlock(&ss->lock);
+}
+
 /* The call is over: the session lives on, with cells more in its
  * notebook, or ends (end: by a fault). */
 static void release(struct sessions *ss, struct session *s, long cells,
@@ -342,8 +354,6 @@ static void release(struct sessions *ss, struct session *s, long cells,
     pthread_mutex_lock(&ss->lock);
     s->busy = false;
     s->cells += cells;
-    ss->stats.calls--;
-    pthread_cond_broadcast(&ss->wake); /* sessions_free may wait for it */
     s->last_used_ms = util_now_ms();
     gone = end || s->ending;
     if (gone)
@@ -353,6 +363,7 @@ static void release(struct sessions *ss, struct session *s, long cells,
     pthread_mutex_unlock(&ss->lock);
     if (gone)
         dispose(ss, s);
+    call_done(ss);
 }
 
 /* One job on the session's kernel (kernel_job.c), within a job slot.
@@ -585,7 +596,6 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     kernel_job_release(&c);
     tarball_files_release(&wheels);
     pthread_mutex_lock(&ss->lock);
-    ss->stats.calls--;
     if (rc == 0) {
         s->ready = true;
         s->busy = false;
@@ -605,6 +615,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     pthread_mutex_unlock(&ss->lock);
     if (rc < 0)
         dispose(ss, s);
+    call_done(ss);
     return rc;
 }
 

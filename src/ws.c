@@ -65,7 +65,6 @@ struct ws_conn {
     struct ws_handlers handlers;
     void *ctx;
     int wake; /* eventfd */
-    pthread_t thread;
 
     pthread_mutex_t lock;     /* guards what follows */
     struct list_node pending; /* newest first */
@@ -474,6 +473,7 @@ out:
 int ws_start(struct ws_conn *w)
 {
     pthread_attr_t attr;
+    pthread_t thread; /* not w's: the thread may free w before it is set */
     int rc;
 
     if (w->wake < 0)
@@ -488,14 +488,15 @@ int ws_start(struct ws_conn *w)
     pthread_mutex_unlock(&w->set->lock);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    rc = pthread_create(&w->thread, &attr, run, w);
+    rc = pthread_create(&thread, &attr, run, w);
     pthread_attr_destroy(&attr);
     if (rc == 0)
         return 0;
     pthread_mutex_lock(&w->set->lock);
     list_remove(&w->link);
     list_init(&w->link);
-    w->set->count--;
+    if (--w->set->count == 0) /* ws_set_stop may wait for it */
+        pthread_cond_broadcast(&w->set->gone);
     pthread_mutex_unlock(&w->set->lock);
     return -1;
 }

@@ -19,8 +19,10 @@ struct http_server;
 /* Starts serving svc (borrowed, must outlive the server) on cfg.listen. */
 int http_start(struct http_server **out, struct service *svc, struct err *err);
 /* Stops accepting, waits up to drain_s for in-flight requests to finish,
- * then closes what is left and frees the server. */
-void http_stop(struct http_server *srv, long drain_s);
+ * then closes what is left and frees the server: 0. A positive count is of
+ * the stream jobs that did not stop once cancelled: the server is left as
+ * it is, and so must the service be, which they still use. */
+long http_stop(struct http_server *srv, long drain_s);
 
 /* A new error body {"error": {"code", "message", ...details}}; details
  * (borrowed, may be NULL) are merged into the error object. */
