@@ -26,6 +26,7 @@
 #include "nbcanvas/languages.h"
 #include "nbcanvas/mcp.h"
 #include "nbcanvas/datasources.h"
+#include "nbcanvas/directory.h"
 #include "nbcanvas/metrics.h"
 #include "nbcanvas/packages.h"
 #include "nbcanvas/pool.h"
@@ -72,6 +73,7 @@ void service_close(struct service *svc)
     docker_free(svc->pipe.docker);
     jobs_free(svc->pipe.jobs);
     cluster_limits_free(svc->pipe.limits);
+    directory_free(svc->pipe.directory);
     languages_free(svc->pipe.languages);
     metrics_free(svc->metrics);
     sandbox_set_free(svc->pipe.live);
@@ -191,6 +193,13 @@ int service_open(struct service *svc, const struct service_options *opts,
         cluster_limits_new(&svc->pipe.limits, svc->cfg.cache_redis_url,
                            svc->cfg.cache_redis_timeout_ms, svc->owner,
                            svc->cfg.cluster_replicas, err) < 0) {
+        service_close(svc);
+        return ERR_INVALID;
+    }
+    if (!opts->one_shot &&
+        directory_new(&svc->pipe.directory, svc->cfg.cache_redis_url,
+                      svc->cfg.cache_redis_timeout_ms, DIRECTORY_LAPSE_MS,
+                      err) < 0) {
         service_close(svc);
         return ERR_INVALID;
     }

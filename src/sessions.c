@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "nbcanvas/cluster_limits.h"
+#include "nbcanvas/directory.h"
 #include "nbcanvas/formats.h"
 #include "nbcanvas/ids.h"
 #include "nbcanvas/janitor.h"
@@ -96,8 +97,12 @@ static void unlink_session(struct sessions *ss, struct session *s)
     ss->stats.active--;
 }
 
+static void add_entries(json_t *entries, struct session *s, long long now);
+static json_t *directory_entries(void *ctx);
+
 static void dispose(struct sessions *ss, struct session *s)
 {
+    directory_forget(ss->deps->directory, s->tenant, s->id);
     if (s->channels) { /* the pump first: it uses the link */
         kernel_channels_stop(s->channels, true);
         kernel_channels_unref(s->channels);
@@ -224,6 +229,7 @@ struct sessions *sessions_new(const struct pipeline *deps)
         perror("nbcanvas: session sweeper");
         abort();
     }
+    directory_set_source(deps->directory, directory_entries, ss);
     return ss;
 }
 
@@ -235,6 +241,7 @@ void sessions_free(struct sessions *ss)
 
     if (!ss)
         return;
+    directory_set_source(ss->deps->directory, NULL, NULL);
     pthread_mutex_lock(&ss->lock);
     ss->stopping = true;
     list_for_each(n, &ss->all) {
@@ -533,6 +540,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     struct job_status st;
     struct tar_files wheels = TAR_FILES_INIT;
     time_t now = time(NULL);
+    json_t *entries = NULL;
     long tenant_max;
     int rc;
 
@@ -597,6 +605,7 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
     tarball_files_release(&wheels);
     pthread_mutex_lock(&ss->lock);
     if (rc == 0) {
+        entries = json_array();
         s->ready = true;
         s->busy = false;
         s->last_used_ms = util_now_ms();
@@ -609,10 +618,14 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
                                s->created_at, "expires_at", s->expires_at,
                                "idle_timeout_s",
                                (json_int_t)req->idle_timeout_s);
+        add_entries(entries, s, util_now_ms());
     } else {
         unlink_session(ss, s);
     }
     pthread_mutex_unlock(&ss->lock);
+    /* listed on every replica before its maker hears of it */
+    directory_put(ss->deps->directory, entries);
+    json_decref(entries);
     if (rc < 0)
         dispose(ss, s);
     call_done(ss);
@@ -877,6 +890,40 @@ static json_t *session_json(const struct session *s, long long now)
         (json_int_t)(s->busy ? 0 : (now - s->last_used_ms) / 1000));
 }
 
+/* s's entries in the stack's directory (lock held): a session, and a
+ * gateway kernel's model too. */
+static void add_entries(json_t *entries, struct session *s, long long now)
+{
+    json_array_append_new(entries,
+                          json_pack("{s:s, s:s, s:s, s:o}", "tenant",
+                                    s->tenant, "kind", DIRECTORY_SESSION, "id",
+                                    s->id, "model", session_json(s, now)));
+    if (s->channels)
+        json_array_append_new(entries, json_pack("{s:s, s:s, s:s, s:o}",
+                                                 "tenant", s->tenant, "kind",
+                                                 DIRECTORY_KERNEL, "id", s->id,
+                                                 "model", kernel_model(s)));
+}
+
+/* What this replica holds, for the directory's renewals. */
+static json_t *directory_entries(void *ctx)
+{
+    struct sessions *ss = ctx;
+    json_t *entries = json_array();
+    long long now = util_now_ms();
+    struct list_node *n;
+
+    pthread_mutex_lock(&ss->lock);
+    list_for_each(n, &ss->all) {
+        struct session *s = list_entry(n, struct session, link);
+
+        if (s->ready && !s->ending)
+            add_entries(entries, s, now);
+    }
+    pthread_mutex_unlock(&ss->lock);
+    return entries;
+}
+
 json_t *sessions_list(struct sessions *ss, const char *tenant)
 {
     json_t *list = json_array();
@@ -892,6 +939,7 @@ json_t *sessions_list(struct sessions *ss, const char *tenant)
         json_array_append_new(list, session_json(s, now));
     }
     pthread_mutex_unlock(&ss->lock);
+    directory_add_others(ss->deps->directory, tenant, DIRECTORY_SESSION, list);
     return list;
 }
 
@@ -1002,6 +1050,7 @@ json_t *sessions_list_kernels(struct sessions *ss, const char *tenant)
             json_array_append_new(list, kernel_model(s));
     }
     pthread_mutex_unlock(&ss->lock);
+    directory_add_others(ss->deps->directory, tenant, DIRECTORY_KERNEL, list);
     return list;
 }
 

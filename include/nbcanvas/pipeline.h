@@ -18,6 +18,7 @@ struct cluster_limits;
 struct cache_keys;
 struct config;
 struct datasources;
+struct directory;
 struct docker;
 struct exporters;
 struct janitor;
@@ -44,6 +45,7 @@ struct pipeline {
     struct cache_keys *cache_keys;   /* with cache */
     struct datasources *datasources; /* databases for %%sql (never NULL) */
     struct cluster_limits *limits;   /* tenants' limits across replicas */
+    struct directory *directory;     /* what every replica holds */
 };
 
 #endif

@@ -315,6 +315,99 @@ def spans_of(body):
             re.findall(rb"SPAN ([0-9.]+) ([0-9.]+)", body)]
 
 
+def listed(ep, path, key=None):
+    r = ep.get(path) if key is None else Endpoint(ep.port, key).get(path)
+    assert r.status == 200, r
+    return [m["id"] for m in r.json()]
+
+
+def test_a_listing_on_either_replica_names_what_both_hold(front, api):
+    """GET /api/kernels and /v1/sessions are the tenant's on every replica,
+    whichever the front asks; what ends leaves them at once."""
+    kernels = [a.post("/api/kernels", {"name": "python3"}) for a in api]
+    assert all(r.status == 201 for r in kernels), kernels
+    kernels = [r.json()["id"] for r in kernels]
+    r = api[1].post("/v1/sessions", {})
+    assert r.status == 201, r
+    sid = r.json()["id"]
+    try:
+        for ep in api + [front] * 4:
+            listing = listed(ep, "/api/kernels")
+            assert set(kernels) <= set(listing), (ep.port, kernels, listing)
+            assert len(listing) == len(set(listing)), listing
+            # a gateway kernel is a session too
+            assert set(kernels + [sid]) <= set(listed(ep, "/v1/sessions"))
+            # another tenant's listing holds none of them
+            mine = set(listed(ep, "/v1/sessions", KEYS["sessions2"]))
+            assert not mine & set(kernels + [sid]), mine
+        # their models are the holder's: the id, the kernel's name, state
+        model = [m for m in api[0].get("/api/kernels").json()
+                 if m["id"] == kernels[1]][0]
+        assert model["name"] == "python3" and model["execution_state"], model
+        assert api[1].request("DELETE", "/api/kernels/" + kernels[1]).status == 204
+        assert api[1].request("DELETE", "/v1/sessions/" + sid).status == 204
+        for ep in api:
+            assert kernels[1] not in listed(ep, "/api/kernels")
+            assert sid not in listed(ep, "/v1/sessions")
+    finally:
+        for kid in kernels:
+            front.request("DELETE", "/api/kernels/" + kid)
+        front.request("DELETE", "/v1/sessions/" + sid)
+
+
+def test_jupyter_server_keeps_kernels_on_both_replicas(front, api):
+    """Debian's jupyter_server with --gateway-url at the front: it forgets
+    any kernel a gateway's listing leaves out ("culled"), and the front
+    sends each listing to either replica. Kernels started on both stay
+    its kernels, listing after listing."""
+    home = tempfile.mkdtemp(prefix="nbcanvas-js-")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "js-" + uuid.uuid4().hex
+    env = dict(os.environ, HOME=home, JUPYTER_RUNTIME_DIR=home,
+               JUPYTER_GATEWAY_AUTH_TOKEN=front.key)
+    proc = subprocess.Popen(
+        ["/usr/bin/python3", "-m", "jupyter_server", "--no-browser",
+         "--allow-root", "--ip=127.0.0.1", "--port=%d" % port,
+         "--ServerApp.token=" + token, "--ServerApp.root_dir=" + home,
+         "--gateway-url=http://127.0.0.1:%d" % front.port],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    js = Endpoint(port, None)
+    headers = {"Authorization": "token " + token}
+    started = []
+    try:
+        def up():
+            try:
+                return js.get("/api/kernelspecs", headers=headers).status == 200
+            except OSError:
+                return False
+        wait_until("jupyter_server answers", up, timeout=60)
+        # leastconn spreads them; started until both replicas hold some
+        while len(started) < 8 and len({k[:2] for k in started}) < 2:
+            r = js.request("POST", "/api/kernels", {"name": "python3"},
+                           headers=headers)
+            assert r.status == 201, r
+            started.append(r.json()["id"])
+        assert {k[:2] for k in started} == {"r1", "r2"}, started
+        for _ in range(6):
+            r = js.get("/api/kernels", headers=headers)
+            assert r.status == 200, r
+            assert set(started) <= {m["id"] for m in r.json()}, r.json()
+        for kid in started:
+            assert js.get("/api/kernels/" + kid, headers=headers).status == 200
+    finally:
+        for kid in started:
+            front.request("DELETE", "/api/kernels/" + kid)
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def test_max_jobs_1_never_runs_two_renders_at_once_across_replicas(front, api):
     # three to each replica at once: per replica, one would run on each
     eps = [as_tenant(a, "jobs1") for a in api]
@@ -628,6 +721,8 @@ TESTS = [
     test_a_gateway_kernel_stays_with_its_replica_through_the_front,
     test_a_streamed_renders_result_is_found_through_the_front,
     test_an_mcp_session_stays_with_its_replica_through_the_front,
+    test_a_listing_on_either_replica_names_what_both_hold,
+    test_jupyter_server_keeps_kernels_on_both_replicas,
     test_max_jobs_1_never_runs_two_renders_at_once_across_replicas,
     test_requests_per_minute_10_holds_across_both_replicas,
     test_max_sessions_holds_across_both_replicas,
