@@ -213,8 +213,9 @@ def test_wall_clock_jump_reaps_nothing_live(svc):
         assert r.json()["cells"][0]["outputs"][0]["text"] == "survived\n", r.json()
         assert pool() == warm, (pool(), warm)
     finally:
-        assert s.stop() == 0
         os.unlink(offset.name)
+        rc = s.stop()
+        assert rc == 0, (rc, s.read_log()[-3000:])
 
 
 def test_sigterm_finishes_in_flight_jobs(svc):

@@ -493,6 +493,14 @@ def test_abuse_slow_reader_is_closed(svc):
     s.close()
     r = svc.request("POST", "/api/kernels/%s/interrupt" % kid, body={}, headers=auth())
     assert r.status == 204, r
+    # the flood's tail (what the kernel had printed before the interrupt)
+    # still goes to every client until the kernel is idle: a client that
+    # reads slower than that is a slow reader too, so the watcher comes
+    # after it
+    deadline = time.time() + 120
+    while svc.get("/api/kernels/" + kid, headers=auth()).json()["execution_state"] != "idle":
+        assert time.time() < deadline, "the interrupted flood never ended"
+        time.sleep(0.5)
     watcher = Client(ws_url(svc, kid))
     watcher.kernel_info(tries=40)
     watcher.close()
