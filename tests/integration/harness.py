@@ -116,6 +116,10 @@ class Service:
                     return self
             except OSError:
                 time.sleep(0.05)
+        self.proc.kill()  # a service that never answered is not left behind
+        self.proc.wait()
+        self.proc = None
+        os.unlink(self.config_path)
         raise RuntimeError("service did not start: " + self.read_log())
 
     def read_log(self):
