@@ -34,30 +34,36 @@ static const char PUT[] = NOW_MS
     "return #KEYS";
 
 /* KEYS[1] a tenant's hash, ARGV[1] a kind's field prefix ("kernel/"): the
- * values of its entries alive; the lapsed ones are deleted. */
+ * values of its entries alive. The lapsed ones, of any kind, are deleted:
+ * a renewal keeps the hash alive, not each entry. */
 static const char LIST[] = NOW_MS
     "local out = {} "
     "local all = redis.call('HGETALL', KEYS[1]) "
     "for i = 1, #all, 2 do "
     "local f, v = all[i], all[i + 1] "
-    "if string.sub(f, 1, #ARGV[1]) == ARGV[1] then "
     "local lapse = tonumber(string.match(v, '^(%d+) ')) "
     "if not lapse or lapse <= now then redis.call('HDEL', KEYS[1], f) "
-    "else out[#out + 1] = v end end end "
+    "elseif string.sub(f, 1, #ARGV[1]) == ARGV[1] then "
+    "out[#out + 1] = v end end "
     "return out";
 
 struct directory {
     struct redis_link *link; /* NULL: this replica alone */
+    /* the renewals' own connection: a flood of listings on link never
+     * holds them up past the lapse (the others would drop this replica's
+     * entries) */
+    struct redis_link *renew_link;
     long lapse_ms;
     char writer[16];             /* this process, in each entry it writes */
     pthread_mutex_t source_lock; /* a renewal reads the source under it */
     directory_source_fn source;
     void *source_ctx;
-    pthread_mutex_t lock; /* what follows, and the renewer's wait */
-    pthread_cond_t stop;
+    pthread_mutex_t lock; /* what follows */
+    pthread_cond_t wake;  /* the renewer's wait, and a renewal's end */
     bool stopping;
+    /* a renewal writes what it read: a forget waits for it to end, or the
+     * renewal could write the forgotten entry back after the HDEL */
     bool renewing;
-    json_t *forgotten; /* [tenant, id] pairs forgotten while renewing */
     pthread_t renewer;
 };
 
@@ -80,15 +86,16 @@ static void forget(struct directory *d, const char *tenant, const char *id)
     freeReplyObject(redis_link_command(d->link, false, 4, argv, NULL));
 }
 
-/* One PUT of entries: fields, models and keys built here. */
-static void put_entries(struct directory *d, json_t *entries)
+/* One PUT of entries through link: fields, models and keys built here. */
+static void put_entries(struct directory *d, struct redis_link *link,
+                        json_t *entries)
 {
     size_t n = json_array_size(entries), argc = 5 + 3 * n, i;
     const char **argv;
     char(*keys)[160], (*fields)[160], **models, nkeys[24], lapse[24];
     json_t *e;
 
-    if (!d || !d->link || n == 0)
+    if (!link || n == 0)
         return;
     argv = xcalloc(argc, sizeof(*argv));
     keys = xcalloc(n, sizeof(*keys));
@@ -114,7 +121,7 @@ static void put_entries(struct directory *d, json_t *entries)
         argv[5 + n + 2 * i] = fields[i];
         argv[6 + n + 2 * i] = models[i] ? models[i] : "{}";
     }
-    freeReplyObject(redis_link_command(d->link, false, (int)argc, argv, NULL));
+    freeReplyObject(redis_link_command(link, false, (int)argc, argv, NULL));
     for (i = 0; i < n; i++)
         free(models[i]);
     free(models);
@@ -123,35 +130,20 @@ static void put_entries(struct directory *d, json_t *entries)
     free(argv);
 }
 
-/* Writes all this replica holds once (d->lock held; dropped around the
- * calls), then removes again what was forgotten meanwhile: the renewal
- * may have written it back. */
-static void renew_once(struct directory *d)
+/* What this replica holds now, from its source (NULL: none). */
+static json_t *read_source(struct directory *d)
 {
-    json_t *entries = NULL, *forgotten, *pair;
-    size_t i;
+    json_t *entries = NULL;
 
-    d->renewing = true;
-    pthread_mutex_unlock(&d->lock);
     pthread_mutex_lock(&d->source_lock);
     if (d->source)
         entries = d->source(d->source_ctx);
     pthread_mutex_unlock(&d->source_lock);
-    put_entries(d, entries);
-    json_decref(entries);
-    pthread_mutex_lock(&d->lock);
-    d->renewing = false;
-    forgotten = d->forgotten;
-    d->forgotten = json_array();
-    pthread_mutex_unlock(&d->lock);
-    json_array_foreach(forgotten, i, pair)
-        forget(d, json_string_value(json_array_get(pair, 0)),
-               json_string_value(json_array_get(pair, 1)));
-    json_decref(forgotten);
-    pthread_mutex_lock(&d->lock);
+    return entries;
 }
 
-/* Renews now and every third of the lapse, until stopped. */
+/* Writes all this replica holds, now and every third of the lapse, until
+ * stopped. */
 static void *renew(void *arg)
 {
     struct directory *d = arg;
@@ -159,11 +151,20 @@ static void *renew(void *arg)
     pthread_mutex_lock(&d->lock);
     while (!d->stopping) {
         struct timespec next;
+        json_t *entries;
 
-        renew_once(d);
+        d->renewing = true;
+        pthread_mutex_unlock(&d->lock);
+        entries = read_source(d);
+        put_entries(d, d->renew_link, entries);
+        json_decref(entries);
+        pthread_mutex_lock(&d->lock);
+        d->renewing = false;
+        pthread_cond_broadcast(&d->wake); /* the forgets that waited */
         next = util_monotonic_in(d->lapse_ms / 3);
-        if (!d->stopping)
-            pthread_cond_timedwait(&d->stop, &d->lock, &next);
+        while (!d->stopping &&
+               pthread_cond_timedwait(&d->wake, &d->lock, &next) == 0)
+            ; /* woken by its own broadcast or the stop: on until next */
     }
     pthread_mutex_unlock(&d->lock);
     return NULL;
@@ -176,8 +177,11 @@ int directory_new(struct directory **out, const char *redis_url,
     char uuid[37];
 
     if (redis_url && redis_url[0] &&
-        redis_link_new(&d->link, redis_url, timeout_ms, "directory", err) <
-            0) {
+        (redis_link_new(&d->link, redis_url, timeout_ms, "directory", err) <
+             0 ||
+         redis_link_new(&d->renew_link, redis_url, timeout_ms,
+                        "directory renewals", err) < 0)) {
+        redis_link_free(d->link);
         free(d);
         return ERR_INVALID;
     }
@@ -186,8 +190,7 @@ int directory_new(struct directory **out, const char *redis_url,
     snprintf(d->writer, sizeof(d->writer), "%.8s", uuid);
     pthread_mutex_init(&d->source_lock, NULL);
     pthread_mutex_init(&d->lock, NULL);
-    util_cond_init_monotonic(&d->stop);
-    d->forgotten = json_array();
+    util_cond_init_monotonic(&d->wake);
     if (d->link && pthread_create(&d->renewer, NULL, renew, d) != 0)
         abort();
     *out = d;
@@ -196,34 +199,29 @@ int directory_new(struct directory **out, const char *redis_url,
 
 void directory_free(struct directory *d)
 {
-    json_t *entries = NULL;
-
     if (!d)
         return;
     if (d->link) {
+        json_t *entries, *e;
+        size_t i;
+
         pthread_mutex_lock(&d->lock);
         d->stopping = true;
-        pthread_cond_signal(&d->stop);
+        pthread_cond_broadcast(&d->wake);
         pthread_mutex_unlock(&d->lock);
         pthread_join(d->renewer, NULL);
         /* gone from the others' listings at once, not in lapse_ms */
-        pthread_mutex_lock(&d->source_lock);
-        if (d->source)
-            entries = d->source(d->source_ctx);
-        pthread_mutex_unlock(&d->source_lock);
-        for (size_t i = 0; i < json_array_size(entries); i++) {
-            json_t *e = json_array_get(entries, i);
-
+        entries = read_source(d);
+        json_array_foreach(entries, i, e)
             forget(d, json_string_value(json_object_get(e, "tenant")),
                    json_string_value(json_object_get(e, "id")));
-        }
         json_decref(entries);
         redis_link_free(d->link);
+        redis_link_free(d->renew_link);
     }
-    json_decref(d->forgotten);
     pthread_mutex_destroy(&d->source_lock);
     pthread_mutex_destroy(&d->lock);
-    pthread_cond_destroy(&d->stop);
+    pthread_cond_destroy(&d->wake);
     free(d);
 }
 
@@ -240,16 +238,17 @@ void directory_set_source(struct directory *d, directory_source_fn fn,
 
 void directory_put(struct directory *d, json_t *entries)
 {
-    put_entries(d, entries);
+    if (d)
+        put_entries(d, d->link, entries);
 }
 
 void directory_forget(struct directory *d, const char *tenant, const char *id)
 {
-    if (!d || !d->link || !tenant || !id)
+    if (!d || !d->link)
         return;
     pthread_mutex_lock(&d->lock);
-    if (d->renewing)
-        json_array_append_new(d->forgotten, json_pack("[s, s]", tenant, id));
+    while (d->renewing) /* at most one PUT: every call has a timeout */
+        pthread_cond_wait(&d->wake, &d->lock);
     pthread_mutex_unlock(&d->lock);
     forget(d, tenant, id);
 }

@@ -603,9 +603,19 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
                                    err);
     kernel_job_release(&c);
     tarball_files_release(&wheels);
+    if (rc == 0) {
+        /* in every replica's listings before it is ready, so before
+         * anything can find it here and end it: an end is never undone
+         * by an entry written after it */
+        entries = json_array();
+        pthread_mutex_lock(&ss->lock);
+        add_entries(entries, s, util_now_ms());
+        pthread_mutex_unlock(&ss->lock);
+        directory_put(ss->deps->directory, entries);
+        json_decref(entries);
+    }
     pthread_mutex_lock(&ss->lock);
     if (rc == 0) {
-        entries = json_array();
         s->ready = true;
         s->busy = false;
         s->last_used_ms = util_now_ms();
@@ -618,14 +628,10 @@ int sessions_create(struct sessions *ss, const struct session_request *req,
                                s->created_at, "expires_at", s->expires_at,
                                "idle_timeout_s",
                                (json_int_t)req->idle_timeout_s);
-        add_entries(entries, s, util_now_ms());
     } else {
         unlink_session(ss, s);
     }
     pthread_mutex_unlock(&ss->lock);
-    /* listed on every replica before its maker hears of it */
-    directory_put(ss->deps->directory, entries);
-    json_decref(entries);
     if (rc < 0)
         dispose(ss, s);
     call_done(ss);
@@ -967,6 +973,8 @@ static bool end_session_of(struct sessions *ss, const char *tenant,
     pthread_mutex_unlock(&ss->lock);
     if (now)
         dispose(ss, s);
+    else if (found) /* out of every listing now, not when its call ends */
+        directory_forget(ss->deps->directory, tenant, id);
     return found;
 }
 

@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,16 +28,21 @@ __attribute__((constructor)) static void ignore_sigpipe(void)
 struct holding {
     pthread_mutex_t lock;
     json_t *entries;
+    atomic_int reads;   /* renewals that read it so far */
+    atomic_int slow_ms; /* how long a renewal takes after its read */
 };
 
 static json_t *source(void *ctx)
 {
     struct holding *h = ctx;
+    int slow_ms = atomic_load(&h->slow_ms);
     json_t *copy;
 
     pthread_mutex_lock(&h->lock);
     copy = json_deep_copy(h->entries);
     pthread_mutex_unlock(&h->lock);
+    atomic_fetch_add(&h->reads, 1);
+    usleep((useconds_t)slow_ms * 1000);
     return copy;
 }
 
@@ -63,6 +69,8 @@ static struct directory *replica(struct holding *h)
 
     pthread_mutex_init(&h->lock, NULL);
     h->entries = json_array();
+    atomic_init(&h->reads, 0);
+    atomic_init(&h->slow_ms, 0);
     CHECK(directory_new(&d, redis_server_url(), 250, LAPSE_MS, &err) == 0);
     directory_set_source(d, source, h);
     return d;
@@ -185,6 +193,36 @@ TEST(directory__an_ended_thing_leaves_every_listing_at_once)
     listing(b, "acme", "session", json_array(), got, sizeof(got));
     CHECK_STREQ(got, "");
     json_decref(made);
+    release(b, &hb);
+    redis_server_stop(redis);
+}
+
+TEST(directory__a_forget_during_a_renewal_is_not_written_back)
+{
+    pid_t redis = redis_server_start();
+    struct holding ha, hb;
+    struct directory *a = replica(&ha), *b = replica(&hb);
+    char got[256];
+    int reads;
+
+    hold(&ha, json_pack("[o]", entry("acme", "kernel", "k1", 1)));
+    CHECK(lists(b, "acme", "kernel", "k1:1"));
+    /* a renewal reads k1, then takes its time before writing it; k1 ends
+     * meanwhile */
+    atomic_store(&ha.slow_ms, 400);
+    reads = atomic_load(&ha.reads);
+    while (atomic_load(&ha.reads) == reads)
+        usleep(5000);
+    hold(&ha, json_array());
+    atomic_store(&ha.slow_ms, 0);
+    directory_forget(a, "acme", "k1");
+    listing(b, "acme", "kernel", json_array(), got, sizeof(got));
+    CHECK_STREQ(got, "");
+    /* and once that renewal has written (400 ms), before k1 would lapse */
+    usleep(600000);
+    listing(b, "acme", "kernel", json_array(), got, sizeof(got));
+    CHECK_STREQ(got, "");
+    release(a, &ha);
     release(b, &hb);
     redis_server_stop(redis);
 }
