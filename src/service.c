@@ -147,17 +147,15 @@ static int open_cache(struct service *svc, struct err *err)
     return 0;
 }
 
-/* The signals service_serve waits for: blocked in every thread, so none
- * but the serve loop's sigtimedwait takes them. */
-static void block_stop_signals(void)
+/* The signals service_serve waits for, into *stop: blocked in every
+ * thread, so none but the serve loop's sigtimedwait takes them. */
+static void block_stop_signals(sigset_t *stop)
 {
-    sigset_t stop;
-
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL); /* threads inherit the mask */
+    sigemptyset(stop);
+    sigaddset(stop, SIGTERM);
+    sigaddset(stop, SIGINT);
+    sigaddset(stop, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, stop, NULL); /* threads inherit the mask */
 }
 
 int service_open(struct service *svc, const struct service_options *opts,
@@ -169,8 +167,11 @@ int service_open(struct service *svc, const struct service_options *opts,
     /* before the first thread starts (the janitor's, the limits'): a
      * SIGTERM that found one of those unblocked killed the process
      * instead of draining it, whenever the serve loop was not waiting */
-    if (!opts->one_shot)
-        block_stop_signals();
+    if (!opts->one_shot) {
+        sigset_t stop;
+
+        block_stop_signals(&stop);
+    }
     memset(svc, 0, sizeof(*svc));
     rc = load_config(&svc->cfg, opts, err);
     if (rc == 0 && !opts->one_shot)
@@ -272,11 +273,7 @@ int service_serve(struct service *svc)
     int rc, sig;
     long stuck;
 
-    block_stop_signals();
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGHUP);
+    block_stop_signals(&stop);
     signal(SIGPIPE, SIG_IGN);
 
     sweep_leftovers(svc);

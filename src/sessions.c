@@ -298,8 +298,6 @@ static int no_kernel(const char *id, struct err *err)
     return ids_not_found(err, "kernel", id, "it ended, or was never made");
 }
 
-/* The call is over: the session lives on, with cells more in its
- * notebook, or ends (end: by a fault). */
 static void release(struct sessions *ss, struct session *s, long cells,
                     bool end);
 

@@ -17,7 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define LAPSE_MS 900
+/* long enough that a renewal every third of it never misses on a loaded
+ * machine, short enough for the lapse checks */
+#define LAPSE_MS 3000
 
 __attribute__((constructor)) static void ignore_sigpipe(void)
 {
@@ -103,13 +105,13 @@ static void listing(struct directory *d, const char *tenant, const char *kind,
     json_decref(local);
 }
 
-/* Polls (at most 10 s) until d's listing is want. */
+/* Polls (at most 20 s) until d's listing is want. */
 static bool lists(struct directory *d, const char *tenant, const char *kind,
                   const char *want)
 {
     char got[256];
 
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < 400; i++) {
         listing(d, tenant, kind, json_array(), got, sizeof(got));
         if (strcmp(got, want) == 0)
             return true;
